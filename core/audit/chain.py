@@ -1,0 +1,268 @@
+"""Hash-chained audit entries: building and verifying the chain, with no storage.
+
+Each entry's hash covers its own fields and the previous entry's hash, so editing any
+field, deleting, inserting or reordering entries breaks verification at that point.
+Truncating the tail is not detectable from the chain alone; signed checkpoints of the
+head hash cover that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, cast
+
+from core.audit.events import AuditAction, AuditEntry
+from core.types import JSONObject, JSONValue
+
+__all__ = [
+    "GENESIS_HASH",
+    "ChainCheck",
+    "canonical_json",
+    "compute_entry_hash",
+    "link",
+    "to_recorded_at",
+    "verify_chain",
+]
+
+#: ``prev_hash`` of the first entry.
+GENESIS_HASH: Final = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCheck:
+    """Outcome of :func:`verify_chain`.
+
+    Attributes
+    ----------
+    ok : bool
+        True when every entry verified.
+    checked : int
+        Entries examined, including the first bad one.
+    first_bad_seq : int or None
+        The ``seq`` the first bad position should have held (entries are numbered 0, 1, ...),
+        so a deleted entry is reported by its own, missing, number. None when ``ok``.
+    reason : str or None
+        One sentence naming what did not match. None when ``ok``.
+    """
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+def canonical_json(obj: object) -> bytes:
+    r"""Serialise deterministically: sorted keys, no whitespace, UTF-8, no NaN or infinity.
+
+    Parameters
+    ----------
+    obj : object
+        JSON-compatible data (dicts with ``str`` keys, lists, tuples, str, int, float, bool, None).
+
+    Returns
+    -------
+    bytes
+        The UTF-8 encoding; equal data always gives equal bytes.
+
+    Raises
+    ------
+    ValueError
+        If ``obj`` contains NaN or an infinity, which JSON cannot represent.
+    TypeError
+        If ``obj`` contains a value JSON cannot represent (a set, a datetime, ...).
+
+    Examples
+    --------
+    >>> canonical_json({"b": 1, "a": [1.5, "é"]})
+    b'{"a":[1.5,"\xc3\xa9"],"b":1}'
+    """
+    try:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"not canonical JSON (NaN and infinity are refused): {exc}") from exc
+    return text.encode("utf-8")
+
+
+def compute_entry_hash(
+    *,
+    seq: int,
+    recorded_at: str,
+    actor: str,
+    action: AuditAction | str,
+    subject: str,
+    payload: Mapping[str, JSONValue],
+    prev_hash: str,
+) -> str:
+    """Hex SHA-256 over the canonical JSON of every field of an entry but its own hash.
+
+    Parameters
+    ----------
+    seq, recorded_at, actor, action, subject, payload, prev_hash
+        The fields of :class:`~core.audit.events.AuditEntry`.
+
+    Returns
+    -------
+    str
+        64 lower-case hex digits.
+
+    Raises
+    ------
+    ValueError
+        If ``payload`` holds NaN or an infinity.
+    """
+    body = {
+        "seq": seq,
+        "recorded_at": recorded_at,
+        "actor": actor,
+        "action": str(action),
+        "subject": subject,
+        "payload": payload,
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def to_recorded_at(moment: datetime) -> str:
+    """Format an aware datetime as the UTC ISO-8601 string an entry records.
+
+    Raises
+    ------
+    ValueError
+        If ``moment`` is naive: a wall-clock time without a zone is ambiguous evidence.
+
+    Examples
+    --------
+    >>> from datetime import timezone, timedelta
+    >>> to_recorded_at(datetime(2024, 5, 1, 11, 30, tzinfo=timezone(timedelta(hours=2))))
+    '2024-05-01T09:30:00+00:00'
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"recorded_at needs an aware datetime, got naive {moment.isoformat()!r}")
+    return moment.astimezone(UTC).isoformat()
+
+
+def link(
+    prev: AuditEntry | None,
+    *,
+    recorded_at: str,
+    actor: str,
+    action: AuditAction,
+    subject: str,
+    payload: Mapping[str, JSONValue],
+) -> AuditEntry:
+    """Return the entry that follows ``prev`` (or the first entry when ``prev`` is None).
+
+    Parameters
+    ----------
+    prev : AuditEntry or None
+        The current last entry of the ledger.
+    recorded_at : str
+        UTC ISO-8601 timestamp (see :func:`to_recorded_at`).
+    actor, action, subject, payload
+        As in :class:`~core.audit.events.AuditEntry`.
+
+    Returns
+    -------
+    AuditEntry
+        ``seq`` is ``prev.seq + 1`` (0 first) and ``prev_hash`` is ``prev.entry_hash``.
+
+    Raises
+    ------
+    ValueError
+        If ``recorded_at`` is not UTC ISO-8601, ``action`` is not an :class:`AuditAction`,
+        or ``payload`` holds NaN or an infinity.
+
+    Examples
+    --------
+    >>> first = link(None, recorded_at="2024-05-01T09:30:00+00:00", actor="system",
+    ...              action=AuditAction.SITE_ADDED, subject="north", payload={"is_benchmark": False})
+    >>> first.seq, first.prev_hash == GENESIS_HASH, len(first.entry_hash)
+    (0, True, 64)
+    """
+    _check_recorded_at(recorded_at)
+    action = AuditAction(action)  # refuses strings outside the vocabulary; new entries only
+    # Round-tripping both validates and copies: the entry holds exactly what storage gives back.
+    stored_payload = cast(JSONObject, json.loads(canonical_json(dict(payload))))
+    prev_hash = GENESIS_HASH if prev is None else prev.entry_hash
+    seq = 0 if prev is None else prev.seq + 1
+    entry_hash = compute_entry_hash(
+        seq=seq,
+        recorded_at=recorded_at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        payload=stored_payload,
+        prev_hash=prev_hash,
+    )
+    return AuditEntry(seq, recorded_at, actor, action, subject, stored_payload, prev_hash, entry_hash)
+
+
+def verify_chain(entries: Iterable[AuditEntry]) -> ChainCheck:
+    """Recompute every hash and link in order; stop at the first broken entry.
+
+    Parameters
+    ----------
+    entries : iterable of AuditEntry
+        The whole ledger in ``seq`` order, starting at seq 0. Consumed lazily, so a
+        streaming query can be passed in.
+
+    Returns
+    -------
+    ChainCheck
+        ``ok`` with the number of entries, or the first bad position and why.
+
+    Examples
+    --------
+    >>> a = link(None, recorded_at="2024-05-01T09:30:00+00:00", actor="system",
+    ...          action=AuditAction.SITE_ADDED, subject="north", payload={})
+    >>> b = link(a, recorded_at="2024-05-01T09:31:00+00:00", actor="system",
+    ...          action=AuditAction.SITE_ADDED, subject="south", payload={})
+    >>> verify_chain([a, b]).ok, verify_chain([b, a]).first_bad_seq
+    (True, 0)
+    """
+    expected_prev = GENESIS_HASH
+    checked = 0
+    for position, entry in enumerate(entries):
+        checked = position + 1
+        problem = _first_problem(entry, expected_seq=position, expected_prev=expected_prev)
+        if problem is not None:
+            return ChainCheck(ok=False, checked=checked, first_bad_seq=position, reason=problem)
+        expected_prev = entry.entry_hash
+    return ChainCheck(ok=True, checked=checked)
+
+
+def _first_problem(entry: AuditEntry, *, expected_seq: int, expected_prev: str) -> str | None:
+    # The order of checks gives the most specific reason: a missing or extra entry shows
+    # first as a seq gap, a swapped or inserted one as a broken link, an edit as a hash mismatch.
+    if entry.seq != expected_seq:
+        return f"expected seq {expected_seq} at this position, found seq {entry.seq}"
+    if entry.prev_hash != expected_prev:
+        return "prev_hash does not match the previous entry's hash"
+    try:
+        recomputed = compute_entry_hash(
+            seq=entry.seq,
+            recorded_at=entry.recorded_at,
+            actor=entry.actor,
+            action=entry.action,
+            subject=entry.subject,
+            payload=entry.payload,
+            prev_hash=entry.prev_hash,
+        )
+    except (TypeError, ValueError) as exc:
+        return f"content is not canonical JSON: {exc}"
+    if recomputed != entry.entry_hash:
+        return "entry_hash does not match the entry's content"
+    return None
+
+
+def _check_recorded_at(recorded_at: str) -> None:
+    try:
+        moment = datetime.fromisoformat(recorded_at)
+    except ValueError as exc:
+        raise ValueError(f"recorded_at is not ISO-8601: {recorded_at!r}") from exc
+    if moment.utcoffset() != timedelta(0):
+        raise ValueError(f"recorded_at must be UTC with an explicit offset, got {recorded_at!r}")

@@ -1,0 +1,75 @@
+"""What the audit ledger records: the action vocabulary and one immutable entry.
+
+Pure: no storage, no clock. ``core.audit.chain`` builds and verifies entries and
+``core.store.audit_log`` persists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from core.types import JSONValue
+
+__all__ = ["AuditAction", "AuditEntry"]
+
+
+class AuditAction(StrEnum):
+    """Every kind of event Vigil writes to the audit ledger.
+
+    The values are stored and hashed, so a value is never renamed once released; add new
+    members instead.
+    """
+
+    DATABASE_INITIALIZED = "database_initialized"
+    SITE_ADDED = "site_added"
+    USER_CREATED = "user_created"
+    STUDY_INGESTED = "study_ingested"
+    INGEST_REJECTED = "ingest_rejected"
+    MODEL_REGISTERED = "model_registered"
+    MODEL_SERVING_CHANGED = "model_serving_changed"
+    PREDICTION_MADE = "prediction_made"
+    #: The study is stored but was not scored because it is outside the model's intended use.
+    PREDICTION_SKIPPED = "prediction_skipped"
+    EXPLANATION_CREATED = "explanation_created"
+    FEEDBACK_RECORDED = "feedback_recorded"
+    ADJUDICATION_RECORDED = "adjudication_recorded"
+    OUTCOMES_INGESTED = "outcomes_ingested"
+    AUDIT_EXPORTED = "audit_exported"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One link of the hash chain (ARCHITECTURE.md, "The audit entry").
+
+    Attributes
+    ----------
+    seq : int
+        Position in the ledger, 0 for the first entry, consecutive after that.
+    recorded_at : str
+        UTC ISO-8601 timestamp, hashed exactly as written (e.g. ``"2024-05-01T09:30:00+00:00"``).
+    actor : str
+        Who did it: a username, or ``"system"`` for unattended work.
+    action : AuditAction or str
+        An :class:`AuditAction`. Entries read back from storage keep a value this version
+        does not know as a plain ``str`` so that the chain can still be verified (and fail)
+        instead of the reader crashing.
+    subject : str
+        What it was done to: a StudyInstanceUID, a model version, a site name, ...
+    payload : Mapping of str to JSON values
+        Details, as they survive canonical JSON (a copy; tuples become lists).
+    prev_hash : str
+        ``entry_hash`` of the previous entry, or 64 zeros for the first one (hex SHA-256).
+    entry_hash : str
+        Hex SHA-256 over every field above (see :func:`core.audit.chain.compute_entry_hash`).
+    """
+
+    seq: int
+    recorded_at: str
+    actor: str
+    action: AuditAction | str
+    subject: str
+    payload: Mapping[str, JSONValue]
+    prev_hash: str
+    entry_hash: str

@@ -1,0 +1,112 @@
+"""One frozen :class:`Settings` object, read at the edges (the CLI, ``ui.resources``) only.
+
+Precedence, lowest first: built-in defaults, the TOML file named by ``VIGIL_CONFIG``,
+then ``VIGIL_HOME`` and ``VIGIL_DATABASE_URL``. Core modules receive the resulting
+object (or plain values from it); they never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from core.errors import ConfigError, PathNotFoundError
+
+__all__ = ["Settings", "load_settings", "REPO_ROOT", "SAMPLE_DATA_DIR"]
+
+#: The source checkout (editable install); bundled sample data lives beside ``core``.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA_DIR = REPO_ROOT / "sample_data"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable about one Vigil installation.
+
+    Attributes
+    ----------
+    home : Path
+        Artifacts (explanations, trained weights, exports) and the default SQLite file.
+    database_url : str
+        Any SQLAlchemy URL; SQLite under ``home`` when not configured.
+    sample_data_dir : Path
+        The cohort ``vigil init`` loads.
+    num_threads : int
+        Intra-op threads for torch on the CPU; pinned once at start-up.
+    batch_size : int
+        Studies per forward pass in ``vigil predict``.
+    """
+
+    home: Path
+    database_url: str
+    sample_data_dir: Path = SAMPLE_DATA_DIR
+    num_threads: int = 2
+    batch_size: int = 16
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Content-addressed artifacts (explanation arrays and the like)."""
+        return self.home / "artifacts"
+
+
+_TUNABLE = frozenset({"sample_data_dir", "num_threads", "batch_size"})
+
+
+def _default_url(home: Path) -> str:
+    return f"sqlite:///{(home / 'vigil.db').resolve()}"
+
+
+def load_settings(environ: Mapping[str, str], *, cwd: Path | None = None) -> Settings:
+    """Build :class:`Settings` from an environment mapping (``os.environ`` at the edge).
+
+    Parameters
+    ----------
+    environ : Mapping[str, str]
+        Reads ``VIGIL_CONFIG``, ``VIGIL_HOME`` and ``VIGIL_DATABASE_URL``.
+    cwd : Path, optional
+        Base for relative paths; the current directory when omitted.
+
+    Raises
+    ------
+    PathNotFoundError
+        ``VIGIL_CONFIG`` names a file that does not exist.
+    ConfigError
+        The TOML file is malformed or holds an unknown key.
+    """
+    base = cwd or Path.cwd()
+    values: dict[str, object] = {}
+    if cfg := environ.get("VIGIL_CONFIG"):
+        values = _read_toml(base / cfg)
+    home = Path(environ.get("VIGIL_HOME") or str(values.pop("home", "var")))
+    home = home if home.is_absolute() else base / home
+    url = environ.get("VIGIL_DATABASE_URL") or str(values.pop("database_url", "")) or _default_url(home)
+    unknown = sorted(set(values) - _TUNABLE)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {cfg}: {', '.join(unknown)}")
+    settings = Settings(home=home, database_url=url)
+    if "sample_data_dir" in values:
+        settings = replace(settings, sample_data_dir=Path(str(values["sample_data_dir"])))
+    if "num_threads" in values:
+        settings = replace(settings, num_threads=_positive_int("num_threads", values["num_threads"]))
+    if "batch_size" in values:
+        settings = replace(settings, batch_size=_positive_int("batch_size", values["batch_size"]))
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    if not path.is_file():
+        raise PathNotFoundError(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    section = data.get("vigil", data)
+    return dict(section)
+
+
+def _positive_int(key: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value

@@ -1,0 +1,159 @@
+"""Every custom exception Vigil raises, each with a message that names the bad value.
+
+Two families matter to the command line: :class:`BadInputError` (exit code 2, nothing
+written) and :class:`CheckFailedError` (exit code 1, a gate or a verification failed).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VigilError",
+    "BadInputError",
+    "CheckFailedError",
+    "PathNotFoundError",
+    "UnknownSiteError",
+    "UnknownStudyError",
+    "UnknownModelVersionError",
+    "DuplicateSiteError",
+    "DicomRejectedError",
+    "WeightsIntegrityError",
+    "DatabaseURLError",
+    "OutsideIntendedUseError",
+    "UnknownMethodError",
+    "AuditChainError",
+    "ConfigError",
+    "DuplicateModelVersionError",
+    "DuplicateUserError",
+    "UnknownUserError",
+]
+
+
+class VigilError(Exception):
+    """Base of every error Vigil raises on purpose."""
+
+
+class BadInputError(VigilError):
+    """The caller gave a value Vigil cannot use; nothing was written."""
+
+
+class CheckFailedError(VigilError):
+    """A gate or a verification ran and failed."""
+
+
+class ConfigError(BadInputError):
+    """A configuration value is missing or malformed."""
+
+
+class PathNotFoundError(BadInputError):
+    """A path given on the command line or in configuration does not exist."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"path not found: {path}")
+        self.path = path
+
+
+class UnknownSiteError(BadInputError):
+    """A site name that was never registered with ``vigil site add``."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__(f"unknown site: {site!r} (register it with `vigil site add {site}`)")
+        self.site = site
+
+
+class DuplicateSiteError(BadInputError):
+    """A site name that is already registered."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__(f"site already registered: {site!r}")
+        self.site = site
+
+
+class UnknownStudyError(BadInputError):
+    """A StudyInstanceUID that is not in the store."""
+
+    def __init__(self, study_uid: str) -> None:
+        super().__init__(f"unknown study: {study_uid!r}")
+        self.study_uid = study_uid
+
+
+class UnknownModelVersionError(BadInputError):
+    """A model version that is not registered."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"unknown model version: {version!r}")
+        self.version = version
+
+
+class UnknownMethodError(BadInputError):
+    """An explanation (or other) method name that Vigil does not provide."""
+
+    def __init__(self, method: str, choices: tuple[str, ...]) -> None:
+        super().__init__(f"unknown method: {method!r} (choose one of {', '.join(choices)})")
+        self.method = method
+
+
+class DicomRejectedError(BadInputError):
+    """A file failed the ingest gate; ``reason`` is one sentence naming the problem."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class WeightsIntegrityError(BadInputError):
+    """A weights file whose SHA-256 does not match its model card, or that cannot be read."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        super().__init__(f"weights file {path}: {detail}")
+        self.path = path
+
+
+class DatabaseURLError(BadInputError):
+    """A database URL that cannot be parsed or connected to."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(f"cannot use database URL {url!r}: {detail}")
+        self.url = url
+
+
+class OutsideIntendedUseError(VigilError):
+    """A study outside the model card's intended use; it is stored but never scored."""
+
+    def __init__(self, study_uid: str, reason: str) -> None:
+        super().__init__(f"study {study_uid} is outside the model's intended use: {reason}")
+        self.study_uid = study_uid
+        self.reason = reason
+
+
+class AuditChainError(CheckFailedError):
+    """The audit chain does not verify; ``seq`` is the first bad entry."""
+
+    def __init__(self, seq: int | None, reason: str) -> None:
+        super().__init__(f"audit chain broken at seq {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
+class DuplicateModelVersionError(BadInputError):
+    """A model version name that is already registered; a changed model needs a new version."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"model version already registered: {version!r}")
+        self.version = version
+
+
+class DuplicateUserError(BadInputError):
+    """A username that is already taken."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"user already exists: {username!r}")
+        self.username = username
+
+
+class UnknownUserError(BadInputError):
+    """A username that does not exist."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"unknown user: {username!r}")
+        self.username = username

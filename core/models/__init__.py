@@ -1,0 +1,1 @@
+"""Networks, model cards, loading and inference."""

@@ -1,0 +1,65 @@
+"""Build a network from the ``network`` field of a model card.
+
+Only classes from an allow-list of module prefixes can be built, so a card cannot make
+Vigil import arbitrary code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from torch import nn
+
+from core.errors import BadInputError
+
+__all__ = ["ALLOWED_PREFIXES", "build_network", "resolve_layer", "DEFAULT_NETWORK"]
+
+ALLOWED_PREFIXES = ("monai.networks.nets.",)
+
+#: The demonstration model's architecture: a small 2D ResNet (MONAI), one logit.
+#: ReLUs are not in place so that layer attributions see unmodified activations.
+DEFAULT_NETWORK: dict[str, Any] = {
+    "class": "monai.networks.nets.ResNet",
+    "kwargs": {
+        "block": "basic",
+        "layers": [1, 1, 1, 1],
+        "block_inplanes": [16, 32, 64, 128],
+        "spatial_dims": 2,
+        "n_input_channels": 1,
+        "num_classes": 1,
+        "act": ["relu", {"inplace": False}],
+    },
+}
+
+
+def build_network(spec: dict[str, Any]) -> nn.Module:
+    """Instantiate ``spec["class"](**spec["kwargs"])`` with randomly initialised weights.
+
+    Raises
+    ------
+    BadInputError
+        The class is outside :data:`ALLOWED_PREFIXES`, cannot be imported, or rejects its kwargs.
+    """
+    path = str(spec.get("class", ""))
+    if not path.startswith(ALLOWED_PREFIXES):
+        raise BadInputError(f"network class {path!r} is not allowed (must start with {ALLOWED_PREFIXES})")
+    module_name, _, cls_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as exc:
+        raise BadInputError(f"network class {path!r} cannot be imported: {exc}") from exc
+    kwargs = {k: tuple(v) if k == "act" and isinstance(v, list) else v for k, v in spec.get("kwargs", {}).items()}
+    try:
+        net: nn.Module = cls(**kwargs)
+    except TypeError as exc:
+        raise BadInputError(f"network {path!r} rejects its kwargs: {exc}") from exc
+    return net
+
+
+def resolve_layer(model: nn.Module, dotted: str) -> nn.Module:
+    """Return the submodule at ``dotted`` (e.g. ``"layer3"``), naming it when absent."""
+    try:
+        return model.get_submodule(dotted)
+    except AttributeError as exc:
+        raise BadInputError(f"target layer {dotted!r} does not exist in {type(model).__name__}") from exc

@@ -1,0 +1,205 @@
+"""The audit ledger on disk: append in the caller's transaction, stream, verify.
+
+Hashing and verification live in ``core.audit.chain``; this module only stores entries
+and reads them back exactly as hashed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.orm import Session
+
+from core.audit.chain import ChainCheck, canonical_json, link, verify_chain
+from core.audit.events import AuditAction, AuditEntry
+from core.store.tables import AuditEntryRow
+from core.types import JSONValue
+
+__all__ = ["append", "count_entries", "iter_entries", "last_entry", "verify"]
+
+#: Rows fetched per round trip while streaming the ledger.
+STREAM_BATCH: Final = 1000
+
+_COLUMNS: Final = (
+    AuditEntryRow.seq,
+    AuditEntryRow.recorded_at,
+    AuditEntryRow.actor,
+    AuditEntryRow.action,
+    AuditEntryRow.subject,
+    AuditEntryRow.payload_json,
+    AuditEntryRow.prev_hash,
+    AuditEntryRow.entry_hash,
+)
+
+
+class _UnreadableRowError(ValueError):
+    """A stored row that cannot be turned back into an entry (tampered payload text)."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"audit row seq {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
+def append(
+    session: Session,
+    *,
+    actor: str,
+    action: AuditAction,
+    subject: str,
+    payload: Mapping[str, JSONValue],
+    recorded_at: str,
+) -> AuditEntry:
+    """Link a new entry to the current last one and stage it in the caller's transaction.
+
+    Call it inside the same ``session_factory.begin()`` block as the action it records, so
+    both commit or neither does. On SQLite the transaction began with ``BEGIN IMMEDIATE``,
+    which serializes writers between reading the last entry and inserting; on other
+    databases a concurrent append fails loudly on the unique ``seq`` / ``entry_hash``.
+
+    Parameters
+    ----------
+    session : Session
+        Open session; nothing is committed here.
+    actor, action, subject, payload
+        As in :class:`~core.audit.events.AuditEntry`.
+    recorded_at : str
+        UTC ISO-8601 (``core.audit.chain.to_recorded_at(now)``).
+
+    Returns
+    -------
+    AuditEntry
+        The staged entry.
+
+    Raises
+    ------
+    ValueError
+        If ``recorded_at`` is not UTC ISO-8601 or ``payload`` holds NaN or an infinity.
+    sqlalchemy.exc.IntegrityError
+        If another transaction appended after the same entry first.
+    """
+    entry = link(
+        last_entry(session), recorded_at=recorded_at, actor=actor, action=action, subject=subject, payload=payload
+    )
+    session.add(
+        AuditEntryRow(
+            seq=entry.seq,
+            recorded_at=entry.recorded_at,
+            actor=entry.actor,
+            action=str(entry.action),
+            subject=entry.subject,
+            payload_json=canonical_json(entry.payload).decode("utf-8"),
+            prev_hash=entry.prev_hash,
+            entry_hash=entry.entry_hash,
+        )
+    )
+    session.flush()  # the unique constraints fire here, inside the caller's transaction
+    return entry
+
+
+def last_entry(session: Session) -> AuditEntry | None:
+    """Return the newest entry, or None for an empty ledger."""
+    row = session.execute(select(*_COLUMNS).order_by(AuditEntryRow.seq.desc()).limit(1)).one_or_none()
+    return None if row is None else _to_entry(row)
+
+
+def iter_entries(session: Session) -> Generator[AuditEntry]:
+    """Stream every entry in ``seq`` order without loading the whole ledger.
+
+    Raises
+    ------
+    ValueError
+        If a stored row's payload is not a JSON object (the row was edited outside Vigil);
+        :func:`verify` reports such a row instead of raising.
+    """
+    query = select(*_COLUMNS).order_by(AuditEntryRow.seq).execution_options(yield_per=STREAM_BATCH)
+    result = session.execute(query)
+    try:
+        for row in result:
+            yield _to_entry(row)
+    finally:
+        result.close()  # release the cursor when the caller stops early
+
+
+def count_entries(session: Session) -> int:
+    """Count the stored entries."""
+    return session.scalars(select(func.count()).select_from(AuditEntryRow)).one()
+
+
+def verify(session: Session) -> ChainCheck:
+    """Verify the stored ledger from seq 0: the first edited, deleted, inserted or reordered row.
+
+    Returns
+    -------
+    ChainCheck
+        As :func:`core.audit.chain.verify_chain`; a row whose payload text no longer parses
+        is reported at its position too.
+    """
+    stop = _StopAt()
+    check = verify_chain(stop.guard(iter_entries(session)))
+    # verify_chain stops at the first bad entry, so the unreadable row is only reached
+    # (and recorded) when every entry before it verified.
+    return stop.failure if stop.failure is not None else check
+
+
+@dataclass(slots=True)
+class _StopAt:
+    """Ends a stream at the first unreadable row and remembers where it was."""
+
+    failure: ChainCheck | None = None
+
+    def guard(self, entries: Generator[AuditEntry]) -> Iterator[AuditEntry]:
+        """Yield from ``entries`` until it ends or hits an unreadable row."""
+        position = 0
+        try:
+            while True:
+                try:
+                    entry = next(entries)
+                except StopIteration:
+                    return
+                except _UnreadableRowError as exc:
+                    self.failure = ChainCheck(False, checked=position + 1, first_bad_seq=position, reason=exc.reason)
+                    return
+                yield entry
+                position += 1
+        finally:
+            entries.close()
+
+
+def _to_entry(row: Row[int, str, str, str, str, str, str, str]) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        recorded_at=row.recorded_at,
+        actor=row.actor,
+        action=_action(row.action),
+        subject=row.subject,
+        payload=_payload(row.seq, row.payload_json),
+        prev_hash=row.prev_hash,
+        entry_hash=row.entry_hash,
+    )
+
+
+def _action(value: str) -> AuditAction | str:
+    # An unknown value (a newer Vigil, or tampering) stays text so verification can judge it.
+    try:
+        return AuditAction(value)
+    except ValueError:
+        return value
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not canonical JSON")
+
+
+def _payload(seq: int, text: str) -> dict[str, JSONValue]:
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise _UnreadableRowError(seq, f"payload_json is not valid canonical JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise _UnreadableRowError(seq, f"payload_json is a {type(value).__name__}, not a JSON object")
+    return value

@@ -1,0 +1,103 @@
+"""Explanation artifacts (Grad-CAM, SHAP maps) recorded against a prediction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.audit.chain import canonical_json
+from core.store.tables import ExplanationRow
+from core.types import JSONObject, JSONValue
+
+__all__ = ["ExplanationIn", "ExplanationRecord", "add_explanation", "list_explanations"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExplanationIn:
+    """An explanation written to disk.
+
+    Attributes
+    ----------
+    prediction_id : int
+        The prediction it explains.
+    method : str
+        ``"gradcam"``, ``"gradientshap"`` or ``"kernelshap"``.
+    params : Mapping of str to JSON values
+        Every parameter that determines the map (target layer, baselines, n_samples, seed...).
+    artifact_sha256 : str
+        Hex SHA-256 of the artifact file's bytes.
+    artifact_path : str
+        Where the float32 ``.npy`` map lives (content-addressed under ``VIGIL_HOME``).
+    """
+
+    prediction_id: int
+    method: str
+    params: Mapping[str, JSONValue]
+    artifact_sha256: str
+    artifact_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExplanationRecord:
+    """A stored explanation; ``params_json`` is canonical JSON, :attr:`params` parses it."""
+
+    id: int
+    prediction_id: int
+    method: str
+    params_json: str
+    artifact_sha256: str
+    artifact_path: str
+    created_at: datetime
+
+    @property
+    def params(self) -> JSONObject:
+        """The parameters as a fresh dict."""
+        return cast(JSONObject, json.loads(self.params_json))
+
+    @classmethod
+    def from_row(cls, row: ExplanationRow) -> ExplanationRecord:
+        """Copy a row into a record that is safe to keep after the session closes."""
+        return cls(
+            id=row.id,
+            prediction_id=row.prediction_id,
+            method=row.method,
+            params_json=row.params_json,
+            artifact_sha256=row.artifact_sha256,
+            artifact_path=row.artifact_path,
+            created_at=row.created_at,
+        )
+
+
+def add_explanation(session: Session, explanation: ExplanationIn, *, now: datetime) -> ExplanationRecord:
+    """Stage one explanation. The caller owns the transaction.
+
+    Raises
+    ------
+    ValueError
+        If ``params`` holds NaN or an infinity.
+    sqlalchemy.exc.IntegrityError
+        If ``prediction_id`` does not exist.
+    """
+    row = ExplanationRow(
+        prediction_id=explanation.prediction_id,
+        method=explanation.method,
+        params_json=canonical_json(dict(explanation.params)).decode("utf-8"),
+        artifact_sha256=explanation.artifact_sha256,
+        artifact_path=explanation.artifact_path,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return ExplanationRecord.from_row(row)
+
+
+def list_explanations(session: Session, prediction_id: int) -> list[ExplanationRecord]:
+    """Every explanation of one prediction, oldest first."""
+    query = select(ExplanationRow).where(ExplanationRow.prediction_id == prediction_id).order_by(ExplanationRow.id)
+    return [ExplanationRecord.from_row(row) for row in session.scalars(query)]

@@ -1,0 +1,1 @@
+"""Alembic script directory for ``core.store`` (``env.py``, ``versions/``)."""

@@ -1,0 +1,228 @@
+"""The relational schema: typed SQLAlchemy 2.0 declarative rows.
+
+Rows never leave ``core.store``; the store modules turn them into frozen records. The
+migration ``0001`` creates exactly this schema, and a test compares the two.
+
+Free-text DICOM attributes are ``Text`` (real headers overrun their VR limits, and a
+``VARCHAR(n)`` that SQLite ignores would fail on PostgreSQL); identifiers and hashes have
+their true fixed lengths. Absent DICOM text is ``""``, absent numbers are NULL, as in
+``core.imaging.image.DicomMeta``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "UTCDateTime",
+    "SiteRow",
+    "StudyRow",
+    "InstanceRow",
+    "ModelVersionRow",
+    "PredictionRow",
+    "ExplanationRow",
+    "UserRow",
+    "AuditEntryRow",
+]
+
+# Named constraints, so later migrations (batch mode on SQLite included) can address them.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+UID: Final = 64  # DICOM UI value representation, at most 64 characters
+SHA256_HEX: Final = 64
+CODE: Final = 64  # short coded strings: modality, view, vendor, device, role, method
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC ``datetime`` on every database.
+
+    Refuses naive datetimes on the way in. SQLite stores no zone, so values are converted
+    to UTC before writing and marked UTC again when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert an aware datetime to UTC; refuse a naive one."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()!r}: store only aware datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the constraint naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SiteRow(Base):
+    """A hospital site; ``is_benchmark`` marks the retrospective benchmark site."""
+
+    __tablename__ = "site"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    is_benchmark: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StudyRow(Base):
+    """One imaging study (StudyInstanceUID) with its harmonized header."""
+
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(UID), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(Text)
+    accession_number: Mapped[str] = mapped_column(Text)
+    study_date: Mapped[date | None] = mapped_column(Date)
+    modality: Mapped[str] = mapped_column(String(CODE))
+    body_part: Mapped[str] = mapped_column(Text)
+    view_position: Mapped[str] = mapped_column(String(CODE))
+    manufacturer_raw: Mapped[str] = mapped_column(Text)
+    vendor: Mapped[str] = mapped_column(String(CODE))
+    vendor_mapped: Mapped[bool]
+    manufacturer_model_name: Mapped[str] = mapped_column(Text)
+    station_name: Mapped[str] = mapped_column(Text)
+    institution_name: Mapped[str] = mapped_column(Text)
+    software_versions: Mapped[str] = mapped_column(Text)
+    protocol_name: Mapped[str] = mapped_column(Text)
+    patient_age: Mapped[str] = mapped_column(String(CODE))
+    patient_sex: Mapped[str] = mapped_column(String(CODE))
+    kvp: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InstanceRow(Base):
+    """One DICOM file (SOP instance) of a study; the same UID with other bytes is another row."""
+
+    __tablename__ = "instance"
+    __table_args__ = (UniqueConstraint("sop_instance_uid", "sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(UID))
+    series_uid: Mapped[str] = mapped_column(String(UID))
+    sop_class_uid: Mapped[str] = mapped_column(String(UID))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    rows: Mapped[int]
+    columns: Mapped[int]
+    pixel_spacing_row: Mapped[float | None] = mapped_column(Float)
+    pixel_spacing_col: Mapped[float | None] = mapped_column(Float)
+    photometric: Mapped[str] = mapped_column(String(CODE))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(UID))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ModelVersionRow(Base):
+    """A registered model version; its card is immutable canonical JSON."""
+
+    __tablename__ = "model_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(128), unique=True)
+    card_json: Mapped[str] = mapped_column(Text)
+    weights_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    is_serving: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PredictionRow(Base):
+    """One model version's output for one instance; unscored instances carry ``fallback``."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (UniqueConstraint("instance_id", "model_version_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    input_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    score: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[bool | None]
+    threshold: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    device: Mapped[str] = mapped_column(String(CODE))
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    fallback: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExplanationRow(Base):
+    """An explanation artifact (a float32 ``.npy`` map) for one prediction."""
+
+    __tablename__ = "explanation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("prediction.id"), index=True)
+    method: Mapped[str] = mapped_column(String(CODE))
+    params_json: Mapped[str] = mapped_column(Text)
+    artifact_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    artifact_path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UserRow(Base):
+    """A person who signs in; ``password_hash`` is an Argon2 hash, never the password."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(CODE))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEntryRow(Base):
+    """One audit ledger entry, stored exactly as hashed.
+
+    ``recorded_at`` is the hashed ISO-8601 text, not a ``DateTime``, so that no database
+    round trip can change a byte of it. ``seq`` and ``entry_hash`` are unique so that two
+    concurrent appends after the same entry conflict instead of forking the chain.
+    """
+
+    __tablename__ = "audit_entry"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(CODE))
+    subject: Mapped[str] = mapped_column(Text)
+    payload_json: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(SHA256_HEX))
+    entry_hash: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
