@@ -121,25 +121,27 @@ def migrate(engine: Engine) -> str:
         The revision the database is at afterwards, e.g. ``"0001"``.
     """
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
-        revision = MigrationContext.configure(connection).get_current_revision()
-    if revision is None:  # pragma: no cover - upgrade head always stamps a revision
+        # "heads": features may add migrations on parallel branches until a merge revision joins them.
+        command.upgrade(alembic_config(connection), "heads")
+        heads = MigrationContext.configure(connection).get_current_heads()
+    if not heads:  # pragma: no cover - upgrade always stamps a revision
         raise RuntimeError("alembic upgrade finished without stamping a revision")
-    return revision
+    return "+".join(sorted(heads))
 
 
 def current_revision(engine: Engine) -> str | None:
     """Return the revision the database is stamped with, or None when it was never migrated."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return "+".join(sorted(heads)) if heads else None
 
 
 def head_revision() -> str:
     """Return the newest revision shipped with this code (for model cards' ``data_schema``)."""
-    head = ScriptDirectory.from_config(alembic_config(None)).get_current_head()
-    if head is None:  # pragma: no cover - the package always ships revision 0001
+    heads = ScriptDirectory.from_config(alembic_config(None)).get_heads()
+    if not heads:  # pragma: no cover - the package always ships revision 0001
         raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
-    return head
+    return "+".join(sorted(heads))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
