@@ -1,0 +1,203 @@
+"""Grad-CAM (Selvaraju et al., ICCV 2017) through captum's ``LayerGradCam``, batched.
+
+Why the backward pass stops at the target layer: the loaded network's parameters are frozen
+and the input does not require grad, so nothing before the target layer is recorded by
+autograd. captum then marks the layer's *output* as requiring grad, and only the tail of the
+network (layer → logit) is differentiated. This is checked on every call (a network with a
+trainable parameter is refused) and proven in ``tests/core/explain``.
+
+Why batching gives each image its own map: captum differentiates the *sum* of the selected
+logits over the batch. In eval mode (BatchNorm uses running statistics) image *j*'s logit does
+not depend on image *i*'s activation, so d(sum_j y_j)/dA_i = dy_i/dA_i.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+from core.errors import BadInputError, OutsideIntendedUseError
+from core.explain.result import ExplainMethod, Explanation
+from core.imaging.image import DicomImage
+from core.models.inference import input_sha256
+from core.models.intended_use import check_intended_use
+from core.models.loading import LoadedModel
+from core.models.networks import resolve_layer
+from core.models.preprocess import preprocess
+from core.types import FloatArray, JSONObject
+
+__all__ = ["grad_cam_batch", "explain_images"]
+
+#: A map whose range is at most this fraction of its maximum is treated as flat (see _unit_scale).
+_FLAT_RTOL = 1e-6
+
+
+def _check_can_explain(network: nn.Module, batch: torch.Tensor) -> None:
+    if torch.is_inference_mode_enabled():
+        raise BadInputError("Grad-CAM needs gradients; do not call it inside torch.inference_mode()")
+    if batch.ndim != 4 or batch.shape[0] == 0:
+        raise BadInputError(f"batch must have shape (n >= 1, C, H, W), got {tuple(batch.shape)}")
+    training = [name or type(network).__name__ for name, m in network.named_modules() if m.training]
+    if training:
+        # In training mode BatchNorm would mix images of a batch and update its running statistics.
+        raise BadInputError(f"network must be in eval mode; in training mode: {', '.join(training[:3])}")
+    trainable = [name for name, p in network.named_parameters() if p.requires_grad]
+    if trainable:
+        raise BadInputError(
+            f"network has trainable parameters ({', '.join(trainable[:3])}, ...); freeze them, as "
+            "core.models.loading.load_model does, so the backward pass stops at the target layer"
+        )
+
+
+def _unit_scale(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min-max scale each map of ``maps`` (n, H, W) to [0, 1]; flat maps become zeros.
+
+    A flat map (usually all zero after the ReLU: nothing at the layer raised the target score)
+    has no localization to show. NaN would break every overlay and viewer, and dividing noise by
+    a near-zero range would invent a pattern, so it is returned as zeros and reported as flat.
+    """
+    flat_vals = maps.flatten(1)
+    lo, hi = flat_vals.min(dim=1).values, flat_vals.max(dim=1).values
+    span = hi - lo
+    flat = span <= _FLAT_RTOL * hi.abs()
+    safe_span = torch.where(flat, torch.ones_like(span), span)
+    scaled = (maps - lo[:, None, None]) / safe_span[:, None, None]
+    scaled = torch.where(flat[:, None, None], torch.zeros_like(scaled), scaled)
+    return scaled.clamp_(0.0, 1.0), flat
+
+
+def _grad_cam_maps(
+    network: nn.Module, layer: nn.Module, batch: torch.Tensor, *, target: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled maps (n, H, W) on the batch's device and the flat flags (n,)."""
+    _check_can_explain(network, batch)
+    x = batch.detach()
+    if x.is_inference():
+        x = x.clone()  # an inference-mode tensor cannot enter an autograd graph
+    attr = LayerGradCam(network, layer).attribute(x, target=target, relu_attributions=True)
+    up = LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+    return _unit_scale(up[:, 0].detach().float())
+
+
+def grad_cam_batch(network: nn.Module, layer: nn.Module, batch: torch.Tensor, *, target: int = 0) -> FloatArray:
+    """Grad-CAM maps for a batch, upsampled to the input grid and scaled to [0, 1] per image.
+
+    Parameters
+    ----------
+    network : nn.Module
+        In eval mode with every parameter frozen (``requires_grad=False``), as
+        :func:`core.models.loading.load_model` leaves it; not modified.
+    layer : nn.Module
+        A submodule of ``network`` (the card's ``target_layer``).
+    batch : Tensor of shape (n, 1, S, S)
+        Preprocessed inputs on the network's device.
+    target : int, default 0
+        Output index explained (0: the single logit).
+
+    Returns
+    -------
+    ndarray of shape (n, S, S), float32, values in [0, 1]
+        ``relu(sum_k mean_ij(dy/dA_k) * A_k)`` at the layer, bilinearly upsampled, then min-max
+        scaled per image. A flat map is returned as zeros (see :func:`_unit_scale`).
+
+    Raises
+    ------
+    BadInputError
+        Called inside ``torch.inference_mode()``, an empty or non-4-D batch, or a network
+        in training mode or with trainable parameters.
+
+    Notes
+    -----
+    captum registers a forward hook on ``layer`` and removes it in ``finally:``. Callers sharing
+    a cached model must still hold its lock (rule R12): see :func:`explain_images`.
+    """
+    maps, _ = _grad_cam_maps(network, layer, batch, target=target)
+    out: FloatArray = maps.cpu().numpy().astype(np.float32, copy=False)
+    return out
+
+
+def _on_image_grid(cam: torch.Tensor, rows: int, cols: int) -> tuple[FloatArray, bool]:
+    """Resample one (S, S) map to (rows, cols) bilinearly and rescale it to [0, 1]."""
+    grid = F.interpolate(cam[None, None], size=(rows, cols), mode="bilinear", align_corners=False)[0]
+    scaled, flat = _unit_scale(grid)
+    heat: FloatArray = scaled[0].cpu().numpy().astype(np.float32, copy=False)
+    return heat, bool(flat[0])
+
+
+def _refuse_outside_use(model: LoadedModel, images: Sequence[DicomImage]) -> None:
+    for image in images:
+        reason = check_intended_use(image.meta, model.card.intended_use)
+        if reason is not None:
+            raise OutsideIntendedUseError(image.meta.study_instance_uid, reason)
+
+
+def _explanation(
+    model: LoadedModel, image: DicomImage, x: FloatArray, cam: torch.Tensor, *, layer_flat: bool
+) -> Explanation:
+    rows, cols = image.pixels.shape
+    heat, flat = _on_image_grid(cam, rows, cols)
+    info: JSONObject = {
+        "layer": model.card.target_layer,
+        "input_size": int(x.shape[-1]),
+        "relu_attributions": True,
+        "interpolation": "bilinear",
+        "scaling": "min-max per image",
+        "flat_map": layer_flat or flat,
+        "input_sha256": input_sha256(x),
+    }
+    return Explanation(ExplainMethod.GRADCAM, 0, heat, model.card.version, info)
+
+
+def explain_images(
+    model: LoadedModel,
+    images: Sequence[DicomImage],
+    *,
+    lock: threading.Lock | None = None,
+    batch_size: int = 16,
+) -> list[Explanation]:
+    """Grad-CAM for each image at the card's target layer, on the image's own pixel grid.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The shared model; never mutated.
+    images : sequence of DicomImage
+        All inside the card's intended use.
+    lock : threading.Lock, optional
+        The model's explanation lock, held around each captum call only (preprocessing and
+        resampling run outside it). ``None`` when the caller owns the model alone (the CLI).
+    batch_size : int, default 16
+
+    Returns
+    -------
+    list of Explanation
+        In the order given; ``heatmap`` has shape (rows, columns) of each image, float32 in [0, 1].
+
+    Raises
+    ------
+    OutsideIntendedUseError
+        An image the model does not score has nothing to explain; raised before any work.
+    """
+    if batch_size < 1:
+        raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
+    _refuse_outside_use(model, images)
+    layer = resolve_layer(model.network, model.card.target_layer)
+    params = model.preprocessing
+    guard = lock if lock is not None else contextlib.nullcontext()
+    out: list[Explanation] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        inputs = [preprocess(image.pixels, params) for image in chunk]
+        batch = torch.from_numpy(np.stack(inputs)).to(model.device)
+        with guard:
+            maps, layer_flat = _grad_cam_maps(model.network, layer, batch, target=0)
+        for image, x, cam, was_flat in zip(chunk, inputs, maps, layer_flat.tolist(), strict=True):
+            out.append(_explanation(model, image, x, cam, layer_flat=bool(was_flat)))
+    return out

@@ -1,0 +1,52 @@
+"""The explanation record every method returns, and the names of the methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from core.errors import BadInputError
+from core.types import FloatArray, JSONObject
+
+__all__ = ["ExplainMethod", "Explanation"]
+
+
+class ExplainMethod(StrEnum):
+    """Explanation methods a caller may name (``vigil explain --method``)."""
+
+    GRADCAM = "gradcam"
+    GRADIENTSHAP = "gradientshap"
+    KERNELSHAP = "kernelshap"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Explanation:
+    """One heat map for one image.
+
+    Attributes
+    ----------
+    method : ExplainMethod
+    target : int
+        Index of the explained output (0: the single logit).
+    heatmap : ndarray of shape (rows, columns), float32
+        On the image's own pixel grid, scaled to [0, 1]; read-only.
+    model_version : str
+    params : dict
+        Everything needed to reproduce the map (layer, input size, interpolation, the model
+        input's SHA-256) and flags about it, such as ``flat_map``.
+    """
+
+    method: ExplainMethod
+    target: int
+    heatmap: FloatArray
+    model_version: str
+    params: JSONObject = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.heatmap.ndim != 2 or self.heatmap.dtype != np.float32:
+            raise BadInputError(
+                f"heatmap must be a 2-D float32 array, got shape {self.heatmap.shape} dtype {self.heatmap.dtype}"
+            )
+        self.heatmap.setflags(write=False)
