@@ -25,6 +25,18 @@ __all__ = [
     "DuplicateModelVersionError",
     "DuplicateUserError",
     "UnknownUserError",
+    "PermissionDeniedError",
+    "SignInFailedError",
+    "WeakPasswordError",
+    "UnknownRoleError",
+    "PixelsUnreadableError",
+    "FeedbackConflictError",
+    "UndefinedMetricWarning",
+    "EmptySampleError",
+    "UnknownCalibratorError",
+    "CalibratorStateError",
+    "UnknownAlertError",
+    "AlertTransitionError",
 ]
 
 
@@ -157,3 +169,100 @@ class UnknownUserError(BadInputError):
     def __init__(self, username: str) -> None:
         super().__init__(f"unknown user: {username!r}")
         self.username = username
+
+
+class PermissionDeniedError(BadInputError):
+    """A signed-in user asked for an action their role does not allow; nothing was done."""
+
+    def __init__(self, username: str, role: str, permission: str) -> None:
+        super().__init__(f"user {username!r} (role {role!r}) may not {permission.replace('_', ' ')}")
+        self.username = username
+        self.role = role
+        self.permission = permission
+
+
+class SignInFailedError(BadInputError):
+    """Wrong username or password; the message never says which, so it cannot probe for accounts."""
+
+    def __init__(self) -> None:
+        super().__init__("sign-in failed: unknown username or wrong password")
+
+
+class WeakPasswordError(BadInputError):
+    """A new password that does not meet the password policy (the password itself is never shown)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"password refused: {reason}")
+        self.reason = reason
+
+
+class UnknownRoleError(BadInputError):
+    """A role name that Vigil does not define."""
+
+    def __init__(self, role: str, choices: tuple[str, ...]) -> None:
+        super().__init__(f"unknown role: {role!r} (choose one of {', '.join(choices)})")
+        self.role = role
+
+
+class PixelsUnreadableError(BadInputError):
+    """A stored study whose image can no longer be read or decoded; the rest of the store is fine."""
+
+    def __init__(self, study_uid: str, reason: str) -> None:
+        super().__init__(f"the image of study {study_uid} cannot be read: {reason}")
+        self.study_uid = study_uid
+        self.reason = reason
+
+
+class FeedbackConflictError(BadInputError):
+    """Feedback that contradicts what is stored: a reused idempotency key or a stale correction."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"feedback not saved: {detail}")
+        self.detail = detail
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric is undefined for the data given (one class, no cases at the threshold); its value is NaN."""
+
+
+class EmptySampleError(BadInputError):
+    """A metric or report was asked for on no cases at all (an empty site or stratum)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no cases: {what}")
+        self.what = what
+
+
+class UnknownCalibratorError(BadInputError):
+    """A site calibrator id that is not stored."""
+
+    def __init__(self, calibrator_id: int) -> None:
+        super().__init__(f"unknown site calibrator: {calibrator_id!r}")
+        self.calibrator_id = calibrator_id
+
+
+class CalibratorStateError(BadInputError):
+    """A site calibrator asked to change state in a way its lifecycle forbids (e.g. approve twice)."""
+
+    def __init__(self, calibrator_id: int, status: str, wanted: str) -> None:
+        super().__init__(f"site calibrator {calibrator_id} is {status!r}; cannot {wanted}")
+        self.calibrator_id = calibrator_id
+        self.status = status
+
+
+class UnknownAlertError(BadInputError):
+    """A drift alert id that is not stored."""
+
+    def __init__(self, alert_id: int) -> None:
+        super().__init__(f"unknown drift alert: {alert_id!r}")
+        self.alert_id = alert_id
+
+
+class AlertTransitionError(BadInputError):
+    """A drift alert asked to move along its lifecycle in a way it forbids (e.g. acknowledge a resolved one)."""
+
+    def __init__(self, alert_id: int, status: str, wanted: str) -> None:
+        super().__init__(f"drift alert {alert_id} is {status!r}; it cannot become {wanted!r}")
+        self.alert_id = alert_id
+        self.status = status
+        self.wanted = wanted

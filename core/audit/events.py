@@ -37,6 +37,26 @@ class AuditAction(StrEnum):
     ADJUDICATION_RECORDED = "adjudication_recorded"
     OUTCOMES_INGESTED = "outcomes_ingested"
     AUDIT_EXPORTED = "audit_exported"
+    #: Sign-in attempts; a failed one records the name as typed and never whether it exists.
+    LOGIN_SUCCEEDED = "login_succeeded"
+    LOGIN_FAILED = "login_failed"
+    PASSWORD_CHANGED = "password_changed"
+    #: A reader was shown a stored explanation overlay (once per case visit).
+    EXPLANATION_VIEWED = "explanation_viewed"
+    #: Reference labels loaded from a ground-truth manifest (sample cohort), marked as such.
+    GROUND_TRUTH_LOADED = "ground_truth_loaded"
+    #: A pilot-drift report was computed (``vigil validate``); the payload holds the gate verdict.
+    VALIDATION_REPORTED = "validation_reported"
+    SITE_CALIBRATOR_FITTED = "site_calibrator_fitted"
+    SITE_CALIBRATOR_APPROVED = "site_calibrator_approved"
+    #: Drift monitoring (issue 6): an alarm or a metadata novelty became an alert; its lifecycle.
+    ALERT_RAISED = "alert_raised"
+    ALERT_ACKNOWLEDGED = "alert_acknowledged"
+    ALERT_RESOLVED = "alert_resolved"
+    #: Explanations (issue 4): a faithfulness/sanity report was stored for a model version;
+    #: an explanation was exported as DICOM objects (the payload names their SOP Instance UIDs).
+    EXPLAIN_REPORT_CREATED = "explain_report_created"
+    EXPLANATION_EXPORTED = "explanation_exported"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit.chain import canonical_json
-from core.store.tables import ExplanationRow
+from core.store.predictions import PredictionRecord
+from core.store.tables import ExplanationRow, ModelVersionRow, PredictionRow
 from core.types import JSONObject, JSONValue
 
-__all__ = ["ExplanationIn", "ExplanationRecord", "add_explanation", "list_explanations"]
+__all__ = ["ExplanationIn", "ExplanationRecord", "add_explanation", "list_explanations", "scored_predictions_of_instance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +102,17 @@ def list_explanations(session: Session, prediction_id: int) -> list[ExplanationR
     """Every explanation of one prediction, oldest first."""
     query = select(ExplanationRow).where(ExplanationRow.prediction_id == prediction_id).order_by(ExplanationRow.id)
     return [ExplanationRecord.from_row(row) for row in session.scalars(query)]
+
+
+def scored_predictions_of_instance(session: Session, instance_id: int) -> list[tuple[PredictionRecord, str]]:
+    """Every scored prediction of one instance with its model version's name, newest first.
+
+    Explanations by a version that did not score the study link to one of these and say so.
+    """
+    query = (
+        select(PredictionRow, ModelVersionRow.version)
+        .join(ModelVersionRow, PredictionRow.model_version_id == ModelVersionRow.id)
+        .where(PredictionRow.instance_id == instance_id, PredictionRow.score.is_not(None))
+        .order_by(PredictionRow.id.desc())
+    )
+    return [(PredictionRecord.from_row(row), version) for row, version in session.execute(query)]

@@ -16,6 +16,7 @@ from typing import Final
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Date,
     DateTime,
     Dialect,
@@ -41,6 +42,12 @@ __all__ = [
     "ExplanationRow",
     "UserRow",
     "AuditEntryRow",
+    "FeedbackRow",
+    "OutcomeRow",
+    "SiteCalibratorRow",
+    "ImageFeatureRow",
+    "DriftAlertRow",
+    "ExplainReportRow",
 ]
 
 # Named constraints, so later migrations (batch mode on SQLite included) can address them.
@@ -226,3 +233,183 @@ class AuditEntryRow(Base):
     payload_json: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(SHA256_HEX))
     entry_hash: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
+
+
+class FeedbackRow(Base):
+    """One reader's feedback on one study's prediction (migration ``0002``).
+
+    Rows are never updated: a correction is a new row whose ``supersedes_id`` names the row it
+    replaces, and ``supersedes_id`` is unique so a row is corrected at most once (the history is
+    a chain, never a fork). ``idempotency_key`` is unique so a double-submitted form writes one
+    row. ``study_id`` repeats what ``prediction_id`` implies so that worklists can ask "reviewed?"
+    without joining through instances.
+    """
+
+    __tablename__ = "clinician_feedback"
+    __table_args__ = (
+        CheckConstraint("confidence >= 1 AND confidence <= 5", name="confidence_1_to_5"),
+        CheckConstraint("finding IN ('present', 'absent', 'indeterminate')", name="finding_known"),
+        CheckConstraint(
+            "explanation_rating IS NULL OR explanation_rating IN ('focused', 'partly', 'misleading')",
+            name="explanation_rating_known",
+        ),
+        CheckConstraint("time_on_case_ms >= 0", name="time_on_case_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("prediction.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    reader_role: Mapped[str] = mapped_column(String(CODE))
+    agrees: Mapped[bool]
+    finding: Mapped[str] = mapped_column(String(CODE))
+    confidence: Mapped[int] = mapped_column(Integer)
+    explanation_rating: Mapped[str | None] = mapped_column(String(CODE))
+    comment: Mapped[str] = mapped_column(Text)
+    time_on_case_ms: Mapped[int] = mapped_column(Integer)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("clinician_feedback.id"), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- Outcomes and site calibrators (issue 5, pilot drift; migration 0003) ---------------------
+
+
+class OutcomeRow(Base):
+    """One label for one study from one source (migration ``0003``); rows are never updated.
+
+    ``source`` is ``adjudicated``, ``emr`` or ``ground_truth`` (a reference manifest, marked as
+    such); reader feedback stays in ``clinician_feedback``. ``source_ref`` names what the label
+    came from (an adjudication, a FHIR resource, ``manifest:<sha256>``) and is unique per study
+    and source, so loading the same source twice writes nothing new.
+    """
+
+    __tablename__ = "outcome"
+    __table_args__ = (
+        CheckConstraint("source IN ('adjudicated', 'emr', 'ground_truth')", name="source_known"),
+        UniqueConstraint("study_id", "source", "source_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    source: Mapped[str] = mapped_column(String(CODE))
+    label: Mapped[bool]
+    source_ref: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SiteCalibratorRow(Base):
+    """A recalibration of one model version's probabilities at one site (migration ``0003``).
+
+    ``revision`` counts calibrators per (model version, site). Scores are recalibrated only by
+    an ``approved`` calibrator; approving one retires the one approved before it.
+    """
+
+    __tablename__ = "site_calibrator"
+    __table_args__ = (
+        CheckConstraint("method IN ('platt', 'isotonic')", name="method_known"),
+        CheckConstraint("status IN ('proposed', 'approved', 'retired')", name="status_known"),
+        UniqueConstraint("model_version_id", "site_id", "revision"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(CODE))
+    params_json: Mapped[str] = mapped_column(Text)
+    n_cases: Mapped[int] = mapped_column(Integer)
+    n_folds: Mapped[int] = mapped_column(Integer)
+    ece_before: Mapped[float] = mapped_column(Float)
+    ece_after: Mapped[float] = mapped_column(Float)
+    brier_before: Mapped[float] = mapped_column(Float)
+    brier_after: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(CODE))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# --- Drift monitoring (issue 6; migration 0004) ------------------------------------------------
+
+
+class ImageFeatureRow(Base):
+    """Input statistics and the penultimate-layer embedding of one instance under one model version.
+
+    A cache that drift monitoring fills once per instance (migration ``0004``): intensity mean and
+    spread and a noise estimate of the preprocessed model input, and the embedding as base64 of
+    little-endian float32. ``error`` says why an instance has no features (its pixels no longer
+    decode); the numbers are NULL then.
+    """
+
+    __tablename__ = "image_feature"
+    __table_args__ = (UniqueConstraint("instance_id", "model_version_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    intensity_mean: Mapped[float | None] = mapped_column(Float)
+    intensity_spread: Mapped[float | None] = mapped_column(Float)
+    noise: Mapped[float | None] = mapped_column(Float)
+    embedding_b64: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DriftAlertRow(Base):
+    """One drift alert: an alarm on one stream of one site, or a metadata novelty (migration ``0004``).
+
+    ``dedupe_key`` is unique, so the same alarm found by two monitoring runs is stored once. The
+    status moves ``open`` -> ``acknowledged`` -> ``resolved`` (or ``open`` -> ``resolved``), each
+    step with who, when and why; rows are updated only along that path.
+    """
+
+    __tablename__ = "drift_alert"
+    __table_args__ = (CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status_known"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    stream: Mapped[str] = mapped_column(String(CODE))
+    detector: Mapped[str] = mapped_column(String(CODE))
+    window: Mapped[str] = mapped_column(String(CODE))
+    alarm_date: Mapped[date] = mapped_column(Date)
+    change_date: Mapped[date | None] = mapped_column(Date)
+    statistic: Mapped[float | None] = mapped_column(Float)
+    control_limit: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[str] = mapped_column(Text)
+    details_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(CODE))
+    raised_by: Mapped[str] = mapped_column(String(128))
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledge_note: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+
+
+# --- Explanation faithfulness reports (issue 4; migration 0005) --------------------------------
+
+
+class ExplainReportRow(Base):
+    """A faithfulness and sanity report of one model version's explanation methods (migration ``0005``).
+
+    ``report_json`` is the canonical JSON of :class:`core.explain.report.TrustReport` and
+    ``report_sha256`` its SHA-256 (what the audit entry carries). Rows are never updated: a new
+    computation is a new row, and readers take the latest one of a version.
+    """
+
+    __tablename__ = "explain_report"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    report_json: Mapped[str] = mapped_column(Text)
+    report_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.errors import BadInputError, DuplicateUserError, UnknownUserError
 from core.store.tables import UserRow
 
-__all__ = ["UserRecord", "add_user", "get_user", "list_users"]
+__all__ = ["UserRecord", "add_user", "get_user", "list_users", "set_password_hash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +91,18 @@ def list_users(session: Session) -> list[UserRecord]:
 
 def _find(session: Session, username: str) -> UserRow | None:
     return session.scalars(select(UserRow).where(UserRow.username == username)).one_or_none()
+
+
+def set_password_hash(session: Session, username: str, password_hash: str) -> None:
+    """Replace a user's stored password hash. The caller owns the transaction.
+
+    Raises
+    ------
+    UnknownUserError
+        If there is no such user.
+    """
+    result = session.execute(
+        update(UserRow).where(UserRow.username == username.strip()).values(password_hash=password_hash)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise UnknownUserError(username)

@@ -30,6 +30,9 @@ from core.store.engine import (
 )
 from core.store.tables import Base, SiteRow, StudyRow
 
+#: The single head every migration path ends at (the merge of the feature branches).
+HEAD = "0006"
+
 TABLES = {"site", "study", "instance", "model_version", "prediction", "explanation", "app_user", "audit_entry"}
 
 
@@ -279,7 +282,7 @@ def test_migrate_creates_every_table_and_is_idempotent(tmp_path: Path) -> None:
 
     # Assert
     assert before is None
-    assert first == second == "0001" == head_revision() == current_revision(engine)
+    assert first == second == HEAD == head_revision() == current_revision(engine)
     assert TABLES <= set(inspect(engine).get_table_names())
     engine.dispose()
 
@@ -321,7 +324,7 @@ def test_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None:
 
     # Assert
     assert emptied == set()
-    assert again == "0001"
+    assert again == HEAD
     engine.dispose()
 
 
@@ -347,6 +350,6 @@ def test_concurrent_migrations_do_not_conflict(tmp_path: Path) -> None:
 
     # Assert
     assert errors == []
-    assert results == ["0001", "0001"]
+    assert results == [HEAD, HEAD]
     for engine in engines:
         engine.dispose()

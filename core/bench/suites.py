@@ -1,0 +1,117 @@
+"""The benchmark suites ``vigil bench`` runs, and the environment recorded beside their figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from core.bench import drift, gradcam, imaging, inference, metrics, ui
+from core.bench.harness import BenchResult
+from core.errors import BadInputError, PathNotFoundError
+from core.imaging.dicom import read_dicom
+from core.models.card import read_card
+from core.models.inference import pin_threads
+from core.models.loading import BUNDLED_DIR, load_model
+from core.sampledata import MANIFEST_NAME, read_manifest
+from core.types import JSONObject
+
+__all__ = ["SUITES", "SuiteRun", "run_suite", "environment", "record"]
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """One suite's results and the machine they were measured on."""
+
+    suite: str
+    results: list[BenchResult]
+    environment: JSONObject
+    measured_at: str
+
+    @property
+    def passed(self) -> bool:
+        """Every ratio within target with its guard holding."""
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready record (what ``--json`` prints and ``--record`` stores)."""
+        return {
+            "suite": self.suite,
+            "passed": self.passed,
+            "measured_at": self.measured_at,
+            "environment": self.environment,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def _sample_files(sample_dir: Path) -> list[Path]:
+    manifest = sample_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        raise PathNotFoundError(manifest)
+    return [sample_dir / r.path for r in read_manifest(manifest)]
+
+
+def _foundation(sample_dir: Path, rounds: int) -> list[BenchResult]:
+    """Issue 2: DICOM loading, inference wrapper, end-to-end scoring, Grad-CAM."""
+    files = _sample_files(sample_dir)
+    model = load_model(read_card(BUNDLED_DIR / "card.json"), BUNDLED_DIR)
+    return [
+        *imaging.run(files, rounds=rounds),
+        *inference.run(model, files, rounds=rounds),
+        *gradcam.run(model, [read_dicom(p) for p in files[:16]], rounds=rounds),
+    ]
+
+
+SUITES: dict[str, Callable[[Path, int], list[BenchResult]]] = {
+    "foundation": _foundation,
+    "metrics": lambda _sample_dir, rounds: metrics.run(rounds=rounds),
+    "drift": lambda _sample_dir, rounds: drift.run(rounds=rounds),
+    "ui": ui.run,
+}
+
+
+def environment() -> JSONObject:
+    """CPU, threads, device and library versions: the context every absolute figure needs."""
+    versions: JSONObject = {p: _version(p) for p in ("torch", "monai", "captum", "pydicom", "numpy", "sqlalchemy", "streamlit")}
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "versions": versions,
+    }
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def run_suite(name: str, *, sample_dir: Path, rounds: int, threads: int = 2) -> SuiteRun:
+    """Run one suite with pinned threads (BENCHMARKING.md, protocol step 1)."""
+    if name not in SUITES:
+        raise BadInputError(f"unknown benchmark suite {name!r} (choose one of {', '.join(SUITES)})")
+    if rounds < 1:
+        raise BadInputError(f"rounds must be at least 1, got {rounds}")
+    pin_threads(threads)
+    results = SUITES[name](sample_dir, rounds)
+    return SuiteRun(name, results, environment(), datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def record(run: SuiteRun, directory: Path) -> Path:
+    """Write ``<directory>/<suite>.json`` (the figures BENCHMARKS.md quotes)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{run.suite}.json"
+    path.write_text(json.dumps(run.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,356 @@
+"""One small handler per ``vigil`` command: read arguments, call one service, shape the output."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.cli._output import Outcome, progress_bar
+from core.cli.drift import register_drift
+from core.cli.outcomes import register_outcomes
+from core.cli.users import register_users
+from core.cli.validate import register_validate
+from core.config import Settings, load_settings
+from core.errors import PathNotFoundError
+from core.services import audit as audit_service
+from core.services import explanation, ingestion, prediction, setup
+from core.services import models as model_service
+from core.services import sites as site_service
+from core.services.store import open_store, utc_now
+from core.store.engine import SessionFactory
+
+__all__ = ["register"]
+
+AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
+
+
+def _settings() -> Settings:
+    # The edge: the only place the CLI reads the environment.
+    return load_settings(os.environ)
+
+
+def _store() -> SessionFactory:
+    return open_store(_settings())
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def register(sub: Any, add: AddParser) -> None:
+    """Attach every command to the subparsers ``sub``; ``add`` creates a parser with ``--json``."""
+    _register_setup(sub, add)
+    _register_sites(sub, add)
+    _register_studies(sub, add)
+    _register_models(sub, add)
+    _register_train_bench(sub, add)
+    register_validate(sub, add)
+    register_outcomes(sub, add)
+    register_drift(sub, add)
+    register_users(sub, add)
+    p = add(sub, "audit", "audit ledger: verify the hash chain")
+    asub = p.add_subparsers(dest="audit_command", required=True, parser_class=type(p))
+    add(asub, "verify", "recompute every hash and link; exit 1 naming the first bad seq").set_defaults(
+        handler=_audit_verify
+    )
+
+
+# --- init, sample data -------------------------------------------------------------------------
+
+
+def _register_setup(sub: Any, add: AddParser) -> None:
+    add(
+        sub,
+        "init",
+        "create or migrate the database, register the bundled model, load and predict the sample cohort (idempotent)",
+    ).set_defaults(handler=_init)
+    p = add(sub, "sample-data", "write the synthetic multi-site cohort (DICOM + ground truth)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--studies", type=int, default=None, help="studies per site (default: the full cohort)")
+    p.set_defaults(handler=_sample_data)
+
+
+def _init(args: argparse.Namespace) -> Outcome:
+    settings = _settings()
+    with progress_bar(0, "init", enabled=not args.json) as advance:
+        report = setup.initialize(settings, actor=_actor(), now=utc_now, progress=advance)
+    data = report.to_dict()
+    return Outcome(data, report.summary())
+
+
+def _sample_data(args: argparse.Namespace) -> Outcome:
+    from core.sampledata import generate_cohort  # heavy; only this command needs it
+
+    if args.studies is not None and args.studies < 1:
+        from core.errors import BadInputError
+
+        raise BadInputError(f"--studies must be at least 1, got {args.studies}")
+    summary = generate_cohort(args.out, seed=args.seed, studies_per_site=args.studies)
+    data = {
+        "out_dir": str(summary.out_dir),
+        "studies": summary.n_studies,
+        "sites": list(summary.sites),
+        "manifest": str(summary.manifest_path),
+        "seed": args.seed,
+    }
+    return Outcome(data, f"wrote {summary.n_studies} synthetic studies for {len(summary.sites)} sites to {args.out}")
+
+
+# --- sites, ingest ------------------------------------------------------------------------------
+
+
+def _register_sites(sub: Any, add: AddParser) -> None:
+    p = add(sub, "site", "register or list sites")
+    ssub = p.add_subparsers(dest="site_command", required=True, parser_class=type(p))
+    a = add(ssub, "add", "register a site (ingest refuses unknown sites)")
+    a.add_argument("name")
+    a.add_argument("--benchmark", action="store_true", help="the retrospective benchmark site")
+    a.set_defaults(handler=_site_add)
+    add(ssub, "list", "list registered sites").set_defaults(handler=_site_list)
+
+
+def _site_add(args: argparse.Namespace) -> Outcome:
+    rec = site_service.add_site(_store(), args.name, benchmark=args.benchmark, actor=_actor(), now=utc_now)
+    return Outcome({"site": rec.name, "benchmark": rec.is_benchmark}, f"registered site {rec.name}")
+
+
+def _site_list(args: argparse.Namespace) -> Outcome:
+    recs = site_service.list_sites(_store())
+    rows = [{"name": r.name, "benchmark": r.is_benchmark, "created_at": r.created_at.isoformat()} for r in recs]
+    text = "\n".join(f"{r['name']}{'  (benchmark)' if r['benchmark'] else ''}" for r in rows) or "no sites"
+    return Outcome({"sites": rows}, text)
+
+
+def _register_studies(sub: Any, add: AddParser) -> None:
+    p = add(sub, "ingest", "ingest DICOM files or folders through the strict gate")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--site", required=True, help="a registered site")
+    p.set_defaults(handler=_ingest)
+    p = add(sub, "predict", "predict studies without a prediction from the serving model")
+    p.add_argument("--site", default=None, help="only this site")
+    p.add_argument("--all", action="store_true", help="every site (the default when --site is not given)")
+    p.set_defaults(handler=_predict)
+    p = add(sub, "explain", "explanation map of a study on the image's pixel grid (float32)")
+    p.add_argument("study_uid", metavar="STUDY_UID")
+    p.add_argument("--method", required=True, help="gradcam | gradientshap | kernelshap")
+    p.add_argument("--out", type=Path, default=None, help="write the map as FILE.npy")
+    p.add_argument(
+        "--export-dicom",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write a Secondary Capture and a Segmentation into DIR, in the source study",
+    )
+    p.set_defaults(handler=_explain)
+
+
+def _ingest(args: argparse.Namespace) -> Outcome:
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        raise PathNotFoundError(missing[0])
+    settings = _settings()
+    sf = _store()
+    with progress_bar(0, "ingest", enabled=not args.json) as advance:
+        report = ingestion.ingest_paths(
+            sf,
+            args.paths,
+            site=args.site,
+            dicom_dir=settings.home / "dicom",
+            actor=_actor(),
+            now=utc_now,
+            progress=advance,
+        )
+    data = {
+        "site": report.site,
+        "ingested": len(report.ingested),
+        "duplicates": len(report.duplicates),
+        "rejected": [{"path": r.path, "reason": r.reason} for r in report.rejected],
+    }
+    lines = [
+        f"ingested {len(report.ingested)}, duplicates {len(report.duplicates)}, "
+        f"rejected {len(report.rejected)} into site {report.site}"
+    ]
+    lines += [f"  rejected {r.path}: {r.reason}" for r in report.rejected]
+    return Outcome(data, "\n".join(lines))
+
+
+def _predict(args: argparse.Namespace) -> Outcome:
+    settings = _settings()
+    sf = _store()
+    model = model_service.load_serving(sf, models_dir=settings.home / "models")
+    with progress_bar(0, "predict", enabled=not args.json) as advance:
+        report = prediction.predict_pending(
+            sf, model, site=args.site, batch_size=settings.batch_size, actor=_actor(), now=utc_now, progress=advance
+        )
+    data = {
+        "model_version": report.model_version,
+        "scored": report.scored,
+        "skipped": report.skipped,
+        "positives": report.positives,
+        "device": report.device,
+        "site": args.site,
+    }
+    return Outcome(
+        data,
+        f"scored {report.scored} studies with {report.model_version} on {report.device} "
+        f"({report.positives} above threshold); {report.skipped} stored but not scored",
+    )
+
+
+def _explain(args: argparse.Namespace) -> Outcome:
+    from core.errors import BadInputError
+    from core.imaging.export import check_export_dir
+
+    method = explanation.parse_method(args.method)
+    if args.out is not None and args.out.suffix != ".npy":
+        raise BadInputError(f"--out must name a .npy file, got {args.out}")
+    if args.export_dicom is not None:
+        check_export_dir(args.export_dicom)  # refuse before any work, so nothing is written
+    settings = _settings()
+    sf = _store()
+    model = model_service.load_serving(sf, models_dir=settings.home / "models")
+    res = explanation.explain_study(
+        sf,
+        model,
+        args.study_uid,
+        method=method,
+        artifacts_dir=settings.artifacts_dir,
+        lock=None,
+        actor=_actor(),
+        now=utc_now,
+    )
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.out, res.heatmap.astype(np.float32))
+    exported = []
+    if args.export_dicom is not None:
+        exported = explanation.export_dicom(sf, res, out_dir=args.export_dicom, actor=_actor(), now=utc_now)
+    data = {
+        "study_uid": res.study_uid,
+        "method": res.method,
+        "model_version": res.model_version,
+        "predicted_by": res.predicted_by,
+        "notice": res.notice,
+        "signed": res.signed,
+        "shape": list(res.heatmap.shape),
+        "sha256": res.sha256,
+        "artifact": str(res.artifact_path),
+        "out": str(args.out) if args.out else None,
+        "dicom": [
+            {
+                "kind": o.kind,
+                "path": str(o.path),
+                "sop_class_uid": o.sop_class_uid,
+                "sop_instance_uid": o.sop_instance_uid,
+            }
+            for o in exported
+        ],
+    }
+    lines = [f"{res.method} map {res.heatmap.shape} for {res.study_uid}: {args.out or res.artifact_path}"]
+    lines += [f"  {o.kind}: {o.path}" for o in exported]
+    if res.notice:
+        lines.append(f"NOTE: {res.notice}")
+    return Outcome(data, "\n".join(lines))
+
+
+# --- models, audit ------------------------------------------------------------------------------
+
+
+def _register_models(sub: Any, add: AddParser) -> None:
+    p = add(sub, "model", "list or show model cards")
+    msub = p.add_subparsers(dest="model_command", required=True, parser_class=type(p))
+    add(msub, "list", "registered model versions").set_defaults(handler=_model_list)
+    s = add(msub, "show", "a model card, as stored")
+    s.add_argument("version")
+    s.set_defaults(handler=_model_show)
+
+
+def _model_list(args: argparse.Namespace) -> Outcome:
+    models = model_service.list_models(_store())
+    rows = [
+        {
+            "version": m.version,
+            "serving": m.serving,
+            "created_at": m.created_at,
+            "metrics": m.card.metrics,
+            "parent_version": m.card.parent_version,
+        }
+        for m in models
+    ]
+    text = "\n".join(f"{r['version']}{'  (serving)' if r['serving'] else ''}" for r in rows) or "no models"
+    return Outcome({"models": rows}, text)
+
+
+def _model_show(args: argparse.Namespace) -> Outcome:
+    card = model_service.get_card(_store(), args.version).to_dict()
+    return Outcome(card, json.dumps(card, indent=2, sort_keys=True))
+
+
+def _audit_verify(args: argparse.Namespace) -> Outcome:
+    check = audit_service.verify_ledger(_store())
+    data = {"ok": check.ok, "checked": check.checked, "first_bad_seq": check.first_bad_seq, "reason": check.reason}
+    text = (
+        f"audit chain verifies: {check.checked} entries"
+        if check.ok
+        else f"audit chain BROKEN at seq {check.first_bad_seq}: {check.reason}"
+    )
+    return Outcome(data, text, ok=check.ok)
+
+
+# --- train, bench -------------------------------------------------------------------------------
+
+
+def _register_train_bench(sub: Any, add: AddParser) -> None:
+    p = add(sub, "train", "train the demonstration network on a cohort's benchmark site; write weights and card")
+    p.add_argument("--cohort", type=Path, required=True, help="a labelled cohort folder (see `vigil sample-data`)")
+    p.add_argument("--eval-cohort", type=Path, default=None, help="an independent cohort evaluated in full")
+    p.add_argument("--out", type=Path, required=True, help="folder for <version>.pt and card.json")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--version", default=None, help="model version name (default: the bundled model's)")
+    p.set_defaults(handler=_train)
+    p = add(sub, "bench", "speed ratios measured side by side, each with an equality guard")
+    p.add_argument("--suite", default="foundation", help="which suite (default: foundation)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--record", type=Path, default=None, help="write <DIR>/<suite>.json with the figures")
+    p.set_defaults(handler=_bench)
+
+
+def _train(args: argparse.Namespace) -> Outcome:
+    from core.models.training import DEFAULT_VERSION, train_model  # heavy; only this command needs it
+
+    for path in (args.cohort, args.eval_cohort):
+        if path is not None and not path.exists():
+            raise PathNotFoundError(path)
+    with progress_bar(args.epochs, "epochs", enabled=not args.json) as advance:
+        card = train_model(
+            cohort_dir=args.cohort,
+            eval_cohort_dir=args.eval_cohort,
+            out_dir=args.out,
+            seed=args.seed,
+            epochs=args.epochs,
+            version=args.version or DEFAULT_VERSION,
+            progress=lambda _epoch, _total: advance(1),
+        )
+    return Outcome(
+        {"version": card.version, "out_dir": str(args.out), "metrics": card.metrics, "seed": args.seed},
+        f"trained {card.version} into {args.out}\n{json.dumps(card.metrics, indent=2, sort_keys=True)}",
+    )
+
+
+def _bench(args: argparse.Namespace) -> Outcome:
+    from core.bench.suites import record, run_suite
+
+    run = run_suite(args.suite, sample_dir=_settings().sample_data_dir, rounds=args.rounds)
+    if args.record is not None:
+        record(run, args.record)
+    lines = [f"{'PASS' if r.passed else 'FAIL'}  {r.ratio:8.3f} <= {r.target:<6}  {r.name}" for r in run.results]
+    return Outcome(run.to_dict(), "\n".join(lines), ok=run.passed)

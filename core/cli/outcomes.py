@@ -1,0 +1,57 @@
+"""``vigil outcomes``: load a ground-truth manifest as a labelled source, and summarise labels by source.
+
+Wired into the command tree by ``register_outcomes(sub, add)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.cli._output import Outcome
+from core.config import load_settings
+from core.services import outcomes
+from core.services.store import open_store, utc_now
+from core.store.engine import SessionFactory
+
+__all__ = ["register_outcomes"]
+
+AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
+
+
+def _store() -> SessionFactory:
+    return open_store(load_settings(os.environ))
+
+
+def register_outcomes(sub: Any, add: AddParser) -> None:
+    """Attach ``outcomes load-ground-truth`` and ``outcomes summary`` to the subparsers ``sub``."""
+    p = add(sub, "outcomes", "the outcome store: labels by source")
+    osub = p.add_subparsers(dest="outcomes_command", required=True, parser_class=type(p))
+    g = add(osub, "load-ground-truth", "store a ground-truth manifest's labels, marked as source ground_truth")
+    g.add_argument("manifest", type=Path, help="manifest.csv of a cohort (e.g. sample_data/manifest.csv)")
+    g.set_defaults(handler=_load_ground_truth)
+    add(osub, "summary", "labelled and unlabelled studies per site and source").set_defaults(handler=_summary)
+
+
+def _load_ground_truth(args: argparse.Namespace) -> Outcome:
+    result = outcomes.load_ground_truth(_store(), args.manifest, actor=f"cli:{getpass.getuser()}", now=utc_now)
+    text = (
+        f"{result.loaded} ground-truth labels loaded from {result.manifest} ({result.already_loaded} already "
+        f"present, {result.not_in_store} studies not in the store)"
+    )
+    return Outcome(result.to_dict(), text)
+
+
+def _summary(args: argparse.Namespace) -> Outcome:
+    summary = outcomes.label_summary(_store())
+    lines = [f"{summary.n_labelled} of {summary.n_studies} studies labelled; {summary.n_unlabelled} unknown"]
+    lines += [
+        f"  {site:<14} {c['n_labelled']:>5} labelled / {c['n_studies']:<5} "
+        + ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if k not in ("n_studies", "n_labelled", "n_unlabelled"))
+        for site, c in summary.per_site.items()
+    ]
+    return Outcome(summary.to_dict(), "\n".join(lines))

@@ -1,0 +1,353 @@
+"""Local accounts: Argon2id password hashes, sign-in with an audit trail, demo users, password changes.
+
+Passwords are hashed with argon2-cffi's ``PasswordHasher`` defaults (Argon2id, 64 MiB, 3 passes,
+a random salt per hash); only the hash is stored. Sign-in never says whether an account exists:
+an unknown name is checked against a dummy hash so it costs the same time, and both failures
+raise the same :class:`~core.errors.SignInFailedError`. Hashing runs outside any transaction, so
+the database write lock is never held for the ~0.1 s a hash takes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Final
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from core.audit.events import AuditAction
+from core.errors import BadInputError, SignInFailedError, UnknownRoleError, UnknownUserError, WeakPasswordError
+from core.services.permissions import Permission, Role, SignedInUser, parse_role, require
+from core.store import audit_log, users
+from core.store.engine import SessionFactory
+from core.store.users import UserRecord
+
+__all__ = [
+    "DEMO_USERS",
+    "MIN_PASSWORD_LENGTH",
+    "DemoUser",
+    "UserInfo",
+    "add_user",
+    "change_own_password",
+    "check_password_policy",
+    "create_user",
+    "hash_password",
+    "list_users",
+    "reset_password",
+    "seed_demo_users",
+    "set_password",
+    "sign_in",
+    "verify_password",
+]
+
+MIN_PASSWORD_LENGTH: Final = 12
+#: Longer inputs are refused before hashing, so nobody can make the server hash megabytes.
+MAX_PASSWORD_LENGTH: Final = 256
+USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+#: Who seeds the demo users (``vigil init``).
+SYSTEM_ACTOR: Final = "system"
+#: The actor of a failed sign-in: nobody was authenticated.
+ANONYMOUS_ACTOR: Final = "anonymous"
+
+_HASHER: Final = PasswordHasher()
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    """A demonstration account that ``vigil init`` creates; its password is public (README)."""
+
+    username: str
+    role: Role
+    password: str
+
+
+#: One account per role for the demo; change the passwords with ``vigil users set-password``.
+DEMO_USERS: Final[tuple[DemoUser, ...]] = (
+    DemoUser("radiologist", Role.RADIOLOGIST, "vigil-demo-radiologist"),
+    DemoUser("champion", Role.CHAMPION, "vigil-demo-champion"),
+    DemoUser("cmio", Role.CMIO, "vigil-demo-cmio"),
+    DemoUser("mlengineer", Role.ML_ENGINEER, "vigil-demo-mlengineer"),
+    DemoUser("admin", Role.ADMIN, "vigil-demo-admin"),
+    DemoUser("auditor", Role.AUDITOR, "vigil-demo-auditor"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A user without the password hash: what lists and pages show."""
+
+    username: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, rec: UserRecord) -> UserInfo:
+        """Drop the hash from a stored record."""
+        return cls(username=rec.username, role=rec.role, created_at=rec.created_at)
+
+
+def hash_password(password: str) -> str:
+    """Argon2id hash of ``password`` with a fresh random salt (PHC string format)."""
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; False for a malformed hash, never an exception."""
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def check_password_policy(password: str, *, username: str) -> None:
+    """Refuse a password that is too short, too long, blank or equal to the username.
+
+    Length over composition rules (NIST SP 800-63B): at least :data:`MIN_PASSWORD_LENGTH`
+    characters, at most :data:`MAX_PASSWORD_LENGTH`.
+
+    Raises
+    ------
+    WeakPasswordError
+        Naming the rule, never the password.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPasswordError(f"use at least {MIN_PASSWORD_LENGTH} characters (got {len(password)})")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPasswordError(f"use at most {MAX_PASSWORD_LENGTH} characters (got {len(password)})")
+    if not password.strip():
+        raise WeakPasswordError("a password cannot be only spaces")
+    if password.strip().lower() == username.strip().lower():
+        raise WeakPasswordError("a password cannot be the username")
+
+
+def sign_in(
+    session_factory: SessionFactory, username: str, password: str, *, now: Callable[[], datetime]
+) -> SignedInUser:
+    """Check a username and password and audit the attempt either way.
+
+    Parameters
+    ----------
+    username : str
+        As typed; surrounding spaces are removed, and at most 64 characters are recorded.
+    password : str
+        Never stored, logged or echoed.
+
+    Returns
+    -------
+    SignedInUser
+        With the role stored for the account.
+
+    Raises
+    ------
+    SignInFailedError
+        Unknown user, wrong password or an account with an unknown role; the message and the
+        time taken are the same in every case. A ``login_failed`` entry is written first.
+    """
+    name = username.strip()[:64]
+    with session_factory() as session:
+        try:
+            record: UserRecord | None = users.get_user(session, name) if name else None
+        except UnknownUserError:
+            record = None
+    too_long = len(password) > MAX_PASSWORD_LENGTH
+    matches = verify_password(record.password_hash if record else _dummy_hash(), password[:MAX_PASSWORD_LENGTH])
+    user = _signed_in(record) if (record is not None and matches and not too_long) else None
+    with session_factory.begin() as session:
+        audit_log.append(
+            session,
+            actor=ANONYMOUS_ACTOR if user is None else user.username,
+            action=AuditAction.LOGIN_FAILED if user is None else AuditAction.LOGIN_SUCCEEDED,
+            subject=name,
+            payload={"username": name} if user is None else {"username": name, "role": user.role.value},
+            recorded_at=now().isoformat(),
+        )
+    if user is None:
+        raise SignInFailedError()
+    return user
+
+
+def add_user(
+    session_factory: SessionFactory,
+    username: str,
+    role: str,
+    password: str,
+    *,
+    actor: str,
+    now: Callable[[], datetime],
+) -> UserInfo:
+    """Create an account, audited (``vigil users add``; the operator at the shell is trusted).
+
+    Raises
+    ------
+    BadInputError
+        The username is not 1-64 letters, digits, ``_ . @ -``.
+    UnknownRoleError
+        ``role`` is not a :class:`Role`.
+    WeakPasswordError
+        The password breaks :func:`check_password_policy`.
+    DuplicateUserError
+        The username is taken.
+    """
+    name, parsed = _check_new_user(username, role)
+    check_password_policy(password, username=name)
+    password_hash = hash_password(password)
+    with session_factory.begin() as session:
+        rec = users.add_user(session, username=name, role=parsed.value, password_hash=password_hash, now=now())
+        audit_log.append(
+            session,
+            actor=actor,
+            action=AuditAction.USER_CREATED,
+            subject=name,
+            payload={"username": name, "role": parsed.value},
+            recorded_at=now().isoformat(),
+        )
+    return UserInfo.from_record(rec)
+
+
+def create_user(
+    session_factory: SessionFactory,
+    admin: SignedInUser,
+    username: str,
+    role: str,
+    password: str,
+    *,
+    now: Callable[[], datetime],
+) -> UserInfo:
+    """:func:`add_user` on behalf of a signed-in administrator (the Users page).
+
+    Raises
+    ------
+    PermissionDeniedError
+        ``admin`` may not manage users.
+    """
+    require(admin, Permission.MANAGE_USERS)
+    return add_user(session_factory, username, role, password, actor=admin.username, now=now)
+
+
+def set_password(
+    session_factory: SessionFactory, username: str, password: str, *, actor: str, now: Callable[[], datetime]
+) -> None:
+    """Replace a user's password hash, audited (``vigil users set-password``).
+
+    Raises
+    ------
+    UnknownUserError
+        No such user.
+    WeakPasswordError
+        The password breaks :func:`check_password_policy`.
+    """
+    name = username.strip()
+    check_password_policy(password, username=name)
+    password_hash = hash_password(password)
+    with session_factory.begin() as session:
+        users.get_user(session, name)
+        users.set_password_hash(session, name, password_hash)
+        audit_log.append(
+            session,
+            actor=actor,
+            action=AuditAction.PASSWORD_CHANGED,
+            subject=name,
+            payload={"username": name, "by": actor},
+            recorded_at=now().isoformat(),
+        )
+
+
+def reset_password(
+    session_factory: SessionFactory, admin: SignedInUser, username: str, password: str, *, now: Callable[[], datetime]
+) -> None:
+    """:func:`set_password` on behalf of a signed-in administrator.
+
+    Raises
+    ------
+    PermissionDeniedError
+        ``admin`` may not manage users.
+    """
+    require(admin, Permission.MANAGE_USERS)
+    set_password(session_factory, username, password, actor=admin.username, now=now)
+
+
+def change_own_password(
+    session_factory: SessionFactory,
+    user: SignedInUser,
+    current_password: str,
+    new_password: str,
+    *,
+    now: Callable[[], datetime],
+) -> None:
+    """Let a signed-in user change their own password after proving the current one.
+
+    Raises
+    ------
+    SignInFailedError
+        ``current_password`` is wrong (audited as a failed sign-in).
+    WeakPasswordError
+        The new password breaks :func:`check_password_policy`.
+    """
+    check_password_policy(new_password, username=user.username)
+    sign_in(session_factory, user.username, current_password, now=now)
+    set_password(session_factory, user.username, new_password, actor=user.username, now=now)
+
+
+def list_users(session_factory: SessionFactory) -> list[UserInfo]:
+    """Every account, by username, without hashes."""
+    with session_factory() as session:
+        return [UserInfo.from_record(r) for r in users.list_users(session)]
+
+
+def seed_demo_users(
+    session_factory: SessionFactory, *, now: Callable[[], datetime], demo: Sequence[DemoUser] = DEMO_USERS
+) -> list[str]:
+    """Create the demo accounts that do not exist yet, in one transaction (idempotent).
+
+    An existing account is left exactly as it is, so a password changed with
+    ``vigil users set-password`` survives the next ``vigil init``.
+
+    Returns
+    -------
+    list of str
+        The usernames created now (empty when every demo account existed).
+    """
+    with session_factory() as session:
+        existing = {u.username for u in users.list_users(session)}
+    todo = [(d, hash_password(d.password)) for d in demo if d.username not in existing]
+    created: list[str] = []
+    with session_factory.begin() as session:
+        present = {u.username for u in users.list_users(session)}  # a concurrent init may have won
+        for d, password_hash in todo:
+            if d.username in present:
+                continue
+            users.add_user(session, username=d.username, role=d.role.value, password_hash=password_hash, now=now())
+            audit_log.append(
+                session,
+                actor=SYSTEM_ACTOR,
+                action=AuditAction.USER_CREATED,
+                subject=d.username,
+                payload={"username": d.username, "role": d.role.value, "demo": True},
+                recorded_at=now().isoformat(),
+            )
+            created.append(d.username)
+    return created
+
+
+@cache
+def _dummy_hash() -> str:
+    # Verified against when the account does not exist, so both failures take as long.
+    return hash_password("vigil: no such account")
+
+
+def _signed_in(record: UserRecord) -> SignedInUser | None:
+    try:
+        return SignedInUser(username=record.username, role=parse_role(record.role))
+    except UnknownRoleError:
+        return None
+
+
+def _check_new_user(username: str, role: str) -> tuple[str, Role]:
+    name = username.strip()
+    if not USERNAME_PATTERN.match(name):
+        raise BadInputError(f"invalid username {name!r}: use 1-64 letters, digits, '_', '.', '@' or '-'")
+    return name, parse_role(role)

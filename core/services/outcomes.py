@@ -1,0 +1,322 @@
+"""Labels for metrics: load a ground-truth manifest, resolve each study's label by source, and read the evaluation set.
+
+A study's label comes from the first source that settles it, in :data:`PRECEDENCE` order:
+an adjudication (the outcome of record), a ground-truth manifest (the synthetic cohort's truth,
+marked as such; real deployments have none), an EMR outcome, then readers' feedback. Within a
+source, the latest adjudication or manifest row counts; EMR outcomes or readers that disagree
+settle nothing (the conflict is counted) and the next source is asked. A study no source settles
+has no label: it is unknown, never negative.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
+from core.audit.events import AuditAction
+from core.errors import BadInputError, PathNotFoundError
+from core.sampledata.manifest import read_manifest
+from core.store import audit_log, feedback, model_versions, outcomes, sites
+from core.store.engine import SessionFactory
+from core.store.feedback import FeedbackRecord
+from core.store.model_versions import ModelVersionRecord
+from core.store.outcomes import OutcomeIn, OutcomeRecord, OutcomeSource, ScoredStudy
+from core.types import JSONObject
+
+__all__ = [
+    "PRECEDENCE",
+    "EvaluationSet",
+    "GroundTruthLoad",
+    "LabelResolution",
+    "LabelSource",
+    "LabelSummary",
+    "ResolvedLabel",
+    "evaluation_set",
+    "label_summary",
+    "load_ground_truth",
+    "resolve_labels",
+]
+
+
+class LabelSource(StrEnum):
+    """Where a study's label came from, as reports name it."""
+
+    ADJUDICATED = "adjudicated"
+    GROUND_TRUTH = "ground_truth"
+    EMR = "emr"
+    READER_FEEDBACK = "reader_feedback"
+
+
+#: Sources in the order they are asked.
+PRECEDENCE: Final = (LabelSource.ADJUDICATED, LabelSource.GROUND_TRUTH, LabelSource.EMR, LabelSource.READER_FEEDBACK)
+
+# Sources whose latest row wins; the others must agree.
+_LATEST_WINS: Final = frozenset({LabelSource.ADJUDICATED, LabelSource.GROUND_TRUTH})
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedLabel:
+    """One study's label and the source that settled it."""
+
+    study_id: int
+    label: int
+    source: LabelSource
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelResolution:
+    """Every settled label, and per source how many studies it left unsettled by disagreeing."""
+
+    labels: dict[int, ResolvedLabel]
+    conflicts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class GroundTruthLoad:
+    """What :func:`load_ground_truth` wrote."""
+
+    manifest: str
+    manifest_sha256: str
+    in_manifest: int
+    loaded: int
+    already_loaded: int
+    not_in_store: int
+
+    def to_dict(self) -> JSONObject:
+        """The ``--json`` object."""
+        return {
+            "manifest": self.manifest,
+            "manifest_sha256": self.manifest_sha256,
+            "source": str(LabelSource.GROUND_TRUTH),
+            "in_manifest": self.in_manifest,
+            "loaded": self.loaded,
+            "already_loaded": self.already_loaded,
+            "not_in_store": self.not_in_store,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSummary:
+    """How many studies have a label, from which source, per site; unlabelled means unknown."""
+
+    n_studies: int
+    n_labelled: int
+    by_source: dict[str, int]
+    conflicts: dict[str, int]
+    per_site: dict[str, dict[str, int]]
+
+    @property
+    def n_unlabelled(self) -> int:
+        """Studies no source settles (unknown, not negative)."""
+        return self.n_studies - self.n_labelled
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready."""
+        return {
+            "n_studies": self.n_studies,
+            "n_labelled": self.n_labelled,
+            "n_unlabelled": self.n_unlabelled,
+            "by_source": dict(self.by_source),
+            "conflicts": dict(self.conflicts),
+            "per_site": {site: dict(counts) for site, counts in self.per_site.items()},
+            "precedence": [str(s) for s in PRECEDENCE],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationSet:
+    """What metrics are computed from: one model version's scores, the labels, the sites.
+
+    Attributes
+    ----------
+    excluded : frozenset of int
+        Benchmark studies the model version was fitted or tuned on (the ground-truth manifest's
+        ``train`` and ``val`` splits, when the model card names that manifest): never evaluated.
+    """
+
+    model_version: ModelVersionRecord
+    threshold: float
+    benchmark: str | None
+    site_names: tuple[str, ...]
+    studies: tuple[ScoredStudy, ...]
+    labels: LabelResolution
+    excluded: frozenset[int] = field(default_factory=frozenset)
+
+
+def load_ground_truth(
+    session_factory: SessionFactory, manifest_path: Path, *, actor: str, now: Callable[[], datetime]
+) -> GroundTruthLoad:
+    """Store the labels of a ground-truth manifest as source ``ground_truth`` (idempotent).
+
+    Each label's reference is ``manifest:<sha256>`` and its detail the manifest's split, so a
+    report can say the label is synthetic truth and the validation can leave out the studies a
+    model was trained on. Studies not in the store are counted and skipped. One transaction; the
+    audit entry is written only when labels were added.
+
+    Raises
+    ------
+    PathNotFoundError
+        The manifest does not exist.
+    BadInputError
+        The manifest is malformed.
+    """
+    if not manifest_path.is_file():
+        raise PathNotFoundError(manifest_path)
+    sha = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    rows = read_manifest(manifest_path)
+    ref = f"manifest:{sha}"
+    with session_factory.begin() as session:
+        ids = outcomes.study_ids_by_uid(session, [r.study_uid for r in rows])
+        present = outcomes.studies_with_outcome(session, source=OutcomeSource.GROUND_TRUTH, source_ref=ref)
+        new = [
+            OutcomeIn(
+                ids[r.study_uid], OutcomeSource.GROUND_TRUTH, bool(r.label), ref, actor, detail=f"split={r.split}"
+            )
+            for r in rows
+            if r.study_uid in ids and ids[r.study_uid] not in present
+        ]
+        outcomes.add_outcomes(session, new, now=now())
+        result = GroundTruthLoad(manifest_path.name, sha, len(rows), len(new), len(present), len(rows) - len(ids))
+        if new:
+            audit_log.append(
+                session,
+                actor=actor,
+                action=AuditAction.GROUND_TRUTH_LOADED,
+                subject=ref,
+                payload=result.to_dict(),
+                recorded_at=now().isoformat(),
+            )
+    return result
+
+
+def resolve_labels(records: Iterable[OutcomeRecord], reader_feedback: Iterable[FeedbackRecord]) -> LabelResolution:
+    """Settle each study's label by :data:`PRECEDENCE` (pure; see the module docstring).
+
+    Parameters
+    ----------
+    records : iterable of OutcomeRecord
+        Stored outcomes of every source.
+    reader_feedback : iterable of FeedbackRecord
+        Current (not superseded) feedback; ``indeterminate`` findings settle nothing.
+    """
+    votes: dict[int, dict[LabelSource, list[tuple[tuple[datetime, int], int, str]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for rec in records:
+        votes[rec.study_id][LabelSource(str(rec.source))].append(((rec.created_at, rec.id), int(rec.label), rec.detail))
+    for fb in reader_feedback:
+        if fb.current and fb.finding in ("present", "absent"):
+            value = int(fb.finding == "present")
+            votes[fb.study_id][LabelSource.READER_FEEDBACK].append(((fb.created_at, fb.id), value, fb.username))
+    labels: dict[int, ResolvedLabel] = {}
+    conflicts: Counter[str] = Counter()
+    for study_id, by_source in votes.items():
+        resolved = _settle(study_id, by_source, conflicts)
+        if resolved is not None:
+            labels[study_id] = resolved
+    return LabelResolution(labels, dict(conflicts))
+
+
+def _settle(
+    study_id: int,
+    by_source: dict[LabelSource, list[tuple[tuple[datetime, int], int, str]]],
+    conflicts: Counter[str],
+) -> ResolvedLabel | None:
+    for source in PRECEDENCE:
+        entries = by_source.get(source)
+        if not entries:
+            continue
+        if source in _LATEST_WINS:
+            _, value, detail = max(entries)
+            return ResolvedLabel(study_id, value, source, detail)
+        counts = Counter(value for _, value, _ in entries)
+        if len(counts) == 1 or counts[0] != counts[1]:
+            value = counts.most_common(1)[0][0]
+            return ResolvedLabel(study_id, value, source, f"{counts[value]} of {len(entries)} agree")
+        conflicts[str(source)] += 1
+    return None
+
+
+def label_summary(session_factory: SessionFactory) -> LabelSummary:
+    """Counts of labelled studies by source and site (``vigil outcomes summary``)."""
+    with session_factory() as session:
+        resolution = resolve_labels(outcomes.list_outcomes(session), feedback.list_feedback(session, current_only=True))
+        site_of = outcomes.study_sites(session)
+    per_site: dict[str, dict[str, int]] = defaultdict(lambda: {"n_studies": 0, "n_labelled": 0})
+    by_source: Counter[str] = Counter()
+    for study_id, site in site_of.items():
+        counts = per_site[site]
+        counts["n_studies"] += 1
+        label = resolution.labels.get(study_id)
+        if label is not None:
+            counts["n_labelled"] += 1
+            counts[str(label.source)] = counts.get(str(label.source), 0) + 1
+            by_source[str(label.source)] += 1
+    for counts in per_site.values():
+        counts["n_unlabelled"] = counts["n_studies"] - counts["n_labelled"]
+    return LabelSummary(
+        len(site_of), sum(by_source.values()), dict(by_source), resolution.conflicts, dict(sorted(per_site.items()))
+    )
+
+
+def evaluation_set(session_factory: SessionFactory, *, model_version: str | None = None) -> EvaluationSet:
+    """Read one model version's scores, every label and the sites, in one read transaction.
+
+    Parameters
+    ----------
+    model_version : str, optional
+        The serving version when None.
+
+    Raises
+    ------
+    UnknownModelVersionError
+        ``model_version`` is not registered.
+    BadInputError
+        No version is given and none is serving.
+    """
+    with session_factory() as session:
+        mv = model_versions.get_by_version(session, model_version) if model_version else model_versions.serving(session)
+        if mv is None:
+            raise BadInputError("no model version is serving: register one or name it with --model")
+        registered = sites.list_sites(session)
+        studies = tuple(outcomes.scored_studies(session, mv.id))
+        records = outcomes.list_outcomes(session)
+        resolution = resolve_labels(records, feedback.list_feedback(session, current_only=True))
+    bench = next((s.name for s in registered if s.is_benchmark), None)
+    threshold = _threshold(mv, studies)
+    excluded = _fitted_on(mv, records, bench)
+    return EvaluationSet(mv, threshold, bench, tuple(s.name for s in registered), studies, resolution, excluded)
+
+
+def _threshold(mv: ModelVersionRecord, studies: Sequence[ScoredStudy]) -> float:
+    value = mv.card.get("operating_threshold")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    stored = next((s.threshold for s in studies if s.threshold is not None), None)
+    if stored is None:
+        raise BadInputError(f"model version {mv.version!r} has no operating threshold in its card")
+    return stored
+
+
+def _fitted_on(mv: ModelVersionRecord, records: Sequence[OutcomeRecord], benchmark: str | None) -> frozenset[int]:
+    """Benchmark studies that the model card's own training manifest puts in its train or val split."""
+    training = mv.card.get("training_data")
+    sha = training.get("manifest_sha256") if isinstance(training, dict) else None
+    if not isinstance(sha, str) or benchmark is None:
+        return frozenset()
+    ref = f"manifest:{sha}"
+    return frozenset(
+        r.study_id
+        for r in records
+        if r.source is OutcomeSource.GROUND_TRUTH
+        and r.source_ref == ref
+        and r.site == benchmark
+        and r.detail in ("split=train", "split=val")
+    )

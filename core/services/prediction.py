@@ -1,0 +1,153 @@
+"""Score stored studies with the serving model: one transaction per batch, one audit entry per study."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from core.audit.events import AuditAction
+from core.errors import BadInputError
+from core.imaging.dicom import read_dicom
+from core.imaging.image import DicomImage
+from core.models.inference import ImagePrediction, predict_images
+from core.models.loading import LoadedModel
+from core.store import audit_log, model_versions, predictions, sites, studies
+from core.store.engine import SessionFactory
+from core.store.predictions import PredictionIn
+from core.store.studies import InstanceRecord
+
+__all__ = ["PredictReport", "predict_pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictReport:
+    """What ``vigil predict`` did."""
+
+    model_version: str
+    scored: int
+    skipped: int  # stored, not scored: outside the intended use or unreadable, with the reason logged
+    positives: int
+    device: str
+
+
+def predict_pending(
+    session_factory: SessionFactory,
+    model: LoadedModel,
+    *,
+    site: str | None,
+    batch_size: int,
+    actor: str,
+    now: Callable[[], datetime],
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> PredictReport:
+    """Predict every stored instance that has no prediction from ``model`` yet.
+
+    Parameters
+    ----------
+    site : str or None
+        Restrict to one registered site; every site when None.
+    batch_size : int
+        Studies per forward pass and per transaction.
+    on_total : callable, optional
+        Told how many instances are pending before work starts (for a progress bar).
+    """
+    if batch_size < 1:
+        raise BadInputError(f"batch size must be at least 1, got {batch_size}")
+    with session_factory() as session:
+        site_id = sites.get_site(session, site).id if site is not None else None
+        mv = model_versions.get_by_version(session, model.card.version)
+        pending = studies.instances_without_prediction(session, model_version_id=mv.id, site_id=site_id)
+    if on_total:
+        on_total(len(pending))
+    scored = skipped = positives = 0
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        results = _predict_chunk(model, chunk, batch_size=batch_size)
+        _record(session_factory, model, mv.id, chunk, results, actor=actor, now=now)
+        scored += sum(r.score is not None for r in results)
+        skipped += sum(r.score is None for r in results)
+        positives += sum(bool(r.label) for r in results)
+        if progress:
+            progress(len(chunk))
+    return PredictReport(model.card.version, scored, skipped, positives, str(model.device))
+
+
+def _predict_chunk(model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch_size: int) -> list[ImagePrediction]:
+    """Read and score one chunk; a file that no longer decodes is logged as a fallback, never scored."""
+    images: list[DicomImage] = []
+    readable: list[int] = []
+    failures: dict[int, str] = {}
+    for i, inst in enumerate(chunk):
+        try:
+            images.append(read_dicom(Path(inst.path)))
+            readable.append(i)
+        except (OSError, ValueError, BadInputError) as exc:
+            failures[i] = f"pixels unreadable: {type(exc).__name__}: {exc}"
+    scored = iter(predict_images(model, images, batch_size=batch_size))
+    return [_unreadable(model, chunk[i], failures[i]) if i in failures else next(scored) for i in range(len(chunk))]
+
+
+def _unreadable(model: LoadedModel, inst: InstanceRecord, reason: str) -> ImagePrediction:
+    """A stored file that no longer decodes: recorded with its reason, never scored."""
+    return ImagePrediction(
+        sop_instance_uid=inst.sop_instance_uid,
+        study_instance_uid=inst.study_uid,
+        model_version=model.card.version,
+        score=None,
+        label=None,
+        input_sha256=None,
+        latency_ms=None,
+        device=None,
+        peak_memory_bytes=None,
+        amp=False,
+        fallback=reason,
+    )
+
+
+def _record(
+    session_factory: SessionFactory,
+    model: LoadedModel,
+    model_version_id: int,
+    chunk: Sequence[InstanceRecord],
+    results: Sequence[ImagePrediction],
+    *,
+    actor: str,
+    now: Callable[[], datetime],
+) -> None:
+    with session_factory.begin() as session:
+        for inst, res in zip(chunk, results, strict=True):
+            rec = predictions.add_prediction(
+                session,
+                PredictionIn(
+                    instance_id=inst.id,
+                    model_version_id=model_version_id,
+                    input_sha256=res.input_sha256,
+                    score=res.score,
+                    label=res.label,
+                    threshold=model.card.operating_threshold,
+                    latency_ms=res.latency_ms,
+                    device=res.device or "none",
+                    peak_memory_bytes=res.peak_memory_bytes,
+                    fallback=res.fallback,
+                ),
+                now=now(),
+            )
+            audit_log.append(
+                session,
+                actor=actor,
+                action=AuditAction.PREDICTION_MADE if res.score is not None else AuditAction.PREDICTION_SKIPPED,
+                subject=inst.study_uid,
+                payload={
+                    "prediction_id": rec.id,
+                    "sop_instance_uid": inst.sop_instance_uid,
+                    "model_version": model.card.version,
+                    "input_sha256": res.input_sha256,
+                    "score": res.score,
+                    "label": res.label,
+                    "fallback": res.fallback,
+                },
+                recorded_at=now().isoformat(),
+            )

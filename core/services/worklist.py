@@ -1,0 +1,166 @@
+"""The reader's worklist: filtered, paged in SQL, stepped through with next / previous.
+
+Every function needs :attr:`Permission.REVIEW_STUDIES`. Studies are shown with the serving model's
+prediction; the filters and the order are the ones ``core.store.reviews`` defines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Final
+
+from core.errors import BadInputError
+from core.services.permissions import Permission, SignedInUser, require
+from core.store import model_versions, reviews, sites, users
+from core.store.engine import SessionFactory
+from core.store.reviews import ReviewStatus, ScoreBand, WorklistOrder, WorklistQuery, WorklistRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "Neighbours",
+    "ReviewStatus",
+    "ScoreBand",
+    "WorklistFilter",
+    "WorklistOrder",
+    "WorklistPage",
+    "WorklistRow",
+    "data_version",
+    "neighbours",
+    "site_names",
+    "worklist_page",
+]
+
+DEFAULT_PAGE_SIZE: Final = 25
+#: A page never sends more rows than this to the browser.
+MAX_PAGE_SIZE: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistFilter:
+    """What the reader asked to see; hashable, so UI caches can key on it."""
+
+    sites: tuple[str, ...] = ()
+    date_from: date | None = None
+    date_to: date | None = None
+    band: ScoreBand = ScoreBand.ANY
+    status: ReviewStatus = ReviewStatus.NOT_REVIEWED_BY_ME
+    order: WorklistOrder = WorklistOrder.ARRIVAL
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistPage:
+    """One page of studies and where it sits in the whole list.
+
+    Attributes
+    ----------
+    page : int
+        0-based, clamped to the last page.
+    pages : int
+        At least 1, even for an empty list.
+    model_version : str or None
+        The serving version whose scores are shown; None before a model is registered.
+    """
+
+    items: tuple[WorklistRow, ...]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+    model_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """The studies before and after one study in the current worklist (None at either end)."""
+
+    previous: str | None
+    next: str | None
+
+
+def worklist_page(
+    session_factory: SessionFactory,
+    user: SignedInUser,
+    flt: WorklistFilter,
+    *,
+    page: int = 0,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> WorklistPage:
+    """One page of the worklist.
+
+    Raises
+    ------
+    PermissionDeniedError
+        ``user`` may not review studies.
+    BadInputError
+        ``page_size`` outside 1..:data:`MAX_PAGE_SIZE`, or ``date_from`` after ``date_to``.
+    UnknownSiteError
+        A filtered site is not registered.
+    """
+    require(user, Permission.REVIEW_STUDIES)
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise BadInputError(f"page size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")
+    with session_factory() as session:
+        query, version = _query(session, user, flt)
+        total = reviews.count_worklist(session, query)
+        pages = max(1, -(-total // page_size))
+        page = min(max(page, 0), pages - 1)
+        items = reviews.worklist_rows(session, query, limit=page_size, offset=page * page_size)
+    return WorklistPage(tuple(items), total, page, page_size, pages, version)
+
+
+def neighbours(session_factory: SessionFactory, user: SignedInUser, flt: WorklistFilter, study_uid: str) -> Neighbours:
+    """The previous and next study around ``study_uid`` in the filtered, ordered worklist.
+
+    Raises
+    ------
+    PermissionDeniedError
+        ``user`` may not review studies.
+    UnknownStudyError
+        ``study_uid`` is not stored.
+    """
+    require(user, Permission.REVIEW_STUDIES)
+    with session_factory() as session:
+        query, _ = _query(session, user, flt)
+        current = reviews.worklist_row(session, query, study_uid)
+        return Neighbours(
+            previous=reviews.neighbour(session, query, current, forward=False),
+            next=reviews.neighbour(session, query, current, forward=True),
+        )
+
+
+def site_names(session_factory: SessionFactory, user: SignedInUser) -> list[str]:
+    """Registered sites, by name, for the site filter."""
+    require(user, Permission.REVIEW_STUDIES)
+    with session_factory() as session:
+        return [s.name for s in sites.list_sites(session)]
+
+
+def data_version(session_factory: SessionFactory) -> str:
+    """A token that changes whenever any worklist could change (see ``core.store.reviews.data_version``)."""
+    with session_factory() as session:
+        return reviews.data_version(session)
+
+
+def _query(session: Session, user: SignedInUser, flt: WorklistFilter) -> tuple[WorklistQuery, str | None]:
+    if flt.date_from is not None and flt.date_to is not None and flt.date_from > flt.date_to:
+        raise BadInputError(f"date range is empty: {flt.date_from} is after {flt.date_to}")
+    for name in flt.sites:
+        sites.get_site(session, name)  # a typo must not look like an empty worklist
+    serving = model_versions.serving(session)
+    reader = users.get_user(session, user.username)
+    query = WorklistQuery(
+        model_version_id=None if serving is None else serving.id,
+        reader_id=reader.id,
+        sites=flt.sites,
+        date_from=flt.date_from,
+        date_to=flt.date_to,
+        band=flt.band,
+        status=flt.status,
+        order=flt.order,
+    )
+    return query, None if serving is None else serving.version

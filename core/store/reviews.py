@@ -1,0 +1,420 @@
+"""The reading worklist in SQL: filter, count, page and step through studies with their scores.
+
+Every query here filters, orders and pages in the database, so a page of 25 studies costs the
+same with 10k or 100k studies stored (apart from counting). A study is shown with the prediction
+that the given model version made for its first instance; studies that version has not scored
+(pending, outside the intended use, unreadable) have no score.
+
+:func:`insert_synthetic_worklist` bulk-inserts SYNTHETIC studies for benchmarks only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+)
+from sqlalchemy.orm import Session
+
+from core.errors import UnknownStudyError
+from core.store.tables import FeedbackRow, InstanceRow, ModelVersionRow, PredictionRow, SiteRow, StudyRow
+
+__all__ = [
+    "BORDERLINE_MARGIN",
+    "ReviewStatus",
+    "ScoreBand",
+    "WorklistOrder",
+    "WorklistQuery",
+    "WorklistRow",
+    "count_worklist",
+    "data_version",
+    "insert_synthetic_worklist",
+    "neighbour",
+    "worklist_row",
+    "worklist_rows",
+]
+
+#: Half-width of the "borderline" band around a prediction's operating threshold.
+BORDERLINE_MARGIN: Final = 0.1
+
+
+class ScoreBand(StrEnum):
+    """Which model scores a worklist shows, relative to each prediction's own threshold."""
+
+    ANY = "any"
+    POSITIVE = "positive"  # score >= threshold
+    NEGATIVE = "negative"  # score < threshold
+    BORDERLINE = "borderline"  # |score - threshold| <= BORDERLINE_MARGIN
+    UNSCORED = "unscored"  # no score: pending, outside intended use or unreadable
+
+
+class ReviewStatus(StrEnum):
+    """Which studies a worklist shows, by the feedback already recorded on them."""
+
+    ANY = "any"
+    NOT_REVIEWED_BY_ME = "not_reviewed_by_me"
+    REVIEWED_BY_ME = "reviewed_by_me"
+    UNREVIEWED = "unreviewed"  # by nobody
+
+
+class WorklistOrder(StrEnum):
+    """How a worklist is sorted; ties and the rest by arrival."""
+
+    ARRIVAL = "arrival"  # oldest stored first
+    SCORE = "score"  # highest score first, unscored last
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistQuery:
+    """What a worklist shows and in which order.
+
+    Attributes
+    ----------
+    model_version_id : int or None
+        Whose predictions to show (the serving version); None shows every study unscored.
+    reader_id : int
+        ``app_user.id`` of the reader, for the "by me" review states.
+    sites : tuple of str
+        Site names to include; empty for every site.
+    date_from, date_to : date or None
+        Inclusive study-date bounds; a study without a date is left out when either is set.
+    """
+
+    model_version_id: int | None
+    reader_id: int
+    sites: tuple[str, ...] = ()
+    date_from: date | None = None
+    date_to: date | None = None
+    band: ScoreBand = ScoreBand.ANY
+    status: ReviewStatus = ReviewStatus.ANY
+    order: WorklistOrder = WorklistOrder.ARRIVAL
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistRow:
+    """One study as a worklist shows it; prediction fields are None when it has no prediction."""
+
+    study_id: int
+    study_uid: str
+    accession_number: str
+    site_name: str
+    study_date: date | None
+    vendor: str
+    view_position: str
+    prediction_id: int | None
+    score: float | None
+    label: bool | None
+    threshold: float | None
+    fallback: str | None
+    readers: int
+    reviewed_by_me: bool
+
+
+def worklist_rows(session: Session, query: WorklistQuery, *, limit: int, offset: int = 0) -> list[WorklistRow]:
+    """One page of the worklist, in the query's order."""
+    stmt = _filtered(_select(query), query).order_by(*_order(query)).limit(limit).offset(offset)
+    rows = session.execute(stmt).all()
+    readers = _readers(session, [r.study_id for r in rows])
+    return [_row(r, readers.get(r.study_id, 0)) for r in rows]
+
+
+def count_worklist(session: Session, query: WorklistQuery) -> int:
+    """How many studies the query selects."""
+    inner = _filtered(_select(query), query).subquery()
+    return session.scalars(select(func.count()).select_from(inner)).one()
+
+
+def worklist_row(session: Session, query: WorklistQuery, study_uid: str) -> WorklistRow:
+    """One study as the worklist shows it, whether or not the query's filters select it.
+
+    Raises
+    ------
+    UnknownStudyError
+        If the study is not stored.
+    """
+    row = session.execute(_select(query).where(StudyRow.study_uid == study_uid)).one_or_none()
+    if row is None:
+        raise UnknownStudyError(study_uid)
+    return _row(row, _readers(session, [row.study_id]).get(row.study_id, 0))
+
+
+def neighbour(session: Session, query: WorklistQuery, current: WorklistRow, *, forward: bool) -> str | None:
+    """The StudyInstanceUID after (or before) ``current`` in the query's order, None at either end.
+
+    Keyset stepping: ``current`` need not match the filters any more (a study the reader has just
+    reviewed leaves a "not reviewed by me" list), the next one is still the right one.
+    """
+    stmt = _filtered(_select(query), query)
+    if query.order is WorklistOrder.SCORE:
+        key = tuple_(_score_key(), StudyRow.id)
+        here = tuple_(literal(_score_key_value(current.score)), literal(current.study_id))
+        stmt = stmt.where(key > here if forward else key < here)
+    else:
+        stmt = stmt.where(StudyRow.id > current.study_id if forward else StudyRow.id < current.study_id)
+    order = _order(query) if forward else [c.desc() for c in _order(query)]
+    found = session.execute(stmt.order_by(*order).limit(1)).first()
+    return None if found is None else str(found.study_uid)
+
+
+def data_version(session: Session) -> str:
+    """A token that changes whenever a worklist could change: new studies, predictions, feedback, model.
+
+    Four index look-ups (the largest keys and the serving version), whatever the table sizes;
+    UI caches key on it instead of hashing result frames.
+    """
+    stmt = select(
+        select(func.max(StudyRow.id)).scalar_subquery(),
+        select(func.max(PredictionRow.id)).scalar_subquery(),
+        select(func.max(FeedbackRow.id)).scalar_subquery(),
+        select(func.max(ModelVersionRow.id)).where(ModelVersionRow.is_serving).scalar_subquery(),
+    )
+    s, p, f, m = session.execute(stmt).one()
+    return f"s{s or 0}.p{p or 0}.f{f or 0}.m{m or 0}"
+
+
+def _first_instance_id() -> Any:
+    # Chest studies hold one frontal image; a study with several shows its first one.
+    return select(func.min(InstanceRow.id)).where(InstanceRow.study_id == StudyRow.id).scalar_subquery()
+
+
+def _select(query: WorklistQuery) -> Select[*tuple[Any, ...]]:
+    mv_id = query.model_version_id if query.model_version_id is not None else -1
+    mine = exists().where(FeedbackRow.study_id == StudyRow.id, FeedbackRow.user_id == query.reader_id)
+    return (
+        select(
+            StudyRow.id.label("study_id"),
+            StudyRow.study_uid,
+            StudyRow.accession_number,
+            SiteRow.name.label("site_name"),
+            StudyRow.study_date,
+            StudyRow.vendor,
+            StudyRow.view_position,
+            PredictionRow.id.label("prediction_id"),
+            PredictionRow.score,
+            PredictionRow.label,
+            PredictionRow.threshold,
+            PredictionRow.fallback,
+            mine.label("reviewed_by_me"),
+        )
+        .join(SiteRow, StudyRow.site_id == SiteRow.id)
+        .outerjoin(
+            PredictionRow,
+            and_(PredictionRow.instance_id == _first_instance_id(), PredictionRow.model_version_id == mv_id),
+        )
+    )
+
+
+def _filtered(stmt: Select[*tuple[Any, ...]], query: WorklistQuery) -> Select[*tuple[Any, ...]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.sites:
+        conditions.append(SiteRow.name.in_(query.sites))
+    if query.date_from is not None:
+        conditions.append(StudyRow.study_date >= query.date_from)
+    if query.date_to is not None:
+        conditions.append(StudyRow.study_date <= query.date_to)
+    band = _band_condition(query.band)
+    if band is not None:
+        conditions.append(band)
+    status = _status_condition(query.status, query.reader_id)
+    if status is not None:
+        conditions.append(status)
+    return stmt.where(*conditions) if conditions else stmt
+
+
+def _band_condition(band: ScoreBand) -> ColumnElement[bool] | None:
+    score, threshold = PredictionRow.score, PredictionRow.threshold
+    return {
+        ScoreBand.ANY: None,
+        ScoreBand.POSITIVE: score >= threshold,
+        ScoreBand.NEGATIVE: score < threshold,
+        ScoreBand.BORDERLINE: func.abs(score - threshold) <= BORDERLINE_MARGIN,
+        ScoreBand.UNSCORED: score.is_(None),
+    }[band]
+
+
+def _status_condition(status: ReviewStatus, reader_id: int) -> ColumnElement[bool] | None:
+    anyone = exists().where(FeedbackRow.study_id == StudyRow.id)
+    mine = exists().where(FeedbackRow.study_id == StudyRow.id, FeedbackRow.user_id == reader_id)
+    return {
+        ReviewStatus.ANY: None,
+        ReviewStatus.NOT_REVIEWED_BY_ME: ~mine,
+        ReviewStatus.REVIEWED_BY_ME: mine,
+        ReviewStatus.UNREVIEWED: ~anyone,
+    }[status]
+
+
+def _score_key() -> ColumnElement[float]:
+    # Highest score first, unscored last: ascending on -score, with 2.0 (> any -score) for none.
+    return case((PredictionRow.score.is_(None), 2.0), else_=-PredictionRow.score)
+
+
+def _score_key_value(score: float | None) -> float:
+    return 2.0 if score is None else -score
+
+
+def _order(query: WorklistQuery) -> list[ColumnElement[Any]]:
+    if query.order is WorklistOrder.SCORE:
+        return [_score_key(), StudyRow.id.expression]
+    return [StudyRow.id.expression]
+
+
+def _readers(session: Session, study_ids: Sequence[int]) -> dict[int, int]:
+    """Distinct readers with feedback on each of ``study_ids`` (one grouped query per page)."""
+    if not study_ids:
+        return {}
+    stmt = (
+        select(FeedbackRow.study_id, func.count(func.distinct(FeedbackRow.user_id)))
+        .where(FeedbackRow.study_id.in_(study_ids))
+        .group_by(FeedbackRow.study_id)
+    )
+    return {int(study_id): int(n) for study_id, n in session.execute(stmt)}
+
+
+def _row(r: Any, readers: int) -> WorklistRow:
+    return WorklistRow(
+        study_id=r.study_id,
+        study_uid=r.study_uid,
+        accession_number=r.accession_number,
+        site_name=r.site_name,
+        study_date=r.study_date,
+        vendor=r.vendor,
+        view_position=r.view_position,
+        prediction_id=r.prediction_id,
+        score=r.score,
+        label=r.label,
+        threshold=r.threshold,
+        fallback=r.fallback,
+        readers=readers,
+        reviewed_by_me=bool(r.reviewed_by_me),
+    )
+
+
+# --- reviewer accounts ----------------------------------------------------------------------------
+# core.store.users has no update yet; this belongs there and should move when that module grows one.
+
+
+# --- SYNTHETIC rows for benchmarks ---------------------------------------------------------------
+
+#: Every synthetic study carries this institution name, so it can never pass for a real one.
+SYNTHETIC_MARK: Final = "SYNTHETIC BENCHMARK STUDY"
+_CHUNK: Final = 5000
+
+
+def insert_synthetic_worklist(
+    session: Session,
+    *,
+    n_studies: int,
+    site_ids: Sequence[int],
+    model_version_id: int,
+    image_path: str,
+    threshold: float,
+    seed: int,
+    now: datetime,
+) -> int:
+    """Bulk-insert ``n_studies`` SYNTHETIC studies, one instance and one prediction each.
+
+    For UI benchmarks that need a 10k- or 100k-study database in seconds: SQLAlchemy Core
+    ``INSERT`` in chunks, no audit entries, no DICOM ingest. Every instance points at the same
+    ``image_path`` (a real file, so the viewer can open any of them); every study's
+    ``institution_name`` is :data:`SYNTHETIC_MARK` and its UID starts with ``2.25.999``. Never
+    use it on a database that holds real studies.
+
+    Returns
+    -------
+    int
+        The number of studies inserted.
+    """
+    rng = random.Random(seed)
+    start = (session.scalars(select(func.max(StudyRow.id))).one() or 0) + 1
+    first_instance = (session.scalars(select(func.max(InstanceRow.id))).one() or 0) + 1
+    for lo in range(0, n_studies, _CHUNK):
+        ids = range(start + lo, start + min(lo + _CHUNK, n_studies))
+        studies = [_synthetic_study(i, site_ids[i % len(site_ids)], rng, now) for i in ids]
+        instances = [_synthetic_instance(i, first_instance + i - start, image_path, now) for i in ids]
+        scores = [rng.random() for _ in ids]
+        preds = [
+            _synthetic_prediction(first_instance + i - start, model_version_id, s, threshold, now)
+            for i, s in zip(ids, scores, strict=True)
+        ]
+        session.execute(insert(StudyRow), studies)
+        session.execute(insert(InstanceRow), instances)
+        session.execute(insert(PredictionRow), preds)
+    return n_studies
+
+
+def _synthetic_study(i: int, site_id: int, rng: random.Random, now: datetime) -> dict[str, object]:
+    return {
+        "id": i,
+        "study_uid": f"2.25.999{i}",
+        "site_id": site_id,
+        "patient_id": f"SYN{i:07d}",
+        "accession_number": f"SYNACC{i:07d}",
+        "study_date": date(2024, 1, 1) + timedelta(days=rng.randrange(366)),
+        "modality": "DX",
+        "body_part": "CHEST",
+        "view_position": "PA",
+        "manufacturer_raw": "SYNTHETIC",
+        "vendor": "SYNTHETIC",
+        "vendor_mapped": False,
+        "manufacturer_model_name": "",
+        "station_name": "",
+        "institution_name": SYNTHETIC_MARK,
+        "software_versions": "",
+        "protocol_name": "",
+        "patient_age": "",
+        "patient_sex": "",
+        "kvp": None,
+        "created_at": now,
+    }
+
+
+def _synthetic_instance(study_id: int, instance_id: int, image_path: str, now: datetime) -> dict[str, object]:
+    return {
+        "id": instance_id,
+        "study_id": study_id,
+        "sop_instance_uid": f"2.25.999{study_id}.1",
+        "series_uid": f"2.25.999{study_id}.0",
+        "sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.1",
+        "path": image_path,
+        "sha256": f"{study_id:064x}",
+        "rows": 0,
+        "columns": 0,
+        "pixel_spacing_row": None,
+        "pixel_spacing_col": None,
+        "photometric": "MONOCHROME2",
+        "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+        "created_at": now,
+    }
+
+
+def _synthetic_prediction(
+    instance_id: int, model_version_id: int, score: float, threshold: float, now: datetime
+) -> dict[str, object]:
+    return {
+        "instance_id": instance_id,
+        "model_version_id": model_version_id,
+        "input_sha256": None,
+        "score": score,
+        "label": score >= threshold,
+        "threshold": threshold,
+        "latency_ms": None,
+        "device": "synthetic",
+        "peak_memory_bytes": None,
+        "fallback": None,
+        "created_at": now,
+    }

@@ -1,0 +1,13 @@
+"""My account: who you are, what your role allows, and changing your password."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import auth
+from ui.components import account
+
+user = auth.require_page()
+st.title("My account")
+account.profile(user)
+account.change_password_form(user)

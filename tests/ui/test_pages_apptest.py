@@ -1,0 +1,441 @@
+"""Every page for every role, headless (AppTest): routing, refusals, the review flow and its budgets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select, text, update
+from streamlit.testing.v1 import AppTest
+
+import core.services.review as review_service
+from core.audit.events import AuditAction
+from core.services.audit import verify_ledger
+from core.services.permissions import Role, SignedInUser, can
+from core.services.worklist import ReviewStatus, ScoreBand
+from core.store.tables import AuditEntryRow, InstanceRow, StudyRow
+from tests.ui.conftest import APP, USERS, count_elements, texts
+from tests.ui.installation import DEMO_PASSWORDS, Installation
+from ui.navigation import PAGES
+
+App = Callable[[Role | None], AppTest]
+REPO = Path(APP).parent
+PAGE_FILES = sorted(str(p.relative_to(REPO)) for p in (REPO / "pages").glob("*.py"))
+ELEMENT_BUDGET = 200
+
+
+def _study_strings(inst: Installation) -> list[str]:
+    engine = create_engine(inst.database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(StudyRow.study_uid, StudyRow.accession_number)).all()
+    engine.dispose()
+    return [value for row in rows for value in row if value]
+
+
+def _button(at: AppTest, label: str) -> object:
+    return next(b for b in at.button if b.label == label)
+
+
+def _open_first_case(app: App, role: Role = Role.RADIOLOGIST) -> AppTest:
+    at = app(role)
+    at.switch_page("pages/worklist.py").run()
+    _button(at, "Open case").click().run()  # type: ignore[attr-defined]
+    # AppTest keeps requesting the page last passed to switch_page(); follow the app's own switch.
+    at.switch_page("pages/case_review.py").run()
+    assert not at.exception
+    return at
+
+
+def _feedback_rows(inst: Installation) -> list[tuple[int, int | None, str, bool]]:
+    engine = create_engine(inst.database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT f.id, f.supersedes_id, u.username, f.agrees FROM clinician_feedback f "
+                "JOIN app_user u ON u.id = f.user_id ORDER BY f.id"
+            )
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def _fill_feedback(at: AppTest, *, agree: str = "Agree") -> None:
+    radios = {r.label: r for r in at.radio}
+    radios["Do you agree with the model's call?"].set_value(agree)
+    radios["Nodule (your own finding)"].set_value("Absent")
+    radios["Confidence (1 = guess, 5 = certain)"].set_value(4)
+    radios["Was the Grad-CAM explanation helpful?"].set_value("Partly")
+    at.text_area[0].input("lungs clear")
+
+
+# --- anonymous sessions ---------------------------------------------------------------------------
+
+
+def test_anonymous_session_sees_the_sign_in_form_and_no_study_data(app: App, installation: Installation) -> None:
+    # Execute
+    at = app(None)
+
+    # Assert
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Vigil"]
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    shown = texts(at)
+    assert not any(s in shown for s in _study_strings(installation))
+    for spec in PAGES:
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(spec.path)
+
+
+@pytest.mark.parametrize("page", PAGE_FILES)
+def test_every_page_run_without_the_router_refuses_an_anonymous_session(page: str, installation: Installation) -> None:
+    # Execute: the page script itself, bypassing app.py's navigation
+    at = AppTest.from_file(str(REPO / page), default_timeout=60).run()
+
+    # Assert
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Please sign in to use Vigil."]
+    assert not any(s in texts(at) for s in _study_strings(installation))
+
+
+def test_sign_in_with_the_form_then_sign_out(app: App) -> None:
+    # Prepare
+    at = app(None)
+
+    # Execute
+    at.text_input[0].input("radiologist")
+    at.text_input[1].input(DEMO_PASSWORDS["radiologist"])
+    at.button[0].click().run()
+    signed_in = [m.value for m in at.markdown]
+    _button(at, "Sign out").click().run()  # type: ignore[attr-defined]
+
+    # Assert
+    assert any("Welcome, **radiologist**" in m for m in signed_in)
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+
+
+@pytest.mark.parametrize("username", ["radiologist", "no-such-user"])
+def test_failed_sign_in_says_the_same_thing_and_is_audited(app: App, installation: Installation, username: str) -> None:
+    # Prepare
+    at = app(None)
+
+    # Execute
+    at.text_input[0].input(username)
+    at.text_input[1].input("wrong password!")
+    at.button[0].click().run()
+
+    # Assert
+    assert [e.value for e in at.error] == ["Sign-in failed: unknown username or wrong password."]
+    engine = create_engine(installation.database_url)
+    with engine.connect() as conn:
+        last = conn.execute(select(AuditEntryRow).order_by(AuditEntryRow.seq.desc()).limit(1)).one()
+    engine.dispose()
+    assert (last.action, last.actor, last.subject) == (AuditAction.LOGIN_FAILED.value, "anonymous", username)
+    assert "exists" not in last.payload_json
+
+
+def test_idle_session_is_signed_out(app: App) -> None:
+    # Prepare
+    at = app(Role.RADIOLOGIST)
+
+    # Execute
+    at.session_state["vigil.last_seen"] = -1e9
+    at.run()
+
+    # Assert
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert any("30 minutes" in i.value for i in at.info)
+
+
+# --- every page, every role -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_each_role_reaches_exactly_its_pages_within_the_element_budget(app: App, role: Role) -> None:
+    # Prepare
+    at = app(role)
+    user = SignedInUser(USERS[role], role)
+
+    for spec in PAGES:
+        allowed = spec.permission is None or can(user, spec.permission)
+        if not allowed:
+            # Assert: a page the role may not use is not even registered
+            with pytest.raises(ValueError, match="Could not find a navigation page"):
+                at.switch_page(spec.path)
+            continue
+        # Execute
+        at.switch_page(spec.path).run()
+
+        # Assert
+        assert not at.exception, (role, spec.path, at.exception)
+        assert count_elements(at) <= ELEMENT_BUDGET, (role, spec.path, count_elements(at))
+
+
+def test_roles_without_study_access_see_no_study_data_on_any_page(app: App, installation: Installation) -> None:
+    studies = _study_strings(installation)
+    for role in (Role.CMIO, Role.ML_ENGINEER, Role.ADMIN, Role.AUDITOR):
+        at = app(role)
+        for spec in PAGES:
+            if spec.permission is None or can(SignedInUser(USERS[role], role), spec.permission):
+                at.switch_page(spec.path).run()
+                assert not any(s in texts(at) for s in studies), (role, spec.path)
+
+
+def test_home_page_states_that_the_model_is_a_synthetic_demonstration(app: App) -> None:
+    at = app(Role.RADIOLOGIST)
+    assert any("trained on synthetic chest radiograph phantoms" in w.value for w in at.warning)
+
+
+# --- worklist -------------------------------------------------------------------------------------
+
+
+def test_worklist_filters_by_score_band_and_review_status(app: App) -> None:
+    # Prepare
+    at = app(Role.RADIOLOGIST)
+    at.switch_page("pages/worklist.py").run()
+    everything = next(c.value for c in at.caption if c.value.startswith("Page "))
+
+    # Execute
+    at.selectbox(key="wl-band").set_value(ScoreBand.UNSCORED).run()
+    unscored = [i.value for i in at.info]
+    at.selectbox(key="wl-band").set_value(ScoreBand.ANY).run()
+    at.selectbox(key="wl-status").set_value(ReviewStatus.REVIEWED_BY_ME).run()
+    reviewed = [i.value for i in at.info]
+
+    # Assert
+    assert "10 studies" in everything
+    assert unscored == ["No studies match these filters."]
+    assert reviewed == ["No studies match these filters."]
+
+
+def test_worklist_pages_in_sql(app: App, installation: Installation) -> None:
+    # Prepare: 30 more (SYNTHETIC) studies, so 40 in all: two pages of 25
+    from core.store import model_versions, reviews, sites
+    from tests.ui.installation import clock
+
+    factory = installation.session_factory()
+    with factory.begin() as session:
+        mv = model_versions.serving(session)
+        site_ids = [s.id for s in sites.list_sites(session)]
+        path = session.scalars(select(InstanceRow.path).limit(1)).one()
+        assert mv is not None
+        reviews.insert_synthetic_worklist(
+            session, n_studies=30, site_ids=site_ids, model_version_id=mv.id, image_path=path,
+            threshold=0.5, seed=0, now=clock(),
+        )  # fmt: skip
+    at = app(Role.RADIOLOGIST)
+    at.switch_page("pages/worklist.py").run()
+
+    # Execute
+    first = next(c.value for c in at.caption if c.value.startswith("Page "))
+    _button(at, "Next page").click().run()  # type: ignore[attr-defined]
+    second = next(c.value for c in at.caption if c.value.startswith("Page "))
+
+    # Assert
+    assert first.startswith("Page 1 of 2 · 40 studies")
+    assert second.startswith("Page 2 of 2 · 40 studies")
+    assert _button(at, "Next page").disabled  # type: ignore[attr-defined]
+
+
+# --- case review ----------------------------------------------------------------------------------
+
+
+def test_case_page_shows_image_overlay_card_and_metadata_but_never_the_lesion_mask(app: App) -> None:
+    # Execute
+    at = _open_first_case(app)
+
+    # Assert
+    assert "Image" in _element_types(at)
+    assert {s.label for s in at.slider} >= {"Window centre", "Window width", "Overlay opacity"}
+    assert any("operating threshold" in m.value for m in at.markdown)
+    assert any("synthetic chest radiograph phantoms" in m.value for m in at.markdown)
+    assert at.toggle(key="view-overlay").value is True
+    assert "mask" not in texts(at).lower()
+
+
+def _element_types(at: AppTest) -> set[str]:
+    seen: set[str] = set()
+
+    def walk(node: object) -> None:
+        seen.add(type(node).__name__)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return seen
+
+
+def test_window_sliders_start_at_the_file_default_and_presets_move_them(app: App, installation: Installation) -> None:
+    # Prepare
+    at = _open_first_case(app)
+    uid = at.session_state["vigil.case.study"]
+    start = (at.slider(key=f"view-center-{uid}").value, at.slider(key=f"view-width-{uid}").value)
+    image = review_service.load_case_image(
+        installation.session_factory(), SignedInUser("radiologist", Role.RADIOLOGIST), uid
+    )
+
+    # Execute
+    at.selectbox(key=f"view-preset-{uid}").set_value("Lung (dark detail)").run()
+
+    # Assert
+    assert start == pytest.approx((image.default.center, image.default.width))
+    lung = next(p for p in image.presets if p.name == "Lung (dark detail)")
+    assert at.slider(key=f"view-center-{uid}").value == pytest.approx(lung.center)
+
+
+def test_widget_changes_never_recompute_the_explanation(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: count Grad-CAM computations behind the case page
+    calls: list[str] = []
+    real = review_service.explain_study
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append("gradcam")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(review_service, "explain_study", counting)
+    at = _open_first_case(app)
+    uid = at.session_state["vigil.case.study"]
+
+    # Execute: every viewer control, then a second browser session on the same case
+    at.slider(key="view-opacity").set_value(0.8).run()
+    at.selectbox(key="view-cmap").set_value("inferno").run()
+    at.select_slider(key="view-zoom").set_value(2.0).run()
+    at.slider(key=f"view-pan-x-{uid}").set_value(0.3).run()
+    at.toggle(key="view-overlay").set_value(False).run()
+    at.slider(key=f"view-center-{uid}").set_value(at.slider(key=f"view-center-{uid}").value + 100).run()
+    other = _open_first_case(app, Role.CHAMPION)
+
+    # Assert
+    assert not at.exception and not other.exception
+    assert calls == ["gradcam"]
+
+
+def test_feedback_is_saved_once_with_its_audit_entry_and_shown_in_history(app: App, installation: Installation) -> None:
+    # Prepare
+    at = _open_first_case(app)
+    _fill_feedback(at)
+
+    # Execute: submit, then rerun a few times (a refresh, a slider move)
+    _button(at, "Save feedback").click().run()  # type: ignore[attr-defined]
+    flash = [s.value for s in at.success]
+    at.run()
+    at.slider(key="view-opacity").set_value(0.6).run()
+
+    # Assert
+    assert flash and flash[0].startswith("Feedback saved as #")
+    rows = _feedback_rows(installation)
+    assert len(rows) == 1 and rows[0][2:] == ("radiologist", True)
+    engine = create_engine(installation.database_url)
+    with engine.connect() as conn:
+        entry = conn.execute(
+            select(AuditEntryRow).where(AuditEntryRow.action == AuditAction.FEEDBACK_RECORDED.value)
+        ).one()
+    engine.dispose()
+    assert entry.actor == "radiologist" and f'"feedback_id":{rows[0][0]}' in entry.payload_json
+    assert "lungs clear" not in entry.payload_json  # the comment's hash is audited, not its text
+    assert verify_ledger(installation.session_factory()).ok
+    assert any("Your feedback #" in m.value for m in at.markdown)
+    assert "Dataframe" in _element_types(at)
+
+
+def test_a_correction_appends_a_row_that_references_the_first(app: App, installation: Installation) -> None:
+    # Prepare
+    at = _open_first_case(app)
+    _fill_feedback(at)
+    _button(at, "Save feedback").click().run()  # type: ignore[attr-defined]
+
+    # Execute
+    _button(at, "Correct my feedback").click().run()  # type: ignore[attr-defined]
+    {r.label: r for r in at.radio}["Do you agree with the model's call?"].set_value("Disagree")
+    _button(at, "Save feedback").click().run()  # type: ignore[attr-defined]
+
+    # Assert
+    rows = _feedback_rows(installation)
+    assert [(r[1], r[3]) for r in rows] == [(None, True), (rows[0][0], False)]
+    assert any(s.value.startswith("Correction saved as #") for s in at.success)
+
+
+def test_an_incomplete_form_is_refused_and_writes_nothing(app: App, installation: Installation) -> None:
+    # Prepare
+    at = _open_first_case(app)
+
+    # Execute
+    _button(at, "Save feedback").click().run()  # type: ignore[attr-defined]
+
+    # Assert
+    assert [e.value for e in at.error] == ["Please answer all four questions (the comment is optional)."]
+    assert _feedback_rows(installation) == []
+
+
+def test_next_and_previous_step_through_the_worklist(app: App) -> None:
+    # Prepare
+    at = _open_first_case(app)
+    first = at.session_state["vigil.case.study"]
+
+    # Execute
+    _button(at, "Next").click().run()  # type: ignore[attr-defined]
+    second = at.session_state["vigil.case.study"]
+    _button(at, "Previous").click().run()  # type: ignore[attr-defined]
+
+    # Assert
+    assert second != first
+    assert at.session_state["vigil.case.study"] == first
+    assert _button(at, "Previous").disabled  # type: ignore[attr-defined]
+
+
+def test_unreadable_pixels_show_a_message_and_the_worklist_still_works(app: App, installation: Installation) -> None:
+    # Prepare: the first study's stored file is gone
+    engine = create_engine(installation.database_url)
+    with engine.begin() as conn:
+        first = conn.execute(select(InstanceRow.id).order_by(InstanceRow.id).limit(1)).scalar_one()
+        conn.execute(update(InstanceRow).where(InstanceRow.id == first).values(path="/nonexistent/gone.dcm"))
+    engine.dispose()
+
+    # Execute
+    at = _open_first_case(app)
+    message = [e.value for e in at.error]
+    _button(at, "Next").click().run()  # type: ignore[attr-defined]
+    at.switch_page("pages/worklist.py").run()
+
+    # Assert
+    assert message and message[0].startswith("This study's image cannot be shown:")
+    assert not at.exception
+    assert any(c.value.startswith("Page 1 of 1 · 10 studies") for c in at.caption)
+
+
+# --- accounts -------------------------------------------------------------------------------------
+
+
+def test_admin_adds_a_user_who_can_then_sign_in(app: App) -> None:
+    # Prepare
+    at = app(Role.ADMIN)
+    at.switch_page("pages/users.py").run()
+
+    # Execute
+    at.text_input[0].input("dr.new")
+    at.selectbox[0].set_value("radiologist")
+    at.text_input[1].input("a long enough password")
+    _button(at, "Add user").click().run()  # type: ignore[attr-defined]
+    anonymous = app(None)
+    anonymous.text_input[0].input("dr.new")
+    anonymous.text_input[1].input("a long enough password")
+    anonymous.button[0].click().run()
+
+    # Assert
+    assert [s.value for s in at.success] == ["Created dr.new (radiologist)."]
+    assert any("Welcome, **dr.new**" in m.value for m in anonymous.markdown)
+
+
+def test_a_short_new_password_is_refused(app: App) -> None:
+    # Prepare
+    at = app(Role.RADIOLOGIST)
+    at.switch_page("pages/account.py").run()
+
+    # Execute
+    at.text_input[0].input(DEMO_PASSWORDS["radiologist"])
+    at.text_input[1].input("short")
+    at.text_input[2].input("short")
+    _button(at, "Change password").click().run()  # type: ignore[attr-defined]
+
+    # Assert
+    assert at.error and "at least 12 characters" in at.error[0].value

@@ -1,0 +1,292 @@
+"""The drift page's pieces: cached monitoring reads, plotly figures and render functions.
+
+``pages/drift_monitor.py`` calls these in order. Figures are built from ``core.services.monitoring``
+results only (control charts with their limits and alarms, the BOCPD run-length posterior, the
+metadata-novelty timeline); nothing here computes a statistic.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+from typing import Final
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core.errors import BadInputError
+from core.models.loading import LoadedModel
+from core.services import monitoring
+from core.services.monitoring import (
+    NOVELTY_ATTRIBUTES,
+    STREAMS,
+    AlertRecord,
+    MonitoringView,
+    SiteMonitoring,
+    StreamReport,
+)
+from core.services.permissions import Permission, SignedInUser, can, require
+from ui import resources
+
+__all__ = [
+    "alert_inbox",
+    "bocpd_figure",
+    "chart_figure",
+    "monitoring_view",
+    "novelty_figure",
+    "novelty_timeline",
+    "run_controls",
+    "settings_caption",
+    "site_picker",
+    "stream_panel",
+]
+
+_ALARM_COLOURS: Final = {"cusum": "#d62728", "ewma": "#ff7f0e", "bocpd": "#9467bd"}
+_STATUS_ICONS: Final = {"open": "🔴", "acknowledged": "🟠", "resolved": "🟢"}
+
+
+def _handles_alerts(user: SignedInUser) -> bool:
+    return can(user, Permission.APPROVE_DEPLOYMENT) or can(user, Permission.MANAGE_MODELS)
+
+
+# --- reads ----------------------------------------------------------------------------------------
+
+
+def monitoring_view(user: SignedInUser) -> MonitoringView | str:
+    """The monitors over every deployment site, cached per data version; a sentence when unavailable."""
+    require(user, Permission.VIEW_PERFORMANCE)
+    sf = resources.read_session_factory()
+    return _view(resources.settings().database_url, monitoring.data_version(sf))
+
+
+@st.cache_resource(show_spinner="Running the drift monitors...", max_entries=4)
+def _view(url: str, version: str) -> MonitoringView | str:
+    # url and version are cache keys only; the result is frozen, so sessions may share it.
+    try:
+        return monitoring.compute_monitoring(resources.read_session_factory())
+    except BadInputError as exc:
+        return str(exc)
+
+
+# --- header and controls --------------------------------------------------------------------------
+
+
+def settings_caption(view: MonitoringView) -> None:
+    """What the charts are tuned for: ARL0 and the calibrated thresholds, and the windows."""
+    cal, cfg = view.calibrations, view.config
+    st.caption(
+        f"Model {view.model_version}. Each CUSUM and EWMA chart is calibrated by simulation to an in-control "
+        f"average run length (ARL0) of **{cfg.settings.arl0:g} windows**: CUSUM k={cal['cusum'].parameter:g}, "
+        f"h={cal['cusum'].threshold:.2f}; EWMA λ={cal['ewma'].parameter:g}, L={cal['ewma'].threshold:.2f} "
+        f"(exact time-varying limits). Windows: {cfg.windowing.label} (PSI, KS, AUC: {cfg.distance_window.label}); "
+        f"the first {cfg.settings.warmup} windows of a chart are its baseline. Demonstration model on synthetic "
+        "phantoms."
+    )
+
+
+def site_picker(view: MonitoringView) -> SiteMonitoring | None:
+    """Choose a site; None when no deployment site is registered."""
+    names = [s.site for s in view.sites]
+    if not names:
+        st.info("No deployment site yet: register one with `vigil site add` and ingest studies.")
+        return None
+    open_counts = {n: sum(a.site == n and not a.is_resolved for a in view.alerts) for n in names}
+    choice = st.selectbox("Site", names, format_func=lambda n: f"{n} ({open_counts[n]} unresolved)", key="drift-site")
+    return next(s for s in view.sites if s.site == choice)
+
+
+def run_controls(user: SignedInUser) -> None:
+    """'Run monitors now': cache image features with the shared model, run, raise alerts (audited)."""
+    if not st.button("Run monitors now", icon=":material/monitoring:", key="drift-run"):
+        return
+    model, lock = resources.model()
+    run = _run(user, model, lock)
+    st.success(f"Monitors ran: {run.features_computed} studies' image features cached, {len(run.raised)} new alert(s).")
+
+
+def _run(user: SignedInUser, model: LoadedModel, lock: threading.Lock) -> monitoring.MonitoringRun:
+    return monitoring.run_monitoring(
+        resources.session_factory(), model=model, by=user, now=resources.utc_now, lock=lock
+    )
+
+
+# --- alert inbox ----------------------------------------------------------------------------------
+
+
+def _alert_rows(alerts: list[AlertRecord]) -> list[dict[str, object]]:
+    return [
+        {
+            "id": a.id,
+            "status": f"{_STATUS_ICONS[str(a.status)]} {a.status}",
+            "alarm": a.alarm_date.isoformat(),
+            "stream": a.stream,
+            "detector": a.detector,
+            "change from": a.change_date.isoformat() if a.change_date else "",
+            "summary": a.summary,
+            "who / why": _history(a),
+        }
+        for a in alerts
+    ]
+
+
+def _history(a: AlertRecord) -> str:
+    parts = []
+    if a.acknowledged_by:
+        parts.append(f"ack {a.acknowledged_by}: {a.acknowledge_note}")
+    if a.resolved_by:
+        parts.append(f"resolved {a.resolved_by}: {a.resolution_note}")
+    return " · ".join(parts)
+
+
+def alert_inbox(user: SignedInUser, view: MonitoringView, site: SiteMonitoring) -> None:
+    """The site's alerts, newest first, and (for CMIO and ML engineers) acknowledge / resolve."""
+    st.subheader("Alerts")
+    alerts = [a for a in view.alerts if a.site == site.site]
+    if not alerts:
+        st.caption("No alerts at this site.")
+        return
+    st.dataframe(_alert_rows(alerts), hide_index=True, use_container_width=True)
+    unresolved = [a for a in alerts if not a.is_resolved]
+    if not unresolved or not _handles_alerts(user):
+        return
+    with st.form("drift-alert-action", clear_on_submit=True):
+        chosen = st.selectbox("Alert", [a.id for a in unresolved], format_func=lambda i: f"#{i}")
+        note = st.text_input("Why (recorded with your name)")
+        ack, resolve = st.columns(2)
+        do_ack = ack.form_submit_button("Acknowledge")
+        do_resolve = resolve.form_submit_button("Resolve (restarts the chart)")
+    if do_ack or do_resolve:
+        _change(user, int(chosen), note, resolve=do_resolve)
+
+
+def _change(user: SignedInUser, alert_id: int, note: str, *, resolve: bool) -> None:
+    step = monitoring.resolve_alert if resolve else monitoring.acknowledge_alert
+    try:
+        rec = step(resources.session_factory(), alert_id, by=user, note=note, now=resources.utc_now)
+    except BadInputError as exc:
+        st.error(str(exc))
+        return
+    st.success(f"Alert #{rec.id} is now {rec.status}; the action is in the audit log.")
+    st.rerun()
+
+
+# --- stream charts --------------------------------------------------------------------------------
+
+
+def _dates(report: StreamReport) -> list[date]:
+    return [d.item() for d in report.stream.dates]
+
+
+def chart_figure(report: StreamReport) -> go.Figure:
+    """Window values, then the CUSUM and EWMA statistics with their limits, alarms and change estimates."""
+    x = _dates(report)
+    fig = make_subplots(
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        subplot_titles=("window value", "CUSUM max(C+, C-)", "EWMA of standardized values"),
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=report.stream.values, mode="markers", name="window value", marker={"size": 5, "color": "#1f77b4"}
+        ),
+        row=1,
+        col=1,
+    )
+    cusum, ewma = report.traces["cusum"], report.traces["ewma"]
+    fig.add_trace(go.Scatter(x=x, y=cusum.statistic, mode="lines", name="CUSUM"), row=2, col=1)
+    fig.add_trace(
+        go.Scatter(x=x, y=cusum.upper, mode="lines", name="h", line={"dash": "dash", "color": "grey"}), row=2, col=1
+    )
+    fig.add_trace(go.Scatter(x=x, y=ewma.statistic, mode="lines", name="EWMA"), row=3, col=1)
+    for limit in (ewma.upper, ewma.lower):
+        fig.add_trace(
+            go.Scatter(x=x, y=limit, mode="lines", showlegend=False, line={"dash": "dash", "color": "grey"}),
+            row=3,
+            col=1,
+        )
+    for alarm in report.alarms:
+        colour = _ALARM_COLOURS[alarm.detector]
+        fig.add_vline(x=alarm.alarm_date.isoformat(), line={"color": colour, "width": 2})
+        fig.add_vline(x=alarm.change_date.isoformat(), line={"color": colour, "width": 1, "dash": "dot"})
+    fig.update_layout(height=520, margin={"l": 40, "r": 10, "t": 40, "b": 30}, legend={"orientation": "h"})
+    return fig
+
+
+def bocpd_figure(report: StreamReport) -> go.Figure | None:
+    """The run-length posterior P(r_t = r) as a heat map (log10), with the MAP run length and change points."""
+    result = report.bocpd
+    if result is None or result.posterior is None or result.posterior.shape[0] == 0:
+        return None
+    x = _dates(report)[report.bocpd_offset : report.bocpd_offset + result.posterior.shape[0]]
+    width = int(result.map_run_length.max()) + 2
+    z = np.log10(np.maximum(result.posterior[:, :width].T, 1e-6))
+    fig = go.Figure(
+        go.Heatmap(x=x, y=np.arange(width), z=z, colorscale="Viridis", zmin=-6, zmax=0, colorbar={"title": "log10 P"})
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=result.map_run_length, mode="lines", name="MAP run length", line={"color": "white", "width": 1}
+        )
+    )
+    for i in np.flatnonzero(result.alarm):
+        fig.add_vline(
+            x=x[int(result.change_point[i]) - report.bocpd_offset].isoformat(), line={"color": "red", "dash": "dot"}
+        )
+    fig.update_layout(height=300, margin={"l": 40, "r": 10, "t": 10, "b": 30}, yaxis_title="run length (windows)")
+    return fig
+
+
+def stream_panel(site: SiteMonitoring) -> None:
+    """Choose a stream; show its status, control chart and BOCPD heat map."""
+    reports = {r.stream.name: r for r in site.reports}
+    if not reports:
+        st.info("No streams at this site yet.")
+        return
+    name = st.selectbox("Stream", list(reports), format_func=lambda n: STREAMS[n].title, key="drift-stream")
+    report = reports[name]
+    st.caption(
+        f"{STREAMS[name].meaning}. Status: **{report.status}** ({report.message}); "
+        f"{report.stream.n_windows} windows, {report.stream.n_missing} missing values skipped."
+    )
+    st.plotly_chart(chart_figure(report), use_container_width=True, key=f"drift-chart-{name}")
+    heat = bocpd_figure(report)
+    if heat is not None:
+        st.caption("BOCPD run-length posterior (Adams & MacKay): a bright band falling to zero marks a change point.")
+        st.plotly_chart(heat, use_container_width=True, key=f"drift-bocpd-{name}")
+    if site.missing:
+        st.caption("Not built: " + "; ".join(f"{STREAMS[k].title}: {v}" for k, v in site.missing.items()))
+
+
+# --- novelty ------------------------------------------------------------------------------------
+
+
+def novelty_figure(site: SiteMonitoring) -> go.Figure:
+    """Each never-seen vendor, detector, protocol or software version on the day it first appeared."""
+    events = site.novelty.events
+    fig = go.Figure(
+        go.Scatter(
+            x=[e.study_date.isoformat() for e in events],
+            y=[NOVELTY_ATTRIBUTES[e.attribute] for e in events],
+            mode="markers+text",
+            text=[e.value for e in events],
+            textposition="top center",
+            marker={"size": 12, "symbol": "diamond", "color": "#d62728"},
+        )
+    )
+    fig.update_layout(height=220, margin={"l": 40, "r": 10, "t": 10, "b": 30})
+    return fig
+
+
+def novelty_timeline(site: SiteMonitoring) -> None:
+    """The metadata-novelty timeline, or why it is empty."""
+    st.subheader("Metadata novelty")
+    if site.novelty.warming_up:
+        st.caption(f"Warming up: the first {site.novelty.warmup} studies define the known values.")
+    if not site.novelty.events:
+        st.caption("No vendor, detector, protocol or software version that this site had not sent before.")
+        return
+    st.plotly_chart(novelty_figure(site), use_container_width=True, key="drift-novelty")

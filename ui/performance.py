@@ -1,0 +1,362 @@
+"""Site performance (CMIO): cached pilot-drift report, plotly figures built from it, render functions, HTML export.
+
+Figures are pure functions of :class:`core.services.validation.ValidationReport` (no Streamlit
+inside them), so the page and the downloadable HTML report draw exactly the same charts. The
+report is cached on the database URL, a data-version token and the settings: widget changes and
+reruns never recompute it unless labels, predictions, sites or calibrators changed.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.errors import BadInputError
+from core.metrics import DriftOptions, GapStatus, Interval, SiteSummary
+from core.services import validation
+from core.services.permissions import Permission, SignedInUser, require
+from core.services.validation import STRATA, ValidationReport
+from ui import resources
+
+__all__ = [
+    "ReportSettings",
+    "controls",
+    "counts_figure",
+    "forest_figure",
+    "load_report",
+    "reliability_figure",
+    "render",
+    "report_html",
+    "roc_figure",
+    "site_table",
+    "strata_heatmap",
+]
+
+_STATUS_COLOURS: Final = {
+    GapStatus.REFERENCE: "#4c78a8",
+    GapStatus.WITHIN: "#2e7d32",
+    GapStatus.OUTSIDE: "#c62828",
+    GapStatus.NOT_ENOUGH_DATA: "#9e9e9e",
+}
+_HEAT_DIMENSIONS: Final = ("vendor", "protocol", "software", "age_band")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    """What the CMIO can change on the page (hashable: a cache key)."""
+
+    max_gap: float = 0.03
+    use_ci_bound: bool = False
+    n_resamples: int = 1000
+    seed: int = 0
+
+    def options(self) -> DriftOptions:
+        """The metrics options these settings stand for."""
+        return DriftOptions(
+            max_gap=self.max_gap, use_ci_bound=self.use_ci_bound, n_resamples=self.n_resamples, random_state=self.seed
+        )
+
+
+def controls() -> ReportSettings:
+    """The settings expander; returns the current choice."""
+    with st.expander("Report settings", expanded=False):
+        left, mid, right = st.columns(3)
+        max_gap = left.number_input(
+            "Target: largest acceptable AUC gap", 0.005, 0.2, 0.03, 0.005, format="%.3f", key="perf.max_gap"
+        )
+        use_bound = mid.toggle(
+            "Judge the upper 95% bound of the gap",
+            key="perf.ci_bound",
+            help="Stricter: a site passes only when its whole interval is within the target.",
+        )
+        n_resamples = right.select_slider("Bootstrap replicates", [200, 500, 1000, 2000], 1000, key="perf.boot")
+    return ReportSettings(float(max_gap), bool(use_bound), int(n_resamples))
+
+
+def load_report(user: SignedInUser, settings: ReportSettings) -> ValidationReport | str:
+    """The pilot-drift report for ``user`` (cached), or why there is none, in one sentence."""
+    require(user, Permission.VIEW_PERFORMANCE)
+    sf = resources.read_session_factory()
+    return _report(resources.settings().database_url, validation.report_version(sf), settings)
+
+
+@st.cache_data(show_spinner="Computing the pilot-drift report...", max_entries=16)
+def _report(url: str, version: str, settings: ReportSettings) -> ValidationReport | str:
+    # url and version are cache keys: another database, or new labels, recompute.
+    try:
+        return validation.validate(
+            resources.read_session_factory(), options=settings.options(), actor="", now=resources.utc_now, record=False
+        )
+    except BadInputError as exc:
+        return str(exc)
+
+
+def _fmt(iv: Interval | None, *, signed: bool = False) -> str:
+    if iv is None or math.isnan(iv.estimate):
+        return "—"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    bounds = "" if math.isnan(iv.lower) else f" [{f.format(iv.lower)}, {f.format(iv.upper)}]"
+    return f.format(iv.estimate) + bounds
+
+
+def _p(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _needed(s: SiteSummary) -> str:
+    if s.required is None:
+        return "—"
+    return "unreachable" if s.required.n_total is None else str(s.required.n_total)
+
+
+def site_table(report: ValidationReport) -> pd.DataFrame:
+    """One row per site, benchmark first: counts, label sources, AUC, gap, p, operating point, ECE, cases needed."""
+    sources = {c.site: ", ".join(f"{k} {v}" for k, v in sorted(c.by_source.items())) or "none" for c in report.labels}
+    unlabelled = {c.site: c.n_unlabelled for c in report.labels}
+    rows = []
+    for s in (report.drift.benchmark, *report.drift.sites):
+        op, cal = s.operating_point, s.calibration
+        rows.append({
+            "Site": s.site, "Status": str(s.status), "Labelled": s.n_labelled, "Positive": s.n_positive,
+            "Unlabelled (unknown)": unlabelled.get(s.site, 0), "Label sources": sources.get(s.site, "none"),
+            "AUC [95% CI]": _fmt(s.auc), "Gap [95% CI]": _fmt(s.gap, signed=True), "p (no gap)": _p(s.p_value),
+            "Sensitivity": _fmt(op.sensitivity if op else None), "Specificity": _fmt(op.specificity if op else None),
+            "PPV": _fmt(op.ppv if op else None), "NPV": _fmt(op.npv if op else None),
+            "ECE": "—" if cal is None else f"{cal.ece:.3f}", "Cases needed": _needed(s), "Why": s.reason,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def forest_figure(report: ValidationReport) -> go.Figure:
+    """Per-site AUC with its interval against the benchmark's interval (band) and the target (dashed)."""
+    fig = go.Figure()
+    bench = report.drift.benchmark
+    if bench.auc is not None:
+        fig.add_vrect(x0=bench.auc.lower, x1=bench.auc.upper, fillcolor="#4c78a8", opacity=0.15, line_width=0)
+        fig.add_vline(x=bench.auc.estimate, line_color="#4c78a8", annotation_text="benchmark")
+        fig.add_vline(
+            x=bench.auc.estimate - report.drift.max_gap,
+            line_dash="dash",
+            line_color="#c62828",
+            annotation_text=f"target (−{report.drift.max_gap:g})",
+            annotation_position="bottom left",
+        )
+    for s in (bench, *report.drift.sites):
+        if s.auc is None:
+            fig.add_annotation(
+                x=0.5,
+                y=s.site,
+                text=f"not enough data (n={s.n_labelled})",
+                showarrow=False,
+                xanchor="left",
+                font={"color": "#757575"},
+            )
+            continue
+        fig.add_trace(go.Scatter(
+            x=[s.auc.estimate], y=[s.site], mode="markers", name=s.site, showlegend=False,
+            marker={"size": 11, "color": _STATUS_COLOURS[s.status]},
+            error_x={"type": "data", "symmetric": False, "array": [s.auc.upper - s.auc.estimate],
+                     "arrayminus": [s.auc.estimate - s.auc.lower]},
+            hovertemplate=f"{html.escape(s.site)}: AUC %{{x:.3f}} ({s.status})<extra></extra>",
+        ))  # fmt: skip
+    fig.update_layout(
+        title="AUC by site (95% DeLong interval)",
+        xaxis_title="AUC",
+        height=120 + 45 * (1 + len(report.drift.sites)),
+        xaxis_range=[0.5, 1.0],
+        yaxis={"autorange": "reversed", "type": "category"},
+    )
+    return fig
+
+
+def roc_figure(report: ValidationReport) -> go.Figure:
+    """ROC curve of every site with enough data."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            line={"dash": "dot", "color": "#bdbdbd"},
+            showlegend=False,
+            hoverinfo="skip",
+        )
+    )
+    for s in (report.drift.benchmark, *report.drift.sites):
+        if s.roc is not None and s.auc is not None:
+            fig.add_trace(go.Scatter(x=s.roc.fpr, y=s.roc.tpr, mode="lines", name=f"{s.site} ({s.auc.estimate:.3f})"))
+    fig.update_layout(title="ROC curves", xaxis_title="1 − specificity", yaxis_title="Sensitivity", height=460)
+    return fig
+
+
+def reliability_figure(report: ValidationReport) -> go.Figure:
+    """Observed frequency against mean predicted probability per bin, one trace per site."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#bdbdbd"}, name="perfect calibration"
+        )
+    )
+    for s in (report.drift.benchmark, *report.drift.sites):
+        if s.calibration is not None:
+            c = s.calibration.reliability
+            fig.add_trace(
+                go.Scatter(
+                    x=c.mean_predicted,
+                    y=c.fraction_positive,
+                    mode="lines+markers",
+                    name=f"{s.site} (ECE {s.calibration.ece:.3f})",
+                    text=[f"n={n}" for n in c.count],
+                )
+            )
+    fig.update_layout(
+        title="Reliability diagrams",
+        xaxis_title="Mean predicted probability",
+        yaxis_title="Observed frequency",
+        height=460,
+    )
+    return fig
+
+
+def strata_heatmap(report: ValidationReport, dimensions: tuple[str, ...] = _HEAT_DIMENSIONS) -> go.Figure:
+    """Gap to the benchmark by site (rows) and harmonized stratum (columns); blank where data is short."""
+    rows = [r for r in report.drift.strata if r.dimension in dimensions]
+    sites = sorted({r.site for r in rows})
+    columns = sorted({(r.dimension, r.level) for r in rows}, key=lambda k: (dimensions.index(k[0]), k[1]))
+    z: list[list[float | None]] = [[None for _ in columns] for _ in sites]
+    text = [["" for _ in columns] for _ in sites]
+    for r in rows:
+        i, j = sites.index(r.site), columns.index((r.dimension, r.level))
+        gap = None if r.gap is None or math.isnan(r.gap.estimate) else r.gap.estimate
+        z[i][j] = gap
+        text[i][j] = f"n={r.n_labelled}" if gap is None else f"{gap:+.3f}<br>n={r.n_labelled}"
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"{d}: {lv}" for d, lv in columns], y=sites, text=text, texttemplate="%{text}",
+        colorscale="RdYlGn_r", zmid=report.drift.max_gap, colorbar={"title": "gap"},
+        hovertemplate="%{y} · %{x}<br>%{text}<extra></extra>",
+    ))  # fmt: skip
+    fig.update_layout(
+        title="AUC gap to the benchmark by stratum", height=160 + 40 * len(sites), xaxis={"tickangle": -30}
+    )
+    return fig
+
+
+def counts_figure(report: ValidationReport) -> go.Figure:
+    """Labelled cases against the cases needed to detect the target gap, per deployment site."""
+    names = [s.site for s in report.drift.sites]
+    needed = [s.required.n_total if s.required and s.required.n_total else None for s in report.drift.sites]
+    fig = go.Figure([
+        go.Bar(name="labelled", x=names, y=[s.n_labelled for s in report.drift.sites], marker_color="#4c78a8"),
+        go.Bar(name="needed", x=names, y=needed, marker_color="#f58518"),
+    ])  # fmt: skip
+    fig.update_layout(
+        barmode="group", title=f"Labelled cases vs cases needed (gap {report.drift.max_gap:g}, 80% power)", height=380
+    )
+    return fig
+
+
+def _verdict(report: ValidationReport) -> None:
+    judged = "upper bound of the gap" if report.drift.use_ci_bound else "gap estimate"
+    if report.passed:
+        st.success(f"Every site with enough labelled cases is within the target ({report.drift.max_gap:g}, {judged}).")
+    else:
+        st.error(f"Outside the target ({report.drift.max_gap:g}, {judged}): {', '.join(report.drift.failing_sites)}.")
+    st.caption(
+        f"Model {report.model_version} at threshold {report.threshold:g}; benchmark site "
+        f"{report.benchmark}; taxonomies: vendor {report.vendor_taxonomy}, protocol {report.protocol_taxonomy}. "
+        "Studies without a label are unknown, never negative."
+    )
+
+
+def render(report: ValidationReport) -> None:
+    """The whole dashboard for one report: verdict, table, charts, admin lists and the download."""
+    _verdict(report)
+    st.dataframe(site_table(report), hide_index=True, width="stretch")
+    tabs = st.tabs(["Forest plot", "ROC", "Calibration", "Strata", "Labelled cases", "Admin"])
+    with tabs[0]:
+        st.plotly_chart(forest_figure(report), width="stretch")
+    with tabs[1]:
+        st.plotly_chart(roc_figure(report), width="stretch")
+    with tabs[2]:
+        st.plotly_chart(reliability_figure(report), width="stretch")
+        _calibrators(report)
+    with tabs[3]:
+        st.plotly_chart(strata_heatmap(report), width="stretch")
+        st.dataframe(_strata_table(report), hide_index=True, width="stretch")
+    with tabs[4]:
+        st.plotly_chart(counts_figure(report), width="stretch")
+    with tabs[5]:
+        _unmapped(report)
+    st.download_button(
+        "Download the report (self-contained HTML)",
+        data=_html(report),
+        file_name=(f"pilot-drift-{report.model_version}.html"),
+        mime="text/html",
+        icon=":material/download:",
+    )
+
+
+def _strata_table(report: ValidationReport) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"Site": r.site, "Dimension": r.dimension, "Level": r.level, "Labelled": r.n_labelled, "Status": str(r.status),
+         "AUC": _fmt(r.auc), "Gap": _fmt(r.gap, signed=True), "p": _p(r.p_value)}
+        for r in report.drift.strata if r.dimension in STRATA
+    ])  # fmt: skip
+
+
+def _calibrators(report: ValidationReport) -> None:
+    if not report.calibrators:
+        st.caption("No site calibrator fitted yet (`vigil calibrator fit SITE`); only approved ones are applied.")
+        return
+    st.dataframe(pd.DataFrame([
+        {"Id": c.id, "Site": c.site, "Revision": c.revision, "Method": c.method, "Status": str(c.status),
+         "ECE before": round(c.ece_before, 4), "ECE after (out of fold)": round(c.ece_after, 4),
+         "Approved by": c.approved_by or ""}
+        for c in report.calibrators
+    ]), hide_index=True, width="stretch")  # fmt: skip
+
+
+def _unmapped(report: ValidationReport) -> None:
+    if not report.unmapped:
+        st.caption("Every vendor and protocol value maps to the taxonomies.")
+        return
+    st.warning("Header values the taxonomies do not map; an admin should add them (new taxonomy version).")
+    st.dataframe(pd.DataFrame([u.to_dict() for u in report.unmapped]), hide_index=True, width="stretch")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _html(report: ValidationReport) -> str:
+    return report_html(report)
+
+
+def report_html(report: ValidationReport) -> str:
+    """The whole report as one HTML file that opens offline (plotly.js embedded once)."""
+    figures = [
+        forest_figure(report),
+        roc_figure(report),
+        reliability_figure(report),
+        strata_heatmap(report),
+        counts_figure(report),
+    ]
+    charts = [fig.to_html(full_html=False, include_plotlyjs=i == 0) for i, fig in enumerate(figures)]
+    verdict = "PASS" if report.passed else f"FAIL: {', '.join(report.drift.failing_sites)} outside the target"
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Vigil pilot-drift report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:0.85em}"
+        "td,th{border:1px solid #ccc;padding:4px 6px}</style></head><body>"
+        f"<h1>Pilot-drift report: {html.escape(report.model_version)}</h1>"
+        f"<p><b>{html.escape(verdict)}</b> (target gap {report.drift.max_gap:g}; benchmark "
+        f"{html.escape(report.benchmark)}; threshold {report.threshold:g}). Demonstration model trained on "
+        "synthetic phantoms; not for care. Studies without a label are unknown, never negative.</p>"
+        + site_table(report).to_html(index=False, escape=True)
+        + "".join(charts)
+        + "</body></html>"
+    )

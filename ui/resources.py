@@ -1,0 +1,74 @@
+"""Process-wide resources, created once per server process and shared by every browser session.
+
+Configuration enters here (rule R6): ``VIGIL_CONFIG``, ``VIGIL_HOME`` and ``VIGIL_DATABASE_URL``
+are read on each call, and the objects built from them are cached per value, so one process can
+serve two databases one after the other (the benchmarks do) and never mixes them up.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import streamlit as st
+
+from core.config import Settings, load_settings
+from core.models.loading import LoadedModel
+from core.services import models as model_service
+from core.services.store import open_store, utc_now
+from core.store.engine import SessionFactory, make_session_factory
+
+__all__ = ["model", "read_session_factory", "session_factory", "settings", "utc_now"]
+
+
+def settings() -> Settings:
+    """The installation's settings, from the environment at the edge."""
+    env = os.environ
+    return _settings(env.get("VIGIL_CONFIG", ""), env.get("VIGIL_HOME", ""), env.get("VIGIL_DATABASE_URL", ""))
+
+
+@lru_cache(maxsize=8)
+def _settings(config: str, home: str, url: str) -> Settings:
+    # A pure function of three strings (and the TOML file they name): a plain memo, because
+    # every rerun asks for the settings several times and st.cache_resource hashes its arguments.
+    environ = {k: v for k, v in (("VIGIL_CONFIG", config), ("VIGIL_HOME", home), ("VIGIL_DATABASE_URL", url)) if v}
+    return load_settings(environ, cwd=Path.cwd())
+
+
+def session_factory() -> SessionFactory:
+    """Sessions for actions that write (one ``begin()`` per user action)."""
+    cfg = settings()
+    return _factories(cfg.database_url, str(cfg.home))[0]
+
+
+def read_session_factory() -> SessionFactory:
+    """Sessions for pages that only read; on SQLite they never wait for a writer."""
+    cfg = settings()
+    return _factories(cfg.database_url, str(cfg.home))[1]
+
+
+@st.cache_resource(show_spinner=False)
+def _factories(url: str, home: str) -> tuple[SessionFactory, SessionFactory]:
+    # open_store migrates to the newest schema once per process and database.
+    writer = open_store(Settings(home=Path(home), database_url=url))
+    return writer, make_session_factory(writer.kw["bind"], read_only=True)
+
+
+def model() -> tuple[LoadedModel, threading.Lock]:
+    """The serving model, shared by every session, and the lock explanations hold (rule R12).
+
+    Keyed on the serving version, so a promotion or a rollback loads the new version instead of
+    explaining with the old one. Only the cold path (a study without a stored explanation) calls it.
+    """
+    cfg = settings()
+    serving = [m.version for m in model_service.list_models(read_session_factory()) if m.serving]
+    return _model(cfg.database_url, str(cfg.home), serving[0] if serving else "")
+
+
+@st.cache_resource(show_spinner="Loading the model once for this server...", max_entries=2)
+def _model(url: str, home: str, version: str) -> tuple[LoadedModel, threading.Lock]:
+    # url and version are cache keys only: a new database or serving version loads afresh.
+    loaded = model_service.load_serving(session_factory(), models_dir=Path(home) / "models")
+    return loaded, threading.Lock()
