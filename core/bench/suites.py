@@ -79,7 +79,8 @@ SUITES: dict[str, Callable[[Path, int], list[BenchResult]]] = {
 
 def environment() -> JSONObject:
     """CPU, threads, device and library versions: the context every absolute figure needs."""
-    versions: JSONObject = {p: _version(p) for p in ("torch", "monai", "captum", "pydicom", "numpy", "sqlalchemy", "streamlit")}
+    packages = ("torch", "monai", "captum", "pydicom", "numpy", "sqlalchemy", "streamlit")
+    versions: JSONObject = {p: _version(p) for p in packages}
     return {
         "python": platform.python_version(),
         "machine": platform.machine(),

@@ -14,6 +14,7 @@ import numpy as np
 
 from core.cli._output import Outcome, progress_bar
 from core.cli.drift import register_drift
+from core.cli.explain_report import register_explain_report
 from core.cli.outcomes import register_outcomes
 from core.cli.users import register_users
 from core.cli.validate import register_validate
@@ -55,6 +56,7 @@ def register(sub: Any, add: AddParser) -> None:
     register_outcomes(sub, add)
     register_drift(sub, add)
     register_users(sub, add)
+    register_explain_report(sub, add)
     p = add(sub, "audit", "audit ledger: verify the hash chain")
     asub = p.add_subparsers(dest="audit_command", required=True, parser_class=type(p))
     add(asub, "verify", "recompute every hash and link; exit 1 naming the first bad seq").set_defaults(
@@ -321,6 +323,7 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
     p.add_argument("--suite", default="foundation", help="which suite (default: foundation)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--record", type=Path, default=None, help="write <DIR>/<suite>.json with the figures")
+    p.add_argument("--markdown", type=Path, default=None, help="regenerate this file (BENCHMARKS.md) from --record DIR")
     p.set_defaults(handler=_bench)
 
 
@@ -347,10 +350,15 @@ def _train(args: argparse.Namespace) -> Outcome:
 
 
 def _bench(args: argparse.Namespace) -> Outcome:
+    from core.bench.report import render_markdown
     from core.bench.suites import record, run_suite
 
     run = run_suite(args.suite, sample_dir=_settings().sample_data_dir, rounds=args.rounds)
     if args.record is not None:
         record(run, args.record)
+        if args.markdown is not None:
+            notes_file = args.record / "NOTES.md"
+            notes = notes_file.read_text(encoding="utf-8") if notes_file.is_file() else ""
+            args.markdown.write_text(render_markdown(args.record, notes=notes), encoding="utf-8")
     lines = [f"{'PASS' if r.passed else 'FAIL'}  {r.ratio:8.3f} <= {r.target:<6}  {r.name}" for r in run.results]
     return Outcome(run.to_dict(), "\n".join(lines), ok=run.passed)

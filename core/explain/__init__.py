@@ -1,5 +1,6 @@
-"""Explanations of model scores: Grad-CAM now, SHAP-style methods later; overlays and localization.
+"""Explanations of model scores: Grad-CAM, GradientShap and KernelShap, their faithfulness checks, overlays.
 
 captum is imported only inside this package (rule R3). Every call leaves the shared model as it
-found it: no hooks, no gradients, no changed parameters (rule R12).
+found it: no hooks, no gradients, no changed parameters (rule R12); the randomization test
+works on a deep copy.
 """

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from core.errors import BadInputError, OutsideIntendedUseError
+from core.errors import BadInputError
+from core.explain.base import check_can_explain, refuse_outside_use
 from core.explain.result import ExplainMethod, Explanation
 from core.imaging.image import DicomImage
 from core.models.inference import input_sha256
-from core.models.intended_use import check_intended_use
 from core.models.loading import LoadedModel
 from core.models.networks import resolve_layer
 from core.models.preprocess import preprocess
@@ -37,23 +37,6 @@ __all__ = ["grad_cam_batch", "explain_images"]
 
 #: A map whose range is at most this fraction of its maximum is treated as flat (see _unit_scale).
 _FLAT_RTOL = 1e-6
-
-
-def _check_can_explain(network: nn.Module, batch: torch.Tensor) -> None:
-    if torch.is_inference_mode_enabled():
-        raise BadInputError("Grad-CAM needs gradients; do not call it inside torch.inference_mode()")
-    if batch.ndim != 4 or batch.shape[0] == 0:
-        raise BadInputError(f"batch must have shape (n >= 1, C, H, W), got {tuple(batch.shape)}")
-    training = [name or type(network).__name__ for name, m in network.named_modules() if m.training]
-    if training:
-        # In training mode BatchNorm would mix images of a batch and update its running statistics.
-        raise BadInputError(f"network must be in eval mode; in training mode: {', '.join(training[:3])}")
-    trainable = [name for name, p in network.named_parameters() if p.requires_grad]
-    if trainable:
-        raise BadInputError(
-            f"network has trainable parameters ({', '.join(trainable[:3])}, ...); freeze them, as "
-            "core.models.loading.load_model does, so the backward pass stops at the target layer"
-        )
 
 
 def _unit_scale(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +60,7 @@ def _grad_cam_maps(
     network: nn.Module, layer: nn.Module, batch: torch.Tensor, *, target: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled maps (n, H, W) on the batch's device and the flat flags (n,)."""
-    _check_can_explain(network, batch)
+    check_can_explain(network, batch, method="Grad-CAM")
     x = batch.detach()
     if x.is_inference():
         x = x.clone()  # an inference-mode tensor cannot enter an autograd graph
@@ -131,13 +114,6 @@ def _on_image_grid(cam: torch.Tensor, rows: int, cols: int) -> tuple[FloatArray,
     return heat, bool(flat[0])
 
 
-def _refuse_outside_use(model: LoadedModel, images: Sequence[DicomImage]) -> None:
-    for image in images:
-        reason = check_intended_use(image.meta, model.card.intended_use)
-        if reason is not None:
-            raise OutsideIntendedUseError(image.meta.study_instance_uid, reason)
-
-
 def _explanation(
     model: LoadedModel, image: DicomImage, x: FloatArray, cam: torch.Tensor, *, layer_flat: bool
 ) -> Explanation:
@@ -187,7 +163,7 @@ def explain_images(
     """
     if batch_size < 1:
         raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
-    _refuse_outside_use(model, images)
+    refuse_outside_use(model, images)
     layer = resolve_layer(model.network, model.card.target_layer)
     params = model.preprocessing
     guard = lock if lock is not None else contextlib.nullcontext()

@@ -20,6 +20,23 @@ class ExplainMethod(StrEnum):
     GRADIENTSHAP = "gradientshap"
     KERNELSHAP = "kernelshap"
 
+    @property
+    def signed(self) -> bool:
+        """True for the SHAP methods, whose maps carry evidence for (> 0) and against (< 0) the finding."""
+        return self is not ExplainMethod.GRADCAM
+
+    @property
+    def label(self) -> str:
+        """The name shown to readers."""
+        return _LABELS[self]
+
+
+_LABELS: dict[ExplainMethod, str] = {
+    ExplainMethod.GRADCAM: "Grad-CAM",
+    ExplainMethod.GRADIENTSHAP: "GradientShap",
+    ExplainMethod.KERNELSHAP: "KernelShap",
+}
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Explanation:
@@ -31,7 +48,9 @@ class Explanation:
     target : int
         Index of the explained output (0: the single logit).
     heatmap : ndarray of shape (rows, columns), float32
-        On the image's own pixel grid, scaled to [0, 1]; read-only.
+        On the image's own pixel grid; read-only. Grad-CAM: min-max scaled to [0, 1]. The SHAP
+        methods (``method.signed``): divided by the largest magnitude, in [-1, 1], positive
+        for evidence for the finding and negative against it.
     model_version : str
     params : dict
         Everything needed to reproduce the map (layer, input size, interpolation, the model
