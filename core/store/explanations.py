@@ -16,7 +16,13 @@ from core.store.predictions import PredictionRecord
 from core.store.tables import ExplanationRow, ModelVersionRow, PredictionRow
 from core.types import JSONObject, JSONValue
 
-__all__ = ["ExplanationIn", "ExplanationRecord", "add_explanation", "list_explanations", "scored_predictions_of_instance"]
+__all__ = [
+    "ExplanationIn",
+    "ExplanationRecord",
+    "add_explanation",
+    "list_explanations",
+    "scored_predictions_of_instance",
+]
 
 
 @dataclass(frozen=True, slots=True)
