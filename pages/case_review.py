@@ -1,4 +1,4 @@
-"""Case review: the image with its Grad-CAM overlay, the model's call, and the reader's feedback."""
+"""Case review: the image with its explanation overlays (Grad-CAM, GradientShap, KernelShap), the call, the feedback."""
 
 from __future__ import annotations
 

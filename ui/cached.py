@@ -17,15 +17,16 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core.errors import BadInputError, PixelsUnreadableError
-from core.services import feedback, review, worklist
+from core.errors import BadInputError, OutsideIntendedUseError, PixelsUnreadableError
+from core.services import explain_report, explanation, feedback, review, worklist
+from core.services.explanation import ExplainMethod, StoredExplanation
 from core.services.feedback import FeedbackRecord
 from core.services.permissions import Permission, SignedInUser, require
 from core.services.review import CaseExplanation, CaseImage, CaseInfo
 from core.services.worklist import Neighbours, WorklistFilter, WorklistPage
 from ui import resources
 
-__all__ = ["Reads", "Unavailable", "case_explanation", "case_image", "reads"]
+__all__ = ["Reads", "Unavailable", "case_explanation", "case_image", "method_explanation", "reads"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,10 @@ class Reads:
     def history(self, study_uid: str) -> list[FeedbackRecord]:
         """The case's feedback history as the user may see it."""
         return _history(self.url, self.user, study_uid, self.version)
+
+    def trust_sentences(self, model_version: str) -> dict[ExplainMethod, str]:
+        """Each method's trust sentence for ``model_version`` (empty when no report is stored)."""
+        return _trust_sentences(self.url, model_version, self.version)
 
 
 def reads(user: SignedInUser) -> Reads:
@@ -104,6 +109,14 @@ def _history(url: str, user: SignedInUser, study_uid: str, version: str) -> list
     return feedback.feedback_history(resources.read_session_factory(), user, study_uid)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _trust_sentences(url: str, model_version: str, version: str) -> dict[ExplainMethod, str]:
+    try:
+        return explain_report.trust_sentences(resources.read_session_factory(), model_version)
+    except BadInputError:
+        return {}
+
+
 def case_image(user: SignedInUser, study_uid: str) -> CaseImage | Unavailable:
     """The decoded image, read once per study and server (pixels never change under a UID)."""
     require(user, Permission.REVIEW_STUDIES)
@@ -140,4 +153,39 @@ def _case_explanation(
             now=resources.utc_now,
         )
     except BadInputError as exc:
+        return Unavailable(str(exc))
+
+
+def method_explanation(
+    user: SignedInUser, study_uid: str, prediction_id: int, method: ExplainMethod
+) -> StoredExplanation | Unavailable:
+    """The serving model's ``method`` map of the study: computed at most once per (study, prediction, method).
+
+    The service reuses a stored artifact when one exists; this cache keeps the result for every
+    session, so a widget rerun never reaches the database or the model (SHAP takes seconds on CPU).
+    """
+    require(user, Permission.REVIEW_STUDIES)
+    return _method_explanation(resources.settings().database_url, study_uid, prediction_id, method.value, user)
+
+
+@st.cache_data(
+    show_spinner="Computing the explanation once for this study (SHAP takes a few seconds)...", max_entries=64
+)
+def _method_explanation(
+    url: str, study_uid: str, prediction_id: int, method: str, _user: SignedInUser
+) -> StoredExplanation | Unavailable:
+    # Keyed on ids and the method name, never on frames; the first reader is the audit actor.
+    try:
+        return explanation.explain_case(
+            resources.session_factory(),
+            _user,
+            study_uid,
+            method=method,
+            model=resources.model,
+            artifacts_dir=resources.settings().artifacts_dir,
+            now=resources.utc_now,
+        )
+    except PixelsUnreadableError as exc:
+        return Unavailable(exc.reason)
+    except (BadInputError, OutsideIntendedUseError) as exc:
         return Unavailable(str(exc))

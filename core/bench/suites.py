@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.bench import drift, gradcam, imaging, inference, metrics, ui
+from core.bench import drift, gradcam, imaging, inference, metrics, shap, ui
 from core.bench.harness import BenchResult
 from core.errors import BadInputError, PathNotFoundError
 from core.imaging.dicom import read_dicom
@@ -69,11 +69,25 @@ def _foundation(sample_dir: Path, rounds: int) -> list[BenchResult]:
     ]
 
 
+def _explanations(sample_dir: Path, rounds: int) -> list[BenchResult]:
+    """Issue 4: GradientShap and KernelShap on one benchmark positive with benchmark negatives as baselines."""
+    rows = read_manifest(sample_dir / MANIFEST_NAME)
+    bench = [r for r in rows if r.is_benchmark]
+    positive = next((r for r in bench if r.label == 1), None)
+    negatives = [r for r in bench if r.label == 0][:32]
+    if positive is None or not negatives:
+        raise BadInputError(f"{sample_dir} needs a benchmark positive and benchmark negatives for this suite")
+    model = load_model(read_card(BUNDLED_DIR / "card.json"), BUNDLED_DIR)
+    images = [read_dicom(sample_dir / r.path) for r in (positive, *negatives)]
+    return shap.run(model, images, rounds=rounds)
+
+
 SUITES: dict[str, Callable[[Path, int], list[BenchResult]]] = {
     "foundation": _foundation,
     "metrics": lambda _sample_dir, rounds: metrics.run(rounds=rounds),
     "drift": lambda _sample_dir, rounds: drift.run(rounds=rounds),
     "ui": ui.run,
+    "explanations": _explanations,
 }
 
 

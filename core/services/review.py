@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from core.audit.events import AuditAction
 from core.errors import BadInputError, DicomRejectedError, OutsideIntendedUseError, PixelsUnreadableError
-from core.explain.overlay import COLORMAPS, overlay
+from core.explain.overlay import COLORMAPS, DIVERGING_COLORMAPS, blend
 from core.explain.result import ExplainMethod
 from core.imaging.dicom import read_dicom
 from core.imaging.window import apply_window, default_window
@@ -38,6 +38,7 @@ from core.types import FloatArray
 
 __all__ = [
     "COLORMAPS",
+    "DIVERGING_COLORMAPS",
     "ZOOM_LEVELS",
     "CardEssentials",
     "CaseExplanation",
@@ -205,7 +206,8 @@ class ViewSettings:
     opacity : float
         Weight of the heat map colour, in [0, 1].
     cmap : str
-        One of :data:`COLORMAPS`.
+        One of :data:`COLORMAPS` (a signed map falls back to "coolwarm" unless it is one of
+        :data:`DIVERGING_COLORMAPS`).
     """
 
     center: float
@@ -392,15 +394,20 @@ def record_explanation_viewed(
         )
 
 
-def render_view(image: CaseImage, heatmap: FloatArray | None, view: ViewSettings) -> npt.NDArray[np.uint8]:
+def render_view(
+    image: CaseImage, heatmap: FloatArray | None, view: ViewSettings, *, signed: bool = False
+) -> npt.NDArray[np.uint8]:
     """Window the image, blend the heat map over it when asked, and crop to the zoomed view.
 
     Parameters
     ----------
     image : CaseImage
-    heatmap : ndarray of shape (rows, columns) in [0, 1], or None
-        None (or ``view.overlay`` False) shows the greyscale image alone.
+    heatmap : ndarray of shape (rows, columns), or None
+        In [0, 1] (Grad-CAM), or in [-1, 1] when ``signed`` (the SHAP methods). None (or
+        ``view.overlay`` False) shows the greyscale image alone.
     view : ViewSettings
+    signed : bool, default False
+        Blend with a diverging colour map weighted by magnitude (``core.explain.overlay.blend``).
 
     Returns
     -------
@@ -411,13 +418,16 @@ def render_view(image: CaseImage, heatmap: FloatArray | None, view: ViewSettings
     Raises
     ------
     BadInputError
-        An undefined window, zoom below 1, an opacity outside [0, 1] or an unknown colour map.
+        An undefined window, zoom below 1, an opacity outside [0, 1], an unknown colour map, or
+        a map outside its range.
     """
     if view.zoom < 1.0:
         raise BadInputError(f"zoom must be at least 1, got {view.zoom}")
+    if view.cmap not in COLORMAPS and view.cmap not in DIVERGING_COLORMAPS:
+        raise BadInputError(f"unknown colour map {view.cmap!r}; choose one of {COLORMAPS + DIVERGING_COLORMAPS}")
     gray = np.nan_to_num(apply_window(image.pixels, center=view.center, width=view.width), nan=0.0)
     if view.overlay and heatmap is not None:
-        rgb = overlay(gray, heatmap, opacity=view.opacity, cmap=view.cmap)
+        rgb = blend(gray, heatmap, opacity=view.opacity, cmap=view.cmap, signed=signed)
     else:
         rgb = np.repeat(np.rint(gray * 255.0).astype(np.uint8)[..., None], 3, axis=2)
     return _crop(rgb, view)

@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import create_engine, select, text, update
 from streamlit.testing.v1 import AppTest
 
+import core.services.explanation as explanation_service
 import core.services.review as review_service
 from core.audit.events import AuditAction
+from core.explain.result import ExplainMethod
 from core.services.audit import verify_ledger
 from core.services.permissions import Role, SignedInUser, can
 from core.services.worklist import ReviewStatus, ScoreBand
@@ -43,6 +45,15 @@ def _open_first_case(app: App, role: Role = Role.RADIOLOGIST) -> AppTest:
     _button(at, "Open case").click().run()  # type: ignore[attr-defined]
     # AppTest keeps requesting the page last passed to switch_page(); follow the app's own switch.
     at.switch_page("pages/case_review.py").run()
+    assert not at.exception
+    return at
+
+
+def _open_second_case(app: App) -> AppTest:
+    """The worklist's second case: the first is the benchmark site's only labelled negative, which
+    GradientShap draws as its own baseline, so its GradientShap map is flat (nothing to show)."""
+    at = _open_first_case(app)
+    _button(at, "Next").click().run()  # type: ignore[attr-defined]
     assert not at.exception
     return at
 
@@ -265,6 +276,19 @@ def _element_types(at: AppTest) -> set[str]:
     return seen
 
 
+def _count_images(at: AppTest) -> int:
+    found = 0
+
+    def walk(node: object) -> None:
+        nonlocal found
+        found += type(node).__name__ == "Image"
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return found
+
+
 def test_window_sliders_start_at_the_file_default_and_presets_move_them(app: App, installation: Installation) -> None:
     # Prepare
     at = _open_first_case(app)
@@ -283,16 +307,34 @@ def test_window_sliders_start_at_the_file_default_and_presets_move_them(app: App
     assert at.slider(key=f"view-center-{uid}").value == pytest.approx(lung.center)
 
 
-def test_widget_changes_never_recompute_the_explanation(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Prepare: count Grad-CAM computations behind the case page
+def _count_explanations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Patch the one place the review page computes a map; returns the methods computed, in order."""
     calls: list[str] = []
-    real = review_service.explain_study
+    real = explanation_service.explain_study
 
     def counting(*args: object, **kwargs: object) -> object:
-        calls.append("gradcam")
+        calls.append(str(kwargs["method"]))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(review_service, "explain_study", counting)
+    monkeypatch.setattr(explanation_service, "explain_study", counting)
+    return calls
+
+
+def _table_counts(inst: Installation) -> tuple[int, int]:
+    """(explanation rows, explanation_viewed audit entries)."""
+    engine = create_engine(inst.database_url)
+    with engine.connect() as conn:
+        n_expl = conn.execute(text("SELECT COUNT(*) FROM explanation")).scalar_one()
+        n_viewed = conn.execute(
+            select(AuditEntryRow.seq).where(AuditEntryRow.action == AuditAction.EXPLANATION_VIEWED.value)
+        ).all()
+    engine.dispose()
+    return int(n_expl), len(n_viewed)
+
+
+def test_widget_changes_never_recompute_the_explanation(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: count map computations behind the case page
+    calls = _count_explanations(monkeypatch)
     at = _open_first_case(app)
     uid = at.session_state["vigil.case.study"]
 
@@ -308,6 +350,65 @@ def test_widget_changes_never_recompute_the_explanation(app: App, monkeypatch: p
     # Assert
     assert not at.exception and not other.exception
     assert calls == ["gradcam"]
+
+
+def test_gradientshap_shows_a_signed_map_with_its_legend_and_trust_note(app: App) -> None:
+    # Prepare
+    at = _open_second_case(app)
+
+    # Execute
+    at.segmented_control(key="view-method").set_value(ExplainMethod.GRADIENTSHAP).run()
+
+    # Assert
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("Red: evidence for a nodule") for c in captions)
+    assert any("How far to trust GradientShap" in c for c in captions)
+    assert at.selectbox(key="view-cmap-signed").value in review_service.DIVERGING_COLORMAPS
+    assert "GradientShap overlay" in texts(at)
+    assert count_elements(at) < ELEMENT_BUDGET
+
+
+def test_compare_shows_one_panel_per_method(app: App) -> None:
+    # Prepare
+    at = _open_second_case(app)
+
+    # Execute
+    at.multiselect(key="view-compare").set_value([ExplainMethod.GRADCAM, ExplainMethod.KERNELSHAP]).run()
+
+    # Assert
+    assert not at.exception
+    assert [m.value for m in at.markdown if m.value in ("**Grad-CAM**", "**KernelShap**")] == [
+        "**Grad-CAM**",
+        "**KernelShap**",
+    ]
+    assert sum("How far to trust" in c.value for c in at.caption) == 2
+    assert _count_images(at) == 2
+    assert count_elements(at) < ELEMENT_BUDGET
+
+
+def test_each_map_is_computed_once_and_each_view_audited_once(
+    app: App, installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a case with GradientShap on screen
+    calls = _count_explanations(monkeypatch)
+    at = _open_second_case(app)
+    at.segmented_control(key="view-method").set_value(ExplainMethod.GRADIENTSHAP).run()
+    rows_before, viewed_before = _table_counts(installation)
+    calls_before = list(calls)
+
+    # Execute: slider changes rerun the viewer; back to Grad-CAM and again to GradientShap
+    at.slider(key="view-opacity").set_value(0.7).run()
+    at.slider(key="view-opacity").set_value(0.5).run()
+    at.segmented_control(key="view-method").set_value(ExplainMethod.GRADCAM).run()
+    at.segmented_control(key="view-method").set_value(ExplainMethod.GRADIENTSHAP).run()
+
+    # Assert
+    assert not at.exception
+    assert calls_before.count("gradientshap") == 1
+    assert calls == calls_before
+    assert _table_counts(installation) == (rows_before, viewed_before)
+    assert viewed_before == len(calls_before)  # one view audit per (case, method) shown
 
 
 def test_feedback_is_saved_once_with_its_audit_entry_and_shown_in_history(app: App, installation: Installation) -> None:

@@ -1,68 +1,169 @@
-"""The image viewer: window / level, zoom and pan, and the Grad-CAM overlay with its controls.
+"""The image viewer: window / level, zoom and pan, and the explanation overlay with its controls.
 
 The viewer is a fragment: moving one of its controls reruns the viewer alone, which only windows,
 blends and crops a cached image (``render_view``) and sends it as an uncompressed PNG. The
-DICOM file is read once per study and the Grad-CAM map is computed at most once per prediction
-(see ``ui.cached``). Reader preferences (zoom, overlay, opacity, colour map) carry over from case
-to case; the window starts at each file's own.
+DICOM file is read once per study and each method's map (Grad-CAM, GradientShap, KernelShap) is
+computed at most once per prediction (see ``ui.cached``). Reader preferences (method, zoom,
+overlay, opacity, colour maps) carry over from case to case; the window starts at each file's own.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import streamlit as st
 
-from core.services import review
+from core.services import explanation, review
+from core.services.explanation import ExplainMethod, StoredExplanation
 from core.services.permissions import SignedInUser
-from core.services.review import COLORMAPS, ZOOM_LEVELS, CaseExplanation, CaseImage, CaseInfo, ViewSettings
-from ui import cached, resources, state
+from core.services.review import COLORMAPS, DIVERGING_COLORMAPS, ZOOM_LEVELS, CaseImage, CaseInfo, ViewSettings
+from ui import cached, explanations, resources, state
 from ui.cached import Unavailable
+from ui.explanations import ExplanationPanel
 
 __all__ = ["png_bytes", "render"]
 
-_PREFS: Final = {"view-zoom": 1.0, "view-overlay": True, "view-opacity": 0.35, "view-cmap": "jet"}
+_PREFS: Final = {
+    "view-zoom": 1.0,
+    "view-overlay": True,
+    "view-opacity": 0.35,
+    "view-cmap": "jet",
+    "view-cmap-signed": "coolwarm",
+}
+
+Shown = StoredExplanation | Unavailable
 
 
 @st.fragment
 def render(user: SignedInUser, info: CaseInfo) -> None:
-    """The case's image with its overlay; an unreadable image shows a message instead."""
+    """The case's image with its overlay (or a side-by-side compare); an unreadable image shows a message."""
     uid = info.study.study_uid
     image = cached.case_image(user, uid)
     if isinstance(image, Unavailable):
         st.error(f"This study's image cannot be shown: {image.reason}", icon=":material/broken_image:")
         st.caption("Nothing else is affected: use Next / Previous, or go back to the worklist.")
         return
+    _restore_prefs()
+    pick = st.columns([3, 2], vertical_alignment="bottom")
+    with pick[0]:
+        method = explanations.method_picker(key="view-method")
+    with pick[1]:
+        compare = explanations.compare_picker(key="view-compare")
+    methods = compare if len(compare) >= 2 else [method]
+    shown = {m: _explanation(user, info, m) for m in methods}
+    view = _controls(image, method=method, has_map=any(_has_map(e) for e in shown.values()))
+    _save_prefs()
+    trust = cached.reads(user).trust_sentences(_version(info, shown)) if shown else {}
+    if len(methods) == 1:
+        expl = shown[method]
+        heat = expl.heatmap if isinstance(expl, StoredExplanation) and _has_map(expl) else None
+        rgb = review.render_view(image, heat, view, signed=method.signed)
+        st.image(png_bytes(rgb), width="stretch", caption=_caption(view, method, heat is not None))
+        if heat is not None and view.overlay:
+            explanations.legend(method)
+        if isinstance(expl, StoredExplanation):
+            explanations.version_notice(expl)
+        _status(method, expl)
+        explanations.trust_note(method, _sentence(trust, method, info, expl))
+    else:
+        explanations.render_panels(
+            [_panel(image, view, m, shown[m], _sentence(trust, m, info, shown[m])) for m in methods]
+        )
+    if view.overlay:
+        _audit_views(user, uid, shown.values())
+
+
+def _explanation(user: SignedInUser, info: CaseInfo, method: ExplainMethod) -> Shown:
     pred = info.prediction
-    expl: CaseExplanation | Unavailable | None = None
-    if pred is not None and pred.score is not None:
-        expl = cached.case_explanation(user, uid, pred.prediction_id)
-    has_map = isinstance(expl, CaseExplanation) and not expl.flat
-    view = _controls(image, has_map=has_map)
-    heatmap = expl.heatmap if isinstance(expl, CaseExplanation) and has_map else None
-    rgb = review.render_view(image, heatmap, view)
-    st.image(png_bytes(rgb), width="stretch", caption=_caption(view, heatmap is not None))
-    _explain_status(user, uid, expl, view)
+    if pred is None or pred.score is None:
+        return Unavailable("the study has no model score.")
+    return cached.method_explanation(user, info.study.study_uid, pred.prediction_id, method)
 
 
-def _controls(image: CaseImage, *, has_map: bool) -> ViewSettings:
+def _has_map(expl: Shown) -> bool:
+    return isinstance(expl, StoredExplanation) and bool(np.any(expl.heatmap))
+
+
+def _version(info: CaseInfo, shown: dict[ExplainMethod, Shown]) -> str:
+    """The model version whose report applies: the one that made the maps, else the one that scored."""
+    made = [e.model_version for e in shown.values() if isinstance(e, StoredExplanation)]
+    if made:
+        return made[0]
+    return info.prediction.model_version if info.prediction is not None else ""
+
+
+def _sentence(trust: dict[ExplainMethod, str], method: ExplainMethod, info: CaseInfo, expl: Shown) -> str:
+    if method in trust:
+        return trust[method]
+    version = expl.model_version if isinstance(expl, StoredExplanation) else _version(info, {})
+    return f"No faithfulness report for this model version yet: run `vigil explain-report {version}`."
+
+
+def _panel(image: CaseImage, view: ViewSettings, method: ExplainMethod, expl: Shown, trust: str) -> ExplanationPanel:
+    """One compare column: the same window, zoom and opacity, with this method's map and colour map."""
+    cmap = str(st.session_state["view-cmap-signed" if method.signed else "view-cmap"])
+    settings = ViewSettings(
+        view.center, view.width, view.zoom, view.pan_x, view.pan_y, view.overlay, view.opacity, cmap
+    )
+    if not isinstance(expl, StoredExplanation):
+        return ExplanationPanel(method, review.render_view(image, None, settings), trust, None, _why(method, expl))
+    if not _has_map(expl):
+        flat = _why(method, expl)
+        return ExplanationPanel(method, review.render_view(image, None, settings), trust, expl, flat)
+    rgb = review.render_view(image, expl.heatmap, settings, signed=method.signed)
+    return ExplanationPanel(method, rgb, trust, expl)
+
+
+def _why(method: ExplainMethod, expl: Shown) -> str:
+    if isinstance(expl, Unavailable):
+        return f"No {method.label} overlay: {expl.reason}"
+    return f"The {method.label} map is flat: nothing raised or lowered the model's score."
+
+
+def _status(method: ExplainMethod, expl: Shown) -> None:
+    """Say why there is no overlay."""
+    if isinstance(expl, Unavailable) or not _has_map(expl):
+        st.caption(_why(method, expl))
+
+
+def _audit_views(user: SignedInUser, uid: str, shown: Iterable[Shown]) -> None:
+    """Audit, once per session, case and explanation (so once per method), that a map was shown."""
+    for expl in shown:
+        if isinstance(expl, StoredExplanation) and _has_map(expl) and not state.viewed(uid, expl.explanation_id):
+            explanation.record_viewed(resources.session_factory(), user, expl, now=resources.utc_now)
+            state.mark_viewed(uid, expl.explanation_id)
+
+
+def _restore_prefs() -> None:
+    for key, default in _PREFS.items():
+        st.session_state.setdefault(key, st.session_state.get(f"vigil.pref.{key}", default))
+
+
+def _save_prefs() -> None:
+    for key in _PREFS:
+        st.session_state[f"vigil.pref.{key}"] = st.session_state[key]
+
+
+def _controls(image: CaseImage, *, method: ExplainMethod, has_map: bool) -> ViewSettings:
     uid = image.study_uid
     presets = {p.name: p for p in image.presets}
     center_key, width_key, preset_key = f"view-center-{uid}", f"view-width-{uid}", f"view-preset-{uid}"
     st.session_state.setdefault(center_key, image.default.center)
     st.session_state.setdefault(width_key, image.default.width)
-    for key, default in _PREFS.items():
-        st.session_state.setdefault(key, st.session_state.get(f"vigil.pref.{key}", default))
     c_lo, c_hi, w_hi, step = _bounds(image)
     top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
     top[0].selectbox("Window preset", list(presets), key=preset_key, on_change=_apply_preset, args=(image,))
     zoom = top[1].select_slider("Zoom", ZOOM_LEVELS, format_func=lambda z: f"{z:g}×", key="view-zoom")
     overlay = top[2].toggle("Overlay", key="view-overlay", disabled=not has_map)
-    cmap = top[3].selectbox("Colour map", COLORMAPS, key="view-cmap", disabled=not has_map)
+    if method.signed:
+        cmap = top[3].selectbox("Colour map", DIVERGING_COLORMAPS, key="view-cmap-signed", disabled=not has_map)
+    else:
+        cmap = top[3].selectbox("Colour map", COLORMAPS, key="view-cmap", disabled=not has_map)
     row = st.columns(3)
     center = row[0].slider("Window centre", c_lo, c_hi, step=step, key=center_key)
     width = row[1].slider("Window width", 1.0, w_hi, step=step, key=width_key)
@@ -72,8 +173,6 @@ def _controls(image: CaseImage, *, has_map: bool) -> ViewSettings:
         pan = st.columns(2)
         pan_x = pan[0].slider("Pan left ↔ right", 0.0, 1.0, 0.5, 0.05, key=f"view-pan-x-{uid}")
         pan_y = pan[1].slider("Pan up ↕ down", 0.0, 1.0, 0.5, 0.05, key=f"view-pan-y-{uid}")
-    for key in _PREFS:
-        st.session_state[f"vigil.pref.{key}"] = st.session_state[key]
     return ViewSettings(
         center=float(center),
         width=float(width),
@@ -131,23 +230,8 @@ def _bounds(image: CaseImage) -> tuple[float, float, float, float]:
     return float(min(lo, *centers)), float(max(hi, *centers)), float(max(2.0 * span, *widths)), step
 
 
-def _caption(view: ViewSettings, overlaid: bool) -> str:
+def _caption(view: ViewSettings, method: ExplainMethod, overlaid: bool) -> str:
     parts = [f"Window C {view.center:.0f} / W {view.width:.0f}", f"zoom {view.zoom:g}×"]
     if overlaid and view.overlay:
-        parts.append(f"Grad-CAM overlay, opacity {view.opacity:.2f}, {view.cmap}")
+        parts.append(f"{method.label} overlay, opacity {view.opacity:.2f}, {view.cmap}")
     return " · ".join(parts)
-
-
-def _explain_status(
-    user: SignedInUser, uid: str, expl: CaseExplanation | Unavailable | None, view: ViewSettings
-) -> None:
-    """Say why there is no overlay, or audit (once per visit) that one was shown."""
-    if expl is None:
-        st.caption("No Grad-CAM overlay: the study has no model score.")
-    elif isinstance(expl, Unavailable):
-        st.caption(f"No Grad-CAM overlay: {expl.reason}")
-    elif expl.flat:
-        st.caption("The Grad-CAM map is flat: nothing at the model's target layer raised the score.")
-    elif view.overlay and not state.viewed(uid, expl.explanation_id):
-        review.record_explanation_viewed(resources.session_factory(), user, uid, expl, now=resources.utc_now)
-        state.mark_viewed(uid, expl.explanation_id)

@@ -351,3 +351,23 @@ def test_overlay_off_or_transparent_shows_the_plain_windowed_image() -> None:
     assert np.array_equal(review.render_view(image, heat, replace(base, opacity=0.0)), plain)
     assert not np.array_equal(review.render_view(image, heat, replace(base, opacity=0.5)), plain)
     assert (plain[..., 0] == plain[..., 1]).all()
+
+
+def test_signed_maps_blend_with_a_diverging_map_weighted_by_magnitude() -> None:
+    # Prepare: evidence against on the left half, for on the right, none in one row
+    image = _image()
+    signed = np.zeros((100, 80), dtype=np.float32)
+    signed[1:, :40], signed[1:, 40:] = -1.0, 1.0
+    view = ViewSettings(center=4000.5, width=8000.0, opacity=1.0, cmap="coolwarm")
+
+    # Execute
+    rgb = review.render_view(image, signed, view, signed=True)
+    plain = review.render_view(image, None, view)
+
+    # Assert: no evidence leaves the image untouched; blue against, red for
+    assert np.array_equal(rgb[0], plain[0])
+    assert rgb[50, 10, 2] > rgb[50, 10, 0] and rgb[50, 70, 0] > rgb[50, 70, 2]
+    with pytest.raises(BadInputError, match=r"must lie in \[0, 1\]"):
+        review.render_view(image, signed, replace(view, cmap="jet"))  # a signed map is not a Grad-CAM map
+    with pytest.raises(BadInputError, match="unknown colour map"):
+        review.render_view(image, signed, replace(view, cmap="rainbow"), signed=True)
