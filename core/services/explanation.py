@@ -155,7 +155,12 @@ def _negative_studies(session_factory: SessionFactory, model: LoadedModel) -> tu
 
 
 def benchmark_baselines(
-    session_factory: SessionFactory, model: LoadedModel, *, artifacts_dir: Path, n: int = N_BASELINES
+    session_factory: SessionFactory,
+    model: LoadedModel,
+    *,
+    artifacts_dir: Path,
+    n: int = N_BASELINES,
+    exclude: str | None = None,
 ) -> tuple[torch.Tensor, JSONObject]:
     """Preprocessed baseline images for GradientShap: up to ``n`` benchmark-site negatives.
 
@@ -176,6 +181,7 @@ def benchmark_baselines(
         No benchmark site, or no negatives there.
     """
     uids, source, site = _negative_studies(session_factory, model)
+    uids = [u for u in uids if u != exclude]
     with session_factory() as session:
         chosen = [studies.list_instances(session, uid)[0] for uid in uids[:n]]
     key_src = json.dumps([model.card.preprocessing, [i.sha256 for i in chosen]], sort_keys=True)
@@ -237,10 +243,11 @@ def _options(
     method: ExplainMethod,
     options: ExplainOptions,
     artifacts_dir: Path,
+    study_uid: str,
 ) -> tuple[ExplainOptions, JSONObject]:
     if method is not ExplainMethod.GRADIENTSHAP or options.baselines is not None:
         return options, {}
-    baselines, provenance = benchmark_baselines(session_factory, model, artifacts_dir=artifacts_dir)
+    baselines, provenance = benchmark_baselines(session_factory, model, artifacts_dir=artifacts_dir, exclude=study_uid)
     return ExplainOptions(options.gradient_shap, options.kernel_shap, baselines), provenance
 
 
@@ -275,7 +282,7 @@ def explain_study(  # noqa: PLR0913 - the existing signature plus method options
     """
     target = _target(session_factory, model, study_uid)
     image = _read_image(target.instance)
-    opts, provenance = _options(session_factory, model, method, options or ExplainOptions(), artifacts_dir)
+    opts, provenance = _options(session_factory, model, method, options or ExplainOptions(), artifacts_dir, study_uid)
     result = explain(model, [image], method=method, lock=lock, options=opts)[0]
     params: JSONObject = {**result.params, **provenance, "model_version": model.card.version}
     params["predicted_by"] = target.predicted_by
