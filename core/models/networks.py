@@ -20,7 +20,7 @@ ALLOWED_PREFIXES = ("monai.networks.nets.",)
 #: The demonstration model's architecture: a small 2D ResNet (MONAI), one logit.
 #: ReLUs are not in place so that layer attributions see unmodified activations.
 #: A stride-2 stem without max pooling and narrow blocks keep training on two CPU cores to minutes while
-#: ``layer3`` still gives 28 x 28 maps for a 224 input (8-pixel cells, fine enough for Grad-CAM on a nodule).
+#: ``layer2`` still gives 56 x 56 maps for a 224 input (4-pixel cells, fine enough for Grad-CAM on a nodule).
 DEFAULT_NETWORK: dict[str, Any] = {
     "class": "monai.networks.nets.ResNet",
     "kwargs": {

@@ -102,10 +102,6 @@ def test_novelty_fires_on_the_first_study_with_the_new_software(generated: Evide
     assert novelty[0].details["value"] == site_by_name(UPDATE_SITE).update.software_versions  # type: ignore[union-attr]
 
 
-@pytest.mark.skipif(
-    not (SAMPLE_DATA_DIR / MANIFEST_NAME).is_file() or not (BUNDLED_DIR / "card.json").is_file(),
-    reason="needs the committed sample cohort and the trained bundled model",
-)
 def test_sample_cohort_with_the_bundled_model(tmp_path: Path) -> None:
     # Execute
     ev = _evidence(SAMPLE_DATA_DIR, tmp_path / "home", BUNDLED_DIR, ("benchmark", UPDATE_SITE))

@@ -1,0 +1,114 @@
+"""Training the demonstration model: a tiny run writes a complete card and weights that verify."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import BadInputError
+from core.models.card import ModelCard, read_card
+from core.models.evaluate import auc_or_nan, evaluate_by_site, read_labelled_studies, youden_threshold
+from core.models.loading import load_model, sha256_file
+from core.models.training import STORE_REVISION, TARGET_LAYER, TrainingConfig, train_model
+from core.sampledata import generate_cohort
+
+TINY = TrainingConfig(epochs=1, crop_epochs=1, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cohort")
+    generate_cohort(out, seed=0, studies_per_site=10)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(cohort_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelCard, Path]:
+    out = tmp_path_factory.mktemp("model")
+    torch.set_num_threads(2)
+    card = train_model(cohort_dir=cohort_dir, out_dir=out, seed=5, config=TINY, eval_cohort_dir=cohort_dir)
+    return card, out
+
+
+def test_tiny_run_writes_a_complete_card(trained: tuple[ModelCard, Path], cohort_dir: Path) -> None:
+    # Prepare
+    card, out = trained
+    # Execute
+    stored = json.loads((out / "card.json").read_text(encoding="utf-8"))
+    # Assert: every field of the contract is present and filled
+    assert set(stored) == {f.name for f in fields(ModelCard)}
+    assert read_card(out / "card.json") == card
+    assert card.target_layer == TARGET_LAYER
+    assert card.data_schema["store_revision"] == STORE_REVISION
+    assert "PixelSpacing" in card.data_schema["dicom_attributes"]  # type: ignore[operator]
+    assert card.training_data["manifest_sha256"] == sha256_file(cohort_dir / "manifest.csv")
+    assert card.training_data["sites"] == ["benchmark"]
+    assert {"torch", "monai", "numpy", "pydicom", "python"} <= set(card.environment)
+    assert card.code_version and card.created_at and card.parent_version is None
+    assert card.intended_use.modalities == ("DX", "CR") and card.intended_use.body_parts == ("CHEST",)
+    assert card.intended_use.image_kinds == ("ORIGINAL",)
+    assert 0.0 <= card.operating_threshold <= 1.0
+    assert {"benchmark_auc", "site_auc", "auc_gap_vs_benchmark", "validation", "evaluation_cohort"} <= set(card.metrics)
+    assert card.hyperparameters["seed"] == 5 and card.hyperparameters["epochs"] == 1
+
+
+def test_weights_verify_and_load(trained: tuple[ModelCard, Path]) -> None:
+    # Prepare
+    card, out = trained
+    # Execute
+    loaded = load_model(card, out, device=torch.device("cpu"))
+    # Assert
+    assert card.weights["sha256"] == sha256_file(out / str(card.weights["path"]))
+    x = torch.zeros((1, *card.input["shape"]))  # type: ignore[misc]
+    assert loaded.network(x).shape == (1, 1)
+
+
+def test_same_seed_reproduces_weights_and_metrics(
+    trained: tuple[ModelCard, Path], cohort_dir: Path, tmp_path: Path
+) -> None:
+    # Prepare
+    card, _ = trained
+    # Execute
+    again = train_model(cohort_dir=cohort_dir, out_dir=tmp_path, seed=5, config=TINY, eval_cohort_dir=cohort_dir)
+    # Assert
+    assert again.weights["sha256"] == card.weights["sha256"]
+    assert again.metrics == card.metrics
+
+
+def test_cohort_without_validation_studies_is_rejected(cohort_dir: Path, tmp_path: Path) -> None:
+    # Prepare: a manifest whose benchmark rows are all in the train split
+    lines = (cohort_dir / "manifest.csv").read_text(encoding="utf-8").splitlines()
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    (cohort / "manifest.csv").write_text("\n".join(line.replace(",val,", ",train,") for line in lines) + "\n")
+    # Execute / Assert
+    with pytest.raises(BadInputError, match="'val'"):
+        train_model(cohort_dir=cohort, out_dir=tmp_path / "out", seed=0, config=TINY)
+
+
+def test_labelled_studies_carry_lesion_centres(cohort_dir: Path) -> None:
+    # Execute
+    studies = read_labelled_studies(cohort_dir)
+    # Assert
+    assert all((s.lesion_centre is not None) == (s.label == 1) for s in studies)
+    assert all(0 < c < 1 for s in studies if s.lesion_centre for c in s.lesion_centre)
+
+
+def test_metric_helpers_handle_degenerate_sites() -> None:
+    # Prepare
+    y = np.array([0, 0, 1, 1, 0, 0])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.3])
+    sites = ["a", "a", "a", "a", "b", "b"]
+    # Execute
+    results = evaluate_by_site(y, s, sites, threshold=youden_threshold(y[:4], s[:4]))
+    # Assert
+    assert results["a"].auc == pytest.approx(0.75)
+    assert np.isnan(results["b"].auc) and np.isnan(results["b"].sensitivity)
+    assert results["b"].to_json()["auc"] is None
+    with pytest.warns(UserWarning, match="single class"):
+        assert np.isnan(auc_or_nan(np.zeros(3, dtype=int), np.arange(3.0)))
