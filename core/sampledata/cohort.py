@@ -317,7 +317,7 @@ def _cohort_json(seed: int, studies_per_site: int | None, counts: dict[str, int]
 
 
 def _readme(out_dir: Path, seed: int, studies_per_site: int | None, counts: dict[str, int]) -> str:
-    call = f"generate_cohort(Path({str(out_dir)!r}), seed={seed}, studies_per_site={studies_per_site})"
+    call = f"generate_cohort(Path({out_dir.name!r}), seed={seed}, studies_per_site={studies_per_site})"
     sites = "\n".join(
         f"| {s.name} | {'benchmark' if s.is_benchmark else 'deployment'} | {s.detector.manufacturer} "
         f"{s.detector.model_name} | {s.detector.modality}, {s.detector.photometric}, {s.detector.bits_stored} bit | "
