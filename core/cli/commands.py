@@ -19,7 +19,7 @@ from core.cli.outcomes import register_outcomes
 from core.cli.users import register_users
 from core.cli.validate import register_validate
 from core.config import Settings, load_settings
-from core.errors import PathNotFoundError
+from core.errors import BadInputError, PathNotFoundError
 from core.services import audit as audit_service
 from core.services import explanation, ingestion, prediction, setup
 from core.services import models as model_service
@@ -92,8 +92,6 @@ def _sample_data(args: argparse.Namespace) -> Outcome:
     from core.sampledata import generate_cohort  # heavy; only this command needs it
 
     if args.studies is not None and args.studies < 1:
-        from core.errors import BadInputError
-
         raise BadInputError(f"--studies must be at least 1, got {args.studies}")
     summary = generate_cohort(args.out, seed=args.seed, studies_per_site=args.studies)
     data = {
@@ -208,7 +206,6 @@ def _predict(args: argparse.Namespace) -> Outcome:
 
 
 def _explain(args: argparse.Namespace) -> Outcome:
-    from core.errors import BadInputError
     from core.imaging.export import check_export_dir
 
     method = explanation.parse_method(args.method)
