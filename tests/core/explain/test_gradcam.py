@@ -18,15 +18,16 @@ from core.models.loading import LoadedModel
 from core.models.preprocess import PreprocessParams, preprocess
 
 # Worked out by hand in TinyCam's docstring: on x = arange(16).reshape(4, 4) the layer map is
-# relu(0.75 * A0 - 0.25 * A1) = [[0, 0], [0.75, 1.25]]; bilinear (align_corners=False) to 4x4
-# weights the two rows by (1, 0), (.75, .25), (.25, .75), (0, 1) and likewise the columns,
-# giving row 1 = [.75, .875, 1.125, 1.25] scaled by (0, .25, .75, 1); then divided by the max 1.25.
+# relu(0.75 * A0 - 0.25 * A1) = [[0, 0], [0.75, 1.25]]. Cell-centred upsampling at stride 2 reads
+# the layer at p / 2 for input pixel p: rows (and columns) 0, 0.5, 1, 1 (the last clamped to the
+# border), so the rows are 0, half of row 1, row 1, row 1, and row 1 = [.75, 1, 1.25, 1.25];
+# then divided by the max 1.25.
 EXPECTED_ARANGE = np.array(
     [
         [0.0, 0.0, 0.0, 0.0],
-        [0.15, 0.175, 0.225, 0.25],
-        [0.45, 0.525, 0.675, 0.75],
-        [0.6, 0.7, 0.9, 1.0],
+        [0.3, 0.4, 0.5, 0.5],
+        [0.6, 0.8, 1.0, 1.0],
+        [0.6, 0.8, 1.0, 1.0],
     ],
     dtype=np.float32,
 )

@@ -1,10 +1,10 @@
 """Grad-CAM of the bundled model points at the lesion on the sample cohort's positives.
 
 The acceptance figure is the share of positives whose map peak falls inside the lesion mask
-dilated by 3 px, computed on the committed cohort with the committed model and printed. Its
-target is 0.70; the current demonstration model reaches 0.65 (28 of 43), which BENCHMARKS.md
-reports as a miss. This test guards what the model does reach: far above chance, where a
-dilated nodule covers about 1 % of the film.
+dilated by 3 px, computed on the committed cohort with the committed model and printed; the
+target is 0.70 (chance: a dilated nodule covers about 1 % of the film). It depends on
+cell-centred upsampling (``core.explain.gradcam.cell_centred_upsample``): plain bilinear resizing
+shifts every map 1.5 px down and right and reached 0.65 on the earlier committed cohort.
 """
 
 from __future__ import annotations
@@ -35,4 +35,4 @@ def test_gradcam_peak_hits_the_dilated_lesion_on_most_positives(capsys: pytest.C
     with capsys.disabled():
         print(f"\nGrad-CAM pointing rate on {len(positives)} sample-cohort positives: {rate:.3f}")
     assert len(positives) >= 20
-    assert rate >= 0.60
+    assert rate >= 0.70
