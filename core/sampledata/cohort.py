@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from core.sampledata.acquisition import Exposure, StoredImage, expose, process, 
 from core.sampledata.anatomy import Grid, Patient, Phantom, render_phantom, sample_patient
 from core.sampledata.dicom_writer import XrayHeader, synthetic_uid, write_xray
 from core.sampledata.manifest import MANIFEST_NAME, MASKS_NAME, ManifestRow, write_manifest, write_masks
-from core.sampledata.sites import SITES, SiteSpec
+from core.sampledata.sites import SITES, TRANSFER_SYNTAX_NAMES, SiteSpec
 from core.types import BoolArray, JSONObject, JSONValue
 
 __all__ = ["COHORT_INFO_NAME", "GENERATOR_VERSION", "CohortSummary", "generate_cohort"]
@@ -71,7 +71,7 @@ def generate_cohort(
     out_dir: Path,
     *,
     seed: int = 0,
-    studies_per_site: int | None = None,
+    studies_per_site: int | Mapping[str, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CohortSummary:
     """Write the synthetic cohort to ``out_dir``.
@@ -83,28 +83,26 @@ def generate_cohort(
         removed first so that the folder never mixes two cohorts; other files are left alone.
     seed : int
         Non-negative; the same seed gives byte-identical files.
-    studies_per_site : int, optional
-        Studies at every site; by default each site's ``default_studies`` (800 at the benchmark,
-        120 at each deployment site).
+    studies_per_site : int or mapping of str to int, optional
+        Studies at every site, or per site name (sites left out are not generated); by default
+        each site's ``default_studies`` (800 at the benchmark, 120 at each deployment site).
     progress : callable, optional
         Called as ``progress(done, total)`` after each study.
 
     Raises
     ------
     BadInputError
-        A negative seed or a study count below 1.
+        A negative seed, a study count below 1, or a site name the cohort does not have.
     """
     if seed < 0:
         raise BadInputError(f"seed must be >= 0, got {seed}")
-    if studies_per_site is not None and studies_per_site < 1:
-        raise BadInputError(f"studies_per_site must be >= 1, got {studies_per_site}")
-    counts = {site.name: studies_per_site or site.default_studies for site in SITES}
+    counts = _study_counts(studies_per_site)
     total = sum(counts.values())
     _clear_previous(out_dir)
     rows: list[ManifestRow] = []
     masks: dict[str, BoolArray] = {}
     for site in SITES:
-        for index in range(counts[site.name]):
+        for index in range(counts.get(site.name, 0)):
             study = _make_study(out_dir, site, index, counts[site.name], seed)
             rows.append(study.row)
             if study.mask is not None:
@@ -118,6 +116,26 @@ def generate_cohort(
     (out_dir / COHORT_INFO_NAME).write_text(_cohort_json(seed, studies_per_site, counts), encoding="utf-8")
     (out_dir / "README.md").write_text(_readme(out_dir, seed, studies_per_site, counts), encoding="utf-8")
     return CohortSummary(out_dir, len(rows), tuple(s.name for s in SITES), manifest_path)
+
+
+def _study_counts(studies_per_site: int | Mapping[str, int] | None) -> dict[str, int]:
+    """Studies to generate per site name, in :data:`SITES` order; validated."""
+    if studies_per_site is None:
+        return {site.name: site.default_studies for site in SITES}
+    if isinstance(studies_per_site, int):
+        wanted = {site.name: studies_per_site for site in SITES}
+    else:
+        known = {site.name for site in SITES}
+        unknown = sorted(set(studies_per_site) - known)
+        if unknown:
+            raise BadInputError(f"unknown site {unknown[0]!r} in studies_per_site (sites: {', '.join(sorted(known))})")
+        wanted = {site.name: studies_per_site[site.name] for site in SITES if site.name in studies_per_site}
+    for name, count in wanted.items():
+        if count < 1:
+            raise BadInputError(f"studies_per_site must be >= 1, got {count} for {name!r}")
+    if not wanted:
+        raise BadInputError("studies_per_site names no site")
+    return wanted
 
 
 def _clear_previous(out_dir: Path) -> None:
@@ -219,6 +237,7 @@ def _header(  # noqa: PLR0913 - one argument per source of header values
         rescale_intercept=det.rescale_intercept,
         window_center=stored.window_center,
         window_width=max(stored.window_width, 1.0),
+        transfer_syntax=det.transfer_syntax,
     )
 
 
@@ -286,7 +305,7 @@ def _jsonable(value: object) -> JSONValue:
     raise TypeError(f"cannot write {type(value).__name__} to cohort.json")
 
 
-def _cohort_json(seed: int, studies_per_site: int | None, counts: dict[str, int]) -> str:
+def _cohort_json(seed: int, studies_per_site: int | Mapping[str, int] | None, counts: dict[str, int]) -> str:
     events: list[JSONValue] = [
         {
             "kind": "software_update",
@@ -299,7 +318,7 @@ def _cohort_json(seed: int, studies_per_site: int | None, counts: dict[str, int]
             "note": s.update.note,
         }
         for s in SITES
-        if s.update is not None
+        if s.update is not None and s.name in counts
     ]
     info: JSONObject = {
         "synthetic": True,
@@ -307,31 +326,38 @@ def _cohort_json(seed: int, studies_per_site: int | None, counts: dict[str, int]
         "generator": "core.sampledata.generate_cohort",
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
-        "studies_per_site": studies_per_site,
+        "studies_per_site": dict(studies_per_site) if isinstance(studies_per_site, Mapping) else studies_per_site,
         "studies": {name: counts[name] for name in counts},
         "benchmark_site": next(s.name for s in SITES if s.is_benchmark),
         "events": events,
-        "sites": [_jsonable(asdict(s)) for s in SITES],
+        "sites": [_jsonable(asdict(s)) for s in SITES if s.name in counts],
     }
     return json.dumps(info, indent=2, sort_keys=True) + "\n"
 
 
-def _readme(out_dir: Path, seed: int, studies_per_site: int | None, counts: dict[str, int]) -> str:
-    call = f"generate_cohort(Path({out_dir.name!r}), seed={seed}, studies_per_site={studies_per_site})"
+def _readme(out_dir: Path, seed: int, studies_per_site: int | Mapping[str, int] | None, counts: dict[str, int]) -> str:
+    per_site = dict(studies_per_site) if isinstance(studies_per_site, Mapping) else studies_per_site
+    call = f"generate_cohort(Path({out_dir.name!r}), seed={seed}, studies_per_site={per_site!r})"
     sites = "\n".join(
         f"| {s.name} | {'benchmark' if s.is_benchmark else 'deployment'} | {s.detector.manufacturer} "
         f"{s.detector.model_name} | {s.detector.modality}, {s.detector.photometric}, {s.detector.bits_stored} bit | "
         f"{s.detector.matrix} px at {s.detector.pixel_spacing_mm:g} mm | {s.technique.kvp_pa:g} / "
         f"{s.technique.kvp_ap:g} | {s.patients.ap_fraction:.0%} | {s.patients.prevalence:.0%} | {counts[s.name]} |"
         for s in SITES
+        if s.name in counts
     )
     updates = "\n".join(
         f"- `{s.name}`: software update on {s.update.date.isoformat()} "
         f"(`{s.software_versions}` -> `{s.update.software_versions}`): {s.update.note}."
         for s in SITES
-        if s.update is not None
+        if s.update is not None and s.name in counts
     )
-    return _README_TEMPLATE.format(call=call, sites=sites, updates=updates, total=sum(counts.values()))
+    syntaxes = "; ".join(
+        f"{s.name} {TRANSFER_SYNTAX_NAMES[s.detector.transfer_syntax]}" for s in SITES if s.name in counts
+    )
+    return _README_TEMPLATE.format(
+        call=call, sites=sites, updates=updates, total=sum(counts.values()), syntaxes=syntaxes
+    )
 
 
 _README_TEMPLATE: Final = """# SYNTHETIC cohort: not patient data
@@ -360,16 +386,19 @@ states the stored grid.
 What differs between sites is acquisition physics and patients only (vendor processing curve, quantum
 noise, detector blur, scatter and grid, kVp, resolution, bit depth, MONOCHROME1, portable share with
 its ECG electrodes and lines, age, prevalence), chosen as plausible values and never fitted to a model
-figure. One change followed the first measurement, because the deployment AUC gaps came out bunched
-near 0 and at 0.2: `harbor` moved from a 125 kV to a 90 kV technique (more rib contrast); the gaps
-were then measured once. Nodules
+figure. Two changes followed the first measurements: because the deployment AUC gaps came out bunched
+near 0 and at 0.2, `harbor` moved from a 125 kV to a 90 kV technique (more rib contrast); and because
+the `riverside` update moved scores too little for a week of studies to show it, its range
+compression rose from 0.6 to 0.85 (the update now breaks the model's calibration, as processing
+updates do). Nodules
 (5 to 15 mm, solid or part-solid) are drawn with 8 times their physical contrast so that a small
 demonstration model can learn them from a few hundred phantoms (see
 `core.sampledata.anatomy.NODULE_CONSPICUITY`); they look like dense nodules.
 
 Files:
 
-- `dicom/<site>/*.dcm`: DX (For Presentation) or CR images, Deflated Explicit VR Little Endian.
+- `dicom/<site>/*.dcm`: DX (For Presentation) or CR images, each site in its device's lossless
+  transfer syntax: {syntaxes}.
 - `manifest.csv`: one row per study: UIDs, file path, site, split (benchmark train/val/test or
   deployment), date, label (1 = nodule), view, patient age/sex, acquisition (kVp, mAs, dose, grid),
   software version and processing in force, nodule size/density/centre, lesion pixel count.

@@ -5,9 +5,9 @@ pydicom lives in ``core.imaging`` protects the *reading* path (every study Vigil
 through ``core.imaging.dicom``'s strict gate), while the generator needs a *writer*, which no
 production code path uses. Keeping it here keeps a test-data writer out of the ingest package.
 
-Files use Deflated Explicit VR Little Endian (lossless; pydicom inflates it on read without any
-pixel codec) so that the committed sample cohort stays small. Nothing time-dependent is written:
-the same header and pixels give the same bytes.
+Files use the device's lossless transfer syntax (Deflated Explicit VR Little Endian, JPEG-LS
+Lossless or JPEG 2000 Lossless), which also keeps the committed sample cohort small. Nothing
+time-dependent is written: the same header and pixels give the same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Final
 import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, generate_uid
 
 from core.sampledata.sites import CR_IMAGE_STORAGE
 from core.types import IntArray
@@ -59,6 +59,8 @@ class XrayHeader:
         Spacing of the stored grid, written to both PixelSpacing and ImagerPixelSpacing.
     window_center, window_width : float
         In modality units (after rescale).
+    transfer_syntax : str
+        A lossless transfer syntax UID: deflated explicit little endian or one pydicom can encode.
     """
 
     sop_class_uid: str
@@ -93,6 +95,7 @@ class XrayHeader:
     rescale_intercept: float
     window_center: float
     window_width: float
+    transfer_syntax: str = DeflatedExplicitVRLittleEndian
 
 
 def _file_meta(h: XrayHeader) -> FileMetaDataset:
@@ -192,5 +195,11 @@ def write_xray(path: Path, header: XrayHeader, pixels: IntArray) -> None:
     _patient_and_study(ds, header)
     _equipment_and_series(ds, header)
     _image(ds, header, pixels)
+    if UID(header.transfer_syntax).is_compressed:
+        # Encapsulates the pixel data and sets the transfer syntax; the instance keeps its UID (pydicom
+        # would otherwise mint a random one, breaking determinism and the manifest).
+        ds.compress(header.transfer_syntax, np.ascontiguousarray(pixels, dtype=np.uint16), generate_instance_uid=False)
+    elif header.transfer_syntax != DeflatedExplicitVRLittleEndian:
+        ds.file_meta.TransferSyntaxUID = header.transfer_syntax
     path.parent.mkdir(parents=True, exist_ok=True)
     dcmwrite(path, ds, enforce_file_format=True)

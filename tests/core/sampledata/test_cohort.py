@@ -104,7 +104,35 @@ def test_files_say_they_are_synthetic(cohort: CohortSummary, rows: list[Manifest
     ds = pydicom.dcmread(cohort.out_dir / rows[0].path, stop_before_pixels=True)
     # Assert
     assert "SYNTHETIC PHANTOM" in ds.ImageComments
-    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.DeflatedExplicitVRLittleEndian
+
+
+def test_each_site_writes_its_devices_lossless_transfer_syntax(cohort: CohortSummary, rows: list[ManifestRow]) -> None:
+    # Execute
+    written = {
+        r.site: str(pydicom.dcmread(cohort.out_dir / r.path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        for r in rows
+    }
+    # Assert: sites differ in syntax too, and a compressed file decodes to the values it was written from
+    assert written == {s.name: s.detector.transfer_syntax for s in SITES}
+    assert {
+        pydicom.uid.JPEG2000Lossless,
+        pydicom.uid.JPEGLSLossless,
+        pydicom.uid.DeflatedExplicitVRLittleEndian,
+    } <= set(written.values())
+    compressed = next(r for r in rows if written[r.site] == pydicom.uid.JPEG2000Lossless)
+    ds = pydicom.dcmread(cohort.out_dir / compressed.path)
+    assert ds.LossyImageCompression == "00" and int(ds.pixel_array.max()) < 2**ds.BitsStored
+
+
+def test_per_site_counts_generate_only_the_sites_named(tmp_path: Path) -> None:
+    # Execute
+    summary = generate_cohort(tmp_path, seed=0, studies_per_site={"riverside": 3, "benchmark": 1})
+    # Assert
+    sites = [r.site for r in read_manifest(summary.manifest_path)]
+    assert sorted(sites) == ["benchmark", "riverside", "riverside", "riverside"]
+    info = json.loads((tmp_path / "cohort.json").read_text(encoding="utf-8"))
+    assert info["studies"] == {"benchmark": 1, "riverside": 3}
+    assert "studies_per_site={'riverside': 3, 'benchmark': 1}" in (tmp_path / "README.md").read_text(encoding="utf-8")
 
 
 def test_sites_differ_as_designed(cohort: CohortSummary, rows: list[ManifestRow]) -> None:
@@ -161,11 +189,23 @@ def test_manifest_round_trips(cohort: CohortSummary, rows: list[ManifestRow]) ->
     assert all(isinstance(r.label, int) and isinstance(r.is_benchmark, bool) for r in rows)
 
 
-@pytest.mark.parametrize(("seed", "studies"), [(-1, None), (0, 0)])
-def test_bad_arguments_are_rejected(tmp_path: Path, seed: int, studies: int | None) -> None:
+@pytest.mark.parametrize(
+    ("seed", "studies", "named"),
+    [
+        (-1, None, "-1"),
+        (0, 0, "0"),
+        (0, {"riverside": 0}, "riverside"),
+        (0, {"lakeside": 2}, "lakeside"),
+        (0, {}, "no site"),
+    ],
+)
+def test_bad_arguments_are_rejected(
+    tmp_path: Path, seed: int, studies: int | dict[str, int] | None, named: str
+) -> None:
     # Execute / Assert
-    with pytest.raises(BadInputError):
+    with pytest.raises(BadInputError, match=named):
         generate_cohort(tmp_path, seed=seed, studies_per_site=studies)
+    assert not (tmp_path / MANIFEST_NAME).exists()
 
 
 def test_progress_is_reported(tmp_path: Path) -> None:
