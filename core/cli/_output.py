@@ -47,9 +47,9 @@ def exit_code_for(exc: Exception) -> int:
 
 
 @contextmanager
-def progress_bar(total: int, desc: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+def progress_bar(total: int, desc: str, *, enabled: bool, unit: str = "file") -> Iterator[Callable[[int], None]]:
     """A tqdm bar on stderr; yields ``advance(n)``. Silent with ``--json`` so stdout stays one object."""
-    bar = tqdm(total=total or None, desc=desc, unit="file", disable=not enabled, file=sys.stderr, leave=False)
+    bar = tqdm(total=total or None, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False)
 
     def advance(n: int) -> None:
         bar.update(n)

@@ -25,7 +25,7 @@ from core.services import explanation, ingestion, prediction, setup
 from core.services import models as model_service
 from core.services import sites as site_service
 from core.services.store import open_store, utc_now
-from core.store.engine import SessionFactory
+from core.store.engine import SessionFactory, head_revision
 
 __all__ = ["register"]
 
@@ -306,14 +306,23 @@ def _audit_verify(args: argparse.Namespace) -> Outcome:
 
 # --- train, bench -------------------------------------------------------------------------------
 
+#: Whole-film epochs of the bundled model's recipe (``TrainingConfig.epochs``; kept here so that
+#: building the parser does not import torch).
+_DEFAULT_EPOCHS = 6
+
 
 def _register_train_bench(sub: Any, add: AddParser) -> None:
     p = add(sub, "train", "train the demonstration network on a cohort's benchmark site; write weights and card")
     p.add_argument("--cohort", type=Path, required=True, help="a labelled cohort folder (see `vigil sample-data`)")
     p.add_argument("--eval-cohort", type=Path, default=None, help="an independent cohort evaluated in full")
     p.add_argument("--out", type=Path, required=True, help="folder for <version>.pt and card.json")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0, the bundled model's)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=_DEFAULT_EPOCHS,
+        help=f"whole-film epochs (default {_DEFAULT_EPOCHS}, the bundled recipe)",
+    )
     p.add_argument("--version", default=None, help="model version name (default: the bundled model's)")
     p.set_defaults(handler=_train)
     p = add(sub, "bench", "speed ratios measured side by side, each with an equality guard")
@@ -324,21 +333,35 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
     p.set_defaults(handler=_bench)
 
 
+class _ProgressTo:
+    """Adapts ``progress(done, total)`` callbacks to a bar's ``advance(n)``, whatever ``done`` skips or repeats."""
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        self._advance, self._at = advance, 0
+
+    def __call__(self, done: int, _total: int) -> None:
+        if done > self._at:
+            self._advance(done - self._at)
+            self._at = done
+
+
 def _train(args: argparse.Namespace) -> Outcome:
-    from core.models.training import DEFAULT_VERSION, train_model  # heavy; only this command needs it
+    from core.models.training import DEFAULT_VERSION, TrainingConfig, train_model  # heavy; only this command
 
     for path in (args.cohort, args.eval_cohort):
         if path is not None and not path.exists():
             raise PathNotFoundError(path)
-    with progress_bar(args.epochs, "epochs", enabled=not args.json) as advance:
+    total = TrainingConfig(epochs=args.epochs).crop_epochs + args.epochs  # both stages report progress
+    with progress_bar(total, "train", enabled=not args.json, unit="epoch") as advance:
         card = train_model(
             cohort_dir=args.cohort,
             eval_cohort_dir=args.eval_cohort,
             out_dir=args.out,
             seed=args.seed,
+            store_revision=head_revision(),
             epochs=args.epochs,
             version=args.version or DEFAULT_VERSION,
-            progress=lambda _epoch, _total: advance(1),
+            progress=_ProgressTo(advance),
         )
     return Outcome(
         {"version": card.version, "out_dir": str(args.out), "metrics": card.metrics, "seed": args.seed},

@@ -56,14 +56,12 @@ from core.models.networks import DEFAULT_NETWORK, build_network
 from core.models.preprocess import PreprocessParams
 from core.types import JSONObject, JSONValue
 
-__all__ = ["DEFAULT_VERSION", "STORE_REVISION", "TARGET_LAYER", "TrainingConfig", "train_model"]
+__all__ = ["DEFAULT_VERSION", "TARGET_LAYER", "TrainingConfig", "train_model"]
 
 DEFAULT_VERSION: Final = "cxr-nodule-1.0.0"
 #: Grad-CAM layer: 56 x 56 maps for a 224 input (4-pixel cells, ~7 mm). With ``layer3`` (28 x 28) the map's peak
 #: fell inside the lesion mask dilated by 3 pixels for under half of the benchmark positives, with ``layer2`` for 84 %.
 TARGET_LAYER: Final = "layer2"
-#: The store's Alembic revision whose schema this card's data was described against.
-STORE_REVISION: Final = "0001"
 _PACKAGES: Final = ("torch", "monai", "numpy", "scipy", "scikit-learn", "pydicom")
 
 #: DICOM keywords behind the :class:`DicomMeta` fields that ``read_dicom`` fills, in field order, then the pixel module.
@@ -137,11 +135,12 @@ class _Split:
     centres: torch.Tensor
 
 
-def train_model(
+def train_model(  # noqa: PLR0913 - keyword-only; one argument per training input
     *,
     cohort_dir: Path,
     out_dir: Path,
     seed: int,
+    store_revision: str,
     epochs: int = 6,
     config: TrainingConfig | None = None,
     eval_cohort_dir: Path | None = None,
@@ -159,6 +158,9 @@ def train_model(
         Receives ``<version>.pt`` (a ``state_dict``) and ``card.json``; created if needed.
     seed : int
         Seeds weight initialisation, shuffling and augmentation; torch runs deterministic kernels.
+    store_revision : str
+        The store's Alembic head revision (``core.store.engine.head_revision()``), recorded in the
+        card's ``data_schema`` as the schema the card's data attributes are described against.
     epochs : int
         Shorthand for ``config.epochs``, the whole-film epochs (ignored when ``config`` is given).
     eval_cohort_dir : Path, optional
@@ -209,6 +211,7 @@ def train_model(
         studies,
         cohort_dir,
         train_info={"selected_epoch": best_epoch, "wall_seconds": round(time.perf_counter() - started, 1)},
+        store_revision=store_revision,
     )
     write_card(card, out_dir / "card.json")
     return card
@@ -432,6 +435,7 @@ def _card(  # noqa: PLR0913 - every card field has one source
     cohort_dir: Path,
     *,
     train_info: JSONObject,
+    store_revision: str,
 ) -> ModelCard:
     hyper = cfg.to_json()
     hyper.update(train_info)
@@ -448,7 +452,7 @@ def _card(  # noqa: PLR0913 - every card field has one source
             "spacing": f"resampled to {params.size} x {params.size} (area), aspect ratio not kept",
         },
         preprocessing=params.to_dict(),
-        data_schema={"dicom_attributes": attributes, "store_revision": STORE_REVISION},
+        data_schema={"dicom_attributes": attributes, "store_revision": store_revision},
         labels=["nodule"],
         operating_threshold=round(threshold, 6),
         hyperparameters=hyper,

@@ -14,8 +14,9 @@ from core.errors import BadInputError
 from core.models.card import ModelCard, read_card
 from core.models.evaluate import auc_or_nan, evaluate_by_site, read_labelled_studies, youden_threshold
 from core.models.loading import load_model, sha256_file
-from core.models.training import STORE_REVISION, TARGET_LAYER, TrainingConfig, train_model
+from core.models.training import TARGET_LAYER, TrainingConfig, train_model
 from core.sampledata import generate_cohort
+from core.store.engine import head_revision
 
 TINY = TrainingConfig(epochs=1, crop_epochs=1, batch_size=8)
 
@@ -31,7 +32,14 @@ def cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(cohort_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelCard, Path]:
     out = tmp_path_factory.mktemp("model")
     torch.set_num_threads(2)
-    card = train_model(cohort_dir=cohort_dir, out_dir=out, seed=5, config=TINY, eval_cohort_dir=cohort_dir)
+    card = train_model(
+        cohort_dir=cohort_dir,
+        out_dir=out,
+        seed=5,
+        store_revision=head_revision(),
+        config=TINY,
+        eval_cohort_dir=cohort_dir,
+    )
     return card, out
 
 
@@ -44,7 +52,7 @@ def test_tiny_run_writes_a_complete_card(trained: tuple[ModelCard, Path], cohort
     assert set(stored) == {f.name for f in fields(ModelCard)}
     assert read_card(out / "card.json") == card
     assert card.target_layer == TARGET_LAYER
-    assert card.data_schema["store_revision"] == STORE_REVISION
+    assert card.data_schema["store_revision"] == head_revision()
     assert "PixelSpacing" in card.data_schema["dicom_attributes"]  # type: ignore[operator]
     assert card.training_data["manifest_sha256"] == sha256_file(cohort_dir / "manifest.csv")
     assert card.training_data["sites"] == ["benchmark"]
@@ -74,7 +82,14 @@ def test_same_seed_reproduces_weights_and_metrics(
     # Prepare
     card, _ = trained
     # Execute
-    again = train_model(cohort_dir=cohort_dir, out_dir=tmp_path, seed=5, config=TINY, eval_cohort_dir=cohort_dir)
+    again = train_model(
+        cohort_dir=cohort_dir,
+        out_dir=tmp_path,
+        seed=5,
+        store_revision=head_revision(),
+        config=TINY,
+        eval_cohort_dir=cohort_dir,
+    )
     # Assert
     assert again.weights["sha256"] == card.weights["sha256"]
     assert again.metrics == card.metrics
@@ -88,7 +103,7 @@ def test_cohort_without_validation_studies_is_rejected(cohort_dir: Path, tmp_pat
     (cohort / "manifest.csv").write_text("\n".join(line.replace(",val,", ",train,") for line in lines) + "\n")
     # Execute / Assert
     with pytest.raises(BadInputError, match="'val'"):
-        train_model(cohort_dir=cohort, out_dir=tmp_path / "out", seed=0, config=TINY)
+        train_model(cohort_dir=cohort, out_dir=tmp_path / "out", seed=0, store_revision=head_revision(), config=TINY)
 
 
 def test_labelled_studies_carry_lesion_centres(cohort_dir: Path) -> None:
