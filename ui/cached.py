@@ -22,11 +22,11 @@ from core.services import explain_report, explanation, feedback, review, worklis
 from core.services.explanation import ExplainMethod, StoredExplanation
 from core.services.feedback import FeedbackRecord
 from core.services.permissions import Permission, SignedInUser, require
-from core.services.review import CaseExplanation, CaseImage, CaseInfo
+from core.services.review import CaseImage, CaseInfo
 from core.services.worklist import Neighbours, WorklistFilter, WorklistPage
 from ui import resources
 
-__all__ = ["Reads", "Unavailable", "case_explanation", "case_image", "method_explanation", "reads"]
+__all__ = ["Reads", "Unavailable", "case_image", "method_explanation", "reads"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,31 +129,6 @@ def _case_image(url: str, study_uid: str, _user: SignedInUser) -> CaseImage | Un
         return review.load_case_image(resources.read_session_factory(), _user, study_uid)
     except PixelsUnreadableError as exc:
         return Unavailable(exc.reason)
-
-
-def case_explanation(user: SignedInUser, study_uid: str, prediction_id: int) -> CaseExplanation | Unavailable:
-    """The Grad-CAM map of the study's prediction: stored once, then reused by every session."""
-    require(user, Permission.REVIEW_STUDIES)
-    return _case_explanation(resources.settings().database_url, study_uid, prediction_id, user)
-
-
-@st.cache_data(show_spinner="Computing the Grad-CAM map once for this study...", max_entries=32)
-def _case_explanation(
-    url: str, study_uid: str, prediction_id: int, _user: SignedInUser
-) -> CaseExplanation | Unavailable:
-    # Keyed on the prediction, not the user: the first reader's request stores the artifact
-    # (and is its audit actor); everyone after that gets the same map.
-    try:
-        return review.case_explanation(
-            resources.session_factory(),
-            _user,
-            study_uid,
-            model=resources.model,
-            artifacts_dir=resources.settings().artifacts_dir,
-            now=resources.utc_now,
-        )
-    except BadInputError as exc:
-        return Unavailable(str(exc))
 
 
 def method_explanation(

@@ -1,9 +1,10 @@
 """One case on the review screen: the study, its prediction, the image, the Grad-CAM overlay.
 
 The heavy steps run once per study, never per widget change: :func:`load_case_image` reads and
-decodes the DICOM file, and :func:`case_explanation` reuses a stored Grad-CAM artifact when one
-exists (checked against its SHA-256) and computes and stores one otherwise. :func:`render_view`
-is the per-rerun step: windowing, blending and cropping an image of a few hundred pixels.
+decodes the DICOM file, and ``core.services.explanation.explain_case`` reuses a stored
+explanation artifact when one exists (checked against its SHA-256) and computes and stores one
+otherwise. :func:`render_view` is the per-rerun step: windowing, blending and cropping an image
+of a few hundred pixels.
 
 The lesion mask of the synthetic cohort is ground truth for evaluation: nothing here reads it.
 """
@@ -11,29 +12,22 @@ The lesion mask of the synthetic cohort is ground truth for evaluation: nothing 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from core.audit.events import AuditAction
-from core.errors import BadInputError, DicomRejectedError, OutsideIntendedUseError, PixelsUnreadableError
+from core.errors import BadInputError, DicomRejectedError, PixelsUnreadableError
 from core.explain.overlay import COLORMAPS, DIVERGING_COLORMAPS, blend
-from core.explain.result import ExplainMethod
 from core.imaging.dicom import read_dicom
 from core.imaging.window import apply_window, default_window
 from core.models.card import ModelCard
-from core.models.loading import LoadedModel
-from core.services.explanation import array_sha256, explain_study
 from core.services.permissions import Permission, SignedInUser, require
-from core.store import audit_log, explanations, model_versions, predictions, studies
+from core.store import model_versions, predictions, studies
 from core.store.engine import SessionFactory
-from core.store.explanations import ExplanationRecord
 from core.types import FloatArray
 
 __all__ = [
@@ -41,17 +35,14 @@ __all__ = [
     "DIVERGING_COLORMAPS",
     "ZOOM_LEVELS",
     "CardEssentials",
-    "CaseExplanation",
     "CaseImage",
     "CaseInfo",
     "CasePrediction",
     "CaseStudy",
     "ViewSettings",
     "WindowPreset",
-    "case_explanation",
     "load_case_image",
     "open_case",
-    "record_explanation_viewed",
     "render_view",
 ]
 
@@ -62,8 +53,6 @@ _PRESET_PERCENTILES: Final = (
     ("Lung (dark detail)", 1.0, 60.0),
     ("Mediastinum / bone (bright detail)", 40.0, 99.8),
 )
-
-ModelProvider = Callable[[], tuple[LoadedModel, threading.Lock]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,31 +151,6 @@ class CaseImage:
     def default(self) -> WindowPreset:
         """The window the file asks for (or its percentile range when it names none)."""
         return self.presets[0]
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CaseExplanation:
-    """A Grad-CAM map on the image grid, as stored.
-
-    Attributes
-    ----------
-    heatmap : ndarray of shape (rows, columns), float32 in [0, 1], read-only
-    reused : bool
-        True when a stored artifact was loaded, False when it was computed by this call.
-    flat : bool
-        The map is all zero: nothing at the target layer raised the score, so there is nothing to show.
-    """
-
-    explanation_id: int
-    heatmap: FloatArray
-    sha256: str
-    model_version: str
-    reused: bool
-
-    @property
-    def flat(self) -> bool:
-        """True for an all-zero map."""
-        return not bool(np.any(self.heatmap))
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,96 +268,6 @@ def load_case_image(session_factory: SessionFactory, user: SignedInUser, study_u
     return CaseImage(study_uid, pixels, tuple(presets), (float(finite.min()), float(finite.max())))
 
 
-def case_explanation(
-    session_factory: SessionFactory,
-    user: SignedInUser,
-    study_uid: str,
-    *,
-    model: ModelProvider,
-    artifacts_dir: Path,
-    now: Callable[[], datetime],
-) -> CaseExplanation:
-    """The serving model's Grad-CAM for the study: the stored artifact, or computed once and stored.
-
-    Parameters
-    ----------
-    model : callable
-        Returns the shared model and its explanation lock; called only when no valid stored
-        artifact exists, so a cached map never loads the model.
-    artifacts_dir : Path
-        Where new artifacts are written (content-addressed).
-
-    Raises
-    ------
-    PermissionDeniedError
-        ``user`` may not review studies.
-    BadInputError
-        No serving model, or the study has no scored prediction (pending, outside intended use,
-        unreadable): there is nothing to explain.
-    """
-    require(user, Permission.REVIEW_STUDIES)
-    with session_factory() as session:
-        instance = studies.list_instances(session, study_uid)[0]
-        serving = model_versions.serving(session)
-        if serving is None:
-            raise BadInputError("no model version is serving: run `vigil init`")
-        pred = predictions.prediction_for(session, instance.id, serving.id)
-        if pred is None or pred.score is None:
-            why = "it has no prediction yet" if pred is None else f"it was not scored ({pred.fallback})"
-            raise BadInputError(f"no explanation for study {study_uid}: {why}")
-        stored = explanations.list_explanations(session, pred.id)
-    for rec in reversed(stored):
-        heatmap = _load_artifact(rec) if rec.method == ExplainMethod.GRADCAM.value else None
-        if heatmap is not None:
-            return CaseExplanation(rec.id, heatmap, rec.artifact_sha256, serving.version, reused=True)
-    loaded, lock = model()
-    try:
-        fresh = explain_study(
-            session_factory,
-            loaded,
-            study_uid,
-            method=ExplainMethod.GRADCAM,
-            artifacts_dir=artifacts_dir,
-            lock=lock,
-            actor=user.username,
-            now=now,
-        )
-    except OutsideIntendedUseError as exc:
-        raise BadInputError(str(exc)) from exc
-    return CaseExplanation(fresh.explanation_id, fresh.heatmap, fresh.sha256, fresh.model_version, reused=False)
-
-
-def record_explanation_viewed(
-    session_factory: SessionFactory,
-    user: SignedInUser,
-    study_uid: str,
-    explanation: CaseExplanation,
-    *,
-    now: Callable[[], datetime],
-) -> None:
-    """Audit that ``user`` was shown ``explanation`` (the UI calls it once per case visit).
-
-    Raises
-    ------
-    PermissionDeniedError
-        ``user`` may not review studies.
-    """
-    require(user, Permission.REVIEW_STUDIES)
-    with session_factory.begin() as session:
-        audit_log.append(
-            session,
-            actor=user.username,
-            action=AuditAction.EXPLANATION_VIEWED,
-            subject=study_uid,
-            payload={
-                "explanation_id": explanation.explanation_id,
-                "artifact_sha256": explanation.sha256,
-                "model_version": explanation.model_version,
-            },
-            recorded_at=now().isoformat(),
-        )
-
-
 def render_view(
     image: CaseImage, heatmap: FloatArray | None, view: ViewSettings, *, signed: bool = False
 ) -> npt.NDArray[np.uint8]:
@@ -444,19 +318,6 @@ def _crop(rgb: npt.NDArray[np.uint8], view: ViewSettings) -> npt.NDArray[np.uint
 def _start(centre: float, size: int, total: int) -> int:
     """First index of a window of ``size`` centred at fraction ``centre`` of ``total``, kept inside."""
     return min(max(round(min(max(centre, 0.0), 1.0) * total - size / 2), 0), total - size)
-
-
-def _load_artifact(rec: ExplanationRecord) -> FloatArray | None:
-    """The stored map when its file exists and its SHA-256 matches the record; None otherwise."""
-    try:
-        with np.load(rec.artifact_path) as data:
-            heatmap = np.asarray(data["heatmap"], dtype=np.float32)
-    except (OSError, KeyError, ValueError):
-        return None
-    if array_sha256(heatmap) != rec.artifact_sha256:
-        return None  # edited or damaged: recompute instead of showing it
-    heatmap.setflags(write=False)
-    return heatmap
 
 
 def _essentials(card: ModelCard) -> CardEssentials:

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from core.audit.events import AuditAction
 from core.errors import BadInputError, PermissionDeniedError, PixelsUnreadableError, UnknownSiteError, UnknownStudyError
 from core.models.loading import LoadedModel
-from core.services import feedback, review, worklist
+from core.services import explanation, feedback, review, worklist
 from core.services import models as model_service
+from core.services.explanation import ExplainMethod
 from core.services.permissions import Role, SignedInUser
 from core.services.review import ViewSettings
 from core.services.worklist import ReviewStatus, ScoreBand, WorklistFilter, WorklistOrder
-from core.store import audit_log, model_versions, reviews, sites
+from core.store import model_versions, reviews, sites
 from core.store.engine import SessionFactory
 from core.store.tables import ExplanationRow, InstanceRow, StudyRow
 from tests.ui.installation import Installation, clock, copy_installation, shared_template
@@ -253,73 +253,33 @@ def test_unreadable_pixels_raise_a_typed_error(sf: SessionFactory, inst: Install
     assert review.open_case(sf, RADIOLOGIST, uid).study.study_uid == uid  # the rest of the case still loads
 
 
-def test_grad_cam_is_computed_once_then_reused_from_its_stored_artifact(sf: SessionFactory, inst: Installation) -> None:
-    # Prepare
-    uid = _all_uids(sf, EVERYTHING)[0]
-    calls: list[int] = []
-
-    # Execute
-    first = review.case_explanation(
-        sf, RADIOLOGIST, uid, model=_model(inst, calls), artifacts_dir=inst.settings.artifacts_dir, now=clock
-    )
-    second = review.case_explanation(
-        sf, CHAMPION, uid, model=_model(inst, calls), artifacts_dir=inst.settings.artifacts_dir, now=clock
-    )
-
-    # Assert
-    assert calls == [1]
-    assert (first.reused, second.reused) == (False, True)
-    assert first.sha256 == second.sha256 and np.array_equal(first.heatmap, second.heatmap)
-    with sf() as session:
-        created = [e for e in audit_log.iter_entries(session) if e.action == AuditAction.EXPLANATION_CREATED]
-    assert [(e.actor, e.subject) for e in created] == [("radiologist", uid)]
-
-
 def test_a_tampered_artifact_is_not_shown_but_recomputed(sf: SessionFactory, inst: Installation) -> None:
     # Prepare
     uid = _all_uids(sf, EVERYTHING)[0]
     calls: list[int] = []
-    first = review.case_explanation(
-        sf, RADIOLOGIST, uid, model=_model(inst, calls), artifacts_dir=inst.settings.artifacts_dir, now=clock
-    )
+
+    def case() -> explanation.StoredExplanation:
+        return explanation.explain_case(
+            sf,
+            RADIOLOGIST,
+            uid,
+            method=ExplainMethod.GRADCAM,
+            model=_model(inst, calls),
+            artifacts_dir=inst.settings.artifacts_dir,
+            now=clock,
+        )
+
+    first = case()
     with sf() as session:
         path = session.scalars(select(ExplanationRow.artifact_path)).one()
     np.savez_compressed(path, heatmap=np.zeros_like(first.heatmap))
 
     # Execute
-    again = review.case_explanation(
-        sf, RADIOLOGIST, uid, model=_model(inst, calls), artifacts_dir=inst.settings.artifacts_dir, now=clock
-    )
+    again = case()
 
     # Assert
-    assert calls == [1, 1] and not again.reused
+    assert calls == [1, 1] and not first.reused and not again.reused
     assert np.array_equal(again.heatmap, first.heatmap)
-
-
-def test_no_explanation_without_a_score(sf: SessionFactory, inst: Installation) -> None:
-    # Prepare: a study only a non-serving model scored
-    _add_synthetic(sf, 1, serving=False)
-    uid = _all_uids(sf, replace(EVERYTHING, band=ScoreBand.UNSCORED))[0]
-
-    # Execute / Assert
-    with pytest.raises(BadInputError, match="no prediction yet"):
-        review.case_explanation(sf, RADIOLOGIST, uid, model=_model(inst, []), artifacts_dir=inst.home, now=clock)
-
-
-def test_viewing_an_explanation_is_audited(sf: SessionFactory, inst: Installation) -> None:
-    uid = _all_uids(sf, EVERYTHING)[0]
-    expl = review.case_explanation(
-        sf, RADIOLOGIST, uid, model=_model(inst, []), artifacts_dir=inst.settings.artifacts_dir, now=clock
-    )
-    review.record_explanation_viewed(sf, RADIOLOGIST, uid, expl, now=clock)
-    with sf() as session:
-        last = audit_log.last_entry(session)
-    assert last is not None and (last.actor, last.action, last.subject) == (
-        "radiologist",
-        AuditAction.EXPLANATION_VIEWED,
-        uid,
-    )
-    assert last.payload["artifact_sha256"] == expl.sha256
 
 
 # --- rendering ------------------------------------------------------------------------------------
