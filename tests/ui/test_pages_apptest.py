@@ -76,7 +76,7 @@ def _fill_feedback(at: AppTest, *, agree: str = "Agree") -> None:
     radios["Do you agree with the model's call?"].set_value(agree)
     radios["Nodule (your own finding)"].set_value("Absent")
     radios["Confidence (1 = guess, 5 = certain)"].set_value(4)
-    radios["Was the Grad-CAM explanation helpful?"].set_value("Partly")
+    radios["Was the explanation (heat map) helpful?"].set_value("Partly")
     at.text_area[0].input("lungs clear")
 
 

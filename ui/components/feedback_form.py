@@ -62,7 +62,7 @@ def render(user: SignedInUser, info: CaseInfo, history: list[FeedbackRecord]) ->
             horizontal=True,
         )
         rating = st.radio(
-            "Was the Grad-CAM explanation helpful?",
+            "Was the explanation (heat map) helpful?",
             list(_RATINGS),
             index=_index(_RATINGS, latest, "explanation_rating"),
             horizontal=True,
