@@ -13,6 +13,7 @@ from core.errors import BadInputError
 from core.explain.dispatch import GradCamMaps
 from core.explain.faithfulness import (
     FaithfulnessOptions,
+    _curve_images,
     assess_method,
     curve_auc,
     deletion_insertion,
@@ -177,3 +178,20 @@ def test_assess_method_without_cases_is_nan_not_zero(resnet: nn.Module) -> None:
 
     # Assert
     assert figs.n_cases == 0 and math.isnan(figs.pointing_hit_rate) and math.isnan(figs.randomization_spearman)
+
+
+@pytest.mark.parametrize("feather_px", [0.0, 2.0])
+def test_curves_start_at_the_image_and_end_at_the_reference(feather_px: float) -> None:
+    # Prepare
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.random((1, 1, 12, 12)).astype(np.float32))
+    reference = torch.zeros_like(x)
+    # Execute
+    images = _curve_images(x, reference, rng.permutation(144), 4, feather_px=feather_px)
+    # Assert: exact end points; feathering blends (weights strictly between 0 and 1 appear)
+    deletion, insertion = images[:5], images[5:]
+    assert torch.equal(deletion[0], x[0]) and torch.equal(deletion[-1], reference[0])
+    assert torch.equal(insertion[0], reference[0]) and torch.equal(insertion[-1], x[0])
+    weights = (1.0 - deletion[2] / x[0]).flatten()
+    blended = ((weights > 1e-4) & (weights < 1 - 1e-4)).any().item()
+    assert blended is (feather_px > 0)
