@@ -65,8 +65,12 @@ def _grad_cam_maps(
     if x.is_inference():
         x = x.clone()  # an inference-mode tensor cannot enter an autograd graph
     attr = LayerGradCam(network, layer).attribute(x, target=target, relu_attributions=True)
-    up = cell_centred_upsample(attr.detach().float(), (int(x.shape[-2]), int(x.shape[-1])))
-    return _unit_scale(up[:, 0])
+    # Scaling on the layer grid, then upsampling, is cheaper than the other way round and, for
+    # integer strides, exact: every cell value reappears on the input grid (pixel s*i reads cell
+    # i) and bilinear weights sum to 1, so the upsampled map has the cells' minimum and maximum.
+    scaled, flat = _unit_scale(attr.detach().float()[:, 0])
+    up = cell_centred_upsample(scaled[:, None], (int(x.shape[-2]), int(x.shape[-1])))
+    return up[:, 0].clamp_(0.0, 1.0), flat
 
 
 def cell_centred_upsample(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

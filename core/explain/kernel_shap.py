@@ -60,7 +60,9 @@ class KernelShapOptions:
     n_samples : int
         Perturbed images scored per map (the first two are the image itself and the all-fill image).
     batch_size : int
-        Perturbed images per forward call.
+        Perturbed images per forward call. 8 by default: on two CPU cores the bundled network's
+        forward costs 2.55 ms per image one at a time, 1.64 ms in batches of 8 and 1.73 ms in
+        batches of 16 (larger batches fall out of cache); on a GPU, pass a larger batch.
     n_segments : int
         Approximate number of SLIC superpixels (the regression's features).
     compactness : float
@@ -70,7 +72,7 @@ class KernelShapOptions:
     """
 
     n_samples: int = 128
-    batch_size: int = 16
+    batch_size: int = 8
     n_segments: int = 64
     compactness: float = 0.3
     seed: int = 0
