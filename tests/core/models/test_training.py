@@ -28,11 +28,8 @@ def cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def trained(cohort_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelCard, Path]:
-    out = tmp_path_factory.mktemp("model")
-    torch.set_num_threads(2)
-    card = train_model(
+def _train_tiny(cohort_dir: Path, out: Path) -> ModelCard:
+    return train_model(
         cohort_dir=cohort_dir,
         out_dir=out,
         seed=5,
@@ -40,7 +37,13 @@ def trained(cohort_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
         config=TINY,
         eval_cohort_dir=cohort_dir,
     )
-    return card, out
+
+
+@pytest.fixture(scope="module")
+def trained(cohort_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelCard, Path]:
+    out = tmp_path_factory.mktemp("model")
+    torch.set_num_threads(2)
+    return _train_tiny(cohort_dir, out), out
 
 
 def test_tiny_run_writes_a_complete_card(trained: tuple[ModelCard, Path], cohort_dir: Path) -> None:
@@ -82,14 +85,7 @@ def test_same_seed_reproduces_weights_and_metrics(
     # Prepare
     card, _ = trained
     # Execute
-    again = train_model(
-        cohort_dir=cohort_dir,
-        out_dir=tmp_path,
-        seed=5,
-        store_revision=head_revision(),
-        config=TINY,
-        eval_cohort_dir=cohort_dir,
-    )
+    again = _train_tiny(cohort_dir, tmp_path)
     # Assert
     assert again.weights["sha256"] == card.weights["sha256"]
     assert again.metrics == card.metrics
