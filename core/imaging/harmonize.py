@@ -8,21 +8,14 @@ guessed: a string the taxonomy does not list stays visible as ``"Unmapped"`` wit
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Final
 
-from core.errors import ConfigError
+from core.imaging.taxonomy import UNMAPPED, Taxonomy, header_tokens
 
 __all__ = ["TAXONOMY_VERSION", "UNMAPPED", "HarmonizedVendor", "harmonize_vendor", "normalize_vendor", "vendor_aliases"]
 
-#: The vendor name given to a Manufacturer string that the taxonomy does not list.
-UNMAPPED: Final = "Unmapped"
-
-_TAXONOMY_FILE: Final = "vendor_taxonomy.json"
 # Trailing legal forms say nothing about the vendor ("Canon Inc." is "Canon").
 _LEGAL_FORMS: Final = frozenset(
     {"inc", "corp", "corporation", "co", "company", "ltd", "limited", "llc", "gmbh", "ag", "bv", "nv", "sa", "plc"}
@@ -56,7 +49,7 @@ def normalize_vendor(raw: str) -> str:
     >>> normalize_vendor("FUJI PHOTO FILM Co., ltd.")
     'fujiphotofilm'
     """
-    tokens = re.findall(r"[0-9a-z]+", raw.casefold())
+    tokens = header_tokens(raw)
     while len(tokens) > 1 and tokens[-1] in _LEGAL_FORMS:
         tokens.pop()
     return "".join(tokens)
@@ -82,10 +75,8 @@ def harmonize_vendor(raw: str) -> HarmonizedVendor:
     >>> harmonize_vendor("Acme Imaging")
     HarmonizedVendor(raw='Acme Imaging', vendor='Unmapped', mapped=False)
     """
-    vendor = vendor_aliases().get(normalize_vendor(raw))
-    if vendor is None:
-        return HarmonizedVendor(raw=raw, vendor=UNMAPPED, mapped=False)
-    return HarmonizedVendor(raw=raw, vendor=vendor, mapped=True)
+    vendor, mapped = _VENDORS.resolve(raw, vendor_aliases())
+    return HarmonizedVendor(raw=raw, vendor=vendor, mapped=mapped)
 
 
 @cache
@@ -97,29 +88,11 @@ def vendor_aliases() -> dict[str, str]:
     ConfigError
         The file is malformed, or one alias names two vendors.
     """
-    return _aliases(_load_taxonomy())
+    return _VENDORS.aliases()
 
 
-def _load_taxonomy() -> dict[str, object]:
-    text = resources.files("core.imaging").joinpath(_TAXONOMY_FILE).read_text(encoding="utf-8")
-    taxonomy = json.loads(text)
-    if not isinstance(taxonomy, dict) or not isinstance(taxonomy.get("version"), str):
-        raise ConfigError(f"{_TAXONOMY_FILE} must be an object with a string 'version'")
-    return taxonomy
-
-
-def _aliases(taxonomy: dict[str, object]) -> dict[str, str]:
-    vendors = taxonomy.get("vendors")
-    if not isinstance(vendors, dict):
-        raise ConfigError(f"{_TAXONOMY_FILE}: 'vendors' must map vendor names to lists of aliases")
-    aliases: dict[str, str] = {}
-    for vendor, raws in vendors.items():
-        for key in [normalize_vendor(vendor), *(normalize_vendor(str(r)) for r in raws)]:
-            if aliases.setdefault(key, vendor) != vendor:
-                raise ConfigError(f"{_TAXONOMY_FILE}: alias {key!r} maps to both {aliases[key]!r} and {vendor!r}")
-    aliases.pop("", None)  # an empty Manufacturer is never a vendor
-    return aliases
-
+# Unlike protocols, vendor keys also drop trailing legal forms: see normalize_vendor.
+_VENDORS: Final = Taxonomy(file="vendor_taxonomy.json", section="vendors", noun="vendor", normalize=normalize_vendor)
 
 #: Version of the taxonomy in force; store it beside every harmonized value.
-TAXONOMY_VERSION: Final[str] = str(_load_taxonomy()["version"])
+TAXONOMY_VERSION: Final[str] = _VENDORS.version()

@@ -8,14 +8,11 @@ value the taxonomy does not list stays visible as ``"Unmapped"`` with its raw te
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Final
 
-from core.errors import ConfigError
+from core.imaging.taxonomy import UNMAPPED, Taxonomy, header_tokens
 
 __all__ = [
     "PROTOCOL_TAXONOMY_VERSION",
@@ -27,9 +24,7 @@ __all__ = [
 ]
 
 #: The protocol name given to a ProtocolName that the taxonomy does not list.
-UNMAPPED_PROTOCOL: Final = "Unmapped"
-
-_TAXONOMY_FILE: Final = "protocol_taxonomy.json"
+UNMAPPED_PROTOCOL: Final = UNMAPPED
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +54,7 @@ def normalize_protocol(raw: str) -> str:
     >>> normalize_protocol("Thorax p.a.")
     'thoraxpa'
     """
-    return "".join(re.findall(r"[0-9a-z]+", raw.casefold()))
+    return "".join(header_tokens(raw))
 
 
 def harmonize_protocol(raw: str) -> HarmonizedProtocol:
@@ -72,10 +67,8 @@ def harmonize_protocol(raw: str) -> HarmonizedProtocol:
     >>> harmonize_protocol("Knee 2 views")
     HarmonizedProtocol(raw='Knee 2 views', protocol='Unmapped', mapped=False)
     """
-    protocol = protocol_aliases().get(normalize_protocol(raw))
-    if protocol is None:
-        return HarmonizedProtocol(raw=raw, protocol=UNMAPPED_PROTOCOL, mapped=False)
-    return HarmonizedProtocol(raw=raw, protocol=protocol, mapped=True)
+    protocol, mapped = _PROTOCOLS.resolve(raw, protocol_aliases())
+    return HarmonizedProtocol(raw=raw, protocol=protocol, mapped=mapped)
 
 
 @cache
@@ -87,26 +80,13 @@ def protocol_aliases() -> dict[str, str]:
     ConfigError
         The file is malformed, or one alias names two protocols.
     """
-    taxonomy = _load_taxonomy()
-    protocols = taxonomy.get("protocols")
-    if not isinstance(protocols, dict):
-        raise ConfigError(f"{_TAXONOMY_FILE}: 'protocols' must map protocol names to lists of aliases")
-    aliases: dict[str, str] = {}
-    for protocol, raws in protocols.items():
-        for key in [normalize_protocol(protocol), *(normalize_protocol(str(r)) for r in raws)]:
-            if aliases.setdefault(key, protocol) != protocol:
-                raise ConfigError(f"{_TAXONOMY_FILE}: alias {key!r} maps to both {aliases[key]!r} and {protocol!r}")
-    aliases.pop("", None)  # an empty ProtocolName is never a protocol
-    return aliases
+    return _PROTOCOLS.aliases()
 
 
-def _load_taxonomy() -> dict[str, object]:
-    text = resources.files("core.imaging").joinpath(_TAXONOMY_FILE).read_text(encoding="utf-8")
-    taxonomy = json.loads(text)
-    if not isinstance(taxonomy, dict) or not isinstance(taxonomy.get("version"), str):
-        raise ConfigError(f"{_TAXONOMY_FILE} must be an object with a string 'version'")
-    return taxonomy
-
+# Protocol keys keep every token: unlike a Manufacturer string, a ProtocolName has no legal form to drop.
+_PROTOCOLS: Final = Taxonomy(
+    file="protocol_taxonomy.json", section="protocols", noun="protocol", normalize=normalize_protocol
+)
 
 #: Version of the taxonomy in force; recorded in every report that uses harmonized protocols.
-PROTOCOL_TAXONOMY_VERSION: Final[str] = str(_load_taxonomy()["version"])
+PROTOCOL_TAXONOMY_VERSION: Final[str] = _PROTOCOLS.version()
