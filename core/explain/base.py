@@ -8,7 +8,8 @@ trained network and on a randomized copy, so the network is an argument, never c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import Field, asdict
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -17,8 +18,16 @@ from core.errors import BadInputError, OutsideIntendedUseError
 from core.imaging.image import DicomImage
 from core.models.intended_use import check_intended_use
 from core.models.loading import LoadedModel
+from core.types import JSONObject
 
-__all__ = ["MapFunction", "check_can_explain", "check_frozen_eval", "refuse_outside_use"]
+__all__ = [
+    "MapFunction",
+    "RecordedOptions",
+    "check_batch",
+    "check_can_explain",
+    "check_frozen_eval",
+    "refuse_outside_use",
+]
 
 
 class MapFunction(Protocol):
@@ -41,6 +50,22 @@ class MapFunction(Protocol):
     def __call__(self, network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         """Return the (n, S, S) maps of ``batch`` under ``network``."""
         ...
+
+
+class RecordedOptions:
+    """Base of a method's options: a frozen dataclass of JSON values, recorded with every map.
+
+    The fields are the method's parameters and nothing else, so the recorded params say how to
+    reproduce the map.
+    """
+
+    __slots__ = ()
+    # Set by @dataclass on each subclass; declared so that asdict accepts ``self``.
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    def to_params(self) -> JSONObject:
+        """The options as JSON."""
+        return dict(asdict(self))
 
 
 def check_frozen_eval(network: nn.Module) -> None:
@@ -83,9 +108,20 @@ def check_can_explain(network: nn.Module, batch: torch.Tensor, *, method: str, n
     """
     if needs_grad and torch.is_inference_mode_enabled():
         raise BadInputError(f"{method} needs gradients; do not call it inside torch.inference_mode()")
+    check_batch(batch)
+    check_frozen_eval(network)
+
+
+def check_batch(batch: torch.Tensor) -> None:
+    """Refuse an empty or non-4-D batch.
+
+    Raises
+    ------
+    BadInputError
+        Unless ``batch`` has shape (n >= 1, C, H, W).
+    """
     if batch.ndim != 4 or batch.shape[0] == 0:
         raise BadInputError(f"batch must have shape (n >= 1, C, H, W), got {tuple(batch.shape)}")
-    check_frozen_eval(network)
 
 
 def refuse_outside_use(model: LoadedModel, images: Sequence[DicomImage]) -> None:

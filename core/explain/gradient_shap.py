@@ -21,12 +21,11 @@ equals captum's GradientShap on the same draws.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,13 +33,11 @@ from captum.attr import Saliency
 from torch import nn
 
 from core.errors import BadInputError
-from core.explain.base import check_can_explain, refuse_outside_use
-from core.explain.grid import signed_on_image_grid
+from core.explain.base import RecordedOptions, check_can_explain
+from core.explain.per_image import SignedMethod, explain_signed, stack_per_image
 from core.explain.result import ExplainMethod, Explanation
 from core.imaging.image import DicomImage
-from core.models.inference import input_sha256
 from core.models.loading import LoadedModel
-from core.models.preprocess import preprocess
 from core.types import FloatArray, IntArray, JSONObject
 
 __all__ = [
@@ -55,7 +52,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class GradientShapOptions:
+class GradientShapOptions(RecordedOptions):
     """Parameters of a GradientShap map, recorded with every explanation.
 
     Attributes
@@ -82,10 +79,6 @@ class GradientShapOptions:
             raise BadInputError(f"n_samples and batch_size must be >= 1, got {self.n_samples}, {self.batch_size}")
         if not (self.stdev >= 0.0 and math.isfinite(self.stdev)):
             raise BadInputError(f"stdev must be a finite number >= 0, got {self.stdev}")
-
-    def to_params(self) -> JSONObject:
-        """The options as JSON."""
-        return dict(asdict(self))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -200,19 +193,19 @@ class GradientShapMaps:
         device = batch.device
         baselines = self.baselines.to(device)
         draws = draw_samples(len(baselines), n_samples=self.options.n_samples, seed=self.options.seed)
-        maps = [
-            gradient_shap_from_draws(
+
+        def one_map(x: torch.Tensor) -> torch.Tensor:
+            return gradient_shap_from_draws(
                 network,
-                batch[i : i + 1].detach().clone(),
+                x.detach().clone(),
                 baselines,
                 draws,
                 batch_size=self.options.batch_size,
                 stdev=self.options.stdev,
                 seed=self.options.seed,
             ).sum(dim=0)
-            for i in range(batch.shape[0])
-        ]
-        return torch.stack(maps).cpu()
+
+        return stack_per_image(batch, one_map)
 
 
 def _check_baselines(baselines: torch.Tensor, batch: torch.Tensor) -> None:
@@ -223,23 +216,12 @@ def _check_baselines(baselines: torch.Tensor, batch: torch.Tensor) -> None:
         )
 
 
-def _params(model: LoadedModel, x: FloatArray, raw: torch.Tensor, maps: GradientShapMaps, *, flat: bool) -> JSONObject:
+def _details(maps: GradientShapMaps) -> JSONObject:
     opts = maps.options
     return {
-        "target": 0,
-        "input_size": int(x.shape[-1]),
-        **opts.to_params(),
         "n_baselines": int(maps.baselines.shape[0]),
         "baselines_sha256": baselines_sha256(maps.baselines),
         "forward_calls": math.ceil(opts.n_samples / opts.batch_size),
-        "signed": True,
-        "interpolation": "bilinear",
-        "scaling": "divided by max |value| per image; sign kept",
-        "raw_max_abs": float(raw.abs().max()),
-        "raw_sum": float(raw.sum()),
-        "flat_map": flat,
-        "input_sha256": input_sha256(x),
-        "model_version": model.card.version,
     }
 
 
@@ -278,17 +260,13 @@ def explain_images(
     BadInputError
         Baselines of the wrong shape.
     """
-    refuse_outside_use(model, images)
     maps = GradientShapMaps(baselines=baselines.detach(), options=options)
-    guard = lock if lock is not None else contextlib.nullcontext()
-    out: list[Explanation] = []
-    for image in images:
-        x = preprocess(image.pixels, model.preprocessing)
-        batch = torch.from_numpy(x[None]).to(model.device)
-        with guard:
-            raw = maps(model.network, batch)[0]
-        rows, cols = image.pixels.shape
-        heat, flat = signed_on_image_grid(raw, rows, cols, mode="bilinear")
-        params = _params(model, x, raw, maps, flat=flat)
-        out.append(Explanation(ExplainMethod.GRADIENTSHAP, 0, heat, model.card.version, params))
-    return out
+
+    def attribute(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return maps(network, batch)[0]
+
+    def describe(raw: torch.Tensor) -> tuple[torch.Tensor, JSONObject]:
+        return raw, _details(maps)
+
+    spec = SignedMethod(ExplainMethod.GRADIENTSHAP, "bilinear", options.to_params(), record_raw_sum=True)
+    return explain_signed(model, images, attribute, describe, spec, lock=lock)

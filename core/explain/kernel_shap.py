@@ -20,26 +20,24 @@ torch's global generator, so the draw runs inside :func:`torch.random.fork_rng` 
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from captum.attr import KernelShap
 from torch import nn
 
 from core.errors import BadInputError
-from core.explain.base import check_can_explain, refuse_outside_use
-from core.explain.grid import signed_on_image_grid
+from core.explain.base import RecordedOptions, check_can_explain
+from core.explain.per_image import SignedMethod, explain_signed, stack_per_image
 from core.explain.result import ExplainMethod, Explanation
 from core.explain.superpixels import slic_superpixels
 from core.imaging.image import DicomImage
-from core.models.inference import input_sha256
 from core.models.loading import LoadedModel
-from core.models.preprocess import preprocess
-from core.types import FloatArray, JSONObject
+from core.types import JSONObject
 
 __all__ = [
     "KernelShapMaps",
@@ -52,7 +50,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class KernelShapOptions:
+class KernelShapOptions(RecordedOptions):
     """Parameters of a KernelShap map, recorded with every explanation.
 
     Attributes
@@ -80,10 +78,6 @@ class KernelShapOptions:
     def __post_init__(self) -> None:
         if self.n_samples < 2 or self.batch_size < 1:
             raise BadInputError(f"need n_samples >= 2 and batch_size >= 1, got {self.n_samples}, {self.batch_size}")
-
-    def to_params(self) -> JSONObject:
-        """The options as JSON."""
-        return dict(asdict(self))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -163,33 +157,18 @@ class KernelShapMaps:
 
     def __call__(self, network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         """Maps of shape (n, S, S), float32 on the CPU."""
-        if batch.ndim != 4 or batch.shape[0] == 0:
-            raise BadInputError(f"batch must have shape (n >= 1, C, H, W), got {tuple(batch.shape)}")
-        return torch.stack(
-            [kernel_shap_map(network, batch[i : i + 1], options=self.options).raw for i in range(batch.shape[0])]
-        )
+        return stack_per_image(batch, lambda x: kernel_shap_map(network, x, options=self.options).raw)
 
 
-def _params(
-    model: LoadedModel, x: FloatArray, res: KernelShapResult, opts: KernelShapOptions, *, flat: bool
-) -> JSONObject:
-    return {
-        "target": 0,
-        "input_size": int(x.shape[-1]),
-        **opts.to_params(),
+def _describe(res: KernelShapResult) -> tuple[torch.Tensor, JSONObject]:
+    details: JSONObject = {
         "superpixels": "SLIC (scikit-image) on the preprocessed input",
         "n_superpixels": res.n_superpixels,
         "fill": "image mean",
         "fill_value": res.fill,
         "forward_calls": res.forward_calls,
-        "signed": True,
-        "interpolation": "nearest",
-        "scaling": "divided by max |value| per image; sign kept",
-        "raw_max_abs": float(res.raw.abs().max()),
-        "flat_map": flat,
-        "input_sha256": input_sha256(x),
-        "model_version": model.card.version,
     }
+    return res.raw, details
 
 
 def explain_images(
@@ -222,22 +201,9 @@ def explain_images(
     OutsideIntendedUseError
         Before any work, for an image the model does not score.
     """
-    refuse_outside_use(model, images)
-    guard = lock if lock is not None else contextlib.nullcontext()
-    out: list[Explanation] = []
-    for image in images:
-        x = preprocess(image.pixels, model.preprocessing)
-        batch = torch.from_numpy(x[None]).to(model.device)
-        with guard:
-            res = kernel_shap_map(model.network, batch, options=options)
-        rows, cols = image.pixels.shape
-        heat, flat = signed_on_image_grid(res.raw, rows, cols, mode="nearest")
-        out.append(
-            Explanation(
-                ExplainMethod.KERNELSHAP, 0, heat, model.card.version, _params(model, x, res, options, flat=flat)
-            )
-        )
-    return out
+    attribute = functools.partial(kernel_shap_map, options=options)
+    spec = SignedMethod(ExplainMethod.KERNELSHAP, "nearest", options.to_params())
+    return explain_signed(model, images, attribute, _describe, spec, lock=lock)
 
 
 def expected_forward_calls(options: KernelShapOptions) -> int:
