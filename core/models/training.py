@@ -398,7 +398,23 @@ def _environment() -> JSONObject:
     env["python"] = platform.python_version()
     env["platform"] = platform.platform()
     env["torch_threads"] = torch.get_num_threads()
+    # Weights are byte-reproducible only on the same floating-point environment: the CPU kernels
+    # torch dispatched to (AVX2, AVX512, ...) and the processor, so the card names both.
+    env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    env["processor"] = _processor_name()
     return env
+
+
+def _processor_name() -> str:
+    """The CPU model as the OS reports it (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _training_data(studies: Sequence[LabelledStudy], cohort_dir: Path) -> JSONObject:

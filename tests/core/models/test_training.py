@@ -59,7 +59,7 @@ def test_tiny_run_writes_a_complete_card(trained: tuple[ModelCard, Path], cohort
     assert "PixelSpacing" in card.data_schema["dicom_attributes"]  # type: ignore[operator]
     assert card.training_data["manifest_sha256"] == sha256_file(cohort_dir / "manifest.csv")
     assert card.training_data["sites"] == ["benchmark"]
-    assert {"torch", "monai", "numpy", "pydicom", "python"} <= set(card.environment)
+    assert {"torch", "monai", "numpy", "pydicom", "python", "cpu_capability", "processor"} <= set(card.environment)
     assert card.code_version and card.created_at and card.parent_version is None
     assert card.intended_use.modalities == ("DX", "CR") and card.intended_use.body_parts == ("CHEST",)
     assert card.intended_use.image_kinds == ("ORIGINAL",)
