@@ -36,8 +36,45 @@ def _suite_section(run: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_METHOD_NAMES = {"gradcam": "Grad-CAM", "gradientshap": "GradientShap", "kernelshap": "KernelShap"}
+
+
+def _number(value: float | None, fmt: str) -> str:
+    return "undefined" if value is None or value != value else format(value, fmt)  # NaN != NaN
+
+
+def _explain_report_section(report: dict[str, Any]) -> str:
+    """The faithfulness and sanity report of one model version, as ``vigil explain-report --json`` prints it."""
+    params = report["params"]
+    lines = [
+        f"## Explanation report `{report['model_version']}`",
+        "",
+        f"Report `{report['report_sha256'][:12]}…` of {report['created_at']}: cohort manifest "
+        f"`{params['cohort_manifest_sha256'][:12]}…`, {len(params['cases'])} held-out positive cases, Grad-CAM at "
+        f"`{params['target_layer']}`, layers {', '.join(params['randomized_layers'])} randomized. Command: "
+        f"`vigil explain-report {report['model_version']} --latest --json > benchmarks/explain-report.json`.",
+        "",
+        "| method | pointing game (hits / cases, chance) | deletion AUC (map / random) "
+        "| insertion AUC (map / random) | randomization Spearman | trust |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in report["methods"]:
+        lines.append(
+            f"| {_METHOD_NAMES.get(m['method'], m['method'])} | {m['n_hits']} / {m['n_cases']} "
+            f"({_number(100 * m['pointing_chance'], '.2f')} %) | {_number(m['deletion_auc'], '.3f')} / "
+            f"{_number(m['deletion_auc_random'], '.3f')} | {_number(m['insertion_auc'], '.3f')} / "
+            f"{_number(m['insertion_auc_random'], '.3f')} | {_number(m['randomization_spearman'], '.2f')} "
+            f"| {m['trust']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(record_dir: Path, *, notes: str = "") -> str:
-    """BENCHMARKS.md text from every ``<suite>.json`` in ``record_dir`` (sorted by suite name)."""
-    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(record_dir.glob("*.json"))]
-    body = "\n".join(_suite_section(r) for r in runs)
+    """BENCHMARKS.md text from the JSON files in ``record_dir``, sorted by name.
+
+    ``<suite>.json`` files are ``vigil bench --record`` runs; a file with ``methods`` is an
+    explanation report (``vigil explain-report VERSION --latest --json``).
+    """
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(record_dir.glob("*.json"))]
+    body = "\n".join(_explain_report_section(r) if "methods" in r else _suite_section(r) for r in records)
     return _HEADER + "\n" + body + ("\n" + notes if notes else "")

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from tqdm import tqdm
 
 from core.errors import BadInputError, CheckFailedError
 
-__all__ = ["Outcome", "emit", "exit_code_for", "progress_bar"]
+__all__ = ["Advance", "Outcome", "emit", "exit_code_for", "progress_bar"]
+
+
+class Advance(Protocol):
+    """Moves a progress bar ``n`` steps on; ``total`` sets the bar's length once the work knows it."""
+
+    def __call__(self, n: int, *, total: int | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +54,13 @@ def exit_code_for(exc: Exception) -> int:
 
 
 @contextmanager
-def progress_bar(total: int, desc: str, *, enabled: bool, unit: str = "file") -> Iterator[Callable[[int], None]]:
+def progress_bar(total: int, desc: str, *, enabled: bool, unit: str = "file") -> Iterator[Advance]:
     """A tqdm bar on stderr; yields ``advance(n)``. Silent with ``--json`` so stdout stays one object."""
     bar = tqdm(total=total or None, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False)
 
-    def advance(n: int) -> None:
+    def advance(n: int, *, total: int | None = None) -> None:
+        if total is not None and bar.total != total:
+            bar.total = total
         bar.update(n)
 
     try:

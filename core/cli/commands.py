@@ -333,26 +333,13 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
     p.set_defaults(handler=_bench)
 
 
-class _ProgressTo:
-    """Adapts ``progress(done, total)`` callbacks to a bar's ``advance(n)``, whatever ``done`` skips or repeats."""
-
-    def __init__(self, advance: Callable[[int], None]) -> None:
-        self._advance, self._at = advance, 0
-
-    def __call__(self, done: int, _total: int) -> None:
-        if done > self._at:
-            self._advance(done - self._at)
-            self._at = done
-
-
 def _train(args: argparse.Namespace) -> Outcome:
-    from core.models.training import DEFAULT_VERSION, TrainingConfig, train_model  # heavy; only this command
+    from core.models.training import DEFAULT_VERSION, train_model  # heavy; only this command needs it
 
     for path in (args.cohort, args.eval_cohort):
         if path is not None and not path.exists():
             raise PathNotFoundError(path)
-    total = TrainingConfig(epochs=args.epochs).crop_epochs + args.epochs  # both stages report progress
-    with progress_bar(total, "train", enabled=not args.json, unit="epoch") as advance:
+    with progress_bar(0, "train", enabled=not args.json, unit="epoch") as advance:
         card = train_model(
             cohort_dir=args.cohort,
             eval_cohort_dir=args.eval_cohort,
@@ -361,7 +348,7 @@ def _train(args: argparse.Namespace) -> Outcome:
             store_revision=head_revision(),
             epochs=args.epochs,
             version=args.version or DEFAULT_VERSION,
-            progress=_ProgressTo(advance),
+            progress=lambda _done, total: advance(1, total=total),  # one call per epoch of either stage
         )
     return Outcome(
         {"version": card.version, "out_dir": str(args.out), "metrics": card.metrics, "seed": args.seed},

@@ -265,8 +265,10 @@ def explain_images(
     def attribute(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return maps(network, batch)[0]
 
+    details = _details(maps)  # the same baselines and options for every image: hash them once
+
     def describe(raw: torch.Tensor) -> tuple[torch.Tensor, JSONObject]:
-        return raw, _details(maps)
+        return raw, details
 
     spec = SignedMethod(ExplainMethod.GRADIENTSHAP, "bilinear", options.to_params(), record_raw_sum=True)
     return explain_signed(model, images, attribute, describe, spec, lock=lock)

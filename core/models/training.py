@@ -332,10 +332,13 @@ def _fit(
         if progress is not None:
             progress(done, total)
 
-    def select(epoch: int) -> None:
+    def consider(epoch: int) -> None:
         auc = _nan_to(auc_or_nan(val.labels, score_inputs(network, val.inputs)), -1.0)
         if not best or auc > best[0][0]:
             best[:] = [(auc, crop_epochs + epoch, copy.deepcopy(network.state_dict()))]
+
+    def select(epoch: int) -> None:
+        consider(epoch)
         report(crop_epochs + epoch)
 
     n = len(train.studies)
@@ -343,7 +346,7 @@ def _fit(
         network, lambda idx: _crops(train, idx, gen, cfg.crop_size), n, crop_epochs, cfg.learning_rate, cfg, gen, report
     )
     if crop_epochs:
-        select(0)  # the crop-trained network is a candidate too
+        consider(0)  # the crop-trained network is a candidate too (not an epoch: no progress report)
     # Whole films fine-tune a network that already finds nodules: a gentler rate keeps that.
     lr = cfg.learning_rate * (cfg.finetune_lr_factor if crop_epochs else 1.0)
     _run_stage(

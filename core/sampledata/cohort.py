@@ -97,12 +97,14 @@ def generate_cohort(
     if seed < 0:
         raise BadInputError(f"seed must be >= 0, got {seed}")
     counts = _study_counts(studies_per_site)
+    generated = tuple(site for site in SITES if site.name in counts)
+    requested = _as_json(studies_per_site)  # how the caller asked, as cohort.json and the README record it
     total = sum(counts.values())
     _clear_previous(out_dir)
     rows: list[ManifestRow] = []
     masks: dict[str, BoolArray] = {}
-    for site in SITES:
-        for index in range(counts.get(site.name, 0)):
+    for site in generated:
+        for index in range(counts[site.name]):
             study = _make_study(out_dir, site, index, counts[site.name], seed)
             rows.append(study.row)
             if study.mask is not None:
@@ -113,9 +115,16 @@ def generate_cohort(
     manifest_path = out_dir / MANIFEST_NAME
     write_manifest(rows, manifest_path)
     write_masks(masks, out_dir / MASKS_NAME)
-    (out_dir / COHORT_INFO_NAME).write_text(_cohort_json(seed, studies_per_site, counts), encoding="utf-8")
-    (out_dir / "README.md").write_text(_readme(out_dir, seed, studies_per_site, counts), encoding="utf-8")
-    return CohortSummary(out_dir, len(rows), tuple(s.name for s in SITES), manifest_path)
+    (out_dir / COHORT_INFO_NAME).write_text(_cohort_json(seed, requested, counts, generated), encoding="utf-8")
+    (out_dir / "README.md").write_text(_readme(out_dir, seed, requested, counts, generated), encoding="utf-8")
+    return CohortSummary(out_dir, len(rows), tuple(s.name for s in generated), manifest_path)
+
+
+def _as_json(studies_per_site: int | Mapping[str, int] | None) -> JSONValue:
+    if isinstance(studies_per_site, Mapping):
+        # A comprehension, not dict(): it must build a JSON object, and dict[str, int] is not one to mypy.
+        return {name: n for name, n in studies_per_site.items()}  # noqa: C416
+    return studies_per_site
 
 
 def _study_counts(studies_per_site: int | Mapping[str, int] | None) -> dict[str, int]:
@@ -305,7 +314,7 @@ def _jsonable(value: object) -> JSONValue:
     raise TypeError(f"cannot write {type(value).__name__} to cohort.json")
 
 
-def _cohort_json(seed: int, studies_per_site: int | Mapping[str, int] | None, counts: dict[str, int]) -> str:
+def _cohort_json(seed: int, requested: JSONValue, counts: dict[str, int], sites: tuple[SiteSpec, ...]) -> str:
     events: list[JSONValue] = [
         {
             "kind": "software_update",
@@ -317,8 +326,8 @@ def _cohort_json(seed: int, studies_per_site: int | Mapping[str, int] | None, co
             "processing_after": s.update.processing.name,
             "note": s.update.note,
         }
-        for s in SITES
-        if s.update is not None and s.name in counts
+        for s in sites
+        if s.update is not None
     ]
     info: JSONObject = {
         "synthetic": True,
@@ -326,37 +335,39 @@ def _cohort_json(seed: int, studies_per_site: int | Mapping[str, int] | None, co
         "generator": "core.sampledata.generate_cohort",
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
-        "studies_per_site": dict(studies_per_site) if isinstance(studies_per_site, Mapping) else studies_per_site,
+        "studies_per_site": requested,
         "studies": {name: counts[name] for name in counts},
         "benchmark_site": next(s.name for s in SITES if s.is_benchmark),
         "events": events,
-        "sites": [_jsonable(asdict(s)) for s in SITES if s.name in counts],
+        "sites": [_jsonable(asdict(s)) for s in sites],
     }
     return json.dumps(info, indent=2, sort_keys=True) + "\n"
 
 
-def _readme(out_dir: Path, seed: int, studies_per_site: int | Mapping[str, int] | None, counts: dict[str, int]) -> str:
-    per_site = dict(studies_per_site) if isinstance(studies_per_site, Mapping) else studies_per_site
-    call = f"generate_cohort(Path({out_dir.name!r}), seed={seed}, studies_per_site={per_site!r})"
-    sites = "\n".join(
+def _readme(
+    out_dir: Path,
+    seed: int,
+    requested: JSONValue,
+    counts: dict[str, int],
+    sites: tuple[SiteSpec, ...],
+) -> str:
+    call = f"generate_cohort(Path({out_dir.name!r}), seed={seed}, studies_per_site={requested!r})"
+    table = "\n".join(
         f"| {s.name} | {'benchmark' if s.is_benchmark else 'deployment'} | {s.detector.manufacturer} "
         f"{s.detector.model_name} | {s.detector.modality}, {s.detector.photometric}, {s.detector.bits_stored} bit | "
         f"{s.detector.matrix} px at {s.detector.pixel_spacing_mm:g} mm | {s.technique.kvp_pa:g} / "
         f"{s.technique.kvp_ap:g} | {s.patients.ap_fraction:.0%} | {s.patients.prevalence:.0%} | {counts[s.name]} |"
-        for s in SITES
-        if s.name in counts
+        for s in sites
     )
     updates = "\n".join(
         f"- `{s.name}`: software update on {s.update.date.isoformat()} "
         f"(`{s.software_versions}` -> `{s.update.software_versions}`): {s.update.note}."
-        for s in SITES
-        if s.update is not None and s.name in counts
+        for s in sites
+        if s.update is not None
     )
-    syntaxes = "; ".join(
-        f"{s.name} {TRANSFER_SYNTAX_NAMES[s.detector.transfer_syntax]}" for s in SITES if s.name in counts
-    )
+    syntaxes = "; ".join(f"{s.name} {TRANSFER_SYNTAX_NAMES[s.detector.transfer_syntax]}" for s in sites)
     return _README_TEMPLATE.format(
-        call=call, sites=sites, updates=updates, total=sum(counts.values()), syntaxes=syntaxes
+        call=call, sites=table, updates=updates, total=sum(counts.values()), syntaxes=syntaxes
     )
 
 

@@ -20,7 +20,7 @@ from typing import Final
 import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
 from core.sampledata.sites import CR_IMAGE_STORAGE
 from core.types import IntArray
@@ -102,7 +102,9 @@ def _file_meta(h: XrayHeader) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = h.sop_class_uid
     meta.MediaStorageSOPInstanceUID = h.sop_uid
-    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    # A compressed syntax is set by Dataset.compress, which encodes from native pixel data.
+    syntax = UID(h.transfer_syntax)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian if syntax.is_compressed else syntax
     meta.ImplementationVersionName = "VIGIL_SYNTH_1"
     return meta
 
@@ -199,7 +201,5 @@ def write_xray(path: Path, header: XrayHeader, pixels: IntArray) -> None:
         # Encapsulates the pixel data and sets the transfer syntax; the instance keeps its UID (pydicom
         # would otherwise mint a random one, breaking determinism and the manifest).
         ds.compress(header.transfer_syntax, np.ascontiguousarray(pixels, dtype=np.uint16), generate_instance_uid=False)
-    elif header.transfer_syntax != DeflatedExplicitVRLittleEndian:
-        ds.file_meta.TransferSyntaxUID = header.transfer_syntax
     path.parent.mkdir(parents=True, exist_ok=True)
     dcmwrite(path, ds, enforce_file_format=True)

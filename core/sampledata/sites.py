@@ -43,6 +43,7 @@ DX_PRESENTATION_STORAGE: Final = "1.2.840.10008.5.1.4.1.1.1.1"
 CR_IMAGE_STORAGE: Final = "1.2.840.10008.5.1.4.1.1.1"
 #: Lossless transfer syntaxes the devices write: sites differ here too, and every one of them is
 #: something Vigil's ingest must decode (the first needs only zlib, the others pylibjpeg/pyjpegls).
+#: (Spelled out rather than taken from pydicom.uid: pydicom stays in the writer, dicom_writer.py.)
 DEFLATED_EXPLICIT_VR_LE: Final = "1.2.840.10008.1.2.1.99"
 JPEG_LS_LOSSLESS: Final = "1.2.840.10008.1.2.4.80"
 JPEG2000_LOSSLESS: Final = "1.2.840.10008.1.2.4.90"

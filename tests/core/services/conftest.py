@@ -12,7 +12,7 @@ import pytest
 from core.config import Settings
 from core.models.card import ModelCard
 from core.sampledata import generate_cohort
-from core.services import models, sites
+from core.services import models, setup, sites
 from core.services.store import open_store
 from core.store.engine import SessionFactory
 from tests.factories import write_random_model
@@ -23,6 +23,19 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cohort")
     generate_cohort(out, seed=7, studies_per_site=3)
     return out
+
+
+@pytest.fixture(scope="session")
+def initialized_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, SessionFactory]:
+    """``vigil init``'s use case on the committed cohort with the bundled model, shared by the evidence tests.
+
+    Read-only for its users apart from what they add (monitoring alerts): ingesting and scoring the
+    whole cohort once, not once per test module.
+    """
+    home = tmp_path_factory.mktemp("initialized-sample")
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'vigil.db'}")
+    setup.initialize(settings, actor="t", now=fixed_clock)
+    return settings, open_store(settings)
 
 
 @pytest.fixture(scope="session")

@@ -1,28 +1,27 @@
 """Evidence on the committed sample cohort: the software-update site's drift is found from computation alone.
 
 The committed SYNTHETIC cohort's update site ("riverside": 150 studies over 120 days, a little over
-one a day) changes its processing on 2025-05-12. Its studies and the benchmark's are ingested,
-scored by the bundled model, and monitored with the default settings (daily windows, ARL0 5000
-per chart). The image and score streams must alarm within 7 days of the update and never before
-it, and the metadata-novelty event must fire on the first study with the new software.
+one a day) changes its processing on 2025-05-12. The whole cohort is ingested and scored by the
+bundled model (``vigil init``'s use case, shared with the pilot-drift evidence) and monitored with
+the default settings (daily windows, ARL0 5000 per chart). The image and score streams must alarm
+within 7 days of the update and never before it, and the metadata-novelty event must fire on the
+first study with the new software.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
-from core.config import SAMPLE_DATA_DIR, Settings
+from core.config import Settings
 from core.models.card import read_card
 from core.models.loading import BUNDLED_DIR, load_model
 from core.sampledata import MANIFEST_NAME, read_manifest
 from core.sampledata.sites import site_by_name
-from core.services import ingestion, models, prediction, sites
+from core.services import models
 from core.services.monitoring import AlertHooks, AlertRecord, MonitoringRun, run_monitoring
-from core.services.store import open_store
 from core.store.engine import SessionFactory
 from tests.ui.installation import clock
 
@@ -41,26 +40,12 @@ class Evidence:
     first_new_software: date
 
 
-def _ingest_and_score(sf: SessionFactory, cohort: Path, home: Path, names: tuple[str, ...]) -> None:
-    rows = read_manifest(cohort / MANIFEST_NAME)
-    for name in names:
-        sites.add_site(sf, name, benchmark=site_by_name(name).is_benchmark, actor="t", now=clock)
-        files = [cohort / r.path for r in rows if r.site == name]
-        ingestion.ingest_paths(sf, files, site=name, dicom_dir=home / "dicom", actor="t", now=clock)
-
-
-def _evidence(cohort: Path, home: Path, model_dir: Path, names: tuple[str, ...]) -> Evidence:
-    settings = Settings(home=home, database_url=f"sqlite:///{home / 'vigil.db'}")
-    sf = open_store(settings)
-    card = read_card(model_dir / "card.json")
-    models.register_model(sf, card, source_dir=model_dir, models_dir=home / "models", actor="t", now=clock)
-    _ingest_and_score(sf, cohort, home, names)
-    model = models.load_serving(sf, models_dir=home / "models")
-    prediction.predict_pending(sf, model, site=None, batch_size=16, actor="t", now=clock)
+def _evidence(settings: Settings, sf: SessionFactory) -> Evidence:
+    model = models.load_serving(sf, models_dir=settings.home / "models")
     run = run_monitoring(sf, model=model, by="t", now=clock, hooks=AlertHooks())
     spec = site_by_name(UPDATE_SITE)
     assert spec.update is not None
-    rows = read_manifest(cohort / MANIFEST_NAME)
+    rows = read_manifest(settings.sample_data_dir / MANIFEST_NAME)
     first_new = min(
         date.fromisoformat(r.study_date)
         for r in rows
@@ -70,9 +55,8 @@ def _evidence(cohort: Path, home: Path, model_dir: Path, names: tuple[str, ...])
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
-    home = tmp_path_factory.mktemp("drift-sample") / "home"
-    return _evidence(SAMPLE_DATA_DIR, home, BUNDLED_DIR, ("benchmark", UPDATE_SITE))
+def sample(initialized_sample: tuple[Settings, SessionFactory]) -> Evidence:
+    return _evidence(*initialized_sample)
 
 
 def _site_alerts(ev: Evidence) -> list[AlertRecord]:

@@ -9,26 +9,21 @@ patients only.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from core.config import Settings
 from core.metrics import DriftOptions, GapStatus
 from core.sampledata.sites import site_by_name
-from core.services import setup, validation
-from core.services.store import open_store
+from core.services import validation
+from core.store.engine import SessionFactory
 from tests.ui.installation import clock
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> validation.ValidationReport:
-    home: Path = tmp_path_factory.mktemp("pilot-sample")
-    settings = Settings(home=home, database_url=f"sqlite:///{home / 'vigil.db'}")
-    setup.initialize(settings, actor="t", now=clock)
-    sf = open_store(settings)
+def report(initialized_sample: tuple[Settings, SessionFactory]) -> validation.ValidationReport:
+    _, sf = initialized_sample
     return validation.validate(sf, options=DriftOptions(), actor="t", now=clock, record=False)
 
 
