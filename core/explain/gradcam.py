@@ -97,6 +97,8 @@ def cell_centred_upsample(cells: torch.Tensor, size: tuple[int, int]) -> torch.T
     """
     n, _, h, w = cells.shape
     rows, cols = size
+    if h > 1 and w > 1 and rows % h == 0 and cols % w == 0:
+        return _integer_stride_upsample(cells, rows // h, cols // w)
 
     def normalized(count_in: int, count_out: int) -> torch.Tensor:
         # grid_sample (align_corners=False) reads cell u at normalized coordinate (2u + 1) / n - 1.
@@ -106,6 +108,18 @@ def cell_centred_upsample(cells: torch.Tensor, size: tuple[int, int]) -> torch.T
     ys, xs = normalized(h, rows), normalized(w, cols)
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).expand(n, rows, cols, 2)
     return F.grid_sample(cells, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _integer_stride_upsample(cells: torch.Tensor, sy: int, sx: int) -> torch.Tensor:
+    """:func:`cell_centred_upsample` for integer strides, about twice as fast as ``grid_sample``.
+
+    With ``align_corners=True`` an output of ``s * (h - 1) + 1`` pixels reads cell ``p / s`` at
+    pixel ``p`` exactly; the last ``s - 1`` rows and columns repeat the border, as in the
+    general path.
+    """
+    h, w = int(cells.shape[-2]), int(cells.shape[-1])
+    up = F.interpolate(cells, size=(sy * (h - 1) + 1, sx * (w - 1) + 1), mode="bilinear", align_corners=True)
+    return F.pad(up, (0, sx - 1, 0, sy - 1), mode="replicate")
 
 
 def grad_cam_batch(network: nn.Module, layer: nn.Module, batch: torch.Tensor, *, target: int = 0) -> FloatArray:

@@ -27,7 +27,7 @@ from core.errors import BadInputError
 from core.imaging.image import DicomImage
 from core.models.intended_use import check_intended_use
 from core.models.loading import LoadedModel
-from core.models.networks import build_network
+from core.models.networks import build_network, freeze_for_inference
 from core.models.preprocess import PreprocessParams, preprocess
 from core.types import FloatArray
 
@@ -236,9 +236,7 @@ def _cpu_copy(model: LoadedModel) -> nn.Module:
         if net is None:
             net = build_network(dict(model.card.network))
             net.load_state_dict({k: v.detach().to("cpu") for k, v in model.network.state_dict().items()})
-            net.eval()
-            for p in net.parameters():
-                p.requires_grad_(False)
+            freeze_for_inference(net, torch.device("cpu"))
             _CPU_COPIES[model.network] = net
         return net
 

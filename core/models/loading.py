@@ -11,7 +11,7 @@ from torch import nn
 
 from core.errors import WeightsIntegrityError
 from core.models.card import ModelCard
-from core.models.networks import build_network
+from core.models.networks import build_network, freeze_for_inference
 from core.models.preprocess import PreprocessParams
 
 __all__ = ["LoadedModel", "load_model", "sha256_file", "BUNDLED_DIR"]
@@ -44,7 +44,7 @@ def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
 
 
 def load_model(card: ModelCard, weights_dir: Path, *, device: torch.device | None = None) -> LoadedModel:
-    """Build the card's network, check the weights' SHA-256, load them, switch to eval.
+    """Build the card's network, check the weights' SHA-256, load them, freeze them for inference.
 
     Parameters
     ----------
@@ -72,7 +72,4 @@ def load_model(card: ModelCard, weights_dir: Path, *, device: torch.device | Non
         net.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise WeightsIntegrityError(path, f"state dict does not fit {card.network['class']}: {exc}") from exc
-    net.eval().to(dev)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return LoadedModel(card=card, network=net, device=dev)
+    return LoadedModel(card=card, network=freeze_for_inference(net, dev), device=dev)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 
 from core.errors import BadInputError, OutsideIntendedUseError
-from core.explain.gradcam import explain_images, grad_cam_batch
+from core.explain.gradcam import cell_centred_upsample, explain_images, grad_cam_batch
 from core.explain.result import ExplainMethod
 from core.imaging.image import DicomImage
 from core.models.inference import input_sha256
@@ -42,6 +42,33 @@ def _all_negative() -> torch.Tensor:
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 2, 2] = 4.0
     return x
+
+
+def _cell_centred_reference(cells: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Input pixel p reads the layer at p * h / H, bilinearly, clamped to the last cell."""
+    h, w = cells.shape
+
+    def weights(count_in: int, count_out: int) -> np.ndarray:
+        u = np.arange(count_out) * (count_in / count_out)
+        lo = np.minimum(np.floor(u).astype(int), count_in - 1)
+        hi = np.minimum(lo + 1, count_in - 1)
+        frac = np.where(lo == count_in - 1, 0.0, u - lo)
+        m = np.zeros((count_out, count_in))
+        m[np.arange(count_out), lo] += 1.0 - frac
+        m[np.arange(count_out), hi] += frac
+        return m
+
+    return weights(h, rows) @ cells @ weights(w, cols).T
+
+
+@pytest.mark.parametrize(("cell_shape", "size"), [((4, 3), (16, 12)), ((56, 56), (224, 224)), ((5, 3), (12, 7))])
+def test_cell_centred_upsample_reads_the_layer_at_p_over_s(cell_shape: tuple[int, int], size: tuple[int, int]) -> None:
+    # Integer strides take the interpolate-and-pad path, others grid_sample; both must agree with
+    # the definition.
+    cells = torch.rand(2, 1, *cell_shape, generator=torch.Generator().manual_seed(0))
+    got = cell_centred_upsample(cells, size).numpy()
+    for i in range(2):
+        np.testing.assert_allclose(got[i, 0], _cell_centred_reference(cells[i, 0].double().numpy(), *size), atol=1e-5)
 
 
 def _hook_snapshot(net: nn.Module) -> dict[str, tuple[object, ...]]:
