@@ -323,6 +323,11 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
         default=_DEFAULT_EPOCHS,
         help=f"whole-film epochs (default {_DEFAULT_EPOCHS}, the bundled recipe)",
     )
+    p.add_argument(
+        "--float64",
+        action="store_true",
+        help="train in double precision: the same network on any machine, about twice the time",
+    )
     p.add_argument("--version", default=None, help="model version name (default: the bundled model's)")
     p.set_defaults(handler=_train)
     p = add(sub, "bench", "speed ratios measured side by side, each with an equality guard")
@@ -334,11 +339,13 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> Outcome:
+    from core.models.allocator import retain_freed_memory
     from core.models.training import DEFAULT_VERSION, train_model  # heavy; only this command needs it
 
     for path in (args.cohort, args.eval_cohort):
         if path is not None and not path.exists():
             raise PathNotFoundError(path)
+    retain_freed_memory()  # this process exits after training; see core.models.allocator
     with progress_bar(0, "train", enabled=not args.json, unit="epoch") as advance:
         card = train_model(
             cohort_dir=args.cohort,
@@ -347,6 +354,7 @@ def _train(args: argparse.Namespace) -> Outcome:
             seed=args.seed,
             store_revision=head_revision(),
             epochs=args.epochs,
+            float64=args.float64,
             version=args.version or DEFAULT_VERSION,
             progress=lambda _done, total: advance(1, total=total),  # one call per epoch of either stage
         )
