@@ -24,6 +24,7 @@ makes the per-site AUCs steadier. The card records which figures came from which
 from __future__ import annotations
 
 import copy
+import dataclasses
 import platform
 import subprocess
 import time
@@ -94,6 +95,13 @@ class TrainingConfig:
     max_shift_px : int
         Random translation (pixels of the 224 input) applied to each training image; together with
         random left-right flips the only augmentation.
+    float64 : bool
+        Train in double precision; the weights are stored, scored and served as float32. Training
+        is chaotic: a float32 rounding difference (another CPU's kernels, another thread count)
+        grows over the steps into a different network, with deployment-site AUCs 0.1 to 0.3
+        apart. In float64 the same perturbation stays ~1e-11 in the weights, so a seed gives the
+        same network on any machine, at about twice the training time. Off by default: the
+        bundled model was trained in float32.
     """
 
     epochs: int = 6
@@ -104,6 +112,7 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     finetune_lr_factor: float = 0.25
     max_shift_px: int = 8
+    float64: bool = False
 
     def to_json(self) -> JSONObject:
         """The hyperparameters as card JSON."""
@@ -116,6 +125,7 @@ class TrainingConfig:
             "weight_decay": self.weight_decay,
             "finetune_lr_factor": self.finetune_lr_factor,
             "optimizer": "AdamW",
+            "precision": "float64 training, float32 weights" if self.float64 else "float32",
             "schedule": "cosine per stage (per step)",
             "loss": "binary cross-entropy on the single logit",
             "stages": "lesion-centred crops, then whole films",
@@ -142,6 +152,7 @@ def train_model(  # noqa: PLR0913 - keyword-only; one argument per training inpu
     seed: int,
     store_revision: str,
     epochs: int = 6,
+    float64: bool = False,
     config: TrainingConfig | None = None,
     eval_cohort_dir: Path | None = None,
     version: str = DEFAULT_VERSION,
@@ -163,6 +174,8 @@ def train_model(  # noqa: PLR0913 - keyword-only; one argument per training inpu
         card's ``data_schema`` as the schema the card's data attributes are described against.
     epochs : int
         Shorthand for ``config.epochs``, the whole-film epochs (ignored when ``config`` is given).
+    float64 : bool
+        Shorthand for ``config.float64``, machine-independent training (ignored when ``config`` is given).
     eval_cohort_dir : Path, optional
         A second, independently generated labelled cohort evaluated in full.
     progress : callable, optional
@@ -178,7 +191,7 @@ def train_model(  # noqa: PLR0913 - keyword-only; one argument per training inpu
     BadInputError
         No benchmark training or validation study, or fewer than 1 epoch.
     """
-    cfg = config or TrainingConfig(epochs=epochs)
+    cfg = config or TrainingConfig(epochs=epochs, float64=float64)
     if cfg.epochs < 1 or cfg.crop_epochs < 0:
         raise BadInputError(f"need epochs >= 1 and crop_epochs >= 0, got {cfg.epochs} and {cfg.crop_epochs}")
     started = time.perf_counter()
@@ -311,7 +324,7 @@ def _run_stage(  # noqa: PLR0913 - one stage of the schedule, shared by both sta
         for start in range(0, n, cfg.batch_size):
             x, y = batches(order[start : start + cfg.batch_size])
             opt.zero_grad(set_to_none=True)
-            torch.autograd.backward(F.binary_cross_entropy_with_logits(network(x), y))
+            torch.autograd.backward(F.binary_cross_entropy_with_logits(network(x), y.to(x.dtype)))
             opt.step()
             sched.step()
         after_epoch(epoch)
@@ -321,11 +334,13 @@ def _fit(
     train: _Split, val: _Split, cfg: TrainingConfig, seed: int, progress: Callable[[int, int], None] | None
 ) -> tuple[nn.Module, int, float]:
     """Both stages; return the network at its best whole-film validation AUC, that epoch and AUC."""
-    network = build_network(DEFAULT_NETWORK)
+    dtype = torch.float64 if cfg.float64 else torch.float32
+    network = build_network(DEFAULT_NETWORK).to(dtype)
+    train, val = _as_dtype(train, dtype), _as_dtype(val, dtype)
     gen = torch.Generator().manual_seed(seed)
     crop_epochs = cfg.crop_epochs if bool((train.centres[:, 0] >= 0).any()) else 0
     total = crop_epochs + cfg.epochs
-    labels = torch.from_numpy(train.labels).float()[:, None]
+    labels = torch.from_numpy(train.labels).to(dtype)[:, None]
     best: list[tuple[float, int, dict[str, torch.Tensor]]] = []
 
     def report(done: int) -> None:
@@ -360,8 +375,12 @@ def _fit(
         select,
     )
     network.load_state_dict(best[0][2])
-    network.eval()
+    network.float().eval()  # served in float32: rounding the agreed float64 weights is the same everywhere
     return network, best[0][1], best[0][0]
+
+
+def _as_dtype(split: _Split, dtype: torch.dtype) -> _Split:
+    return dataclasses.replace(split, inputs=split.inputs.to(dtype))
 
 
 def _nan_to(x: float, fallback: float) -> float:
