@@ -324,9 +324,9 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
         help=f"whole-film epochs (default {_DEFAULT_EPOCHS}, the bundled recipe)",
     )
     p.add_argument(
-        "--float64",
+        "--float32",
         action="store_true",
-        help="train in double precision: the same network on any machine, about twice the time",
+        help="train in single precision: about half the time, but the network depends on the machine",
     )
     p.add_argument("--version", default=None, help="model version name (default: the bundled model's)")
     p.set_defaults(handler=_train)
@@ -354,7 +354,7 @@ def _train(args: argparse.Namespace) -> Outcome:
             seed=args.seed,
             store_revision=head_revision(),
             epochs=args.epochs,
-            float64=args.float64,
+            float64=not args.float32,
             version=args.version or DEFAULT_VERSION,
             progress=lambda _done, total: advance(1, total=total),  # one call per epoch of either stage
         )

@@ -10,7 +10,10 @@ it memorizes patients instead. The first stage therefore uses the benchmark's le
 (as retrospective nodule sets such as JSRT carry them): small crops of the same preprocessed
 images, centred near the annotated nodule (positive) or elsewhere in the lungs of a negative film,
 or at the mirrored position of a positive film (negative). The second stage fine-tunes on whole
-films with image-level labels. The network never sees a crop at inference; it is fully
+films with image-level labels. In both stages a localization term, used in training only, teaches
+a 1x1 convolution on the Grad-CAM layer where the annotated nodule is, so that the layer's
+features, and the explanations read from them, sit on the nodule rather than wherever one
+training run happened to put them. The network never sees a crop at inference; it is fully
 convolutional up to its global pooling, so the same weights score whole films. The epoch with
 the best validation AUC (on whole films) is kept, and the operating threshold is Youden's J on the
 benchmark ``val`` split. Without lesion annotations the first stage is skipped.
@@ -63,6 +66,12 @@ DEFAULT_VERSION: Final = "cxr-nodule-1.0.0"
 #: Grad-CAM layer: 56 x 56 maps for a 224 input (4-pixel cells, ~7 mm). With ``layer3`` (28 x 28) the map's peak
 #: fell inside the lesion mask dilated by 3 pixels for under half of the benchmark positives, with ``layer2`` for 84 %.
 TARGET_LAYER: Final = "layer2"
+#: Total stride of ``TARGET_LAYER``: its cell i sits on input pixel 4 i.
+_LAYER_STRIDE: Final = 4
+#: Radius, in input pixels, of the cells the localization term marks as nodule (nodules span 5 to 8 px).
+_NODULE_RADIUS_PX: Final = 6.0
+#: Weight of a nodule cell against a background cell in the localization term (about 1 in 80 cells is nodule).
+_CELL_POS_WEIGHT: Final = 10.0
 _PACKAGES: Final = ("torch", "monai", "numpy", "scipy", "scikit-learn", "pydicom")
 
 #: DICOM keywords behind the :class:`DicomMeta` fields that ``read_dicom`` fills, in field order, then the pixel module.
@@ -95,24 +104,31 @@ class TrainingConfig:
     max_shift_px : int
         Random translation (pixels of the 224 input) applied to each training image; together with
         random left-right flips the only augmentation.
+    localization_weight : float
+        Weight of the localization term in both stages (0: none): a training-only 1x1 convolution
+        on the target layer learns from the annotated nodule centres where the nodule is, which
+        makes the layer's features, and so its Grad-CAM maps, sit on the nodule. Without it the
+        same recipe gave networks of equal AUC whose maps peaked on the nodule for 0 to 74 % of
+        the committed positives, depending on rounding alone; with it in the crop stage only,
+        7 to 71 %; in both stages, 80 %.
     float64 : bool
         Train in double precision; the weights are stored, scored and served as float32. Training
         is chaotic: a float32 rounding difference (another CPU's kernels, another thread count)
         grows over the steps into a different network, with deployment-site AUCs 0.1 to 0.3
         apart. In float64 the same perturbation stays ~1e-11 in the weights, so a seed gives the
-        same network on any machine, at about twice the training time. Off by default: the
-        bundled model was trained in float32.
+        same network on any machine, at about twice the training time.
     """
 
     epochs: int = 6
-    crop_epochs: int = 80
+    crop_epochs: int = 56
     crop_size: int = 96
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     finetune_lr_factor: float = 0.25
     max_shift_px: int = 8
-    float64: bool = False
+    float64: bool = True
+    localization_weight: float = 1.0
 
     def to_json(self) -> JSONObject:
         """The hyperparameters as card JSON."""
@@ -126,9 +142,11 @@ class TrainingConfig:
             "finetune_lr_factor": self.finetune_lr_factor,
             "optimizer": "AdamW",
             "precision": "float64 training, float32 weights" if self.float64 else "float32",
+            "localization_weight": self.localization_weight,
             "schedule": "cosine per stage (per step)",
             "loss": "binary cross-entropy on the single logit",
-            "stages": "lesion-centred crops, then whole films",
+            "stages": "lesion-centred crops, then whole films"
+            + ("; both with the localization term" if self.localization_weight > 0 else ""),
             "augmentation": f"left-right flip p=0.5, translation up to {self.max_shift_px} px (whole films), "
             "random crop offset (crops)",
             "selection": "whole-film epoch with the best benchmark validation AUC",
@@ -152,7 +170,7 @@ def train_model(  # noqa: PLR0913 - keyword-only; one argument per training inpu
     seed: int,
     store_revision: str,
     epochs: int = 6,
-    float64: bool = False,
+    float64: bool = True,
     config: TrainingConfig | None = None,
     eval_cohort_dir: Path | None = None,
     version: str = DEFAULT_VERSION,
@@ -262,34 +280,45 @@ def _deterministic(seed: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
-def _augment(batch: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch.Tensor:
-    """Random left-right flips and translations (zero fill), drawn from ``gen``."""
-    n = batch.shape[0]
+def _augment(
+    batch: torch.Tensor, centres: torch.Tensor, gen: torch.Generator, max_shift: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random left-right flips and translations (zero fill), drawn from ``gen``.
+
+    Returns the augmented batch and the nodule ``centres`` (n, 2) moved with it ((-1, -1) stays).
+    """
+    n, size = batch.shape[0], batch.shape[-1]
     flips = torch.rand(n, generator=gen) < 0.5
     batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch)
+    has = centres[:, 0] >= 0
+    moved = torch.stack([centres[:, 0], torch.where(flips & has, size - 1 - centres[:, 1], centres[:, 1])], dim=1)
     if max_shift <= 0:
-        return batch
+        return batch, moved
     shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=gen)
     padded = F.pad(batch, (max_shift,) * 4)
-    size = batch.shape[-1]
     rows = [
         padded[i, :, max_shift + dy : max_shift + dy + size, max_shift + dx : max_shift + dx + size]
         for i, (dy, dx) in enumerate(shifts.tolist())
     ]
-    return torch.stack(rows)
+    # The window starting at padded row max_shift + dy shows original row dy on its first row.
+    return torch.stack(rows), torch.where(has[:, None], moved - shifts.to(moved.dtype), moved)
 
 
-def _crops(train: _Split, idx: torch.Tensor, gen: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _crops(
+    train: _Split, idx: torch.Tensor, gen: torch.Generator, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One crop per film in ``idx``: around its nodule, at the mirrored position, or at a borrowed one.
 
     Returns
     -------
     crops : Tensor of shape (len(idx), 1, size, size)
     labels : Tensor of shape (len(idx), 1), 1.0 where the crop holds the nodule
+    where : Tensor of shape (len(idx), 2)
+        The nodule centre (row, column) in crop pixels, (-1, -1) where there is none.
     """
     full = train.inputs.shape[-1]
     annotated = torch.nonzero(train.centres[:, 0] >= 0)[:, 0]
-    out, labels = [], []
+    out, labels, where = [], [], []
     for i in idx.tolist():
         centre, label = train.centres[i], 1.0
         if centre[0] < 0:  # a negative film: look where nodules sit in other films (inside the lungs)
@@ -299,14 +328,18 @@ def _crops(train: _Split, idx: torch.Tensor, gen: torch.Generator, size: int) ->
         offset = torch.randint(-size // 2 + 8, size // 2 - 8, (2,), generator=gen)
         top, left = (int(min(max(float(centre[k]) - size // 2 + int(offset[k]), 0), full - size)) for k in (0, 1))
         crop = train.inputs[i, :, top : top + size, left : left + size]
-        out.append(crop.flip(-1) if torch.rand(1, generator=gen).item() < 0.5 else crop)
+        at = (float(centre[0]) - top, float(centre[1]) - left) if label else (-1.0, -1.0)
+        if torch.rand(1, generator=gen).item() < 0.5:
+            crop, at = crop.flip(-1), (at[0], size - 1 - at[1]) if label else at
+        out.append(crop)
         labels.append(label)
-    return torch.stack(out), torch.tensor(labels)[:, None]
+        where.append(at)
+    return torch.stack(out), torch.tensor(labels)[:, None], torch.tensor(where)
 
 
 def _run_stage(  # noqa: PLR0913 - one stage of the schedule, shared by both stages
-    network: nn.Module,
-    batches: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    params: Sequence[nn.Parameter],
+    loss: Callable[[torch.Tensor], torch.Tensor],
     n: int,
     epochs: int,
     lr: float,
@@ -314,20 +347,31 @@ def _run_stage(  # noqa: PLR0913 - one stage of the schedule, shared by both sta
     gen: torch.Generator,
     after_epoch: Callable[[int], None],
 ) -> None:
-    """AdamW with cosine decay from ``lr`` over ``epochs`` passes of ``n`` films; ``after_epoch(epoch)`` after each."""
-    opt = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    """AdamW on ``params`` with cosine decay from ``lr`` over ``epochs`` passes of ``n`` films.
+
+    ``loss(idx)`` computes the batch loss of films ``idx`` (the network in training mode);
+    ``after_epoch(epoch)`` runs after each pass.
+    """
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     steps = max(1, epochs * -(-n // cfg.batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.02)
     for epoch in range(1, epochs + 1):
-        network.train()
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, cfg.batch_size):
-            x, y = batches(order[start : start + cfg.batch_size])
             opt.zero_grad(set_to_none=True)
-            torch.autograd.backward(F.binary_cross_entropy_with_logits(network(x), y.to(x.dtype)))
+            torch.autograd.backward(loss(order[start : start + cfg.batch_size]))
             opt.step()
             sched.step()
         after_epoch(epoch)
+
+
+def _nodule_cells(where: torch.Tensor, size: int, *, stride: int = _LAYER_STRIDE) -> torch.Tensor:
+    """Layer-grid targets (n, 1, size // stride, size // stride): 1 on cells within a nodule radius of ``where``."""
+    cells = torch.arange(size // stride, dtype=where.dtype) * stride  # cell i sits on input pixel stride * i
+    dy = cells[None, :, None] - where[:, 0, None, None]
+    dx = cells[None, None, :] - where[:, 1, None, None]
+    near = (dy.square() + dx.square() <= _NODULE_RADIUS_PX**2) & (where[:, :1, None] >= 0)
+    return near[:, None].to(where.dtype)
 
 
 def _fit(
@@ -357,26 +401,90 @@ def _fit(
         report(crop_epochs + epoch)
 
     n = len(train.studies)
-    _run_stage(
-        network, lambda idx: _crops(train, idx, gen, cfg.crop_size), n, crop_epochs, cfg.learning_rate, cfg, gen, report
-    )
-    if crop_epochs:
-        consider(0)  # the crop-trained network is a candidate too (not an epoch: no progress report)
-    # Whole films fine-tune a network that already finds nodules: a gentler rate keeps that.
-    lr = cfg.learning_rate * (cfg.finetune_lr_factor if crop_epochs else 1.0)
-    _run_stage(
-        network,
-        lambda idx: (_augment(train.inputs[idx], gen, cfg.max_shift_px), labels[idx]),
-        n,
-        cfg.epochs,
-        lr,
-        cfg,
-        gen,
-        select,
-    )
+    with _localization(network, cfg.localization_weight, dtype) as loc:
+        params = list(network.parameters()) + loc.params
+
+        def crop_loss(idx: torch.Tensor) -> torch.Tensor:
+            network.train()
+            x, y, where = _crops(train, idx, gen, cfg.crop_size)
+            return loc.loss(network(x), y.to(dtype), where, cfg.crop_size)
+
+        def film_loss(idx: torch.Tensor) -> torch.Tensor:
+            network.train()
+            x, where = _augment(train.inputs[idx], train.centres[idx], gen, cfg.max_shift_px)
+            return loc.loss(network(x), labels[idx], where, int(x.shape[-1]))
+
+        _run_stage(params, crop_loss, n, crop_epochs, cfg.learning_rate, cfg, gen, report)
+        if crop_epochs:
+            consider(0)  # the crop-trained network is a candidate too (not an epoch: no progress report)
+        # Whole films fine-tune a network that already finds nodules: a gentler rate keeps that.
+        lr = cfg.learning_rate * (cfg.finetune_lr_factor if crop_epochs else 1.0)
+        _run_stage(params, film_loss, n, cfg.epochs, lr, cfg, gen, select)
     network.load_state_dict(best[0][2])
     network.float().eval()  # served in float32: rounding the agreed float64 weights is the same everywhere
     return network, best[0][1], best[0][0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Localization:
+    """The label's loss plus, when ``head`` is set, the weighted localization term.
+
+    ``head`` is a 1x1 convolution on the target layer's output (``tap[0]``, the latest forward's),
+    used during training only; its target marks the cells within :data:`_NODULE_RADIUS_PX` of
+    the annotated nodule centre.
+    """
+
+    head: nn.Conv2d | None
+    weight: float
+    tap: list[torch.Tensor]
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        """The head's parameters (none without a head)."""
+        return list(self.head.parameters()) if self.head is not None else []
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, where: torch.Tensor, size: int) -> torch.Tensor:
+        """BCE of ``logits`` (n, 1) against ``labels``, plus the term for nodule centres ``where`` (n, 2).
+
+        ``size`` is the side of the input grid ``where`` is given on (crop or film pixels).
+        """
+        total = F.binary_cross_entropy_with_logits(logits, labels)
+        if self.head is None:
+            return total
+        target = _nodule_cells(where.to(logits.dtype), size)
+        pos_weight = torch.tensor(_CELL_POS_WEIGHT, dtype=logits.dtype)
+        cells = self.head(self.tap[0])
+        return total + self.weight * F.binary_cross_entropy_with_logits(cells, target, pos_weight=pos_weight)
+
+
+@contextmanager
+def _localization(network: nn.Module, weight: float, dtype: torch.dtype) -> Iterator[_Localization]:
+    """A :class:`_Localization` for ``network``, its hook on the target layer removed on exit.
+
+    With ``weight == 0`` nothing is built or hooked: the loss is the label's alone. The head is
+    discarded afterwards; the stored network is the card's network alone.
+    """
+    if weight <= 0:
+        yield _Localization(None, 0.0, [])
+        return
+    # Built only when used: its initialization draws from torch's global generator.
+    head = nn.Conv2d(_channels_at(network, TARGET_LAYER), 1, kernel_size=1).to(dtype)
+    tap: list[torch.Tensor] = []
+
+    def keep(_module: nn.Module, _args: object, out: torch.Tensor) -> None:
+        tap[:] = [out]
+
+    hook = network.get_submodule(TARGET_LAYER).register_forward_hook(keep)
+    try:
+        yield _Localization(head, weight, tap)
+    finally:
+        hook.remove()
+
+
+def _channels_at(network: nn.Module, layer: str) -> int:
+    """Output channels of ``layer`` (its last convolution's)."""
+    convs = [m for m in network.get_submodule(layer).modules() if isinstance(m, nn.Conv2d)]
+    return int(convs[-1].out_channels)
 
 
 def _as_dtype(split: _Split, dtype: torch.dtype) -> _Split:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from core.errors import BadInputError
 from core.models.card import ModelCard, read_card
 from core.models.evaluate import auc_or_nan, evaluate_by_site, read_labelled_studies, youden_threshold
 from core.models.loading import load_model, sha256_file
-from core.models.training import TARGET_LAYER, TrainingConfig, train_model
+from core.models.training import TARGET_LAYER, TrainingConfig, _augment, _nodule_cells, train_model
 from core.sampledata import generate_cohort
 from core.store.engine import head_revision
 
@@ -117,6 +117,54 @@ def test_float64_training_gives_the_same_network_on_one_and_two_threads(cohort_d
         assert weight.dtype in (torch.float32, torch.int64), name
         assert float((weight.double() - states[1][name].double()).abs().max()) <= 1e-6, name
     assert cards[0].metrics == cards[1].metrics
+
+
+def test_nodule_cells_mark_the_cells_near_the_centre() -> None:
+    # Prepare: a 32-px crop (8 x 8 cells of 4 px; cell i sits on pixel 4 i), nodule at (10, 20)
+    where = torch.tensor([[10.0, 20.0], [-1.0, -1.0]])
+    # Execute
+    cells = _nodule_cells(where, 32)
+    # Assert: cells whose pixel is within 6 px of (10, 20); none for the crop without a nodule
+    assert cells.shape == (2, 1, 8, 8)
+    marked = {(int(i), int(j)) for i, j in torch.nonzero(cells[0, 0])}
+    expected = {(i, j) for i in range(8) for j in range(8) if (4 * i - 10) ** 2 + (4 * j - 20) ** 2 <= 36}
+    assert marked == expected
+    assert (2, 5) in marked and (0, 0) not in marked
+    assert not cells[1].any()
+
+
+def test_augmented_centres_follow_the_pixels() -> None:
+    # Prepare: one bright pixel per film at its "nodule centre"; the third film has none
+    batch = torch.zeros(3, 1, 32, 32)
+    centres = torch.tensor([[5.0, 7.0], [20.0, 30.0], [-1.0, -1.0]])
+    for i, (r, c) in enumerate(centres[:2].long().tolist()):
+        batch[i, 0, r, c] = 1.0
+    # Execute: many draws, so that flips and shifts both occur
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        out, moved = _augment(batch, centres, gen, max_shift=4)
+        # Assert: the bright pixel sits where the moved centre says (when still inside the film)
+        for i in range(2):
+            r, c = moved[i].long().tolist()
+            if 0 <= r < 32 and 0 <= c < 32:
+                assert out[i, 0, r, c] == 1.0
+        assert moved[2].tolist() == [-1.0, -1.0]
+
+
+def test_localization_term_trains_a_head_that_is_not_stored(cohort_dir: Path, tmp_path: Path) -> None:
+    # Prepare
+    without = replace(TINY, localization_weight=0.0)
+    # Execute
+    card = _train_tiny(cohort_dir, tmp_path)
+    state = torch.load(tmp_path / f"{card.version}.pt", weights_only=True)
+    plain = train_model(
+        cohort_dir=cohort_dir, out_dir=tmp_path / "plain", seed=5, store_revision=head_revision(), config=without
+    )
+    # Assert: the card's network alone is stored, and the term changed what was learned (same
+    # recipe and seed otherwise)
+    assert card.hyperparameters["localization_weight"] == 1.0
+    assert set(state) == set(load_model(card, tmp_path).network.state_dict())
+    assert card.weights["sha256"] != plain.weights["sha256"]
 
 
 def test_cohort_without_validation_studies_is_rejected(cohort_dir: Path, tmp_path: Path) -> None:
