@@ -306,9 +306,10 @@ def _audit_verify(args: argparse.Namespace) -> Outcome:
 
 # --- train, bench -------------------------------------------------------------------------------
 
-#: Whole-film epochs of the bundled model's recipe (``TrainingConfig.epochs``; kept here so that
+#: Whole-film and crop epochs of the bundled model's recipe (``TrainingConfig``; kept here so that
 #: building the parser does not import torch).
 _DEFAULT_EPOCHS = 6
+_DEFAULT_CROP_EPOCHS = 80
 
 
 def _register_train_bench(sub: Any, add: AddParser) -> None:
@@ -324,9 +325,21 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
         help=f"whole-film epochs (default {_DEFAULT_EPOCHS}, the bundled recipe)",
     )
     p.add_argument(
-        "--float32",
+        "--float64",
         action="store_true",
-        help="train in single precision: about half the time, but the network depends on the machine",
+        help="train in double precision: the same network on any machine, about twice the time",
+    )
+    p.add_argument(
+        "--localization-weight",
+        type=float,
+        default=0.0,
+        help="weight of the training-only nodule-localization term on the Grad-CAM layer (default 0: off)",
+    )
+    p.add_argument(
+        "--crop-epochs",
+        type=int,
+        default=_DEFAULT_CROP_EPOCHS,
+        help=f"lesion-crop epochs before the whole-film ones (default {_DEFAULT_CROP_EPOCHS})",
     )
     p.add_argument("--version", default=None, help="model version name (default: the bundled model's)")
     p.set_defaults(handler=_train)
@@ -354,7 +367,9 @@ def _train(args: argparse.Namespace) -> Outcome:
             seed=args.seed,
             store_revision=head_revision(),
             epochs=args.epochs,
-            float64=not args.float32,
+            crop_epochs=args.crop_epochs,
+            float64=args.float64,
+            localization_weight=args.localization_weight,
             version=args.version or DEFAULT_VERSION,
             progress=lambda _done, total: advance(1, total=total),  # one call per epoch of either stage
         )

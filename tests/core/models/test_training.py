@@ -153,13 +153,11 @@ def test_augmented_centres_follow_the_pixels() -> None:
 
 def test_localization_term_trains_a_head_that_is_not_stored(cohort_dir: Path, tmp_path: Path) -> None:
     # Prepare
-    without = replace(TINY, localization_weight=0.0)
+    config = replace(TINY, localization_weight=1.0)
     # Execute
-    card = _train_tiny(cohort_dir, tmp_path)
+    card = train_model(cohort_dir=cohort_dir, out_dir=tmp_path, seed=5, store_revision=head_revision(), config=config)
     state = torch.load(tmp_path / f"{card.version}.pt", weights_only=True)
-    plain = train_model(
-        cohort_dir=cohort_dir, out_dir=tmp_path / "plain", seed=5, store_revision=head_revision(), config=without
-    )
+    plain = _train_tiny(cohort_dir, tmp_path / "plain")
     # Assert: the card's network alone is stored, and the term changed what was learned (same
     # recipe and seed otherwise)
     assert card.hyperparameters["localization_weight"] == 1.0
@@ -199,3 +197,12 @@ def test_metric_helpers_handle_degenerate_sites() -> None:
     assert results["b"].to_json()["auc"] is None
     with pytest.warns(UserWarning, match="single class"):
         assert np.isnan(auc_or_nan(np.zeros(3, dtype=int), np.arange(3.0)))
+
+
+def test_cli_defaults_are_the_bundled_recipe() -> None:
+    # The CLI keeps its own copies of the defaults (building the parser must not import torch).
+    from core.cli import commands
+
+    recipe = TrainingConfig()
+    assert (commands._DEFAULT_EPOCHS, commands._DEFAULT_CROP_EPOCHS) == (recipe.epochs, recipe.crop_epochs)
+    assert (recipe.float64, recipe.localization_weight) == (False, 0.0)
