@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import platform
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Final
 
@@ -57,8 +54,10 @@ from core.models.evaluate import (
     youden_threshold,
 )
 from core.models.loading import sha256_file
+from core.models.localization_term import localization_term
 from core.models.networks import DEFAULT_NETWORK, build_network
 from core.models.preprocess import PreprocessParams
+from core.models.provenance import code_version, environment
 from core.types import JSONObject, JSONValue
 
 __all__ = ["DEFAULT_VERSION", "TARGET_LAYER", "TrainingConfig", "train_model"]
@@ -67,12 +66,6 @@ DEFAULT_VERSION: Final = "cxr-nodule-1.0.0"
 #: Grad-CAM layer: 56 x 56 maps for a 224 input (4-pixel cells, ~7 mm). With ``layer3`` (28 x 28) the map's peak
 #: fell inside the lesion mask dilated by 3 pixels for under half of the benchmark positives, with ``layer2`` for 84 %.
 TARGET_LAYER: Final = "layer2"
-#: Total stride of ``TARGET_LAYER``: its cell i sits on input pixel 4 i.
-_LAYER_STRIDE: Final = 4
-#: Radius, in input pixels, of the cells the localization term marks as nodule (nodules span 5 to 8 px).
-_NODULE_RADIUS_PX: Final = 6.0
-#: Weight of a nodule cell against a background cell in the localization term (about 1 in 80 cells is nodule).
-_CELL_POS_WEIGHT: Final = 10.0
 _PACKAGES: Final = ("torch", "monai", "numpy", "scipy", "scikit-learn", "pydicom")
 
 #: DICOM keywords behind the :class:`DicomMeta` fields that ``read_dicom`` fills, in field order, then the pixel module.
@@ -372,15 +365,6 @@ def _run_stage(  # noqa: PLR0913 - one stage of the schedule, shared by both sta
         after_epoch(epoch)
 
 
-def _nodule_cells(where: torch.Tensor, size: int, *, stride: int = _LAYER_STRIDE) -> torch.Tensor:
-    """Layer-grid targets (n, 1, size // stride, size // stride): 1 on cells within a nodule radius of ``where``."""
-    cells = torch.arange(size // stride, dtype=where.dtype) * stride  # cell i sits on input pixel stride * i
-    dy = cells[None, :, None] - where[:, 0, None, None]
-    dx = cells[None, None, :] - where[:, 1, None, None]
-    near = (dy.square() + dx.square() <= _NODULE_RADIUS_PX**2) & (where[:, :1, None] >= 0)
-    return near[:, None].to(where.dtype)
-
-
 def _fit(
     train: _Split, val: _Split, cfg: TrainingConfig, seed: int, progress: Callable[[int, int], None] | None
 ) -> tuple[nn.Module, int, float]:
@@ -408,7 +392,7 @@ def _fit(
         report(crop_epochs + epoch)
 
     n = len(train.studies)
-    with _localization(network, cfg.localization_weight, dtype) as loc:
+    with localization_term(network, TARGET_LAYER, cfg.localization_weight, dtype) as loc:
         params = list(network.parameters()) + loc.params
 
         def crop_loss(idx: torch.Tensor) -> torch.Tensor:
@@ -432,68 +416,6 @@ def _fit(
     return network, best[0][1], best[0][0]
 
 
-@dataclass(frozen=True, slots=True)
-class _Localization:
-    """The label's loss plus, when ``head`` is set, the weighted localization term.
-
-    ``head`` is a 1x1 convolution on the target layer's output (``tap[0]``, the latest forward's),
-    used during training only; its target marks the cells within :data:`_NODULE_RADIUS_PX` of
-    the annotated nodule centre.
-    """
-
-    head: nn.Conv2d | None
-    weight: float
-    tap: list[torch.Tensor]
-
-    @property
-    def params(self) -> list[nn.Parameter]:
-        """The head's parameters (none without a head)."""
-        return list(self.head.parameters()) if self.head is not None else []
-
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, where: torch.Tensor, size: int) -> torch.Tensor:
-        """BCE of ``logits`` (n, 1) against ``labels``, plus the term for nodule centres ``where`` (n, 2).
-
-        ``size`` is the side of the input grid ``where`` is given on (crop or film pixels).
-        """
-        total = F.binary_cross_entropy_with_logits(logits, labels)
-        if self.head is None:
-            return total
-        target = _nodule_cells(where.to(logits.dtype), size)
-        pos_weight = torch.tensor(_CELL_POS_WEIGHT, dtype=logits.dtype)
-        cells = self.head(self.tap[0])
-        return total + self.weight * F.binary_cross_entropy_with_logits(cells, target, pos_weight=pos_weight)
-
-
-@contextmanager
-def _localization(network: nn.Module, weight: float, dtype: torch.dtype) -> Iterator[_Localization]:
-    """A :class:`_Localization` for ``network``, its hook on the target layer removed on exit.
-
-    With ``weight == 0`` nothing is built or hooked: the loss is the label's alone. The head is
-    discarded afterwards; the stored network is the card's network alone.
-    """
-    if weight <= 0:
-        yield _Localization(None, 0.0, [])
-        return
-    # Built only when used: its initialization draws from torch's global generator.
-    head = nn.Conv2d(_channels_at(network, TARGET_LAYER), 1, kernel_size=1).to(dtype)
-    tap: list[torch.Tensor] = []
-
-    def keep(_module: nn.Module, _args: object, out: torch.Tensor) -> None:
-        tap[:] = [out]
-
-    hook = network.get_submodule(TARGET_LAYER).register_forward_hook(keep)
-    try:
-        yield _Localization(head, weight, tap)
-    finally:
-        hook.remove()
-
-
-def _channels_at(network: nn.Module, layer: str) -> int:
-    """Output channels of ``layer`` (its last convolution's)."""
-    convs = [m for m in network.get_submodule(layer).modules() if isinstance(m, nn.Conv2d)]
-    return int(convs[-1].out_channels)
-
-
 def _as_dtype(split: _Split, dtype: torch.dtype) -> _Split:
     return dataclasses.replace(split, inputs=split.inputs.to(dtype))
 
@@ -504,54 +426,6 @@ def _nan_to(x: float, fallback: float) -> float:
 
 def _rounded(x: float) -> float | None:
     return round(float(x), 4) if np.isfinite(x) and x >= 0 else None
-
-
-def _code_version() -> str:
-    """``git:<commit>`` of the checkout (``+dirty`` when ``core/`` differs from it), else the package version."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = _git(root, "rev-parse", "HEAD")
-        dirty = _git(root, "status", "--porcelain", "--", "core")
-    except (OSError, subprocess.SubprocessError):
-        return f"vigil {_version('vigil')}"
-    return f"git:{sha}{'+dirty' if dirty else ''}"
-
-
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
-    ).stdout.strip()
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _environment() -> JSONObject:
-    env: JSONObject = {p: _version(p) for p in _PACKAGES}
-    env["python"] = platform.python_version()
-    env["platform"] = platform.platform()
-    env["torch_threads"] = torch.get_num_threads()
-    # Weights are byte-reproducible only on the same floating-point environment: the CPU kernels
-    # torch dispatched to (AVX2, AVX512, ...) and the processor, so the card names both.
-    env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    env["processor"] = _processor_name()
-    return env
-
-
-def _processor_name() -> str:
-    """The CPU model as the OS reports it (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _training_data(studies: Sequence[LabelledStudy], cohort_dir: Path) -> JSONObject:
@@ -610,8 +484,8 @@ def _card(  # noqa: PLR0913 - every card field has one source
         operating_threshold=round(threshold, 6),
         hyperparameters=hyper,
         training_data=_training_data(studies, cohort_dir),
-        code_version=_code_version(),
-        environment=_environment(),
+        code_version=code_version(),
+        environment=environment(_PACKAGES),
         metrics=metrics,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         parent_version=None,

@@ -14,7 +14,8 @@ from core.errors import BadInputError
 from core.models.card import ModelCard, read_card
 from core.models.evaluate import auc_or_nan, evaluate_by_site, read_labelled_studies, youden_threshold
 from core.models.loading import load_model, sha256_file
-from core.models.training import TARGET_LAYER, TrainingConfig, _augment, _nodule_cells, train_model
+from core.models.localization_term import nodule_cells
+from core.models.training import TARGET_LAYER, TrainingConfig, _augment, train_model
 from core.sampledata import generate_cohort
 from core.store.engine import head_revision
 
@@ -123,7 +124,7 @@ def test_nodule_cells_mark_the_cells_near_the_centre() -> None:
     # Prepare: a 32-px crop (8 x 8 cells of 4 px; cell i sits on pixel 4 i), nodule at (10, 20)
     where = torch.tensor([[10.0, 20.0], [-1.0, -1.0]])
     # Execute
-    cells = _nodule_cells(where, 32)
+    cells = nodule_cells(where, 32)
     # Assert: cells whose pixel is within 6 px of (10, 20); none for the crop without a nodule
     assert cells.shape == (2, 1, 8, 8)
     marked = {(int(i), int(j)) for i, j in torch.nonzero(cells[0, 0])}
