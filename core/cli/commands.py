@@ -353,7 +353,7 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
 
 def _train(args: argparse.Namespace) -> Outcome:
     from core.models.allocator import retain_freed_memory
-    from core.models.training import DEFAULT_VERSION, train_model  # heavy; only this command needs it
+    from core.models.training import DEFAULT_VERSION, TrainingConfig, train_model  # heavy; only this command
 
     for path in (args.cohort, args.eval_cohort):
         if path is not None and not path.exists():
@@ -366,10 +366,12 @@ def _train(args: argparse.Namespace) -> Outcome:
             out_dir=args.out,
             seed=args.seed,
             store_revision=head_revision(),
-            epochs=args.epochs,
-            crop_epochs=args.crop_epochs,
-            float64=args.float64,
-            localization_weight=args.localization_weight,
+            config=TrainingConfig(
+                epochs=args.epochs,
+                crop_epochs=args.crop_epochs,
+                float64=args.float64,
+                localization_weight=args.localization_weight,
+            ),
             version=args.version or DEFAULT_VERSION,
             progress=lambda _done, total: advance(1, total=total),  # one call per epoch of either stage
         )

@@ -23,22 +23,19 @@ from torch import nn
 
 __all__ = [
     "CELL_POS_WEIGHT",
-    "LAYER_STRIDE",
     "NODULE_RADIUS_PX",
     "LocalizationTerm",
     "localization_term",
     "nodule_cells",
 ]
 
-#: Total stride of the target layer (MONAI ResNet ``layer2`` with a stride-2 stem): cell i sits on input pixel 4 i.
-LAYER_STRIDE: Final = 4
 #: Radius, in input pixels, of the cells marked as nodule (the phantoms' nodules span 5 to 8 px).
 NODULE_RADIUS_PX: Final = 6.0
 #: Weight of a nodule cell against a background cell (about 1 cell in 80 is nodule).
 CELL_POS_WEIGHT: Final = 10.0
 
 
-def nodule_cells(where: torch.Tensor, size: int, *, stride: int = LAYER_STRIDE) -> torch.Tensor:
+def nodule_cells(where: torch.Tensor, size: int, *, stride: int) -> torch.Tensor:
     """Layer-grid targets: 1 on the cells within :data:`NODULE_RADIUS_PX` of each nodule centre.
 
     Parameters
@@ -48,7 +45,7 @@ def nodule_cells(where: torch.Tensor, size: int, *, stride: int = LAYER_STRIDE) 
     size : int
         Side of the (square) input, pixels.
     stride : int
-        Total stride of the layer.
+        Total stride of the layer (4 for the bundled network's ``layer2``).
 
     Returns
     -------
@@ -86,9 +83,10 @@ class LocalizationTerm:
         total = F.binary_cross_entropy_with_logits(logits, labels)
         if self.head is None:
             return total
-        target = nodule_cells(where.to(logits.dtype), size)
-        pos_weight = torch.tensor(CELL_POS_WEIGHT, dtype=logits.dtype)
         cells = self.head(self.tap[0])
+        # The layer's stride is read off its output: cell i of an s-strided layer sits on pixel s * i.
+        target = nodule_cells(where.to(logits.dtype), size, stride=size // int(cells.shape[-1]))
+        pos_weight = torch.tensor(CELL_POS_WEIGHT, dtype=logits.dtype)
         return total + self.weight * F.binary_cross_entropy_with_logits(cells, target, pos_weight=pos_weight)
 
 

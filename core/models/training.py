@@ -14,8 +14,8 @@ films with image-level labels. Optionally (``localization_weight``), in both sta
 term, used in training only, teaches a 1x1 convolution on the Grad-CAM layer where the annotated
 nodule is, so that the layer's features, and the explanations read from them, sit on the nodule
 rather than wherever one training run happened to put them. The network never sees a crop at
-inference; it is fully
-convolutional up to its global pooling, so the same weights score whole films. The epoch with
+inference; it is fully convolutional up to its global pooling, so the same weights score whole
+films. The epoch with
 the best validation AUC (on whole films) is kept, and the operating threshold is Youden's J on the
 benchmark ``val`` split. Without lesion annotations the first stage is skipped.
 
@@ -165,10 +165,6 @@ def train_model(  # noqa: PLR0913 - keyword-only; one argument per training inpu
     out_dir: Path,
     seed: int,
     store_revision: str,
-    epochs: int = 6,
-    crop_epochs: int = 80,
-    float64: bool = False,
-    localization_weight: float = 0.0,
     config: TrainingConfig | None = None,
     eval_cohort_dir: Path | None = None,
     version: str = DEFAULT_VERSION,
@@ -188,10 +184,8 @@ def train_model(  # noqa: PLR0913 - keyword-only; one argument per training inpu
     store_revision : str
         The store's Alembic head revision (``core.store.engine.head_revision()``), recorded in the
         card's ``data_schema`` as the schema the card's data attributes are described against.
-    epochs : int
-        Shorthand for ``config.epochs``, the whole-film epochs (ignored when ``config`` is given).
-    crop_epochs, float64, localization_weight
-        Shorthands for the same fields of ``config`` (ignored when ``config`` is given).
+    config : TrainingConfig, optional
+        The recipe; the bundled model's (``TrainingConfig()``) when omitted.
     eval_cohort_dir : Path, optional
         A second, independently generated labelled cohort evaluated in full.
     progress : callable, optional
@@ -207,9 +201,7 @@ def train_model(  # noqa: PLR0913 - keyword-only; one argument per training inpu
     BadInputError
         No benchmark training or validation study, or fewer than 1 epoch.
     """
-    cfg = config or TrainingConfig(
-        epochs=epochs, crop_epochs=crop_epochs, float64=float64, localization_weight=localization_weight
-    )
+    cfg = config or TrainingConfig()
     if cfg.epochs < 1 or cfg.crop_epochs < 0:
         raise BadInputError(f"need epochs >= 1 and crop_epochs >= 0, got {cfg.epochs} and {cfg.crop_epochs}")
     started = time.perf_counter()

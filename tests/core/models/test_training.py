@@ -124,7 +124,7 @@ def test_nodule_cells_mark_the_cells_near_the_centre() -> None:
     # Prepare: a 32-px crop (8 x 8 cells of 4 px; cell i sits on pixel 4 i), nodule at (10, 20)
     where = torch.tensor([[10.0, 20.0], [-1.0, -1.0]])
     # Execute
-    cells = nodule_cells(where, 32)
+    cells = nodule_cells(where, 32, stride=4)
     # Assert: cells whose pixel is within 6 px of (10, 20); none for the crop without a nodule
     assert cells.shape == (2, 1, 8, 8)
     marked = {(int(i), int(j)) for i, j in torch.nonzero(cells[0, 0])}
