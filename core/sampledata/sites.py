@@ -302,11 +302,14 @@ _NORTHFIELD = SiteSpec(
 # overnight update. (Range compression raised from 0.6 to 0.85 after the first measurements: at 0.6 the
 # update moved the demonstration model's scores by a fifth of their spread, too little for any score
 # monitor to see within a week at one study a day; at 0.85 it breaks the model's calibration, the
-# failure a processing update typically causes.)
+# failure a processing update typically causes. Raised again to 0.9 when the bundled model was
+# retrained in float64 with the localization term: that network is less disturbed by the update, and
+# at 0.85 its mean-score CUSUM alarmed 8 days after the update; at 0.9, 6 days, as before. Both
+# changes are fitted to a model figure and disclosed in the cohort README.)
 _RIVERSIDE_UPDATE = SoftwareUpdate(
     date=date(2025, 5, 12),
     software_versions="DigitalDiagnost 5.1.0 UNIQUE2",
-    processing=Processing("UNIQUE2 5.1", 1.4, 0.7, 6.0, 0.4, 0.85, 6.0),
+    processing=Processing("UNIQUE2 5.1", 1.4, 0.7, 6.0, 0.4, 0.9, 6.0),
     note="UNIQUE2 processing: stronger noise reduction and much stronger dynamic range compression",
 )
 _RIVERSIDE = SiteSpec(

@@ -13,7 +13,7 @@ import torch
 from core.errors import BadInputError
 from core.models.card import ModelCard, read_card
 from core.models.evaluate import auc_or_nan, evaluate_by_site, read_labelled_studies, youden_threshold
-from core.models.loading import load_model, sha256_file
+from core.models.loading import BUNDLED_DIR, load_model, sha256_file
 from core.models.localization_term import nodule_cells
 from core.models.training import TARGET_LAYER, TrainingConfig, _augment, train_model
 from core.sampledata import generate_cohort
@@ -152,17 +152,25 @@ def test_augmented_centres_follow_the_pixels() -> None:
         assert moved[2].tolist() == [-1.0, -1.0]
 
 
-def test_localization_term_trains_a_head_that_is_not_stored(cohort_dir: Path, tmp_path: Path) -> None:
-    # Prepare
-    config = replace(TINY, localization_weight=1.0)
+def test_localization_term_trains_a_head_that_is_not_stored(
+    trained: tuple[ModelCard, Path], cohort_dir: Path, tmp_path: Path
+) -> None:
+    # Prepare: the tiny run has the term (the default recipe); train once more without it
+    card, out = trained
+    state = torch.load(out / f"{card.version}.pt", weights_only=True)
     # Execute
-    card = train_model(cohort_dir=cohort_dir, out_dir=tmp_path, seed=5, store_revision=head_revision(), config=config)
-    state = torch.load(tmp_path / f"{card.version}.pt", weights_only=True)
-    plain = _train_tiny(cohort_dir, tmp_path / "plain")
+    plain = train_model(
+        cohort_dir=cohort_dir,
+        out_dir=tmp_path,
+        seed=5,
+        store_revision=head_revision(),
+        config=replace(TINY, localization_weight=0.0),
+    )
     # Assert: the card's network alone is stored, and the term changed what was learned (same
     # recipe and seed otherwise)
     assert card.hyperparameters["localization_weight"] == 1.0
-    assert set(state) == set(load_model(card, tmp_path).network.state_dict())
+    assert plain.hyperparameters["localization_weight"] == 0.0
+    assert set(state) == set(load_model(card, out).network.state_dict())
     assert card.weights["sha256"] != plain.weights["sha256"]
 
 
@@ -201,9 +209,32 @@ def test_metric_helpers_handle_degenerate_sites() -> None:
 
 
 def test_cli_defaults_are_the_bundled_recipe() -> None:
-    # The CLI keeps its own copies of the defaults (building the parser must not import torch).
-    from core.cli import commands
+    # The CLI keeps its own copies of the defaults (building the parser must not import torch); all
+    # three (parser, TrainingConfig, the bundled card) must name one recipe.
+    from core.cli import build_parser
 
+    args = build_parser().parse_args(["train", "--cohort", "c", "--out", "o"])
+    from_cli = TrainingConfig(
+        epochs=args.epochs,
+        crop_epochs=args.crop_epochs,
+        float64=args.precision == "float64",
+        localization_weight=args.localization_weight,
+    )
     recipe = TrainingConfig()
-    assert (commands._DEFAULT_EPOCHS, commands._DEFAULT_CROP_EPOCHS) == (recipe.epochs, recipe.crop_epochs)
-    assert (recipe.float64, recipe.localization_weight) == (False, 0.0)
+    assert from_cli == recipe
+    bundled = read_card(BUNDLED_DIR / "card.json").hyperparameters
+    assert {key: bundled.get(key) for key in recipe.to_json()} == recipe.to_json()
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_bad_localization_weight_is_rejected_before_any_work(weight: float, tmp_path: Path) -> None:
+    # Execute / Assert: the message names the value; no image is read (the cohort does not exist)
+    with pytest.raises(BadInputError, match=f"localization weight.*{weight}"):
+        train_model(
+            cohort_dir=tmp_path / "missing",
+            out_dir=tmp_path / "out",
+            seed=0,
+            store_revision=head_revision(),
+            config=replace(TINY, localization_weight=weight),
+        )
+    assert not (tmp_path / "out").exists()
