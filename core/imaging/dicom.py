@@ -7,6 +7,7 @@ ever receives a silently mangled study. Every pydicom failure is translated into
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,13 +82,16 @@ def read_header(path: Path) -> DicomMeta:
         return meta_from_dataset(ds)
 
 
-def read_dicom(path: Path) -> DicomImage:
+def read_dicom(path: Path, *, sha256: str | None = None) -> DicomImage:
     """Read and decode one single-frame greyscale DICOM image.
 
     Parameters
     ----------
     path : Path
         A DICOM Part 10 file.
+    sha256 : str, optional
+        The SHA-256 the file's bytes must have (a cohort manifest's record of them), checked on
+        the bytes that are then decoded.
 
     Returns
     -------
@@ -99,10 +103,13 @@ def read_dicom(path: Path) -> DicomImage:
     Raises
     ------
     DicomRejectedError
-        Not DICOM, truncated, damaged, no pixel data, undecodable, multi-frame or colour.
+        Not DICOM, truncated, damaged, no pixel data, undecodable, multi-frame or colour, or
+        bytes whose SHA-256 is not ``sha256``.
     """
     with _rejecting(path):
         data = path.read_bytes()
+        if sha256 is not None and (actual := hashlib.sha256(data).hexdigest()) != sha256.lower():
+            raise DicomRejectedError(path, f"its SHA-256 is {actual}, not the {sha256} its manifest records.")
         return image_from_dataset(dataset_from_bytes(data, path), path)
 
 

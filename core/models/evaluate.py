@@ -44,7 +44,7 @@ __all__ = [
     "youden_threshold",
 ]
 
-REQUIRED_COLUMNS: Final = ("path", "site", "label", "split", "is_benchmark")
+REQUIRED_COLUMNS: Final = ("path", "file_sha256", "site", "label", "split", "is_benchmark")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,8 @@ class LabelledStudy:
     ----------
     path : Path
         Absolute path of the DICOM file.
+    sha256 : str
+        SHA-256 of the file's bytes as the manifest records it; checked whenever the file is read.
     split : str
         ``train``/``val``/``test`` at the benchmark site, ``deployment`` elsewhere.
     lesion_centre : tuple of float or None
@@ -64,6 +66,7 @@ class LabelledStudy:
     """
 
     path: Path
+    sha256: str
     site: str
     label: int
     split: str
@@ -129,6 +132,7 @@ def read_labelled_studies(cohort_dir: Path) -> tuple[LabelledStudy, ...]:
         studies.append(
             LabelledStudy(
                 cohort_dir / rec["path"],
+                rec["file_sha256"],
                 rec["site"],
                 int(rec["label"]),
                 rec["split"],
@@ -150,15 +154,21 @@ def _lesion_centre(rec: dict[str, str]) -> tuple[float, float] | None:
 def load_inputs(
     studies: Sequence[LabelledStudy], params: PreprocessParams, *, progress: Callable[[int, int], None] | None = None
 ) -> torch.Tensor:
-    """Read and preprocess ``studies``.
+    """Read and preprocess ``studies``, each checked against its manifest SHA-256.
 
     Returns
     -------
     Tensor of shape (n, 1, size, size), float32
+
+    Raises
+    ------
+    DicomRejectedError
+        A file is unreadable, or its bytes are not those the manifest records (an image
+        regenerated or edited after the manifest was written).
     """
     arrays = []
     for i, study in enumerate(studies, start=1):
-        arrays.append(preprocess(read_dicom(study.path).pixels, params))
+        arrays.append(preprocess(read_dicom(study.path, sha256=study.sha256).pixels, params))
         if progress is not None:
             progress(i, len(studies))
     if not arrays:

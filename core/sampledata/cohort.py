@@ -14,6 +14,7 @@ change when other sites or other study counts are generated, and the same seed g
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Callable, Mapping
@@ -192,7 +193,8 @@ def _make_study(out_dir: Path, site: SiteSpec, index: int, n: int, seed: int) ->
     header = _header(site, index, seed, day, patient, exposure, stored, rng)
     rel = f"dicom/{site.name}/{site.name}-{index:05d}.dcm"
     write_xray(out_dir / rel, header, stored.pixels)
-    row = _row(site, header, rel, split, positive, patient, exposure, phantom, day)
+    file_sha256 = hashlib.sha256((out_dir / rel).read_bytes()).hexdigest()
+    row = _row(site, header, rel, file_sha256, split, positive, patient, exposure, phantom, day)
     return _Study(row=row, mask=phantom.lesion_mask if positive else None)
 
 
@@ -254,6 +256,7 @@ def _row(  # noqa: PLR0913 - one argument per source of manifest values
     site: SiteSpec,
     h: XrayHeader,
     rel: str,
+    file_sha256: str,
     split: str,
     positive: bool,
     patient: Patient,
@@ -268,6 +271,7 @@ def _row(  # noqa: PLR0913 - one argument per source of manifest values
         series_uid=h.series_uid,
         sop_instance_uid=h.sop_uid,
         path=rel,
+        file_sha256=file_sha256,
         site=site.name,
         is_benchmark=site.is_benchmark,
         split=split,
@@ -412,7 +416,8 @@ Files:
 
 - `dicom/<site>/*.dcm`: DX (For Presentation) or CR images, each site in its device's lossless
   transfer syntax: {syntaxes}.
-- `manifest.csv`: one row per study: UIDs, file path, site, split (benchmark train/val/test or
+- `manifest.csv`: one row per study: UIDs, file path and the file's SHA-256 (readers refuse a
+  file that no longer matches), site, split (benchmark train/val/test or
   deployment), date, label (1 = nodule), view, patient age/sex, acquisition (kVp, mAs, dose, grid),
   software version and processing in force, nodule size/density/centre, lesion pixel count.
 - `masks.npz`: boolean lesion masks (rows x columns of the stored image) of the positive studies,

@@ -5,7 +5,9 @@ checks): its columns are the fields of :class:`ManifestRow`, in order, with bool
 dates as ISO ``YYYY-MM-DD`` and absent values (the nodule of a negative study) as empty cells.
 ``masks.npz`` holds one boolean array of shape (rows, columns) per positive study, keyed by
 SOP Instance UID; a negative study has no key (its mask is empty). Both files are written
-byte-for-byte reproducibly (fixed zip timestamps), so a manifest's SHA-256 names a cohort.
+byte-for-byte reproducibly (fixed zip timestamps), and each row holds the SHA-256 of its DICOM
+file, so a manifest's SHA-256 names a cohort, images included: regenerating one image with other
+processing changes the manifest too, and readers refuse a file whose bytes no longer match.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class ManifestRow:
     ----------
     path : str
         The DICOM file, relative to the cohort folder (POSIX separators).
+    file_sha256 : str
+        SHA-256 of the DICOM file's bytes (lower-case hex).
     split : str
         ``"train"``, ``"val"`` or ``"test"`` at the benchmark site; ``"deployment"`` elsewhere.
     label : int
@@ -58,6 +62,7 @@ class ManifestRow:
     series_uid: str
     sop_instance_uid: str
     path: str
+    file_sha256: str
     site: str
     is_benchmark: bool
     split: str

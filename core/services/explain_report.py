@@ -150,7 +150,7 @@ def load_cohort(cohort_dir: Path, model: LoadedModel, *, options: ReportOptions)
     rows, masks = read_manifest(manifest), read_masks(masks_path)
     inputs, kept, uids, skipped = [], [], [], 0
     for row in _cases(rows, masks, options):
-        image = read_dicom(cohort_dir / row.path)
+        image = read_dicom(cohort_dir / row.path, sha256=row.file_sha256)
         if check_intended_use(image.meta, model.card.intended_use) is not None:
             skipped += 1
             continue
@@ -158,7 +158,9 @@ def load_cohort(cohort_dir: Path, model: LoadedModel, *, options: ReportOptions)
         kept.append(masks[row.sop_instance_uid])
         uids.append(row.sop_instance_uid)
     base_rows = _baseline_rows(rows, options.n_baselines)
-    baselines = [preprocess(read_dicom(cohort_dir / r.path).pixels, model.preprocessing) for r in base_rows]
+    baselines = [
+        preprocess(read_dicom(cohort_dir / r.path, sha256=r.file_sha256).pixels, model.preprocessing) for r in base_rows
+    ]
     size = model.preprocessing.size
     return ReportCohort(
         inputs=torch.from_numpy(np.stack(inputs)) if inputs else torch.zeros(0, 1, size, size),

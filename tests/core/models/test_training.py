@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -10,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import BadInputError
+from core.errors import BadInputError, DicomRejectedError
 from core.models.card import ModelCard, read_card
-from core.models.evaluate import auc_or_nan, evaluate_by_site, read_labelled_studies, youden_threshold
+from core.models.evaluate import auc_or_nan, evaluate_by_site, load_inputs, read_labelled_studies, youden_threshold
 from core.models.loading import BUNDLED_DIR, load_model, sha256_file
 from core.models.localization_term import nodule_cells
+from core.models.preprocess import PreprocessParams
 from core.models.training import TARGET_LAYER, TrainingConfig, _augment, train_model
 from core.sampledata import generate_cohort
 from core.store.engine import head_revision
@@ -183,6 +186,35 @@ def test_cohort_without_validation_studies_is_rejected(cohort_dir: Path, tmp_pat
     # Execute / Assert
     with pytest.raises(BadInputError, match="'val'"):
         train_model(cohort_dir=cohort, out_dir=tmp_path / "out", seed=0, store_revision=head_revision(), config=TINY)
+
+
+def test_an_image_changed_after_its_manifest_is_refused(cohort_dir: Path, tmp_path: Path) -> None:
+    # Prepare: a copy of the cohort whose first benchmark image is rewritten with one byte changed
+    cohort = tmp_path / "cohort"
+    shutil.copytree(cohort_dir, cohort)
+    study = next(s for s in read_labelled_studies(cohort) if s.is_benchmark)
+    data = bytearray(study.path.read_bytes())
+    data[-1] ^= 0xFF
+    study.path.write_bytes(bytes(data))
+    # Execute / Assert
+    with pytest.raises(DicomRejectedError, match=f"{study.path.name}.*not the {study.sha256}"):
+        load_inputs([study], PreprocessParams())
+
+
+def test_a_manifest_without_file_hashes_is_refused(cohort_dir: Path, tmp_path: Path) -> None:
+    # Prepare
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    with (cohort_dir / "manifest.csv").open(encoding="utf-8", newline="") as fh:
+        records = list(csv.DictReader(fh))
+    columns = [c for c in records[0] if c != "file_sha256"]
+    with (cohort / "manifest.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    # Execute / Assert
+    with pytest.raises(BadInputError, match="lacks columns: file_sha256"):
+        read_labelled_studies(cohort)
 
 
 def test_labelled_studies_carry_lesion_centres(cohort_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from datetime import date
@@ -12,7 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from core.errors import BadInputError
+from core.errors import BadInputError, DicomRejectedError
 from core.imaging.dicom import read_dicom
 from core.models.preprocess import PreprocessParams, preprocess
 from core.sampledata import (
@@ -74,6 +75,19 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
         theirs = (b / rel).read_bytes().replace(b"Path('b')", b"Path('a')")
         assert (a / rel).read_bytes() == theirs, rel
     assert (a / MANIFEST_NAME).read_bytes() != (tmp_path / "c" / MANIFEST_NAME).read_bytes()
+
+
+def test_manifest_records_each_files_sha256_and_reads_check_it(cohort: CohortSummary, rows: list[ManifestRow]) -> None:
+    # Assert: the manifest names the bytes, so its own SHA-256 names the images too
+    for row in rows:
+        assert row.file_sha256 == hashlib.sha256((cohort.out_dir / row.path).read_bytes()).hexdigest()
+        read_dicom(cohort.out_dir / row.path, sha256=row.file_sha256)  # the recorded hash passes
+    # Execute / Assert: a file that is not the one recorded is refused, naming file and hashes
+    other = rows[1].file_sha256
+    with pytest.raises(
+        DicomRejectedError, match=f"{re.escape(rows[0].path)}.*SHA-256 is {rows[0].file_sha256}, not the {other}"
+    ):
+        read_dicom(cohort.out_dir / rows[0].path, sha256=other)
 
 
 def test_files_are_valid_dicom_read_through_the_ingest_reader(cohort: CohortSummary, rows: list[ManifestRow]) -> None:
@@ -185,7 +199,7 @@ def test_manifest_round_trips(cohort: CohortSummary, rows: list[ManifestRow]) ->
     with cohort.manifest_path.open(encoding="utf-8", newline="") as fh:
         header = next(csv.reader(fh))
     # Assert
-    assert header[:5] == ["study_uid", "series_uid", "sop_instance_uid", "path", "site"]
+    assert header[:6] == ["study_uid", "series_uid", "sop_instance_uid", "path", "file_sha256", "site"]
     assert all(isinstance(r.label, int) and isinstance(r.is_benchmark, bool) for r in rows)
 
 

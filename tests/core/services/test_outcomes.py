@@ -122,7 +122,7 @@ def _manifest_for(sf: SessionFactory, path: Path, extra_uid: str) -> list[str]:
     with sf() as session:
         uids = sorted(outcomes.study_ids_by_uid(session))
     template = ManifestRow(
-        *[""] * 4,
+        *[""] * 5,
         "benchmark",
         True,
         "test",
