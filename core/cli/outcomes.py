@@ -41,7 +41,8 @@ def _load_ground_truth(args: argparse.Namespace) -> Outcome:
     result = outcomes.load_ground_truth(_store(), args.manifest, actor=f"cli:{getpass.getuser()}", now=utc_now)
     text = (
         f"{result.loaded} ground-truth labels loaded from {result.manifest} ({result.already_loaded} already "
-        f"present, {result.not_in_store} studies not in the store)"
+        f"present, {result.not_in_store} studies not in the store, {result.different_image} whose stored image is "
+        "not the manifest's file)"
     )
     return Outcome(result.to_dict(), text)
 

@@ -88,6 +88,7 @@ class GroundTruthLoad:
     loaded: int
     already_loaded: int
     not_in_store: int
+    different_image: int
 
     def to_dict(self) -> JSONObject:
         """The ``--json`` object."""
@@ -99,6 +100,7 @@ class GroundTruthLoad:
             "loaded": self.loaded,
             "already_loaded": self.already_loaded,
             "not_in_store": self.not_in_store,
+            "different_image": self.different_image,
         }
 
 
@@ -157,8 +159,10 @@ def load_ground_truth(
 
     Each label's reference is ``manifest:<sha256>`` and its detail the manifest's split, so a
     report can say the label is synthetic truth and the validation can leave out the studies a
-    model was trained on. Studies not in the store are counted and skipped. One transaction; the
-    audit entry is written only when labels were added.
+    model was trained on. A label attaches only to the image it was made for: studies not in the
+    store, and studies whose stored instance is not the manifest's file (another SOP Instance UID
+    or other bytes than ``file_sha256``), are counted and skipped. One transaction; the audit entry
+    is written only when labels were added.
 
     Raises
     ------
@@ -174,16 +178,27 @@ def load_ground_truth(
     ref = f"manifest:{sha}"
     with session_factory.begin() as session:
         ids = outcomes.study_ids_by_uid(session, [r.study_uid for r in rows])
+        images = outcomes.stored_images(session, [r.sop_instance_uid for r in rows])
         present = outcomes.studies_with_outcome(session, source=OutcomeSource.GROUND_TRUTH, source_ref=ref)
+        in_store = [r for r in rows if r.study_uid in ids]
+        same_image = [r for r in in_store if (r.sop_instance_uid, r.file_sha256) in images]
         new = [
             OutcomeIn(
                 ids[r.study_uid], OutcomeSource.GROUND_TRUTH, bool(r.label), ref, actor, detail=f"split={r.split}"
             )
-            for r in rows
-            if r.study_uid in ids and ids[r.study_uid] not in present
+            for r in same_image
+            if ids[r.study_uid] not in present
         ]
         outcomes.add_outcomes(session, new, now=now())
-        result = GroundTruthLoad(manifest_path.name, sha, len(rows), len(new), len(present), len(rows) - len(ids))
+        result = GroundTruthLoad(
+            manifest_path.name,
+            sha,
+            in_manifest=len(rows),
+            loaded=len(new),
+            already_loaded=len(present),
+            not_in_store=len(rows) - len(in_store),
+            different_image=len(in_store) - len(same_image),
+        )
         if new:
             audit_log.append(
                 session,

@@ -29,6 +29,7 @@ __all__ = [
     "count_outcomes",
     "list_outcomes",
     "scored_studies",
+    "stored_images",
     "study_ids_by_uid",
     "studies_with_outcome",
     "study_sites",
@@ -208,6 +209,17 @@ def study_ids_by_uid(session: Session, study_uids: Iterable[str] | None = None) 
     if study_uids is not None:
         query = query.where(StudyRow.study_uid.in_(list(study_uids)))
     return dict(session.execute(query).all())
+
+
+def stored_images(session: Session, sop_uids: Iterable[str]) -> set[tuple[str, str]]:
+    """``(SOPInstanceUID, SHA-256)`` of every stored instance whose UID is in ``sop_uids``.
+
+    The same UID with other bytes is another instance, so a UID may appear with several hashes.
+    """
+    query = select(InstanceRow.sop_instance_uid, InstanceRow.sha256).where(
+        InstanceRow.sop_instance_uid.in_(list(sop_uids))
+    )
+    return {(uid, sha) for uid, sha in session.execute(query).all()}
 
 
 def version_token(session: Session) -> str:

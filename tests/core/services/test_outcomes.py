@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from core.audit.events import AuditAction
 from core.errors import PathNotFoundError
@@ -17,6 +18,7 @@ from core.store import audit_log, outcomes, users
 from core.store.engine import SessionFactory, make_engine, make_session_factory, migrate
 from core.store.feedback import FeedbackIn, FeedbackRecord, add_feedback
 from core.store.outcomes import OutcomeRecord, OutcomeSource
+from core.store.tables import InstanceRow, StudyRow
 from tests.core.services.test_validation import SiteDesign, clock, seed_pilot_cohort
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -118,9 +120,19 @@ def store(tmp_path: Path) -> SessionFactory:
     return sf
 
 
-def _manifest_for(sf: SessionFactory, path: Path, extra_uid: str) -> list[str]:
+def _stored_images(sf: SessionFactory) -> dict[str, tuple[str, str]]:
+    """Study UID -> (SOP Instance UID, SHA-256) of its stored instance."""
+    query = select(StudyRow.study_uid, InstanceRow.sop_instance_uid, InstanceRow.sha256).join(
+        InstanceRow, InstanceRow.study_id == StudyRow.id
+    )
     with sf() as session:
-        uids = sorted(outcomes.study_ids_by_uid(session))
+        return {study: (sop, sha) for study, sop, sha in session.execute(query).all()}
+
+
+def _manifest_for(sf: SessionFactory, path: Path, extra_uid: str, *, edited: str | None = None) -> list[str]:
+    """Label every stored study (and ``extra_uid``); ``edited`` names a study whose file hash is wrong."""
+    images = _stored_images(sf)
+    uids = sorted(images)
     template = ManifestRow(
         *[""] * 5,
         "benchmark",
@@ -155,7 +167,18 @@ def _manifest_for(sf: SessionFactory, path: Path, extra_uid: str) -> list[str]:
         0,
         0,
     )  # type: ignore[arg-type]
-    rows = [replace(template, study_uid=u, label=i % 2) for i, u in enumerate([*uids, extra_uid])]
+    rows = []
+    for i, uid in enumerate([*uids, extra_uid]):
+        sop, sha = images.get(uid, ("9.9.9.1", "0" * 64))
+        rows.append(
+            replace(
+                template,
+                study_uid=uid,
+                sop_instance_uid=sop,
+                file_sha256=sha if uid != edited else "f" * 64,
+                label=i % 2,
+            )
+        )
     write_manifest(rows, path)
     return uids
 
@@ -176,6 +199,30 @@ def test_ground_truth_loads_once_marked_as_such(store: SessionFactory, tmp_path:
         entries = [e for e in audit_log.iter_entries(session) if e.action is AuditAction.GROUND_TRUTH_LOADED]
     assert sum(r.source_ref == f"manifest:{first.manifest_sha256}" for r in stored) == len(uids)
     assert len(entries) == 1 and entries[0].payload["source"] == "ground_truth"
+
+
+def test_ground_truth_skips_a_study_whose_stored_image_is_not_the_manifests(
+    store: SessionFactory, tmp_path: Path
+) -> None:
+    # Prepare: the manifest records other bytes for one stored study's file
+    edited = sorted(_stored_images(store))[0]
+    uids = _manifest_for(store, tmp_path / "manifest.csv", "9.9.9", edited=edited)
+
+    # Execute
+    result = outcome_service.load_ground_truth(store, tmp_path / "manifest.csv", actor="init", now=clock)
+
+    # Assert: counted, not labelled; every other stored study labelled
+    assert (result.loaded, result.different_image, result.not_in_store) == (len(uids) - 1, 1, 1)
+    assert result.to_dict()["different_image"] == 1
+    with store() as session:
+        ref = f"manifest:{result.manifest_sha256}"
+        labelled = {
+            r.study_id
+            for r in outcomes.list_outcomes(session, source=OutcomeSource.GROUND_TRUTH)
+            if r.source_ref == ref
+        }
+        edited_id = outcomes.study_ids_by_uid(session, [edited])[edited]
+    assert edited_id not in labelled and len(labelled) == len(uids) - 1
 
 
 def test_missing_manifest_is_named(store: SessionFactory, tmp_path: Path) -> None:
