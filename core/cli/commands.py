@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from core.services import models as model_service
 from core.services import sites as site_service
 from core.services.store import open_store, utc_now
 from core.store.engine import SessionFactory, head_revision
+
+if TYPE_CHECKING:  # torch is imported by the train command only
+    from core.models.training import TrainingConfig
 
 __all__ = ["register"]
 
@@ -356,9 +359,21 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
     p.set_defaults(handler=_bench)
 
 
+def training_config(args: argparse.Namespace) -> TrainingConfig:
+    """The recipe that ``vigil train``'s parsed flags ask for (imports torch)."""
+    from core.models.training import TrainingConfig
+
+    return TrainingConfig(
+        epochs=args.epochs,
+        crop_epochs=args.crop_epochs,
+        float64=args.precision == "float64",
+        localization_weight=args.localization_weight,
+    )
+
+
 def _train(args: argparse.Namespace) -> Outcome:
     from core.models.allocator import retain_freed_memory
-    from core.models.training import DEFAULT_VERSION, TrainingConfig, train_model  # heavy; only this command
+    from core.models.training import DEFAULT_VERSION, train_model  # heavy; only this command needs it
 
     for path in (args.cohort, args.eval_cohort):
         if path is not None and not path.exists():
@@ -371,12 +386,7 @@ def _train(args: argparse.Namespace) -> Outcome:
             out_dir=args.out,
             seed=args.seed,
             store_revision=head_revision(),
-            config=TrainingConfig(
-                epochs=args.epochs,
-                crop_epochs=args.crop_epochs,
-                float64=args.precision == "float64",
-                localization_weight=args.localization_weight,
-            ),
+            config=training_config(args),
             version=args.version or DEFAULT_VERSION,
             progress=lambda _done, total: advance(1, total=total),  # one call per epoch of either stage
         )

@@ -15,9 +15,9 @@ in training only, teaches a 1x1 convolution on the Grad-CAM layer where the anno
 nodule is, so that the layer's features, and the explanations read from them, sit on the nodule
 rather than wherever one training run happened to put them. The network never sees a crop at
 inference; it is fully convolutional up to its global pooling, so the same weights score whole
-films. The epoch with
-the best validation AUC (on whole films) is kept, and the operating threshold is Youden's J on the
-benchmark ``val`` split. Without lesion annotations the first stage is skipped.
+films. The epoch with the best validation AUC (on whole films) is kept, and the operating
+threshold is Youden's J on the benchmark ``val`` split. Without lesion annotations the first
+stage is skipped.
 
 Held-out metrics are computed, never written: the benchmark ``test`` split and every deployment
 site of the training cohort, and, when ``eval_cohort_dir`` is given, every study of a separately

@@ -14,7 +14,6 @@ change when other sites or other study counts are generated, and the same seed g
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from collections.abc import Callable, Mapping
@@ -192,8 +191,7 @@ def _make_study(out_dir: Path, site: SiteSpec, index: int, n: int, seed: int) ->
     stored = quantize(image01, det)
     header = _header(site, index, seed, day, patient, exposure, stored, rng)
     rel = f"dicom/{site.name}/{site.name}-{index:05d}.dcm"
-    write_xray(out_dir / rel, header, stored.pixels)
-    file_sha256 = hashlib.sha256((out_dir / rel).read_bytes()).hexdigest()
+    file_sha256 = write_xray(out_dir / rel, header, stored.pixels)
     row = _row(site, header, rel, file_sha256, split, positive, patient, exposure, phantom, day)
     return _Study(row=row, mask=phantom.lesion_mask if positive else None)
 

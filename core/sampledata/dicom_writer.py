@@ -12,6 +12,8 @@ time-dependent is written: the same header and pixels give the same bytes.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -179,8 +181,8 @@ def _image(ds: Dataset, h: XrayHeader, pixels: IntArray) -> None:
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
 
 
-def write_xray(path: Path, header: XrayHeader, pixels: IntArray) -> None:
-    """Write one single-frame radiograph.
+def write_xray(path: Path, header: XrayHeader, pixels: IntArray) -> str:
+    """Write one single-frame radiograph and return the SHA-256 of the bytes written.
 
     Parameters
     ----------
@@ -189,6 +191,12 @@ def write_xray(path: Path, header: XrayHeader, pixels: IntArray) -> None:
     header : XrayHeader
     pixels : ndarray of shape (rows, columns), uint16
         Stored values below ``2 ** header.bits_stored``.
+
+    Returns
+    -------
+    str
+        Lower-case hex SHA-256 of the file (the manifest's ``file_sha256``), computed on the
+        encoded bytes before they are written, so the file is not read back.
     """
     if int(pixels.max(initial=0)) >= 2**header.bits_stored:
         raise ValueError(f"pixel value {int(pixels.max())} does not fit BitsStored={header.bits_stored}")
@@ -201,5 +209,9 @@ def write_xray(path: Path, header: XrayHeader, pixels: IntArray) -> None:
         # Encapsulates the pixel data and sets the transfer syntax; the instance keeps its UID (pydicom
         # would otherwise mint a random one, breaking determinism and the manifest).
         ds.compress(header.transfer_syntax, np.ascontiguousarray(pixels, dtype=np.uint16), generate_instance_uid=False)
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    data = buffer.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
-    dcmwrite(path, ds, enforce_file_format=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()

@@ -244,14 +244,9 @@ def test_cli_defaults_are_the_bundled_recipe() -> None:
     # The CLI keeps its own copies of the defaults (building the parser must not import torch); all
     # three (parser, TrainingConfig, the bundled card) must name one recipe.
     from core.cli import build_parser
+    from core.cli.commands import training_config
 
-    args = build_parser().parse_args(["train", "--cohort", "c", "--out", "o"])
-    from_cli = TrainingConfig(
-        epochs=args.epochs,
-        crop_epochs=args.crop_epochs,
-        float64=args.precision == "float64",
-        localization_weight=args.localization_weight,
-    )
+    from_cli = training_config(build_parser().parse_args(["train", "--cohort", "c", "--out", "o"]))
     recipe = TrainingConfig()
     assert from_cli == recipe
     bundled = read_card(BUNDLED_DIR / "card.json").hyperparameters
