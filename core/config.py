@@ -37,6 +37,9 @@ class Settings:
         Intra-op threads for torch on the CPU; pinned once at start-up.
     batch_size : int
         Studies per forward pass in ``vigil predict``.
+    max_file_mb : int
+        The largest file ``vigil ingest`` reads, in MiB (default 512: far above any radiograph);
+        a larger file is rejected unread.
     """
 
     home: Path
@@ -44,6 +47,12 @@ class Settings:
     sample_data_dir: Path = SAMPLE_DATA_DIR
     num_threads: int = 2
     batch_size: int = 16
+    max_file_mb: int = 512
+
+    @property
+    def max_file_bytes(self) -> int:
+        """:attr:`max_file_mb` in bytes."""
+        return self.max_file_mb * 1024 * 1024
 
     @property
     def artifacts_dir(self) -> Path:
@@ -51,7 +60,9 @@ class Settings:
         return self.home / "artifacts"
 
 
-_TUNABLE = frozenset({"sample_data_dir", "num_threads", "batch_size"})
+_TUNABLE = frozenset({"sample_data_dir", "num_threads", "batch_size", "max_file_mb"})
+#: The largest ``max_file_mb`` accepted (64 GiB): a bigger bound is a typo, not a radiograph.
+MAX_FILE_MB_LIMIT = 64 * 1024
 
 
 def _default_url(home: Path) -> str:
@@ -92,6 +103,8 @@ def load_settings(environ: Mapping[str, str], *, cwd: Path | None = None) -> Set
         settings = replace(settings, num_threads=_positive_int("num_threads", values["num_threads"]))
     if "batch_size" in values:
         settings = replace(settings, batch_size=_positive_int("batch_size", values["batch_size"]))
+    if "max_file_mb" in values:
+        settings = replace(settings, max_file_mb=_positive_int("max_file_mb", values["max_file_mb"], MAX_FILE_MB_LIMIT))
     return settings
 
 
@@ -106,7 +119,9 @@ def _read_toml(path: Path) -> dict[str, object]:
     return dict(section)
 
 
-def _positive_int(key: str, value: object) -> int:
+def _positive_int(key: str, value: object, limit: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    if limit is not None and value > limit:
+        raise ConfigError(f"{key} must be at most {limit}, got {value!r}")
     return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -23,6 +23,7 @@ from core.imaging.dicom import (
     no_pixel_data_reason,
     rejection_from_exception,
 )
+from core.imaging.files import DEFAULT_MAX_FILE_BYTES, read_regular_file
 from core.imaging.image import DicomImage, DicomMeta
 from core.imaging.values import AttributeReader
 
@@ -62,6 +63,9 @@ class AcceptedInstance:
         Where it was read from.
     sha256 : str
         Hex SHA-256 of the file's bytes, for duplicate detection and the audit trail.
+    data : bytes
+        The bytes that were checked and hashed: what the store keeps, even if the source file
+        changes after the gate read it.
     meta : DicomMeta
         Its header.
     image : DicomImage
@@ -70,17 +74,20 @@ class AcceptedInstance:
 
     path: Path
     sha256: str
+    data: bytes = field(repr=False)
     meta: DicomMeta
     image: DicomImage
 
 
-def check_file(path: Path) -> AcceptedInstance:
+def check_file(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> AcceptedInstance:
     """Read, validate and decode one file for ingest.
 
     Parameters
     ----------
     path : Path
-        Any file; it need not be DICOM.
+        Any path; it need not be DICOM, nor even a regular file (anything else is refused unread).
+    max_bytes : int
+        The largest file read, in bytes (see :mod:`core.imaging.files`).
 
     Returns
     -------
@@ -90,15 +97,11 @@ def check_file(path: Path) -> AcceptedInstance:
     Raises
     ------
     DicomRejectedError
-        Not DICOM; truncated or a bad element length; a non-image SOP class; a missing or
-        invalid required attribute; multi-frame or colour; pixels that cannot be decoded; or
-        any other failure, named by its exception class and message.
+        Not a regular file or over ``max_bytes``; not DICOM; truncated or a bad element length;
+        a non-image SOP class; a missing or invalid required attribute; multi-frame or colour;
+        pixels that cannot be decoded; or any other failure, named by its exception class and message.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        reason = f"the file cannot be read ({type(exc).__name__}: {exc.strerror or exc})."
-        raise DicomRejectedError(path, reason) from exc
+    data = read_regular_file(path, max_bytes=max_bytes)
     try:
         ds = dataset_from_bytes(data, path)
         _check_required(ds, path)
@@ -107,7 +110,7 @@ def check_file(path: Path) -> AcceptedInstance:
         raise
     except Exception as exc:  # last line of defence: the gate never crashes
         raise rejection_from_exception(path, exc, while_doing="checking the file") from exc
-    return AcceptedInstance(path=path, sha256=hashlib.sha256(data).hexdigest(), meta=image.meta, image=image)
+    return AcceptedInstance(path=path, sha256=hashlib.sha256(data).hexdigest(), data=data, meta=image.meta, image=image)
 
 
 def _check_required(ds: Dataset, path: Path) -> None:

@@ -13,11 +13,14 @@ __all__ = ["iter_dicom_paths"]
 def iter_dicom_paths(paths: Sequence[Path]) -> list[Path]:
     """Every file to offer the ingest gate, in a stable order.
 
-    Files named directly come first, in the order given; each folder contributes every file
-    beneath it, recursively and sorted. Nothing is filtered by name or extension (not even
-    hidden files such as ``.DS_Store``): a file that is not DICOM is reported as rejected, which
-    is what a user who pointed Vigil at a folder expects to see. Only directories are skipped.
-    A file reached twice is listed once.
+    Files named directly come first, in the order given; each folder contributes every entry
+    beneath it that is not a folder, recursively and sorted. Nothing is filtered by name, extension
+    or kind (not even hidden files such as ``.DS_Store``, dangling symbolic links, FIFOs or
+    devices): the gate refuses what is not a regular DICOM file with a reason, which is what a
+    user who pointed Vigil at a folder expects to see. Folders, and links to folders (never
+    followed, so a link cycle cannot make the scan run forever), are skipped. Paths are made
+    absolute, so reports and the audit trail name a file unambiguously whatever the working
+    directory; an entry reached twice is listed once.
 
     Parameters
     ----------
@@ -27,6 +30,7 @@ def iter_dicom_paths(paths: Sequence[Path]) -> list[Path]:
     Returns
     -------
     list of Path
+        Absolute (not resolved: a symbolic link keeps its own name).
 
     Raises
     ------
@@ -37,11 +41,12 @@ def iter_dicom_paths(paths: Sequence[Path]) -> list[Path]:
         if not path.exists():
             raise PathNotFoundError(path)
     found: list[Path] = []
-    for path in paths:
-        found.extend(_files_under(path) if path.is_dir() else [path])
+    for path in (p.absolute() for p in paths):
+        found.extend(_entries_under(path) if path.is_dir() else [path])
     return list(dict.fromkeys(found))
 
 
-def _files_under(folder: Path) -> list[Path]:
-    # rglob follows no directory symlinks, so a link cycle cannot make the scan run forever.
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+def _entries_under(folder: Path) -> list[Path]:
+    # rglob descends into no directory symlinks; is_dir() follows a link, so a link to a folder
+    # is skipped too, while a dangling link (is_dir() False) reaches the gate and is reported.
+    return sorted(p for p in folder.rglob("*") if not p.is_dir())

@@ -11,6 +11,7 @@ identifiers, and the ledger can never be edited.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import uuid
@@ -24,7 +25,7 @@ from core.audit.events import AuditAction
 from core.errors import BadInputError, FeedbackConflictError
 from core.services.permissions import Permission, SignedInUser, can, parse_role, require
 from core.store import audit_log, feedback, model_versions, predictions, studies, users
-from core.store.engine import SessionFactory
+from core.store.engine import SessionFactory, write_with_retries
 from core.store.feedback import FeedbackIn, FeedbackRecord
 from core.types import JSONObject
 
@@ -134,42 +135,48 @@ def record_feedback(
     """
     require(user, Permission.RECORD_FEEDBACK)
     _check_form(form)
-    with session_factory.begin() as session:
-        stored_user = users.get_user(session, user.username)
-        # The role is re-read in the transaction: a role withdrawn since sign-in takes effect now.
-        require(SignedInUser(stored_user.username, parse_role(stored_user.role)), Permission.RECORD_FEEDBACK)
-        previous = feedback.find_by_idempotency_key(session, form.idempotency_key)
-        if previous is not None:
-            _check_repeat(previous, form, stored_user.id)
-            return FeedbackSaved(previous, created=False)
-        study_id = _check_prediction(session, form)
-        _check_supersedes(session, form, study_id, stored_user.id)
-        record = feedback.add_feedback(
-            session,
-            FeedbackIn(
-                study_id=study_id,
-                prediction_id=form.prediction_id,
-                user_id=stored_user.id,
-                reader_role=stored_user.role,
-                agrees=form.agrees,
-                finding=form.finding.value,
-                confidence=form.confidence,
-                explanation_rating=None if form.explanation is None else form.explanation.value,
-                comment=form.comment.strip(),
-                time_on_case_ms=round(form.time_on_case_s * 1000),
-                supersedes_id=form.supersedes_id,
-                idempotency_key=form.idempotency_key,
-            ),
-            now=now(),
-        )
-        audit_log.append(
-            session,
-            actor=user.username,
-            action=AuditAction.FEEDBACK_RECORDED,
-            subject=form.study_uid,
-            payload=_audit_payload(record),
-            recorded_at=now().isoformat(),
-        )
+    # Two submissions of one form (a double click, two tabs, a retried request) can race; the
+    # loser's retry finds the winner's row by its idempotency key and returns it.
+    return write_with_retries(session_factory, functools.partial(_save, user=user, form=form, now=now))
+
+
+def _save(session: Session, *, user: SignedInUser, form: FeedbackForm, now: Callable[[], datetime]) -> FeedbackSaved:
+    """Check and stage the feedback row and its audit entry in the caller's transaction."""
+    stored_user = users.get_user(session, user.username)
+    # The role is re-read in the transaction: a role withdrawn since sign-in takes effect now.
+    require(SignedInUser(stored_user.username, parse_role(stored_user.role)), Permission.RECORD_FEEDBACK)
+    previous = feedback.find_by_idempotency_key(session, form.idempotency_key)
+    if previous is not None:
+        _check_repeat(previous, form, stored_user.id)
+        return FeedbackSaved(previous, created=False)
+    study_id = _check_prediction(session, form)
+    _check_supersedes(session, form, study_id, stored_user.id)
+    record = feedback.add_feedback(
+        session,
+        FeedbackIn(
+            study_id=study_id,
+            prediction_id=form.prediction_id,
+            user_id=stored_user.id,
+            reader_role=stored_user.role,
+            agrees=form.agrees,
+            finding=form.finding.value,
+            confidence=form.confidence,
+            explanation_rating=None if form.explanation is None else form.explanation.value,
+            comment=form.comment.strip(),
+            time_on_case_ms=round(form.time_on_case_s * 1000),
+            supersedes_id=form.supersedes_id,
+            idempotency_key=form.idempotency_key,
+        ),
+        now=now(),
+    )
+    audit_log.append(
+        session,
+        actor=user.username,
+        action=AuditAction.FEEDBACK_RECORDED,
+        subject=form.study_uid,
+        payload=_audit_payload(record),
+        recorded_at=now().isoformat(),
+    )
     return FeedbackSaved(record, created=True)
 
 

@@ -1,11 +1,18 @@
-"""Score stored studies with the serving model: one transaction per batch, one audit entry per study."""
+"""Score stored studies with the serving model: one transaction per batch, one audit entry per study.
+
+Several ``vigil predict`` runs (or a run and the app) may score the same site at once: each
+batch's transaction re-reads which instances already have a prediction from the model and
+records only the others, so no instance is ever scored twice by one model version.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.audit.events import AuditAction
 from core.errors import BadInputError
@@ -14,9 +21,12 @@ from core.imaging.image import DicomImage
 from core.models.inference import ImagePrediction, predict_images
 from core.models.loading import LoadedModel
 from core.store import audit_log, model_versions, predictions, sites, studies
-from core.store.engine import SessionFactory
+from core.store.engine import SessionFactory, write_with_retries
 from core.store.predictions import PredictionIn
 from core.store.studies import InstanceRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["PredictReport", "predict_pending"]
 
@@ -66,10 +76,13 @@ def predict_pending(
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
         results = _predict_chunk(model, chunk, batch_size=batch_size)
-        _record(session_factory, model, mv.id, chunk, results, actor=actor, now=now)
-        scored += sum(r.score is not None for r in results)
-        skipped += sum(r.score is None for r in results)
-        positives += sum(bool(r.label) for r in results)
+        record = functools.partial(
+            _record, model=model, model_version_id=mv.id, chunk=chunk, results=results, actor=actor, now=now
+        )
+        recorded = write_with_retries(session_factory, record)
+        scored += sum(r.score is not None for r in recorded)
+        skipped += sum(r.score is None for r in recorded)
+        positives += sum(bool(r.label) for r in recorded)
         if progress:
             progress(len(chunk))
     return PredictReport(model.card.version, scored, skipped, positives, str(model.device))
@@ -108,46 +121,55 @@ def _unreadable(model: LoadedModel, inst: InstanceRecord, reason: str) -> ImageP
 
 
 def _record(
-    session_factory: SessionFactory,
+    session: Session,
+    *,
     model: LoadedModel,
     model_version_id: int,
     chunk: Sequence[InstanceRecord],
     results: Sequence[ImagePrediction],
-    *,
     actor: str,
     now: Callable[[], datetime],
-) -> None:
-    with session_factory.begin() as session:
-        for inst, res in zip(chunk, results, strict=True):
-            rec = predictions.add_prediction(
-                session,
-                PredictionIn(
-                    instance_id=inst.id,
-                    model_version_id=model_version_id,
-                    input_sha256=res.input_sha256,
-                    score=res.score,
-                    label=res.label,
-                    threshold=model.card.operating_threshold,
-                    latency_ms=res.latency_ms,
-                    device=res.device or "none",
-                    peak_memory_bytes=res.peak_memory_bytes,
-                    fallback=res.fallback,
-                ),
-                now=now(),
-            )
-            audit_log.append(
-                session,
-                actor=actor,
-                action=AuditAction.PREDICTION_MADE if res.score is not None else AuditAction.PREDICTION_SKIPPED,
-                subject=inst.study_uid,
-                payload={
-                    "prediction_id": rec.id,
-                    "sop_instance_uid": inst.sop_instance_uid,
-                    "model_version": model.card.version,
-                    "input_sha256": res.input_sha256,
-                    "score": res.score,
-                    "label": res.label,
-                    "fallback": res.fallback,
-                },
-                recorded_at=now().isoformat(),
-            )
+) -> list[ImagePrediction]:
+    """Stage the chunk's predictions and audit entries; return the ones this call recorded.
+
+    An instance that another ``vigil predict`` scored with the same model while this one was
+    computing is left as that run recorded it: one prediction per instance and model, ever.
+    """
+    recorded = []
+    for inst, res in zip(chunk, results, strict=True):
+        if predictions.prediction_for(session, inst.id, model_version_id) is not None:
+            continue
+        rec = predictions.add_prediction(
+            session,
+            PredictionIn(
+                instance_id=inst.id,
+                model_version_id=model_version_id,
+                input_sha256=res.input_sha256,
+                score=res.score,
+                label=res.label,
+                threshold=model.card.operating_threshold,
+                latency_ms=res.latency_ms,
+                device=res.device or "none",
+                peak_memory_bytes=res.peak_memory_bytes,
+                fallback=res.fallback,
+            ),
+            now=now(),
+        )
+        audit_log.append(
+            session,
+            actor=actor,
+            action=AuditAction.PREDICTION_MADE if res.score is not None else AuditAction.PREDICTION_SKIPPED,
+            subject=inst.study_uid,
+            payload={
+                "prediction_id": rec.id,
+                "sop_instance_uid": inst.sop_instance_uid,
+                "model_version": model.card.version,
+                "input_sha256": res.input_sha256,
+                "score": res.score,
+                "label": res.label,
+                "fallback": res.fallback,
+            },
+            recorded_at=now().isoformat(),
+        )
+        recorded.append(res)
+    return recorded

@@ -103,7 +103,14 @@ def initialize(
     for site in cohort_sites:
         files = [settings.sample_data_dir / Path(r.path) for r in rows if r.site == site]
         rep = ingestion.ingest_paths(
-            sf, files, site=site, dicom_dir=settings.home / "dicom", actor=actor, now=now, progress=progress
+            sf,
+            files,
+            site=site,
+            dicom_dir=settings.home / "dicom",
+            actor=actor,
+            now=now,
+            progress=progress,
+            max_file_bytes=settings.max_file_bytes,
         )
         ingested, duplicates, rejected = (
             ingested + len(rep.ingested),

@@ -8,15 +8,16 @@ relies on it). Other databases get plain SQLAlchemy settings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -31,6 +32,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "migrate",
+    "write_with_retries",
 ]
 
 #: Alembic's script directory, inside the package so migrations run from an installed wheel.
@@ -41,6 +43,11 @@ SessionFactory: TypeAlias = sessionmaker[Session]
 
 #: Seconds a SQLite writer waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+
+#: Times :func:`write_with_retries` runs a transaction that keeps losing unique-key races.
+WRITE_ATTEMPTS: Final = 5
+
+_T = TypeVar("_T")
 
 # Execution option read by the SQLite ``begin`` hook; set by read-only session factories.
 _SQLITE_BEGIN_OPTION: Final = "vigil_sqlite_begin"
@@ -107,6 +114,40 @@ def make_session_factory(engine: Engine, *, read_only: bool = False) -> SessionF
     """
     bind = engine.execution_options(**{_SQLITE_BEGIN_OPTION: "DEFERRED"}) if read_only else engine
     return sessionmaker(bind, expire_on_commit=False)
+
+
+def write_with_retries(
+    session_factory: SessionFactory, work: Callable[[Session], _T], *, attempts: int = WRITE_ATTEMPTS
+) -> _T:
+    """Run ``work`` in one write transaction, again from a fresh read when a concurrent writer won.
+
+    ``work`` must decide what to write from what it reads in its own transaction (is this file
+    already stored? does this study have a prediction yet?). On SQLite every write transaction
+    begins ``IMMEDIATE``, so those reads see every committed writer and the retry never fires;
+    under PostgreSQL's READ COMMITTED two transactions can read the same "absent" and one then
+    fails on a unique key, and its second run reads the winner's rows and acts on them.
+
+    Parameters
+    ----------
+    session_factory : SessionFactory
+    work : callable
+        Called with the open session; what it returns is returned after the commit.
+    attempts : int
+        Transactions tried before the last unique-key failure is raised.
+
+    Raises
+    ------
+    sqlalchemy.exc.IntegrityError
+        Still conflicting after ``attempts`` transactions (a bug in ``work``, not a race).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_factory.begin() as session:
+                return work(session)
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+    raise ValueError(f"attempts must be at least 1, got {attempts}")
 
 
 def migrate(engine: Engine) -> str:

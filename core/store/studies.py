@@ -27,6 +27,7 @@ __all__ = [
     "instances_without_prediction",
     "list_instances",
     "list_studies",
+    "path_is_referenced",
 ]
 
 
@@ -154,6 +155,11 @@ def find_instance_by_uid(session: Session, sop_instance_uid: str) -> InstanceRec
     query = _instances().where(InstanceRow.sop_instance_uid == sop_instance_uid).order_by(InstanceRow.id).limit(1)
     found = session.execute(query).first()
     return None if found is None else _instance_record(found[0], found[1])
+
+
+def path_is_referenced(session: Session, path: str) -> bool:
+    """Whether a committed instance row names ``path`` as its stored copy."""
+    return bool(session.scalar(select(exists().where(InstanceRow.path == path))))
 
 
 def add_study_with_instance(

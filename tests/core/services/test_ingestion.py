@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pydicom
@@ -116,3 +117,55 @@ def test_copy_is_byte_identical(env: Env, small_cohort: Path) -> None:
     ingestion.ingest_paths(env.sf, [src], site="benchmark", dicom_dir=env.dicom_dir, actor="t", now=env.now)
     (copy,) = list(env.dicom_dir.rglob("*.dcm"))
     assert copy.read_bytes() == src.read_bytes()
+
+
+def test_devices_fifos_and_dangling_links_in_a_folder_are_reported(
+    env: Env, small_cohort: Path, tmp_path: Path
+) -> None:
+    # Prepare: one good file beside a FIFO, a dangling link and a link to /dev/zero
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    good = incoming / "good.dcm"
+    good.write_bytes(_dicom_files(small_cohort)[0].read_bytes())
+    os.mkfifo(incoming / "pipe")
+    (incoming / "dangling.dcm").symlink_to(tmp_path / "nowhere.dcm")
+    (incoming / "zero.dcm").symlink_to("/dev/zero")
+
+    # Execute
+    report = ingestion.ingest_paths(
+        env.sf, [incoming], site="benchmark", dicom_dir=env.dicom_dir, actor="t", now=env.now
+    )
+
+    # Assert: on c038d86 the FIFO and the dangling link were skipped without a word
+    reasons = {Path(r.path).name: r.reason for r in report.rejected}
+    assert len(report.ingested) == 1
+    assert "FIFO" in reasons["pipe"]
+    assert "dangling symbolic link" in reasons["dangling.dcm"]
+    assert "character device" in reasons["zero.dcm"]
+
+
+def test_the_size_limit_rejects_a_file_unread(env: Env, small_cohort: Path) -> None:
+    src = _dicom_files(small_cohort)[0]
+    report = ingestion.ingest_paths(
+        env.sf, [src], site="benchmark", dicom_dir=env.dicom_dir, actor="t", now=env.now, max_file_bytes=1024
+    )
+    assert not report.ingested and "limit 1024 bytes" in report.rejected[0].reason
+
+
+def test_paths_in_the_report_and_audit_are_absolute(
+    env: Env, small_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: name one file relative to the working directory, one that is rejected
+    (tmp_path / "junk.dcm").write_bytes(b"not dicom")
+    monkeypatch.chdir(tmp_path)
+
+    # Execute
+    report = ingestion.ingest_paths(
+        env.sf, [Path("junk.dcm")], site="benchmark", dicom_dir=env.dicom_dir, actor="t", now=env.now
+    )
+
+    # Assert
+    assert report.rejected[0].path == str(tmp_path / "junk.dcm")
+    with env.sf() as s:
+        last = audit_log.last_entry(s)
+    assert last is not None and last.payload["path"] == str(tmp_path / "junk.dcm")
