@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +24,10 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import UID
 
 from core.errors import DicomRejectedError
+from core.imaging.codestream import codestream_mismatch
 from core.imaging.image import DicomImage, DicomMeta
-from core.imaging.pixels import stored_pixels
-from core.imaging.structure import check_structure
+from core.imaging.pixels import decoding_plugin, stored_pixels, stored_value_range, values_outside
+from core.imaging.structure import UNDEFINED_LENGTH, check_file_meta, check_structure, unclosed_element_reason
 from core.imaging.values import AttributeReader, first_float, first_int, text
 from core.types import FloatArray
 
@@ -55,6 +58,8 @@ _INTEGER_KEYWORDS: Final = (
     "NumberOfFrames",
 )
 _PIXEL_KEYWORDS: Final = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Bits Allocated of integer pixel data: bit-packed, or whole bytes (PS3.5 8.1.1; 64 is float only).
+_BITS_ALLOCATED: Final = (1, 8, 16, 32)
 
 
 def read_header(path: Path) -> DicomMeta:
@@ -128,12 +133,39 @@ def dataset_from_bytes(data: bytes, path: Path) -> Dataset:
     DicomRejectedError
         The bytes are not DICOM, or are truncated or damaged (see ``core.imaging.structure``).
     """
+    check_file_meta(data, path)
     with _rejecting(path):
         ds = dcmread(io.BytesIO(data), force=False)
-        # Offsets in a deflated file refer to the inflated stream; zlib reports damage there.
-        deflated = bool(getattr(ds.file_meta.get("TransferSyntaxUID"), "is_deflated", False))
+    # Offsets in a deflated file refer to the inflated stream; zlib reports damage there.
+    deflated = _parsed_syntax(ds, path).is_deflated
+    if not deflated and len(ds) == 0:
+        _reject_unclosed(data, path)
     check_structure(ds, path, data=None if deflated else data)
     return ds
+
+
+def _parsed_syntax(ds: Dataset, path: Path) -> UID:
+    # pydicom parses a data set whatever its file meta says, guessing the encoding of a missing or
+    # unknown transfer syntax; a strict gate does not guess.
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is None:
+        raise DicomRejectedError(path, "missing required attribute TransferSyntaxUID in the file meta information.")
+    uid = UID(str(syntax))
+    if not uid.is_transfer_syntax:
+        raise DicomRejectedError(path, f"the transfer syntax UID {str(uid)[:64]!r} is not a transfer syntax.")
+    return uid
+
+
+def _reject_unclosed(data: bytes, path: Path) -> None:
+    # pydicom returns an empty data set, with only a warning, when an element of undefined length
+    # runs off the end of the file. Only then is the file read again, up to its pixel data, to
+    # learn where that element starts; a sound file never pays for this.
+    fp = io.BytesIO(data)
+    with _rejecting(path):
+        head = dcmread(fp, stop_before_pixels=True, force=False)
+    reason = unclosed_element_reason(data, pixel_data_at=fp.tell() if len(head) else None)
+    if reason is not None:
+        raise DicomRejectedError(path, reason)
 
 
 def meta_from_dataset(ds: Dataset) -> DicomMeta:
@@ -186,12 +218,16 @@ def image_from_dataset(ds: Dataset, path: Path) -> DicomImage:
     Raises
     ------
     DicomRejectedError
-        No pixel data, multi-frame, colour, or pixels that cannot be decoded.
+        No pixel data, multi-frame, colour, an inconsistent Image Pixel module, a codestream of
+        another kind or size than the header states, pixels that cannot be decoded, or decoded
+        values that Bits Stored cannot hold.
     """
     meta = meta_from_dataset(ds)
     _check_scorable(ds, meta, path)
+    _check_codestream(ds, meta, path)
     with _rejecting(path, while_doing="decoding the pixel data"):
-        stored = stored_pixels(ds)
+        stored = _decode(ds, path)
+        _check_stored_values(stored, ds, path)
         pixels = _to_modality_units(stored, ds)
     if pixels.shape != (meta.rows, meta.columns):
         raise DicomRejectedError(
@@ -215,15 +251,39 @@ def rejection_from_exception(
     message = " ".join(str(exc).split())
     if isinstance(exc, InvalidDicomError):
         return DicomRejectedError(path, "not a DICOM file: no 128-byte preamble with the 'DICM' prefix was found.")
+    damage = _damage_reason(exc, message, while_doing)
+    if damage is not None:
+        return DicomRejectedError(path, damage)
     if isinstance(exc, OSError):
         return DicomRejectedError(path, f"the file cannot be read ({type(exc).__name__}: {message}).")
-    if isinstance(exc, EOFError) or "less than expected" in message or "end of the file" in message:
-        return DicomRejectedError(path, f"the file is truncated or has a bad element length ({message}).")
     if "not a transfer syntax" in message:
         return DicomRejectedError(path, f"the pixel data cannot be decoded: unknown transfer syntax ({message}).")
     if isinstance(exc, NotImplementedError | RuntimeError) and while_doing.startswith("decoding"):
         return DicomRejectedError(path, f"the pixel data cannot be decoded ({type(exc).__name__}: {message}).")
     return DicomRejectedError(path, f"pydicom failed while {while_doing} ({type(exc).__name__}: {message}).")
+
+
+def _damage_reason(exc: Exception, message: str, while_doing: str) -> str | None:
+    # pydicom meets the end of the file as EOFError, as OSError("No tag to read at file position
+    # ...") inside a sequence, or as struct.error in a 4-byte length cut short; it converts values
+    # lazily, so a corrupt VR can surface only while decoding.
+    parsing = while_doing == "reading the file"
+    if (
+        isinstance(exc, EOFError)
+        or "less than expected" in message
+        or "end of the file" in message
+        or (parsing and (isinstance(exc, struct.error) or message.startswith("No tag to read")))
+    ):
+        return f"the file is truncated or has a bad element length ({message})."
+    if isinstance(exc, zlib.error):
+        if "truncated" in message:
+            return f"the file is truncated: its deflated data set ends mid-stream ({message})."
+        return f"the deflated data set is damaged and cannot be inflated ({message})."
+    if isinstance(exc, NotImplementedError) and message.startswith("Unknown Value Representation"):
+        return f"the file is damaged: an element has an unknown value representation ({message})."
+    if "encapsulated pixel data" in message or "Basic Offset Table" in message:
+        return f"the encapsulated pixel data is damaged ({message})."
+    return None
 
 
 @contextmanager
@@ -259,6 +319,60 @@ def _check_scorable(ds: Dataset, meta: DicomMeta, path: Path) -> None:
         )
     if meta.rows <= 0 or meta.columns <= 0:
         raise DicomRejectedError(path, f"invalid image size Rows={meta.rows}, Columns={meta.columns}.")
+    _check_bit_depths(values, path)
+
+
+def _check_bit_depths(values: AttributeReader, path: Path) -> None:
+    # pydicom checks these too, but only while decoding and in words about its own arguments.
+    allocated, stored = values.first_int("BitsAllocated"), values.first_int("BitsStored")
+    representation = values.first_int("PixelRepresentation")
+    if allocated is not None and allocated not in _BITS_ALLOCATED:
+        raise DicomRejectedError(path, f"BitsAllocated has the invalid value {allocated}; it must be 1, 8, 16 or 32.")
+    if stored is not None and allocated is not None and not 1 <= stored <= allocated:
+        raise DicomRejectedError(
+            path, f"BitsStored has the invalid value {stored}; it must be from 1 to BitsAllocated ({allocated})."
+        )
+    if representation is not None and representation not in (0, 1):
+        raise DicomRejectedError(
+            path, f"PixelRepresentation has the invalid value {representation}; it must be 0 (unsigned) or 1 (signed)."
+        )
+
+
+def _check_codestream(ds: Dataset, meta: DicomMeta, path: Path) -> None:
+    elem = ds.get_item("PixelData")
+    if elem is None or not isinstance(elem.value, bytes):
+        return  # float pixel data is never compressed
+    # A converted element keeps the flag; a raw one says so by its length.
+    encapsulated = bool(getattr(elem, "is_undefined_length", False)) or getattr(elem, "length", 0) == UNDEFINED_LENGTH
+    reason = codestream_mismatch(
+        meta.transfer_syntax_uid, elem.value, encapsulated=encapsulated, rows=meta.rows, columns=meta.columns, samples=1
+    )
+    if reason is not None:
+        raise DicomRejectedError(path, reason)
+
+
+def _decode(ds: Dataset, path: Path) -> np.ndarray:
+    try:
+        decoding_plugin(_transfer_syntax(ds))
+    except NotImplementedError as exc:
+        raise DicomRejectedError(path, f"the pixel data cannot be decoded: {exc}.") from exc
+    return stored_pixels(ds)
+
+
+def _check_stored_values(stored: np.ndarray, ds: Dataset, path: Path) -> None:
+    # Native, JPEG and RLE data come out masked to Bits Stored; JPEG 2000 and JPEG-LS do not, so
+    # a codestream of higher precision than the header says shows here.
+    bits_stored, signed = first_int(ds, "BitsStored"), first_int(ds, "PixelRepresentation") == 1
+    if bits_stored is None:
+        return
+    span = values_outside(stored, bits_stored=bits_stored, signed=signed)
+    if span is not None:
+        low, high = stored_value_range(bits_stored, signed=signed)
+        raise DicomRejectedError(
+            path,
+            f"the decoded pixel values span {span[0]} to {span[1]}, outside the {low} to {high} that BitsStored "
+            f"{bits_stored} allows for {'signed' if signed else 'unsigned'} pixels.",
+        )
 
 
 def _check_integer(values: AttributeReader, keyword: str, path: Path) -> None:
@@ -281,6 +395,9 @@ def sop_class_label(ds: Dataset) -> str:
     uid = text(ds, "SOPClassUID") or text(getattr(ds, "file_meta", Dataset()), "MediaStorageSOPClassUID")
     if not uid:
         return "(none)"
+    if len(uid) > 64 or not uid.isprintable():
+        # A damaged length can make the value swallow what follows it; show it escaped and short.
+        return ascii(uid[:64])
     name = UID(uid).name
     return f"{uid} ({name})" if name and name != uid else uid
 

@@ -99,7 +99,9 @@ def check_file(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Accept
     DicomRejectedError
         Not a regular file or over ``max_bytes``; not DICOM; truncated or a bad element length;
         a non-image SOP class; a missing or invalid required attribute; multi-frame or colour;
-        pixels that cannot be decoded; or any other failure, named by its exception class and message.
+        a codestream of another kind or size than the header states; pixels that cannot be decoded
+        by the one plugin trusted for the transfer syntax, or decoded values Bits Stored cannot
+        hold; or any other failure, named by its exception class and message.
     """
     data = read_regular_file(path, max_bytes=max_bytes)
     try:

@@ -42,3 +42,16 @@ def write_dataset(tmp_path: Path) -> Callable[[Dataset, str], Path]:
         return path
 
     return write
+
+
+def encode_ct(syntax: str) -> Dataset:
+    """pydicom's CT example re-encoded in a compressed transfer syntax, with pydicom's own encoders."""
+    ds = pydicom.dcmread(packaged_file("CT_small.dcm"))
+    ds.compress(syntax)
+    return ds
+
+
+def relabel(ds: Dataset, syntax: str) -> Dataset:
+    """Change only the Transfer Syntax UID, leaving the encoded pixel data as it is."""
+    ds.file_meta.TransferSyntaxUID = syntax
+    return ds

@@ -202,19 +202,33 @@ def test_image_without_pixel_data_is_missing_it(
     assert _reject_reason(path) == "missing required attribute PixelData."
 
 
+# A JPEG 2000 main header (SOC, SIZ for 128 × 128 × 1) that passes the marker check, then junk.
+_J2K_HEADER_THEN_JUNK = (
+    b"\xff\x4f\xff\x51\x00\x29\x00\x00"
+    + struct.pack(">8L", 128, 128, 0, 0, 128, 128, 0, 0)
+    + b"\x00\x01\x0f\x01\x01"
+    + b"\x01\x02" * 50
+)
+
+
 @pytest.mark.parametrize(
-    ("transfer_syntax", "fragment"),
+    ("transfer_syntax", "stream", "fragment"),
     [
-        (JPEG2000Lossless, "pixel data cannot be decoded (RuntimeError"),
-        (UID("1.2.840.10008.1.2.4.100"), "pixel data cannot be decoded (NotImplementedError"),
+        (JPEG2000Lossless, _J2K_HEADER_THEN_JUNK, "pixel data cannot be decoded (RuntimeError"),
+        (UID("1.2.840.10008.1.2.4.100"), b"\x01\x02" * 50, "pixel data cannot be decoded: Vigil trusts no decoder"),
     ],
+    ids=["j2k-header-then-junk", "mpeg2"],
 )
 def test_undecodable_pixels_are_rejected(
-    ct_dataset: Dataset, write_dataset: Callable[[Dataset, str], Path], transfer_syntax: UID, fragment: str
+    ct_dataset: Dataset,
+    write_dataset: Callable[[Dataset, str], Path],
+    transfer_syntax: UID,
+    stream: bytes,
+    fragment: str,
 ) -> None:
     # Prepare: a compressed transfer syntax whose fragment is not a valid codestream
     ct_dataset.file_meta.TransferSyntaxUID = transfer_syntax
-    ct_dataset.PixelData = encapsulate([b"\x01\x02" * 50])
+    ct_dataset.PixelData = encapsulate([stream])
     ct_dataset["PixelData"].VR = "OB"
     path = write_dataset(ct_dataset, "garbage_stream.dcm")
 
@@ -251,5 +265,22 @@ def test_unexpected_exception_becomes_a_rejection(ct_path: Path, monkeypatch: py
 
 
 def test_unreadable_path_is_a_rejection(tmp_path: Path) -> None:
-    # Execute / Assert
-    assert _reject_reason(tmp_path).startswith("the file cannot be read")
+    # Execute / Assert: core.imaging.files refuses anything but a regular file, unread
+    assert _reject_reason(tmp_path) == "a folder, not a regular file: nothing was read."
+
+
+def test_unprintable_sop_class_is_shown_escaped(write_dataset: Callable[[Dataset, str], Path]) -> None:
+    # Prepare: a damaged length can make a UID swallow the bytes after it, NULs included
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.3\x00\x02\x00UI"
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    path = write_dataset(ds, "swallowed.dcm")
+
+    # Execute
+    reason = _reject_reason(path)
+
+    # Assert: one printable sentence
+    assert reason == "non-image SOP class '1.2.3\\x00\\x02\\x00UI': it has no pixel data to score."
+    assert reason.isprintable()
