@@ -37,6 +37,8 @@ __all__ = [
     "CalibratorStateError",
     "UnknownAlertError",
     "AlertTransitionError",
+    "UnusablePathError",
+    "OutOfRangeError",
 ]
 
 
@@ -266,3 +268,23 @@ class AlertTransitionError(BadInputError):
         self.alert_id = alert_id
         self.status = status
         self.wanted = wanted
+
+
+class UnusablePathError(BadInputError):
+    """A path that exists but cannot serve as asked: a file where a folder is needed, a device, an unwritable place."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"cannot use {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class OutOfRangeError(BadInputError):
+    """A count or other number outside the range Vigil accepts for it (checked before any work)."""
+
+    def __init__(self, name: str, value: object, low: int, high: int) -> None:
+        super().__init__(f"{name} must be from {low} to {high}, got {value!r}")
+        self.name = name
+        self.value = value
+        self.low = low
+        self.high = high

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from core.errors import BadInputError, CheckFailedError
 
-__all__ = ["Advance", "Outcome", "emit", "exit_code_for", "progress_bar"]
+__all__ = ["Advance", "Outcome", "emit", "exit_code_for", "one_line", "progress_bar"]
 
 
 class Advance(Protocol):
@@ -53,10 +53,25 @@ def exit_code_for(exc: Exception) -> int:
     raise exc
 
 
+def one_line(message: str) -> str:
+    r"""``message`` with every unprintable character escaped (``\n``, ``\x1b``, ``\udcff``): one printable line.
+
+    An error names the bad value, and a value can hold a newline, a terminal escape or a lone
+    surrogate (a byte of a non-UTF-8 argument): printed raw they would split the one-line error
+    or garble the terminal.
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
 @contextmanager
 def progress_bar(total: int, desc: str, *, enabled: bool, unit: str = "file") -> Iterator[Advance]:
-    """A tqdm bar on stderr; yields ``advance(n)``. Silent with ``--json`` so stdout stays one object."""
-    bar = tqdm(total=total or None, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False)
+    """A tqdm bar on stderr; yields ``advance(n)``. Silent with ``--json`` so stdout stays one object.
+
+    Silent too when stderr is not a terminal: in a log or a pipe the bar's carriage-return redraws
+    are noise, and a command that then fails must leave its one-line error alone on stderr.
+    """
+    shown = enabled and sys.stderr.isatty()
+    bar = tqdm(total=total or None, desc=desc, unit=unit, disable=not shown, file=sys.stderr, leave=False)
 
     def advance(n: int, *, total: int | None = None) -> None:
         if total is not None and bar.total != total:

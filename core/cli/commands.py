@@ -1,4 +1,8 @@
-"""One small handler per ``vigil`` command: read arguments, call one service, shape the output."""
+"""One small handler per ``vigil`` command: read arguments, call one service, shape the output.
+
+Services that load torch, captum or pydicom are imported inside the handlers that call them, so
+that building the parser (``vigil --help``, a usage error) stays fast and loads none of them.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.cli._args import (
+    MAX_SEED,
+    bounded_int,
+    existing_path,
+    finite_float,
+    input_dir,
+    output_dir,
+    output_file,
+    seed,
+    version_name,
+)
 from core.cli._output import Outcome, progress_bar
+from core.cli._paths import check_existing_path, check_input_dir
 from core.cli.drift import register_drift
 from core.cli.explain_report import register_explain_report
 from core.cli.outcomes import register_outcomes
 from core.cli.users import register_users
 from core.cli.validate import register_validate
 from core.config import Settings, load_settings
-from core.errors import BadInputError, PathNotFoundError
+from core.errors import BadInputError
 from core.services import audit as audit_service
-from core.services import explanation, ingestion, prediction, setup
-from core.services import models as model_service
 from core.services import sites as site_service
 from core.services.store import open_store, utc_now
 from core.store.engine import SessionFactory, head_revision
@@ -30,7 +44,7 @@ from core.store.engine import SessionFactory, head_revision
 if TYPE_CHECKING:  # torch is imported by the train command only
     from core.models.training import TrainingConfig
 
-__all__ = ["register"]
+__all__ = ["BENCH_SUITES", "MAX_EPOCHS", "MAX_LOCALIZATION_WEIGHT", "MAX_ROUNDS", "MAX_STUDIES_PER_SITE", "register"]
 
 AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
 
@@ -69,6 +83,10 @@ def register(sub: Any, add: AddParser) -> None:
 
 # --- init, sample data -------------------------------------------------------------------------
 
+#: ``core.sampledata.cohort.MAX_STUDIES_PER_SITE`` (copied so that building the parser does not import
+#: the generator; a test keeps the copies equal). 5000 at each of the five sites is about 2 GB of DICOM.
+MAX_STUDIES_PER_SITE = 5000
+
 
 def _register_setup(sub: Any, add: AddParser) -> None:
     add(
@@ -77,13 +95,22 @@ def _register_setup(sub: Any, add: AddParser) -> None:
         "create or migrate the database, register the bundled model, load and predict the sample cohort (idempotent)",
     ).set_defaults(handler=_init)
     p = add(sub, "sample-data", "write the synthetic multi-site cohort (DICOM + ground truth)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--studies", type=int, default=None, help="studies per site (default: the full cohort)")
+    p.add_argument("--out", type=output_dir, required=True, help="output folder (created; not a file)")
+    p.add_argument("--seed", type=seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0)")
+    p.add_argument(
+        "--studies",
+        type=bounded_int(1, MAX_STUDIES_PER_SITE),
+        default=None,
+        metavar="N",
+        help=f"studies per site, 1 to {MAX_STUDIES_PER_SITE} (default: the full cohort, 800 at the benchmark "
+        "site and 120 at each deployment site)",
+    )
     p.set_defaults(handler=_sample_data)
 
 
 def _init(args: argparse.Namespace) -> Outcome:
+    from core.services import setup
+
     settings = _settings()
     with progress_bar(0, "init", enabled=not args.json) as advance:
         report = setup.initialize(settings, actor=_actor(), now=utc_now, progress=advance)
@@ -94,8 +121,6 @@ def _init(args: argparse.Namespace) -> Outcome:
 def _sample_data(args: argparse.Namespace) -> Outcome:
     from core.sampledata import generate_cohort  # heavy; only this command needs it
 
-    if args.studies is not None and args.studies < 1:
-        raise BadInputError(f"--studies must be at least 1, got {args.studies}")
     summary = generate_cohort(args.out, seed=args.seed, studies_per_site=args.studies)
     data = {
         "out_dir": str(summary.out_dir),
@@ -134,7 +159,7 @@ def _site_list(args: argparse.Namespace) -> Outcome:
 
 def _register_studies(sub: Any, add: AddParser) -> None:
     p = add(sub, "ingest", "ingest DICOM files or folders through the strict gate")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("paths", nargs="+", type=existing_path, metavar="PATH")
     p.add_argument("--site", required=True, help="a registered site")
     p.set_defaults(handler=_ingest)
     p = add(sub, "predict", "predict studies without a prediction from the serving model")
@@ -144,10 +169,10 @@ def _register_studies(sub: Any, add: AddParser) -> None:
     p = add(sub, "explain", "explanation map of a study on the image's pixel grid (float32)")
     p.add_argument("study_uid", metavar="STUDY_UID")
     p.add_argument("--method", required=True, help="gradcam | gradientshap | kernelshap")
-    p.add_argument("--out", type=Path, default=None, help="write the map as FILE.npy")
+    p.add_argument("--out", type=output_file(".npy"), default=None, help="write the map as FILE.npy (not a folder)")
     p.add_argument(
         "--export-dicom",
-        type=Path,
+        type=output_dir,
         default=None,
         metavar="DIR",
         help="also write a Secondary Capture and a Segmentation into DIR, in the source study",
@@ -156,9 +181,10 @@ def _register_studies(sub: Any, add: AddParser) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> Outcome:
-    missing = [p for p in args.paths if not p.exists()]
-    if missing:
-        raise PathNotFoundError(missing[0])
+    from core.services import ingestion
+
+    for path in args.paths:
+        check_existing_path(path)
     settings = _settings()
     sf = _store()
     with progress_bar(0, "ingest", enabled=not args.json) as advance:
@@ -170,6 +196,7 @@ def _ingest(args: argparse.Namespace) -> Outcome:
             actor=_actor(),
             now=utc_now,
             progress=advance,
+            max_file_bytes=settings.max_file_bytes,
         )
     data = {
         "site": report.site,
@@ -186,6 +213,9 @@ def _ingest(args: argparse.Namespace) -> Outcome:
 
 
 def _predict(args: argparse.Namespace) -> Outcome:
+    from core.services import models as model_service
+    from core.services import prediction
+
     settings = _settings()
     sf = _store()
     model = model_service.load_serving(sf, models_dir=settings.home / "models")
@@ -209,13 +239,14 @@ def _predict(args: argparse.Namespace) -> Outcome:
 
 
 def _explain(args: argparse.Namespace) -> Outcome:
-    from core.imaging.export import check_export_dir
+    from core.services import explanation
+    from core.services import models as model_service
 
     method = explanation.parse_method(args.method)
-    if args.out is not None and args.out.suffix != ".npy":
-        raise BadInputError(f"--out must name a .npy file, got {args.out}")
-    if args.export_dicom is not None:
-        check_export_dir(args.export_dicom)  # refuse before any work, so nothing is written
+    # --out and --export-dicom were checked while parsing; together they must not collide either,
+    # or the second write would fail after the explanation, its row and its audit entry are stored.
+    if args.out is not None and args.export_dicom is not None:
+        _check_apart(args.out, args.export_dicom)
     settings = _settings()
     sf = _store()
     model = model_service.load_serving(sf, models_dir=settings.home / "models")
@@ -263,6 +294,13 @@ def _explain(args: argparse.Namespace) -> Outcome:
     return Outcome(data, "\n".join(lines))
 
 
+def _check_apart(out: Path, export_dir: Path) -> None:
+    """Refuse an ``--export-dicom`` folder that is ``--out`` or lies under it (the file would be in the way)."""
+    out_abs, dir_abs = out.absolute(), export_dir.absolute()
+    if dir_abs == out_abs or out_abs in dir_abs.parents:
+        raise BadInputError(f"--export-dicom {export_dir} would need --out {out} to be a folder; name another folder")
+
+
 # --- models, audit ------------------------------------------------------------------------------
 
 
@@ -276,6 +314,8 @@ def _register_models(sub: Any, add: AddParser) -> None:
 
 
 def _model_list(args: argparse.Namespace) -> Outcome:
+    from core.services import models as model_service
+
     models = model_service.list_models(_store())
     rows = [
         {
@@ -292,6 +332,8 @@ def _model_list(args: argparse.Namespace) -> Outcome:
 
 
 def _model_show(args: argparse.Namespace) -> Outcome:
+    from core.services import models as model_service
+
     card = model_service.get_card(_store(), args.version).to_dict()
     return Outcome(card, json.dumps(card, indent=2, sort_keys=True))
 
@@ -315,19 +357,28 @@ _DEFAULT_EPOCHS = 6
 _DEFAULT_CROP_EPOCHS = 56
 _DEFAULT_PRECISION = "float64"
 _DEFAULT_LOCALIZATION_WEIGHT = 1.0
+#: ``core.bench.suites.SUITES``' names (copied for the same reason; a test keeps them equal).
+BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations")
+#: Bounds that keep a typo from running for days (the bundled recipe uses 6 and 56 epochs, 5 rounds).
+MAX_EPOCHS = 1000
+MAX_ROUNDS = 100
+#: A thousand times the bundled recipe's weight: beyond it the term swamps the classification loss.
+MAX_LOCALIZATION_WEIGHT = 1000.0
 
 
 def _register_train_bench(sub: Any, add: AddParser) -> None:
     p = add(sub, "train", "train the demonstration network on a cohort's benchmark site; write weights and card")
-    p.add_argument("--cohort", type=Path, required=True, help="a labelled cohort folder (see `vigil sample-data`)")
-    p.add_argument("--eval-cohort", type=Path, default=None, help="an independent cohort evaluated in full")
-    p.add_argument("--out", type=Path, required=True, help="folder for <version>.pt and card.json")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0, the bundled model's)")
+    p.add_argument("--cohort", type=input_dir, required=True, help="a labelled cohort folder (see `vigil sample-data`)")
+    p.add_argument("--eval-cohort", type=input_dir, default=None, help="an independent cohort evaluated in full")
+    p.add_argument("--out", type=output_dir, required=True, help="folder for <version>.pt and card.json")
+    p.add_argument(
+        "--seed", type=seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0: the bundled model's)"
+    )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=bounded_int(1, MAX_EPOCHS),
         default=_DEFAULT_EPOCHS,
-        help=f"whole-film epochs (default {_DEFAULT_EPOCHS}, the bundled recipe)",
+        help=f"whole-film epochs, 1 to {MAX_EPOCHS} (default {_DEFAULT_EPOCHS}, the bundled recipe)",
     )
     p.add_argument(
         "--precision",
@@ -338,24 +389,36 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
     )
     p.add_argument(
         "--localization-weight",
-        type=float,
+        type=finite_float(0.0, MAX_LOCALIZATION_WEIGHT),
         default=_DEFAULT_LOCALIZATION_WEIGHT,
-        help="weight of the training-only nodule-localization term on the Grad-CAM layer "
-        f"(default {_DEFAULT_LOCALIZATION_WEIGHT:g}; 0 turns it off)",
+        help="weight of the training-only nodule-localization term on the Grad-CAM layer, "
+        f"0 to {MAX_LOCALIZATION_WEIGHT:g} (default {_DEFAULT_LOCALIZATION_WEIGHT:g}; 0 turns it off)",
     )
     p.add_argument(
         "--crop-epochs",
-        type=int,
+        type=bounded_int(0, MAX_EPOCHS),
         default=_DEFAULT_CROP_EPOCHS,
-        help=f"lesion-crop epochs before the whole-film ones (default {_DEFAULT_CROP_EPOCHS})",
+        help=f"lesion-crop epochs before the whole-film ones, 0 to {MAX_EPOCHS} (default {_DEFAULT_CROP_EPOCHS})",
     )
-    p.add_argument("--version", default=None, help="model version name (default: the bundled model's)")
+    p.add_argument(
+        "--version", type=version_name, default=None, help="model version name (default: the bundled model's)"
+    )
     p.set_defaults(handler=_train)
     p = add(sub, "bench", "speed ratios measured side by side, each with an equality guard")
-    p.add_argument("--suite", default="foundation", help="which suite (default: foundation)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
-    p.add_argument("--record", type=Path, default=None, help="write <DIR>/<suite>.json with the figures")
-    p.add_argument("--markdown", type=Path, default=None, help="regenerate this file (BENCHMARKS.md) from --record DIR")
+    p.add_argument("--suite", choices=BENCH_SUITES, default="foundation", help="which suite (default: foundation)")
+    p.add_argument(
+        "--rounds",
+        type=bounded_int(1, MAX_ROUNDS),
+        default=5,
+        help=f"interleaved timing rounds, 1 to {MAX_ROUNDS} (default 5)",
+    )
+    p.add_argument("--record", type=output_dir, default=None, help="write <DIR>/<suite>.json with the figures")
+    p.add_argument(
+        "--markdown",
+        type=output_file(".md"),
+        default=None,
+        help="regenerate this file (BENCHMARKS.md) from --record DIR (needs --record)",
+    )
     p.set_defaults(handler=_bench)
 
 
@@ -372,12 +435,12 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 
 
 def _train(args: argparse.Namespace) -> Outcome:
+    check_input_dir(args.cohort)  # first: a missing cohort is refused without loading torch
+    if args.eval_cohort is not None:
+        check_input_dir(args.eval_cohort)
     from core.models.allocator import retain_freed_memory
     from core.models.training import DEFAULT_VERSION, train_model  # heavy; only this command needs it
 
-    for path in (args.cohort, args.eval_cohort):
-        if path is not None and not path.exists():
-            raise PathNotFoundError(path)
     retain_freed_memory()  # this process exits after training; see core.models.allocator
     with progress_bar(0, "train", enabled=not args.json, unit="epoch") as advance:
         card = train_model(
@@ -400,6 +463,8 @@ def _bench(args: argparse.Namespace) -> Outcome:
     from core.bench.report import render_markdown
     from core.bench.suites import record, run_suite
 
+    if args.markdown is not None and args.record is None:
+        raise BadInputError(f"--markdown {args.markdown} is written from --record DIR's figures: give --record too")
     run = run_suite(args.suite, sample_dir=_settings().sample_data_dir, rounds=args.rounds)
     if args.record is not None:
         record(run, args.record)

@@ -10,23 +10,29 @@ import argparse
 import getpass
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from core.cli._args import finite_float, positive_id
 from core.cli._output import Outcome
 from core.config import Settings, load_settings
 from core.drift.monitor import MonitorSettings, StreamReport
 from core.drift.streams import Windowing
 from core.errors import BadInputError
-from core.services import models as model_service
-from core.services import monitoring
-from core.services.monitoring import MonitoringConfig, MonitoringRun, SiteMonitoring
 from core.services.store import open_store, utc_now
 from core.store.alerts import AlertRecord, AlertStatus
 from core.types import JSONObject, JSONValue
 
-__all__ = ["register_drift", "run_to_dict"]
+if TYPE_CHECKING:  # the monitoring service loads torch; the handlers import it, the parser does not
+    from core.services.monitoring import MonitoringRun, SiteMonitoring
+
+__all__ = ["MAX_ARL0", "register_drift", "run_to_dict"]
 
 AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
+
+#: The largest in-control ARL accepted: charts are calibrated by simulating ``3 * arl0`` observations
+#: per stream, so memory and time grow with it (an ARL0 of 2**31 asked for terabytes). At one window
+#: a day, 100,000 windows is centuries between false alarms: far beyond any useful setting.
+MAX_ARL0 = 100_000.0
 
 
 def _settings() -> Settings:
@@ -44,7 +50,12 @@ def register_drift(sub: Any, add: AddParser) -> None:
     p.add_argument("--site", default=None, help="one site (default: every deployment site)")
     p.add_argument("--window", default="day", help="windows of the mean and rate streams: day | studies:N")
     p.add_argument("--distance-window", default="studies:25", help="windows of PSI, KS and AUC: studies:N")
-    p.add_argument("--arl0", type=float, default=MonitorSettings().arl0, help="in-control ARL of each chart")
+    p.add_argument(
+        "--arl0",
+        type=finite_float(1.0, MAX_ARL0, above=True),
+        default=MonitorSettings().arl0,
+        help=f"in-control ARL of each chart, above 1 and at most {MAX_ARL0:g} (default %(default)g)",
+    )
     p.add_argument("--no-images", action="store_true", help="do not load the model to cache image features")
     p.set_defaults(handler=_drift)
     a = add(sub, "alert", "list, acknowledge or resolve drift alerts")
@@ -55,7 +66,7 @@ def register_drift(sub: Any, add: AddParser) -> None:
     ls.set_defaults(handler=_alert_list)
     for verb, help_ in (("ack", "acknowledge an open alert"), ("resolve", "resolve an alert (restarts its chart)")):
         q = add(asub, verb, help_)
-        q.add_argument("alert_id", type=int, metavar="ALERT_ID")
+        q.add_argument("alert_id", type=positive_id, metavar="ALERT_ID", help="the alert's id (see `vigil alert list`)")
         q.add_argument("--note", required=True, help="why (recorded with who and when)")
         q.set_defaults(handler=_alert_change, verb=verb)
 
@@ -68,8 +79,10 @@ def _window(text: str, option: str) -> Windowing:
 
 
 def _drift(args: argparse.Namespace) -> Outcome:
-    if not args.arl0 > 1:
-        raise BadInputError(f"--arl0 must be greater than 1, got {args.arl0}")
+    from core.services import models as model_service
+    from core.services import monitoring
+    from core.services.monitoring import MonitoringConfig
+
     distance_window = _window(args.distance_window, "--distance-window")
     if distance_window.label == "day":
         raise BadInputError("--distance-window must be studies:N (distances need a fixed sample size)")
@@ -127,6 +140,8 @@ def _site_dict(site: SiteMonitoring) -> JSONObject:
 
 def run_to_dict(run: MonitoringRun) -> JSONObject:
     """The ``vigil drift --json`` object: ``alerts`` (every alert of the sites), ``raised`` and the settings."""
+    from core.services import monitoring
+
     view = run.view
     cal = view.calibrations
     return {
@@ -168,6 +183,8 @@ def _text(run: MonitoringRun) -> str:
 
 
 def _alert_list(args: argparse.Namespace) -> Outcome:
+    from core.services import monitoring
+
     statuses = None
     if args.status:
         try:
@@ -182,6 +199,8 @@ def _alert_list(args: argparse.Namespace) -> Outcome:
 
 
 def _alert_change(args: argparse.Namespace) -> Outcome:
+    from core.services import monitoring
+
     change = monitoring.acknowledge_alert if args.verb == "ack" else monitoring.resolve_alert
     rec = change(open_store(_settings()), args.alert_id, by=_actor(), note=args.note, now=utc_now)
     return Outcome({"alert": monitoring.alert_to_dict(rec)}, _alert_line(rec))

@@ -11,22 +11,27 @@ import getpass
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from core.cli._args import bounded_int, input_dir, seed
 from core.cli._output import Outcome, progress_bar
+from core.cli._paths import check_input_dir
 from core.config import load_settings
 from core.errors import BadInputError
-from core.explain.faithfulness import FaithfulnessOptions
-from core.explain.gradient_shap import GradientShapOptions
-from core.explain.kernel_shap import KernelShapOptions
 from core.explain.report import MethodFigures, trust_level
-from core.services import explain_report
 from core.services.store import open_store, utc_now
+
+if TYPE_CHECKING:  # captum and torch: imported by the handler, not by the parser
+    from core.services.explain_report import ReportOptions
 
 __all__ = ["register_explain_report"]
 
 AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
+
+#: Upper bounds: far above the defaults, low enough that a typo cannot run for days or exhaust memory.
+MAX_REPORT_CASES = 1000
+MAX_STEPS = 1000
+MAX_SHAP_SAMPLES = 10_000
 
 
 def _actor() -> str:
@@ -41,18 +46,43 @@ def register_explain_report(sub: Any, add: AddParser) -> None:
         "faithfulness and sanity report of every explanation method for a model version (computed, stored, audited)",
     )
     p.add_argument("version", metavar="VERSION")
-    p.add_argument("--cohort", type=Path, default=None, help="cohort folder with manifest.csv and masks.npz")
+    p.add_argument("--cohort", type=input_dir, default=None, help="cohort folder with manifest.csv and masks.npz")
     p.add_argument("--latest", action="store_true", help="show the stored report instead of computing one")
-    p.add_argument("--max-cases", type=int, default=16, help="positive cases explained (default 16)")
+    p.add_argument(
+        "--max-cases",
+        type=bounded_int(1, MAX_REPORT_CASES),
+        default=16,
+        help=f"positive cases explained, 1 to {MAX_REPORT_CASES} (default 16)",
+    )
     p.add_argument("--include-train", action="store_true", help="also use the benchmark training split's positives")
-    p.add_argument("--steps", type=int, default=20, help="points per deletion/insertion curve (default 20)")
-    p.add_argument("--gradientshap-samples", type=int, default=32, help="GradientShap samples per map (default 32)")
-    p.add_argument("--kernelshap-samples", type=int, default=128, help="KernelShap samples per map (default 128)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--steps",
+        type=bounded_int(1, MAX_STEPS),
+        default=20,
+        help=f"points per deletion/insertion curve, 1 to {MAX_STEPS} (default 20)",
+    )
+    p.add_argument(
+        "--gradientshap-samples",
+        type=bounded_int(1, MAX_SHAP_SAMPLES),
+        default=32,
+        help=f"GradientShap samples per map, 1 to {MAX_SHAP_SAMPLES} (default 32)",
+    )
+    p.add_argument(
+        "--kernelshap-samples",
+        type=bounded_int(2, MAX_SHAP_SAMPLES),
+        default=128,
+        help=f"KernelShap samples per map, 2 to {MAX_SHAP_SAMPLES} (default 128)",
+    )
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.set_defaults(handler=_explain_report)
 
 
-def _options(args: argparse.Namespace) -> explain_report.ReportOptions:
+def _options(args: argparse.Namespace) -> ReportOptions:
+    from core.explain.faithfulness import FaithfulnessOptions
+    from core.explain.gradient_shap import GradientShapOptions
+    from core.explain.kernel_shap import KernelShapOptions
+    from core.services import explain_report
+
     if args.max_cases < 1 or args.steps < 1:
         raise BadInputError(f"--max-cases and --steps must be >= 1, got {args.max_cases}, {args.steps}")
     return explain_report.ReportOptions(
@@ -78,6 +108,10 @@ def _row(m: MethodFigures) -> str:
 
 
 def _explain_report(args: argparse.Namespace) -> Outcome:
+    from core.services import explain_report
+
+    if args.cohort is not None:
+        check_input_dir(args.cohort)
     settings = load_settings(os.environ)  # the edge: configuration is read here
     sf = open_store(settings)
     if args.latest:

@@ -9,10 +9,11 @@ import argparse
 import getpass
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from core.cli._args import input_file
 from core.cli._output import Outcome
+from core.cli._paths import check_input_file
 from core.config import load_settings
 from core.services import outcomes
 from core.services.store import open_store, utc_now
@@ -32,12 +33,13 @@ def register_outcomes(sub: Any, add: AddParser) -> None:
     p = add(sub, "outcomes", "the outcome store: labels by source")
     osub = p.add_subparsers(dest="outcomes_command", required=True, parser_class=type(p))
     g = add(osub, "load-ground-truth", "store a ground-truth manifest's labels, marked as source ground_truth")
-    g.add_argument("manifest", type=Path, help="manifest.csv of a cohort (e.g. sample_data/manifest.csv)")
+    g.add_argument("manifest", type=input_file, help="manifest.csv of a cohort (e.g. sample_data/manifest.csv)")
     g.set_defaults(handler=_load_ground_truth)
     add(osub, "summary", "labelled and unlabelled studies per site and source").set_defaults(handler=_summary)
 
 
 def _load_ground_truth(args: argparse.Namespace) -> Outcome:
+    check_input_file(args.manifest)  # a device or FIFO would never end or never start
     result = outcomes.load_ground_truth(_store(), args.manifest, actor=f"cli:{getpass.getuser()}", now=utc_now)
     text = (
         f"{result.loaded} ground-truth labels loaded from {result.manifest} ({result.already_loaded} already "

@@ -13,7 +13,6 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from core.cli._output import Outcome
@@ -29,9 +28,9 @@ __all__ = ["register_users"]
 AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
 
 
-@cache
 def _settings() -> Settings:
-    # The edge: the CLI reads the environment here and nowhere else in this module.
+    # The edge: the CLI reads the environment here and nowhere else in this module. Not cached:
+    # main() may run many times in one process (tests, scripts), each with its own environment.
     return load_settings(os.environ)
 
 

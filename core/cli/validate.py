@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from core.cli._args import bounded_int, positive_id, seed
 from core.cli._output import Outcome
 from core.config import load_settings
 from core.metrics.pilot_drift import DriftOptions
@@ -19,9 +20,14 @@ from core.services import calibration, validation
 from core.services.store import open_store, utc_now
 from core.store.engine import SessionFactory
 
-__all__ = ["register_validate"]
+__all__ = ["MAX_BOOTSTRAP", "MAX_CASES", "MAX_FOLDS", "register_validate"]
 
 AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
+
+#: Upper bounds on the counts: far above any useful value, low enough that a typo cannot run for hours.
+MAX_BOOTSTRAP = 100_000
+MAX_CASES = 1_000_000
+MAX_FOLDS = 100
 
 
 def _store() -> SessionFactory:
@@ -41,10 +47,22 @@ def register_validate(sub: Any, add: AddParser) -> None:
     p.add_argument("--site", action="append", default=[], help="report only this deployment site (repeatable)")
     p.add_argument("--model", default=None, help="model version (default: the serving one)")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of every interval")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates per site (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap and plan seed (default 0)")
-    p.add_argument("--min-cases", type=int, default=20, help="labelled cases a site or stratum needs (default 20)")
-    p.add_argument("--min-per-class", type=int, default=5, help="cases of each class it needs (default 5)")
+    p.add_argument(
+        "--bootstrap",
+        type=bounded_int(1, MAX_BOOTSTRAP),
+        default=1000,
+        help=f"bootstrap replicates per site, 1 to {MAX_BOOTSTRAP} (default 1000)",
+    )
+    p.add_argument("--seed", type=seed, default=0, help="bootstrap and plan seed (default 0)")
+    p.add_argument(
+        "--min-cases",
+        type=bounded_int(1, MAX_CASES),
+        default=20,
+        help="labelled cases a site or stratum needs (default 20)",
+    )
+    p.add_argument(
+        "--min-per-class", type=bounded_int(2, MAX_CASES), default=5, help="cases of each class it needs (default 5)"
+    )
     p.add_argument("--strict", action="store_true", help="also fail when a site has not enough labelled cases")
     p.add_argument("--plan", action="store_true", help="list the studies to send for labelling instead of gating")
     p.set_defaults(handler=_validate)
@@ -93,11 +111,16 @@ def _register_calibrator(sub: Any, add: AddParser) -> None:
     f.add_argument("site")
     f.add_argument("--method", default=calibration.AUTO, help="auto (default), platt or isotonic")
     f.add_argument("--model", default=None, help="model version (default: the serving one)")
-    f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    f.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
+    f.add_argument(
+        "--folds",
+        type=bounded_int(2, MAX_FOLDS),
+        default=5,
+        help=f"cross-validation folds, 2 to {MAX_FOLDS} (default 5)",
+    )
+    f.add_argument("--seed", type=seed, default=0, help="fold seed (default 0)")
     f.set_defaults(handler=_calibrator_fit)
     a = add(csub, "approve", "approve a proposed calibrator: it recalibrates the site's scores from now on")
-    a.add_argument("id", type=int)
+    a.add_argument("id", type=positive_id, help="the calibrator's id (see `vigil calibrator list`)")
     a.set_defaults(handler=_calibrator_approve)
     ls = add(csub, "list", "list calibrators")
     ls.add_argument("--site", default=None)

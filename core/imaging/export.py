@@ -21,6 +21,9 @@ the same explanation twice writes identical identities (idempotent for a PACS).
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -105,14 +108,29 @@ class ExportedObject:
 
 
 def check_export_dir(out_dir: Path) -> None:
-    """Refuse an output path that exists and is not a folder (checked before any work).
+    """Refuse an output path that is not a folder and cannot become one (checked before any work).
+
+    The path itself, or its nearest existing ancestor when it is new, must be a writable folder:
+    an existing file, device or FIFO, or a path under a regular file, is refused here rather than
+    by ``mkdir`` after the export's work is done.
 
     Raises
     ------
     BadInputError
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInputError(f"--export-dicom must name a folder, but {out_dir} is a file")
+    for place in (out_dir, *out_dir.parents):
+        try:
+            info = place.stat()
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # nothing there (ENOTDIR: a component is a file)
+                continue
+            raise BadInputError(f"--export-dicom cannot use {out_dir}: {exc.strerror or exc}") from exc
+        if not stat.S_ISDIR(info.st_mode):
+            what = "is not a folder" if place == out_dir else f"is under {place}, which is not a folder"
+            raise BadInputError(f"--export-dicom must name a folder, but {out_dir} {what}")
+        if not os.access(place, os.W_OK | os.X_OK):
+            raise BadInputError(f"--export-dicom must name a writable folder, but {place} is not writable")
+        return
 
 
 def _uid(export: ExplanationExport, source_uid: str, what: str) -> UID:

@@ -32,10 +32,12 @@ from core.sampledata.manifest import MANIFEST_NAME, MASKS_NAME, ManifestRow, wri
 from core.sampledata.sites import SITES, TRANSFER_SYNTAX_NAMES, SiteSpec
 from core.types import BoolArray, JSONObject, JSONValue
 
-__all__ = ["COHORT_INFO_NAME", "GENERATOR_VERSION", "CohortSummary", "generate_cohort"]
+__all__ = ["COHORT_INFO_NAME", "GENERATOR_VERSION", "MAX_STUDIES_PER_SITE", "CohortSummary", "generate_cohort"]
 
 GENERATOR_VERSION: Final = "1.0.0"
 COHORT_INFO_NAME: Final = "cohort.json"
+#: The most studies generated at one site: a typo such as 100000000 would otherwise write until the disk fills.
+MAX_STUDIES_PER_SITE: Final = 5000
 #: Shares of the benchmark site's studies in the train / validation / test splits.
 _SPLITS: Final = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 
@@ -84,15 +86,17 @@ def generate_cohort(
     seed : int
         Non-negative; the same seed gives byte-identical files.
     studies_per_site : int or mapping of str to int, optional
-        Studies at every site, or per site name (sites left out are not generated); by default
-        each site's ``default_studies`` (800 at the benchmark, 120 at each deployment site).
+        Studies at every site, or per site name (sites left out are not generated), each from 1 to
+        :data:`MAX_STUDIES_PER_SITE`; by default each site's ``default_studies`` (800 at the
+        benchmark, 120 at each deployment site).
     progress : callable, optional
         Called as ``progress(done, total)`` after each study.
 
     Raises
     ------
     BadInputError
-        A negative seed, a study count below 1, or a site name the cohort does not have.
+        A negative seed, a study count below 1 or above :data:`MAX_STUDIES_PER_SITE`, or a site name
+        the cohort does not have.
     """
     if seed < 0:
         raise BadInputError(f"seed must be >= 0, got {seed}")
@@ -140,8 +144,8 @@ def _study_counts(studies_per_site: int | Mapping[str, int] | None) -> dict[str,
             raise BadInputError(f"unknown site {unknown[0]!r} in studies_per_site (sites: {', '.join(sorted(known))})")
         wanted = {site.name: studies_per_site[site.name] for site in SITES if site.name in studies_per_site}
     for name, count in wanted.items():
-        if count < 1:
-            raise BadInputError(f"studies_per_site must be >= 1, got {count} for {name!r}")
+        if not 1 <= count <= MAX_STUDIES_PER_SITE:
+            raise BadInputError(f"studies_per_site must be from 1 to {MAX_STUDIES_PER_SITE}, got {count} for {name!r}")
     if not wanted:
         raise BadInputError("studies_per_site names no site")
     return wanted

@@ -153,13 +153,17 @@ def read_manifest(path: Path) -> list[ManifestRow]:
     Raises
     ------
     BadInputError
-        The file is missing, lacks a column, or holds a value of the wrong type.
+        The file is missing, is not UTF-8 CSV text, lacks a column, or holds a value of the wrong type.
     """
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             records = list(csv.DictReader(fh))
     except OSError as exc:
         raise BadInputError(f"cannot read cohort manifest {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"cohort manifest {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    except csv.Error as exc:
+        raise BadInputError(f"cohort manifest {path} is not a CSV file: {exc}") from exc
     if records and (missing := sorted(set(_COLUMNS) - records[0].keys())):
         raise BadInputError(f"cohort manifest {path} lacks columns: {', '.join(missing)}")
     try:

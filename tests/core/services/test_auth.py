@@ -277,7 +277,6 @@ def vigil_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[obj
     monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VIGIL_DATABASE_URL", f"sqlite:///{tmp_path / 'vigil.db'}")
     monkeypatch.delenv("VIGIL_CONFIG", raising=False)
-    users_cli._settings.cache_clear()
     parser = _Parser(prog="vigil")
     users_cli.register_users(parser.add_subparsers(dest="command", required=True, parser_class=_Parser), _add)
 
@@ -287,7 +286,6 @@ def vigil_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[obj
         return dict(args.handler(args).data)
 
     yield run
-    users_cli._settings.cache_clear()
 
 
 def test_vigil_users_add_list_and_set_password(vigil_users: object, tmp_path: Path) -> None:
