@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.bench import drift, gradcam, imaging, inference, metrics, shap, ui
+from core.bench import alerts, drift, gradcam, imaging, inference, metrics, shap, ui
 from core.bench.harness import BenchResult
 from core.errors import BadInputError, PathNotFoundError
 from core.imaging.dicom import read_dicom
@@ -88,6 +88,8 @@ SUITES: dict[str, Callable[[Path, int], list[BenchResult]]] = {
     "drift": lambda _sample_dir, rounds: drift.run(rounds=rounds),
     "ui": ui.run,
     "explanations": _explanations,
+    # Cohorts and seeds are the benchmark's own (never tuned); --rounds does not apply.
+    "alerts": lambda _sample_dir, _rounds: alerts.run(),
 }
 
 

@@ -358,7 +358,7 @@ _DEFAULT_CROP_EPOCHS = 56
 _DEFAULT_PRECISION = "float64"
 _DEFAULT_LOCALIZATION_WEIGHT = 1.0
 #: ``core.bench.suites.SUITES``' names (copied for the same reason; a test keeps them equal).
-BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations")
+BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations", "alerts")
 #: Bounds that keep a typo from running for days (the bundled recipe uses 6 and 56 epochs, 5 rounds).
 MAX_EPOCHS = 1000
 MAX_ROUNDS = 100
