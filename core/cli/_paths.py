@@ -18,10 +18,12 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 from core.errors import PathNotFoundError, UnusablePathError
+from core.imaging.files import file_kind as kind_of
 
 __all__ = [
     "check_existing_path",
@@ -32,21 +34,8 @@ __all__ = [
     "kind_of",
 ]
 
-_KINDS: Final = (
-    (stat.S_ISREG, "a regular file"),
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISSOCK, "a socket"),
-)
 #: stat() errors that only mean "there is nothing at this path" (ENOTDIR: a component is a file).
 _ABSENT: Final = (errno.ENOENT, errno.ENOTDIR)
-
-
-def kind_of(mode: int) -> str:
-    """Name what a ``st_mode`` describes, for a message ("a regular file", "a character device", ...)."""
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file or folder")
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -118,11 +107,7 @@ def check_input_file(path: Path) -> None:
     PathNotFoundError
     UnusablePathError
     """
-    info = _stat(path)
-    if info is None:
-        raise PathNotFoundError(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise UnusablePathError(path, f"it is {kind_of(info.st_mode)}; the argument must name a regular file")
+    _require_existing(path, stat.S_ISREG, "a regular file")
     if not os.access(path, os.R_OK):
         raise UnusablePathError(path, "the file is not readable")
 
@@ -135,11 +120,16 @@ def check_input_dir(path: Path) -> None:
     PathNotFoundError
     UnusablePathError
     """
+    _require_existing(path, stat.S_ISDIR, "a folder")
+
+
+def _require_existing(path: Path, is_kind: Callable[[int], bool], noun: str) -> None:
+    """Refuse a missing ``path`` or one whose ``st_mode`` is not of the kind ``is_kind`` tests for."""
     info = _stat(path)
     if info is None:
         raise PathNotFoundError(path)
-    if not stat.S_ISDIR(info.st_mode):
-        raise UnusablePathError(path, f"it is {kind_of(info.st_mode)}; the argument must name a folder")
+    if not is_kind(info.st_mode):
+        raise UnusablePathError(path, f"it is {kind_of(info.st_mode)}; the argument must name {noun}")
 
 
 def check_existing_path(path: Path) -> None:

@@ -24,6 +24,7 @@ DEFAULT_MAX_FILE_BYTES: Final = 512 * 1024 * 1024
 _CHUNK: Final = 1 << 20
 
 _KINDS: Final = (
+    (stat.S_ISREG, "a regular file"),
     (stat.S_ISDIR, "a folder"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
@@ -33,8 +34,8 @@ _KINDS: Final = (
 
 
 def file_kind(mode: int) -> str:
-    """Name the kind of a non-regular file from its ``st_mode``, for a rejection reason."""
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    """Name what a ``st_mode`` describes ("a regular file", "a character device", ...), for a message."""
+    return next((name for test, name in _KINDS if test(mode)), "an unknown kind of file")
 
 
 def read_regular_file(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
