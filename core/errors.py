@@ -37,6 +37,8 @@ __all__ = [
     "CalibratorStateError",
     "UnknownAlertError",
     "AlertTransitionError",
+    "UnknownIncidentError",
+    "IncidentTransitionError",
     "UnusablePathError",
     "OutOfRangeError",
 ]
@@ -266,6 +268,24 @@ class AlertTransitionError(BadInputError):
     def __init__(self, alert_id: int, status: str, wanted: str) -> None:
         super().__init__(f"drift alert {alert_id} is {status!r}; it cannot become {wanted!r}")
         self.alert_id = alert_id
+        self.status = status
+        self.wanted = wanted
+
+
+class UnknownIncidentError(BadInputError):
+    """A drift incident id that is not stored."""
+
+    def __init__(self, incident_id: int) -> None:
+        super().__init__(f"unknown drift incident: {incident_id!r}")
+        self.incident_id = incident_id
+
+
+class IncidentTransitionError(BadInputError):
+    """A drift incident asked to move along its lifecycle in a way it forbids (e.g. acknowledge a resolved one)."""
+
+    def __init__(self, incident_id: int, status: str, wanted: str) -> None:
+        super().__init__(f"drift incident {incident_id} is {status!r}; it cannot become {wanted!r}")
+        self.incident_id = incident_id
         self.status = status
         self.wanted = wanted
 

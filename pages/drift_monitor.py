@@ -1,4 +1,4 @@
-"""Drift: per-site control charts with limits and alarms, BOCPD run lengths, alert inbox, novelty timeline."""
+"""Drift: per-site incidents with their alerts, control charts with limits and alarms, BOCPD, novelty timeline."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ drift.run_controls(user)
 site = drift.site_picker(view)
 if site is None:
     st.stop()
-drift.alert_inbox(user, view, site)
+drift.incident_inbox(user, view, site)
+drift.alert_evidence(view, site)
 st.subheader("Streams")
 drift.stream_panel(site)
 drift.novelty_timeline(site)

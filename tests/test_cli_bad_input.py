@@ -103,6 +103,9 @@ def _refused(capsys: pytest.CaptureFixture[str], root: Path, argv: list[str]) ->
         ["alert", "resolve", str(2**63), "--note", "x"],
         ["calibrator", "approve", "-1"],
         ["alert", "ack", "0", "--note", "x"],
+        ["incident", "ack", "99999999999999999999999", "--note", "x"],
+        ["incident", "resolve", str(2**63), "--note", "x"],
+        ["incident", "resolve", "0", "--note", "x"],
         ["calibrator", "approve", "1e3"],
     ],
 )
@@ -117,7 +120,8 @@ def test_a_database_id_outside_1_to_2_63_exits_2_naming_it(
     err = _refused(capsys, home, [*argv, "--json"])
 
     # Assert
-    bad = next(a for a in argv if a not in {"calibrator", "approve", "alert", "ack", "resolve", "--note", "x"})
+    words = {"calibrator", "approve", "alert", "incident", "ack", "resolve", "--note", "x"}
+    bad = next(a for a in argv if a not in words)
     assert repr(bad) in err and str(2**63 - 1) in err
 
 
@@ -169,8 +173,8 @@ def test_sample_data_refuses_an_out_that_cannot_be_a_folder(
         (["validate", "--seed", str(2**40)], str(2**40)),
         (["validate", "--min-cases=-1"], "'-1'"),
         (["calibrator", "fit", "NORTH", "--folds", "1000000000"], "2 to 100"),
-        (["drift", "--arl0", "inf"], "'inf'"),
-        (["drift", "--arl0", "2147483648"], "100000"),
+        (["drift", "--budget", "inf"], "'inf'"),
+        (["drift", "--budget", "0.001"], "0.1"),
         (["outcomes", "load-ground-truth", "/dev/zero"], "/dev/zero"),
         (["outcomes", "load-ground-truth", "{tmp}/fifo"], "{tmp}/fifo"),
     ],

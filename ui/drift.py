@@ -2,7 +2,11 @@
 
 ``pages/drift_monitor.py`` calls these in order. Figures are built from ``core.services.monitoring``
 results only (control charts with their limits and alarms, the BOCPD run-length posterior, the
-metadata-novelty timeline); nothing here computes a statistic.
+metadata-novelty timeline); nothing here computes a statistic. What a CMIO counts and handles is
+an *incident* (a site's related alerts together); each alert stays readable as its evidence.
+
+Every action ends with a rerun: the view is cached per data version, which every audited action
+moves, so the counts and tables drawn after it are the new state, never the one before.
 """
 
 from __future__ import annotations
@@ -23,17 +27,20 @@ from core.services.monitoring import (
     NOVELTY_ATTRIBUTES,
     STREAMS,
     AlertRecord,
+    Incident,
     MonitoringView,
     SiteMonitoring,
     StreamReport,
+    stream_title,
 )
 from core.services.permissions import Permission, SignedInUser, can, require
 from ui import resources
 
 __all__ = [
-    "alert_inbox",
+    "alert_evidence",
     "bocpd_figure",
     "chart_figure",
+    "incident_inbox",
     "monitoring_view",
     "novelty_figure",
     "novelty_timeline",
@@ -45,6 +52,8 @@ __all__ = [
 
 _ALARM_COLOURS: Final = {"cusum": "#d62728", "ewma": "#ff7f0e", "bocpd": "#9467bd"}
 _STATUS_ICONS: Final = {"open": "🔴", "acknowledged": "🟠", "resolved": "🟢"}
+#: Session-state key of the message an action leaves for the rerun that shows its result.
+_FLASH: Final = "drift-flash"
 
 
 def _handles_alerts(user: SignedInUser) -> bool:
@@ -74,15 +83,16 @@ def _view(url: str, version: str) -> MonitoringView | str:
 
 
 def settings_caption(view: MonitoringView) -> None:
-    """What the charts are tuned for: ARL0 and the calibrated thresholds, and the windows."""
+    """The false-alarm budget in words, the calibrated thresholds, the windows and the baselines."""
     cal, cfg = view.calibrations, view.config
     st.caption(
-        f"Model {view.model_version}. Each CUSUM and EWMA chart is calibrated by simulation to an in-control "
-        f"average run length (ARL0) of **{cfg.settings.arl0:g} windows**: CUSUM k={cal['cusum'].parameter:g}, "
-        f"h={cal['cusum'].threshold:.2f}; EWMA λ={cal['ewma'].parameter:g}, L={cal['ewma'].threshold:.2f} "
-        f"(exact time-varying limits). Windows: {cfg.windowing.label} (PSI, KS, AUC: {cfg.distance_window.label}); "
-        f"the first {cfg.settings.warmup} windows of a chart are its baseline. Demonstration model on synthetic "
-        "phantoms."
+        f"Model {view.model_version}. {cfg.settings.budget_statement()} "
+        f"CUSUM k={cal['cusum'].parameter:g}, h={cal['cusum'].threshold:.2f}; EWMA λ={cal['ewma'].parameter:g}, "
+        f"L={cal['ewma'].threshold:.2f} (exact time-varying limits). Windows: {cfg.windowing.label} "
+        f"(PSI, KS, AUC: {cfg.distance_window.label}). A chart starts once its baseline holds "
+        f"{cfg.settings.min_observations} values ({cfg.settings.distance_warmup} windows for PSI, KS, AUC), or "
+        f"{cfg.settings.min_events} events and {cfg.settings.min_events} non-events for a rate. "
+        "Demonstration model on synthetic phantoms."
     )
 
 
@@ -92,18 +102,36 @@ def site_picker(view: MonitoringView) -> SiteMonitoring | None:
     if not names:
         st.info("No deployment site yet: register one with `vigil site add` and ingest studies.")
         return None
-    open_counts = {n: sum(a.site == n and not a.is_resolved for a in view.alerts) for n in names}
-    choice = st.selectbox("Site", names, format_func=lambda n: f"{n} ({open_counts[n]} unresolved)", key="drift-site")
+    counts = {n: len(view.unresolved_incidents(n)) for n in names}
+    choice = st.selectbox(
+        "Site", names, format_func=lambda n: f"{n} ({_plural(counts[n], 'unresolved incident')})", key="drift-site"
+    )
     return next(s for s in view.sites if s.site == choice)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _flash(message: str) -> None:
+    """Keep ``message`` for the rerun that draws the new state (a message drawn now would vanish)."""
+    st.session_state[_FLASH] = message
+
+
 def run_controls(user: SignedInUser) -> None:
-    """'Run monitors now': cache image features with the shared model, run, raise alerts (audited)."""
+    """'Run monitors now': cache image features with the shared model, run, raise alerts and incidents (audited)."""
+    message = st.session_state.pop(_FLASH, None)
+    if message is not None:
+        st.success(message)
     if not st.button("Run monitors now", icon=":material/monitoring:", key="drift-run"):
         return
     model, lock = resources.model()
     run = _run(user, model, lock)
-    st.success(f"Monitors ran: {run.features_computed} studies' image features cached, {len(run.raised)} new alert(s).")
+    _flash(
+        f"Monitors ran: {run.features_computed} studies' image features cached, "
+        f"{_plural(len(run.raised), 'new alarm')} in {_plural(len(run.opened), 'new incident')}."
+    )
+    st.rerun()
 
 
 def _run(user: SignedInUser, model: LoadedModel, lock: threading.Lock) -> monitoring.MonitoringRun:
@@ -112,7 +140,33 @@ def _run(user: SignedInUser, model: LoadedModel, lock: threading.Lock) -> monito
     )
 
 
-# --- alert inbox ----------------------------------------------------------------------------------
+# --- incidents and their evidence -----------------------------------------------------------------
+
+
+def _history(a: AlertRecord | Incident) -> str:
+    r = a.record if isinstance(a, Incident) else a
+    parts = []
+    if r.acknowledged_by:
+        parts.append(f"ack {r.acknowledged_by}: {r.acknowledge_note}")
+    if r.resolved_by:
+        parts.append(f"resolved {r.resolved_by}: {r.resolution_note}")
+    return " · ".join(parts)
+
+
+def _incident_rows(incidents: list[Incident]) -> list[dict[str, object]]:
+    return [
+        {
+            "id": i.id,
+            "status": f"{_STATUS_ICONS[str(i.status)]} {i.status}",
+            "family": str(i.family),
+            "first alarm": i.record.first_alarm_date.isoformat(),
+            "change from": i.record.change_date.isoformat() if i.record.change_date else "",
+            "alarms": len(i.alerts),
+            "streams": ", ".join(stream_title(s) for s in i.streams),
+            "who / why": _history(i),
+        }
+        for i in incidents
+    ]
 
 
 def _alert_rows(alerts: list[AlertRecord]) -> list[dict[str, object]]:
@@ -124,6 +178,7 @@ def _alert_rows(alerts: list[AlertRecord]) -> list[dict[str, object]]:
             "stream": a.stream,
             "detector": a.detector,
             "change from": a.change_date.isoformat() if a.change_date else "",
+            "incident": f"#{a.incident_id}" if a.incident_id is not None else "",
             "summary": a.summary,
             "who / why": _history(a),
         }
@@ -131,45 +186,63 @@ def _alert_rows(alerts: list[AlertRecord]) -> list[dict[str, object]]:
     ]
 
 
-def _history(a: AlertRecord) -> str:
-    parts = []
-    if a.acknowledged_by:
-        parts.append(f"ack {a.acknowledged_by}: {a.acknowledge_note}")
-    if a.resolved_by:
-        parts.append(f"resolved {a.resolved_by}: {a.resolution_note}")
-    return " · ".join(parts)
+def incident_inbox(user: SignedInUser, view: MonitoringView, site: SiteMonitoring) -> None:
+    """The site's incidents with their evidence, and (for CMIO and ML engineers) acknowledge / resolve one."""
+    st.subheader("Incidents")
+    incidents = [i for i in view.incidents if i.site == site.site]
+    st.caption(
+        f"An incident is this site's alarms of one family (score, image or label streams, or metadata novelty) "
+        f"within {_plural(view.config.incident_window_days, 'day')} of its first alarm; acting on it acts on "
+        "every unresolved alert in it."
+    )
+    if not incidents:
+        st.caption("No incidents at this site.")
+        return
+    st.dataframe(_incident_rows(incidents), hide_index=True, use_container_width=True)
+    for i in incidents:
+        with st.expander(f"#{i.id} · {i.status} · {i.record.summary}", expanded=False):
+            st.dataframe(_alert_rows(list(i.alerts)), hide_index=True, use_container_width=True)
+    unresolved = [i for i in incidents if not i.is_resolved]
+    if unresolved and _handles_alerts(user):
+        _incident_form(user, unresolved)
 
 
-def alert_inbox(user: SignedInUser, view: MonitoringView, site: SiteMonitoring) -> None:
-    """The site's alerts, newest first, and (for CMIO and ML engineers) acknowledge / resolve."""
-    st.subheader("Alerts")
-    alerts = [a for a in view.alerts if a.site == site.site]
-    if not alerts:
-        st.caption("No alerts at this site.")
-        return
-    st.dataframe(_alert_rows(alerts), hide_index=True, use_container_width=True)
-    unresolved = [a for a in alerts if not a.is_resolved]
-    if not unresolved or not _handles_alerts(user):
-        return
-    with st.form("drift-alert-action", clear_on_submit=True):
-        chosen = st.selectbox("Alert", [a.id for a in unresolved], format_func=lambda i: f"#{i}")
+def _incident_form(user: SignedInUser, unresolved: list[Incident]) -> None:
+    labels = {i.id: f"#{i.id} {i.family} from {i.record.first_alarm_date.isoformat()} ({i.status})" for i in unresolved}
+    with st.form("drift-incident-action", clear_on_submit=True):
+        chosen = st.selectbox("Incident", list(labels), format_func=labels.__getitem__)
         note = st.text_input("Why (recorded with your name)")
         ack, resolve = st.columns(2)
         do_ack = ack.form_submit_button("Acknowledge")
-        do_resolve = resolve.form_submit_button("Resolve (restarts the chart)")
+        do_resolve = resolve.form_submit_button("Resolve (restarts its charts)")
     if do_ack or do_resolve:
         _change(user, int(chosen), note, resolve=do_resolve)
 
 
-def _change(user: SignedInUser, alert_id: int, note: str, *, resolve: bool) -> None:
-    step = monitoring.resolve_alert if resolve else monitoring.acknowledge_alert
+def _change(user: SignedInUser, incident_id: int, note: str, *, resolve: bool) -> None:
+    step = monitoring.resolve_incident if resolve else monitoring.acknowledge_incident
     try:
-        rec = step(resources.session_factory(), alert_id, by=user, note=note, now=resources.utc_now)
+        incident = step(resources.session_factory(), incident_id, by=user, note=note, now=resources.utc_now)
     except BadInputError as exc:
         st.error(str(exc))
         return
-    st.success(f"Alert #{rec.id} is now {rec.status}; the action is in the audit log.")
+    moved = _plural(len(incident.alerts), "alert")
+    _flash(f"Incident #{incident.id} is now {incident.status} with its {moved}; the actions are in the audit log.")
     st.rerun()
+
+
+def alert_evidence(view: MonitoringView, site: SiteMonitoring) -> None:
+    """Every alert of the site, newest first: the evidence, one stream alarm or novelty per row."""
+    alerts = [a for a in view.alerts if a.site == site.site]
+    if not alerts:
+        return
+    with st.expander(f"All alerts at this site ({len(alerts)})", expanded=False):
+        st.dataframe(_alert_rows(alerts), hide_index=True, use_container_width=True)
+        loose = sum(a.incident_id is None and not a.is_resolved for a in alerts)
+        if loose:
+            st.caption(
+                f"{_plural(loose, 'unresolved alert')} from before incidents: the next monitoring run groups them."
+            )
 
 
 # --- stream charts --------------------------------------------------------------------------------

@@ -53,6 +53,10 @@ class AuditAction(StrEnum):
     ALERT_RAISED = "alert_raised"
     ALERT_ACKNOWLEDGED = "alert_acknowledged"
     ALERT_RESOLVED = "alert_resolved"
+    #: Drift incidents (issue 21): a site's alerts of one family grouped into an incident; its lifecycle.
+    INCIDENT_OPENED = "incident_opened"
+    INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
+    INCIDENT_RESOLVED = "incident_resolved"
     #: Explanations (issue 4): a faithfulness/sanity report was stored for a model version;
     #: an explanation was exported as DICOM objects (the payload names their SOP Instance UIDs).
     EXPLAIN_REPORT_CREATED = "explain_report_created"

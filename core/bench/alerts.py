@@ -8,15 +8,16 @@ a throwaway SQLite home. What the monitors raised is then counted:
 * **Alerts** are the records ``vigil drift`` raises: per stream the first CUSUM or EWMA alarm
   (the alerting detectors), and each novelty (a new vendor, detector model, protocol or software
   version). These are the *raw alarms*.
-* **Events.** Alerts of one site are grouped: an event starts at the site's earliest alert not yet
-  grouped, and every alert of that site dated at most :data:`EVENT_WINDOW_DAYS` days after that
-  first alert belongs to it (:func:`group_events`). A CMIO investigates an event, not a stream.
+* **Incidents** are what ``vigil drift`` groups the alerts into (:mod:`core.drift.incidents`, the
+  default window of 7 days from an incident's first alarm, one family per incident: score, image,
+  label streams or metadata novelty). A CMIO investigates an incident, not a stream, and the
+  false-alarm figure counts incidents, as the drift page does.
 * **In-control sites** are the deployment sites other than the one with a designed change (the
   ``software_update`` event of the cohort's ``cohort.json``: riverside). Every alert there is false.
 * **Monitored days** of a site run from the first day any of its monitors can alarm (the first
   phase-II window of any stream after its warm-up, or the first study judged for novelty after the
   novelty warm-up) to its last study date, inclusive; site-years are monitored days / 365.25.
-  The false-alarm rate is in-control events / in-control site-years, with the exact (Garwood)
+  The false-alarm rate is in-control incidents / in-control site-years, with the exact (Garwood)
   Poisson interval (:func:`poisson_interval`).
 * **Detection** of the designed change: a cohort finds it when a *stream* alert of the changed site
   (score, image or label family; novelty alerts are metadata diffs and trivially see a new software
@@ -32,7 +33,7 @@ import math
 import multiprocessing
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -44,21 +45,21 @@ from scipy.stats import chi2
 
 from core.bench.harness import BenchResult
 from core.config import Settings
-from core.drift.monitor import StreamReport
+from core.drift.incidents import DEFAULT_WINDOW_DAYS
+from core.drift.monitor import MonitorSettings, StreamReport
 from core.drift.sitestreams import STREAMS
 from core.errors import BadInputError
 from core.types import JSONObject
 
 __all__ = [
     "DENSE_SEEDS",
-    "EVENT_WINDOW_DAYS",
     "SEEDS",
     "AlertMark",
+    "IncidentMark",
     "AlertsSummary",
     "CohortAlerts",
     "CohortSize",
     "SiteAlerts",
-    "group_events",
     "poisson_interval",
     "quantile",
     "run",
@@ -66,8 +67,6 @@ __all__ = [
     "summarize",
 ]
 
-#: Alerts of one site dated within this many days after an event's first alert are that event.
-EVENT_WINDOW_DAYS: Final = 7
 #: Cohort seeds: a fixed arithmetic list far from the seeds used elsewhere (0 to a few dozen), not tuned.
 SEEDS: Final = tuple(7_000_003 + 1_009 * i for i in range(20))
 #: Seeds of the 5x denser cohorts. Only one: a dense cohort costs about four standard ones (about
@@ -77,7 +76,7 @@ DENSE_SEEDS: Final = (8_000_011,)
 #: The stream families whose detection delay is reported, then novelty (metadata) alerts.
 STREAM_FAMILIES: Final = ("score", "image", "label")
 NOVELTY: Final = "novelty"
-#: Issue targets: events per in-control site-year, the upper end of its 95 % interval, the share of
+#: Issue targets: incidents per in-control site-year, the upper end of its 95 % interval, the share of
 #: cohorts where the change is missed, median delays (days) of image and score streams.
 TARGET_RATE: Final = 0.5
 TARGET_RATE_UPPER: Final = 1.0
@@ -120,12 +119,22 @@ class AlertMark:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentMark:
+    """One incident as counted here: its first alarm's date, its family and how many alerts it holds."""
+
+    first_alarm_date: date
+    family: str
+    alerts: int
+
+
+@dataclass(frozen=True, slots=True)
 class SiteAlerts:
-    """One monitored site of one cohort: its alerts and its monitored days (0 when never past warm-up)."""
+    """One monitored site of one cohort: its alerts, its incidents and its monitored days (0: never past warm-up)."""
 
     site: str
     monitored_days: int
     alerts: tuple[AlertMark, ...]
+    incidents: tuple[IncidentMark, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,36 +150,6 @@ class CohortAlerts:
 
 
 # --- pure helpers ---------------------------------------------------------------------------------
-
-
-def group_events(dates: Iterable[date], *, window_days: int = EVENT_WINDOW_DAYS) -> list[list[date]]:
-    """Group one site's alert dates into events.
-
-    An event starts at the earliest date not yet grouped; every date at most ``window_days`` after
-    that first date joins it (measured from the event's first alert, so a chain of alerts a week
-    apart is several events, never one unbounded event).
-
-    Parameters
-    ----------
-    dates : iterable of date
-        Alert dates of one site, in any order; repeats allowed.
-    window_days : int
-        Non-negative.
-
-    Returns
-    -------
-    list of list of date
-        Events in date order, each its dates sorted.
-    """
-    if window_days < 0:
-        raise BadInputError(f"window_days must be >= 0, got {window_days}")
-    events: list[list[date]] = []
-    for d in sorted(dates):
-        if events and (d - events[-1][0]).days <= window_days:
-            events[-1].append(d)
-        else:
-            events.append([d])
-    return events
 
 
 def poisson_interval(events: int, exposure: float, *, level: float = 0.95) -> tuple[float, float]:
@@ -222,7 +201,7 @@ class AlertsSummary:
 
     cohorts: int
     in_control_alerts: int
-    in_control_events: int
+    in_control_incidents: int
     in_control_site_years: float
     rate: float
     rate_interval: tuple[float, float]
@@ -243,8 +222,8 @@ class AlertsSummary:
 
 
 def summarize(cohorts: Sequence[CohortAlerts]) -> AlertsSummary:
-    """Count alerts, events, site-years and detection delays over ``cohorts`` (pure)."""
-    alerts = events = days = before = found = found_novelty = 0
+    """Count alerts, incidents, site-years and detection delays over ``cohorts`` (pure)."""
+    alerts = incidents = days = before = found = found_novelty = 0
     delays: dict[str, list[float]] = {f: [] for f in (*STREAM_FAMILIES, NOVELTY)}
     for c in cohorts:
         for s in c.sites:
@@ -258,14 +237,16 @@ def summarize(cohorts: Sequence[CohortAlerts]) -> AlertsSummary:
                     values.append(math.inf if first is None else float((first - c.change_date).days))
                 continue
             alerts += len(s.alerts)
-            events += len(group_events(a.alarm_date for a in s.alerts))
+            incidents += len(s.incidents)
             days += s.monitored_days
     years = days / _DAYS_PER_YEAR
-    rate, interval = (events / years, poisson_interval(events, years)) if years > 0 else (math.nan, (math.nan,) * 2)
+    rate, interval = (
+        (incidents / years, poisson_interval(incidents, years)) if years > 0 else (math.nan, (math.nan,) * 2)
+    )
     return AlertsSummary(
         cohorts=len(cohorts),
         in_control_alerts=alerts,
-        in_control_events=events,
+        in_control_incidents=incidents,
         in_control_site_years=years,
         rate=rate,
         rate_interval=(interval[0], interval[1]),
@@ -331,6 +312,9 @@ def run_cohort(seed: int, studies_per_site: Mapping[str, int], *, size: str = ""
         model = model_service.load_serving(sf, models_dir=settings.home / "models")
         result = run_monitoring(sf, model=model, by="bench:alerts", now=utc_now)
     by_site: dict[str, list[AlertMark]] = {s.site: [] for s in result.view.sites}
+    incidents: dict[str, list[IncidentMark]] = {s.site: [] for s in result.view.sites}
+    for i in result.view.incidents:
+        incidents.setdefault(i.site, []).append(IncidentMark(i.record.first_alarm_date, str(i.family), len(i.alerts)))
     for a in result.view.alerts:
         family = (
             NOVELTY if a.detector == "novelty" else str(STREAMS[a.stream].group) if a.stream in STREAMS else "other"
@@ -341,6 +325,7 @@ def run_cohort(seed: int, studies_per_site: Mapping[str, int], *, size: str = ""
             s.site,
             _monitored_days(s.reports, study_dates[s.site], result.view.config.settings.novelty_warmup),
             tuple(sorted(by_site[s.site], key=lambda m: m.alarm_date)),
+            tuple(sorted(incidents[s.site], key=lambda m: m.first_alarm_date)),
         )
         for s in result.view.sites
     )
@@ -371,17 +356,18 @@ def _fmt(x: float) -> float | None:
 
 
 def _results(label: str, summary: AlertsSummary, cohorts: Sequence[CohortAlerts], wall: float) -> list[BenchResult]:
-    consistent = summary.cohorts > 0 and summary.in_control_events <= summary.in_control_alerts
-    guard = "every cohort ran; in-control events <= raw alerts"
+    consistent = summary.cohorts > 0 and summary.in_control_incidents <= summary.in_control_alerts
+    guard = "every cohort ran; in-control incidents <= raw alerts"
     lo, hi = summary.rate_interval
     common: JSONObject = {
         "size": label,
         "cohorts": summary.cohorts,
         "seeds": [c.seed for c in cohorts],
         "in_control_raw_alerts": summary.in_control_alerts,
-        "in_control_events": summary.in_control_events,
+        "in_control_incidents": summary.in_control_incidents,
         "in_control_site_years": round(summary.in_control_site_years, 4),
-        "event_window_days": EVENT_WINDOW_DAYS,
+        "incident_window_days": DEFAULT_WINDOW_DAYS,
+        "false_alarm_budget_per_site_year": MonitorSettings().false_alarm_budget,
         "rate_95ci": [_fmt(lo), _fmt(hi)],
         "seconds_per_cohort_median": round(float(np.median([c.seconds for c in cohorts])), 2) if cohorts else None,
         "suite_wall_seconds": round(wall, 1),
@@ -403,7 +389,7 @@ def _results(label: str, summary: AlertsSummary, cohorts: Sequence[CohortAlerts]
     }
     out = [
         BenchResult(
-            f"false-alarm events per in-control site-year ({label})",
+            f"false-alarm incidents per in-control site-year ({label})",
             summary.rate,
             TARGET_RATE,
             guard,

@@ -48,6 +48,18 @@ __all__ = [
 #: Calibration streams are this many target ARL0s long (see the censoring correction above).
 HORIZON_FACTOR: Final = 3
 _CHUNK: Final = 100  # streams simulated at once (memory: a few chunk x horizon arrays of doubles)
+_CHUNK_VALUES: Final = 6_000_000  # at most this many simulated values at once (a few 48 MB arrays)
+
+
+def _chunk(horizon: int) -> int:
+    """Streams per simulated block: fewer for long horizons, so memory stays bounded.
+
+    The normal draws come out of the generator in the same order whatever the block shape, so
+    the threshold does not depend on it.
+    """
+    return max(1, min(_CHUNK, _CHUNK_VALUES // max(horizon, 1)))
+
+
 _BISECTION_STEPS: Final = 60
 
 
@@ -146,8 +158,9 @@ def _records(chart: ChartKind, parameter: float, *, n_streams: int, horizon: int
     rng = np.random.default_rng(seed)
     vals: list[FloatArray] = []
     times: list[IntArray] = []
-    for start in range(0, n_streams, _CHUNK):
-        m = min(_CHUNK, n_streams - start)
+    chunk = _chunk(horizon)
+    for start in range(0, n_streams, chunk):
+        m = min(chunk, n_streams - start)
         running = np.maximum.accumulate(_alarm_statistic(chart, parameter, rng.standard_normal((m, horizon))), axis=1)
         rises = np.ones_like(running, dtype=bool)
         rises[:, 1:] = running[:, 1:] > running[:, :-1]

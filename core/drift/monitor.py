@@ -11,6 +11,7 @@ the same ongoing change until someone resolves it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,21 +25,39 @@ from core.drift.bocpd_models import BernoulliModel, GaussianModel
 from core.drift.calibration import Calibration, ChartKind, calibrate
 from core.drift.cusum import cusum_batch
 from core.drift.ewma import ewma_batch
+from core.drift.sitestreams import STREAMS
 from core.drift.streams import (
     Baseline,
     StreamKind,
     WarmingUp,
     WindowedStream,
+    WindowKind,
     against_baseline,
     estimate_baseline,
     self_starting,
 )
 from core.types import FloatArray, IntArray
 
-__all__ = ["MonitorSettings", "Alarm", "StreamReport", "StreamStatus", "monitor_stream", "chart_calibrations"]
+__all__ = [
+    "CALIBRATED",
+    "DAYS_PER_YEAR",
+    "MonitorSettings",
+    "Alarm",
+    "StreamReport",
+    "StreamStatus",
+    "monitor_stream",
+    "chart_calibrations",
+    "windows_per_day",
+]
 
 #: The detectors, in the order alarms are preferred when two fire on the same window.
 DETECTORS: Final = ("cusum", "ewma", "bocpd")
+
+
+#: Days in a year, for budgets stated per site-year.
+DAYS_PER_YEAR: Final = 365.25
+#: The detectors whose thresholds come from an in-control run length (BOCPD's does not).
+CALIBRATED: Final = ("cusum", "ewma")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,51 +66,131 @@ class MonitorSettings:
 
     Attributes
     ----------
-    arl0 : float
-        Target in-control average run length of each CUSUM and EWMA chart, in windows. The
-        default 5000 keeps a site with a dozen daily charts near one false alert a year.
+    false_alarm_budget : float
+        Incidents a year that a site where nothing changed may raise, at most (0.5: one every two
+        years). It is split evenly over every chart Vigil can run at a site (each stream of
+        :data:`~core.drift.sitestreams.STREAMS` times each calibrated alerting detector), so a
+        new stream tightens every chart instead of adding false alarms; see :attr:`arl0`.
     cusum_k : float
         CUSUM reference value: half the shift it is tuned for (0.5 = a 1 sigma shift).
     ewma_lambda : float
         EWMA smoothing weight.
-    warmup : int
-        Baseline windows of MEAN and RATE streams.
     min_observations : int
-        Per-study values the baseline needs at least.
+        Per-study values a MEAN stream's baseline needs before its charts may alarm.
+    min_events, max_rate_trials : int
+        A RATE stream's baseline needs this many events and non-events (each), or this many
+        trials in all when one outcome is rarer (a sensitivity with no miss yet).
     distance_warmup : int
-        Baseline windows of DISTANCE streams (PSI, KS, AUC), which have one value per N studies.
+        Window values a DISTANCE stream (PSI, KS, AUC) needs before its charts may alarm.
     bocpd_hazard, bocpd_cap, bocpd_threshold : float, int, float
         BOCPD change-point prior per window, live-hypothesis cap, change-mass threshold.
     alerting : tuple of str
         Detectors whose alarms open alerts; the others are shown for corroboration.
     calibration_streams : int
         Simulated streams per ARL0 calibration.
-    novelty_warmup : int
-        Studies whose metadata define a site's known values before novelty events can fire.
+    novelty_share, novelty_confidence : float
+        Metadata novelty fires only once every value making up at least ``novelty_share`` of a
+        site's studies has been seen with probability ``novelty_confidence``; see
+        :attr:`novelty_warmup`.
     """
 
-    arl0: float = 5000.0
+    false_alarm_budget: float = 0.5
     cusum_k: float = 0.5
     ewma_lambda: float = 0.1
-    warmup: int = 20
     min_observations: int = 20
-    distance_warmup: int = 5
+    min_events: int = 10
+    max_rate_trials: int = 200
+    distance_warmup: int = 10
     bocpd_hazard: float = 1.0 / 250.0
     bocpd_cap: int = 200
     bocpd_threshold: float = 0.9
-    alerting: tuple[str, ...] = ("cusum", "ewma")
+    alerting: tuple[str, ...] = CALIBRATED
     calibration_streams: int = 1000
-    novelty_warmup: int = 10
+    novelty_share: float = 0.05
+    novelty_confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not (self.false_alarm_budget > 0 and math.isfinite(self.false_alarm_budget)):
+            raise ValueError(
+                f"the false-alarm budget must be a positive number of incidents a year, got {self.false_alarm_budget}"
+            )
+        if not 0 < self.novelty_share < 1 or not 0 < self.novelty_confidence < 1:
+            raise ValueError(
+                "novelty share and confidence must lie in (0, 1), "
+                f"got {self.novelty_share} and {self.novelty_confidence}"
+            )
+        if self.min_observations < 3 or self.distance_warmup < 3 or self.min_events < 1 or self.max_rate_trials < 1:
+            raise ValueError(
+                "a baseline needs at least 3 values and 1 event of each kind, got "
+                f"min_observations={self.min_observations}, distance_warmup={self.distance_warmup}, "
+                f"min_events={self.min_events}, max_rate_trials={self.max_rate_trials}"
+            )
+        if not any(d in CALIBRATED for d in self.alerting):
+            raise ValueError(f"at least one of {CALIBRATED} must raise alerts, got {self.alerting}")
+
+    @property
+    def charts_per_site(self) -> int:
+        """Calibrated alerting charts Vigil can run at one site: every stream times each detector."""
+        return len(STREAMS) * sum(d in CALIBRATED for d in self.alerting)
+
+    @property
+    def arl0(self) -> float:
+        """In-control average run length of each chart, in daily windows (the budget's share per chart).
+
+        With ``C`` charts and a budget of ``B`` incidents a year, each chart may raise ``B / C`` false
+        alarms a year, one in ``C * 365.25 / B`` days. By the union bound (Bonferroni) the site then
+        raises at most ``B`` a year, and fewer: correlated charts alarm together, one incident.
+        """
+        return self.charts_per_site * DAYS_PER_YEAR / self.false_alarm_budget
+
+    @property
+    def novelty_warmup(self) -> int:
+        """Studies that define a site's known metadata before novelty can fire.
+
+        The smallest ``n`` with ``(1 - share) ** n <= 1 - confidence``: a value making up ``share``
+        of the studies is missing from ``n`` of them with probability at most ``1 - confidence``
+        (59 studies at 5 % and 95 %; the "rule of three" of Hanley & Lippman-Hand 1983 read
+        the other way round).
+        """
+        return math.ceil(math.log(1.0 - self.novelty_confidence) / math.log(1.0 - self.novelty_share))
+
+    def budget_statement(self) -> str:
+        """The false-alarm budget in the words the drift page and ``vigil drift`` use."""
+        every = 1.0 / self.false_alarm_budget
+        detectors = " and ".join(d.upper() for d in self.alerting if d in CALIBRATED)
+        per = "every year" if every == 1 else f"every {every:g} years"
+        return (
+            f"False-alarm budget: at most one incident {per} at a site where nothing has changed "
+            f"({self.false_alarm_budget:g} a site-year), split evenly over the {self.charts_per_site} charts "
+            f"Vigil can run at a site ({len(STREAMS)} streams x {detectors}): each chart is calibrated "
+            f"to one false alarm in {self.arl0:,.0f} days. Metadata novelty is judged on its own: "
+            f"it starts after {self.novelty_warmup} studies, when any value making up {self.novelty_share:.0%} of a "
+            f"site's studies has been seen with {self.novelty_confidence:.0%} confidence."
+        )
 
 
-def chart_calibrations(settings: MonitorSettings) -> dict[str, Calibration]:
-    """CUSUM ``h`` and EWMA ``L`` for ``settings.arl0`` (simulated once per process, then cached)."""
+def windows_per_day(stream: WindowedStream) -> int:
+    """How many windows a stream has a day, rounded up to a power of two (1 for daily windows).
+
+    Charts are calibrated per window; a budget stated per day needs this factor when windows
+    of N studies come faster than one a day (a busy site). Rounding keeps calibrations few.
+    """
+    if stream.windowing.kind is WindowKind.DAY or stream.n_windows < 2:
+        return 1
+    span = int((stream.dates[-1] - stream.dates[0]).astype("timedelta64[D]").astype(np.int64)) + 1
+    rate = stream.n_windows / max(span, 1)
+    return 1 if rate <= 1 else 1 << math.ceil(math.log2(rate))
+
+
+def chart_calibrations(settings: MonitorSettings, *, per_day: int = 1) -> dict[str, Calibration]:
+    """CUSUM ``h`` and EWMA ``L`` for ``settings.arl0 * per_day`` windows (simulated once per process, then cached)."""
+    arl0 = settings.arl0 * per_day
     return {
         "cusum": calibrate(
-            ChartKind.CUSUM, parameter=settings.cusum_k, arl0=settings.arl0, n_streams=settings.calibration_streams
+            ChartKind.CUSUM, parameter=settings.cusum_k, arl0=arl0, n_streams=settings.calibration_streams
         ),
         "ewma": calibrate(
-            ChartKind.EWMA, parameter=settings.ewma_lambda, arl0=settings.arl0, n_streams=settings.calibration_streams
+            ChartKind.EWMA, parameter=settings.ewma_lambda, arl0=arl0, n_streams=settings.calibration_streams
         ),
     }
 
@@ -308,15 +407,16 @@ def monitor_stream(stream: WindowedStream, *, settings: MonitorSettings, restart
     -------
     StreamReport
     """
-    cals = chart_calibrations(settings)
-    warmup = settings.distance_warmup if stream.kind is StreamKind.DISTANCE else settings.warmup
-    need_obs = settings.distance_warmup if stream.kind is StreamKind.DISTANCE else settings.min_observations
+    cals = chart_calibrations(settings, per_day=windows_per_day(stream))
+    need_values = settings.distance_warmup if stream.kind is StreamKind.DISTANCE else settings.min_observations
     asm = _Assembly(stream.n_windows)
     segments = _segments(stream.dates, restarts)
     status, message, baseline = StreamStatus.EMPTY, "no windows yet", None
     result, offset = None, 0
     for seg, sel in enumerate(segments):
-        base = estimate_baseline(stream, sel, warmup=warmup, min_observations=need_obs)
+        base = estimate_baseline(
+            stream, sel, min_values=need_values, min_events=settings.min_events, max_trials=settings.max_rate_trials
+        )
         status, message, baseline = _describe(base, sel)
         result, offset = None, int(sel[0]) if sel.size else 0
         if not isinstance(base, Baseline) or not base.sd > 0:

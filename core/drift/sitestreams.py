@@ -4,6 +4,9 @@ Score streams (mean score, positive rate, PSI and KS against the benchmark's sco
 streams (intensity mean and spread and noise of the model input, embedding distance to the
 benchmark) and, once labels arrive, label streams (AUC, sensitivity, specificity, reader
 disagreement). ``core.services.monitoring`` reads the arrays from the store.
+
+Scores and embedding distances are ranked; the three pixel statistics use the self-starting t
+(see :mod:`core.drift.streams` for why each).
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from typing import Final
 import numpy as np
 
 from core.drift.features import EmbeddingReference, auc, ks_statistic, psi
-from core.drift.streams import WindowedStream, Windowing, distance_stream, mean_stream, rate_stream
+from core.drift.streams import (
+    Standardization,
+    WindowedStream,
+    Windowing,
+    distance_stream,
+    mean_stream,
+    rate_stream,
+)
 from core.types import FloatArray, IntArray
 
 __all__ = ["StreamGroup", "StreamInfo", "STREAMS", "SiteObservations", "Reference", "build_site_streams"]
@@ -138,9 +148,10 @@ def build_site_streams(
     streams = [
         mean_stream("mean_score", obs.dates, obs.scores, windowing),
         rate_stream("positive_rate", obs.dates, obs.predicted, windowing),
-        mean_stream("intensity_mean", obs.dates, obs.intensity_mean, windowing),
-        mean_stream("intensity_spread", obs.dates, obs.intensity_spread, windowing),
-        mean_stream("noise", obs.dates, obs.noise, windowing),
+        *(
+            mean_stream(name, obs.dates, getattr(obs, name), windowing, standardization=Standardization.STUDENT)
+            for name in ("intensity_mean", "intensity_spread", "noise")
+        ),
     ]
     missing: dict[str, str] = {}
     streams += _reference_streams(obs, ref, windowing, distance_window, missing)

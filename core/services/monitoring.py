@@ -3,13 +3,18 @@
 * :func:`refresh_features` caches image statistics and penultimate-layer embeddings of the
   studies the serving model scored (one transaction per batch; derived data, not audited).
 * :func:`compute_monitoring` reads the store and runs every stream's detectors (read-only).
-* :func:`run_monitoring` does both, then turns new alarms and novelties into alerts, each with
-  its audit entry, in one transaction, and tells the subscribed hooks after it commits.
-* :func:`acknowledge_alert` and :func:`resolve_alert` move an alert along open -> acknowledged ->
-  resolved with who and why; resolving restarts that stream's chart after the alarm.
+* :func:`run_monitoring` does both, then turns new alarms and novelties into alerts and groups
+  them into incidents, each with its audit entry, in one transaction, and tells the subscribed
+  hooks after it commits.
+* :func:`acknowledge_incident` and :func:`resolve_incident` move an incident and every unresolved
+  alert in it along open -> acknowledged -> resolved with who and why, in one transaction;
+  :func:`acknowledge_alert` and :func:`resolve_alert` move one alert. Resolving an alert restarts
+  that stream's chart after the alarm.
 
 An ongoing change raises one alert: while a stream has an unresolved alert, later alarms on it
-are the same change, and a resolved alarm is never raised again (its key is stored).
+are the same change, and a resolved alarm is never raised again (its key is stored). Alerts of
+one site and family that start within ``MonitoringConfig.incident_window_days`` of an unresolved
+incident's first alarm are that incident's evidence (:mod:`core.drift.incidents`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 
 from core.drift.calibration import Calibration
 from core.drift.features import EmbeddingReference
+from core.drift.incidents import DEFAULT_WINDOW_DAYS, IncidentFamily, check_window_days, stream_title
 from core.drift.monitor import MonitorSettings, StreamReport, chart_calibrations, monitor_stream
 from core.drift.novelty import NOVELTY_ATTRIBUTES, NoveltyReport, detect_novelty
 from core.drift.sitestreams import STREAMS, Reference, SiteObservations, build_site_streams
@@ -45,10 +51,19 @@ from core.services.monitoring_alerts import (
     resolve_alert,
 )
 from core.services.monitoring_features import refresh_features
-from core.store import alerts, feedback, model_versions, sites
+from core.services.monitoring_incidents import (
+    Incident,
+    acknowledge_incident,
+    incident_to_dict,
+    incidents_with_alerts,
+    list_incidents,
+    resolve_incident,
+)
+from core.store import alerts, feedback, incidents, model_versions, sites
 from core.store import monitoring as monitoring_store
 from core.store.alerts import AlertRecord, AlertStatus
 from core.store.engine import SessionFactory
+from core.store.incidents import IncidentRecord, IncidentStatus
 from core.store.monitoring import MonitoredStudy
 from core.store.monitoring import monitored_studies as read_studies
 from core.types import FloatArray
@@ -64,6 +79,10 @@ __all__ = [
     "STREAMS",
     "AlertRecord",
     "AlertStatus",
+    "Incident",
+    "IncidentFamily",
+    "IncidentRecord",
+    "IncidentStatus",
     "StreamReport",
     "DEFAULT_DISTANCE_WINDOW",
     "DEFAULT_WINDOWING",
@@ -76,13 +95,18 @@ __all__ = [
     "MonitoringView",
     "SiteMonitoring",
     "acknowledge_alert",
+    "acknowledge_incident",
     "alert_to_dict",
     "compute_monitoring",
     "data_version",
+    "incident_to_dict",
     "list_alerts",
+    "list_incidents",
     "refresh_features",
     "resolve_alert",
+    "resolve_incident",
     "run_monitoring",
+    "stream_title",
 ]
 
 #: Windows of the mean and rate streams: one calendar day (standardized by its study count).
@@ -93,12 +117,28 @@ DEFAULT_DISTANCE_WINDOW: Final = Windowing(WindowKind.STUDIES, 25)
 
 @dataclass(frozen=True, slots=True)
 class MonitoringConfig:
-    """How monitoring runs: detector settings, the two windowings and the feature batch size."""
+    """How monitoring runs: detector settings, the two windowings, the feature batch size, the incident window.
+
+    Attributes
+    ----------
+    incident_window_days : int, default 7
+        A new alert joins an unresolved incident of its site and family when it is at most this
+        many days from the incident's first alarm (:mod:`core.drift.incidents`); at least 0.
+
+    Raises
+    ------
+    BadInputError
+        ``incident_window_days`` is negative or not a whole number.
+    """
 
     settings: MonitorSettings = field(default_factory=MonitorSettings)
     windowing: Windowing = DEFAULT_WINDOWING
     distance_window: Windowing = DEFAULT_DISTANCE_WINDOW
     batch_size: int = 16
+    incident_window_days: int = DEFAULT_WINDOW_DAYS
+
+    def __post_init__(self) -> None:
+        check_window_days(self.incident_window_days)
 
     def window_of(self, kind: StreamKind) -> Windowing:
         """The windowing a stream of ``kind`` uses."""
@@ -134,7 +174,16 @@ class SiteMonitoring:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class MonitoringView:
-    """Everything the drift page and ``vigil drift`` show, computed from the store alone."""
+    """Everything the drift page and ``vigil drift`` show, computed from the store alone.
+
+    Attributes
+    ----------
+    alerts : tuple of AlertRecord
+        Every alert of the monitored sites, newest alarm first.
+    incidents : tuple of Incident
+        Every incident of the monitored sites with its alerts, newest first alarm first: what a
+        CMIO counts and handles.
+    """
 
     model_version: str
     config: MonitoringConfig
@@ -142,15 +191,21 @@ class MonitoringView:
     sites: tuple[SiteMonitoring, ...]
     alerts: tuple[AlertRecord, ...]
     labels_available: bool
+    incidents: tuple[Incident, ...] = ()
+
+    def unresolved_incidents(self, site: str | None = None) -> tuple[Incident, ...]:
+        """Open and acknowledged incidents, of one site when given."""
+        return tuple(i for i in self.incidents if not i.is_resolved and (site is None or i.site == site))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class MonitoringRun:
-    """A monitoring run: the view after it, the alerts it raised, the features it cached."""
+    """A monitoring run: the view after it, the alerts it raised, the features it cached, the incidents it opened."""
 
     view: MonitoringView
     raised: tuple[AlertRecord, ...]
     features_computed: int
+    opened: tuple[Incident, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -161,6 +216,7 @@ class _Read:
     labels: dict[int, int] | None
     feedback: dict[int, list[bool]] | None
     alerts: list[AlertRecord]
+    incidents: list[IncidentRecord]
 
 
 def data_version(session_factory: SessionFactory) -> str:
@@ -198,6 +254,7 @@ def compute_monitoring(
         sites=per_site,
         alerts=tuple(read.alerts),
         labels_available=read.labels is not None,
+        incidents=tuple(incidents_with_alerts(read.incidents, read.alerts)),
     )
 
 
@@ -216,6 +273,7 @@ def _read(session_factory: SessionFactory, site: str | None) -> _Read:
             labels=_labels(session),
             feedback=_feedback(session),
             alerts=[a for s in targets for a in alerts.list_alerts(session, site_id=s.id)],
+            incidents=[i for s in targets for i in incidents.list_incidents(session, site_id=s.id)],
         )
 
 
@@ -341,7 +399,9 @@ def run_monitoring(
     lock: threading.Lock | None = None,
     hooks: AlertHooks = ALERT_HOOKS,
 ) -> MonitoringRun:
-    """Cache missing image features, run every monitor and raise the new alerts (audited).
+    """Cache missing image features, run every monitor, raise the new alerts and group them into incidents.
+
+    Alerts, incidents and their audit entries are written in one transaction.
 
     Parameters
     ----------
@@ -351,7 +411,7 @@ def run_monitoring(
         A signed-in person (needs ``view_performance``), or an unattended actor such as
         ``"cli:alice"`` or ``"system"``.
     hooks : AlertHooks
-        Told about each raised alert after the transaction commits.
+        Told about each raised alert (with its incident) after the transaction commits.
 
     Returns
     -------
@@ -375,23 +435,35 @@ def run_monitoring(
             distance_window=config.distance_window,
         )
     ]
-    raised = alerting.raise_alerts(session_factory, candidates, actor=actor, now=now)
-    for record in raised:
-        hooks.notify(AlertEvent("raised", record))
-    if raised:
-        with session_factory() as session:
-            names = {s.site for s in view.sites}
-            fresh = [a for a in alerts.list_alerts(session) if a.site in names]
-        view = _with_alerts(view, fresh)
-    return MonitoringRun(view=view, raised=tuple(raised), features_computed=computed)
+    names = {s.site for s in view.sites}
+    raised = alerting.raise_alerts(
+        session_factory,
+        candidates,
+        actor=actor,
+        now=now,
+        window_days=config.incident_window_days,
+        sites_grouped=names,
+    )
+    for record in raised.alerts:
+        hooks.notify(AlertEvent("raised", record, raised.incident_of(record)))
+    if raised.alerts or raised.opened:
+        view = _refreshed(session_factory, view, names)
+    opened_ids = {i.id for i in raised.opened}
+    opened = tuple(sorted((i for i in view.incidents if i.id in opened_ids), key=lambda i: i.id))
+    return MonitoringRun(view=view, raised=raised.alerts, features_computed=computed, opened=opened)
 
 
-def _with_alerts(view: MonitoringView, records: Sequence[AlertRecord]) -> MonitoringView:
+def _refreshed(session_factory: SessionFactory, view: MonitoringView, names: set[str]) -> MonitoringView:
+    """``view`` with the alerts and incidents of its sites read again (after a run wrote some)."""
+    with session_factory() as session:
+        fresh = [a for a in alerts.list_alerts(session) if a.site in names]
+        records = [i for i in incidents.list_incidents(session) if i.site in names]
     return MonitoringView(
-        view.model_version,
-        view.config,
-        view.calibrations,
-        view.sites,
-        tuple(records),
-        view.labels_available,
+        model_version=view.model_version,
+        config=view.config,
+        calibrations=view.calibrations,
+        sites=view.sites,
+        alerts=tuple(fresh),
+        labels_available=view.labels_available,
+        incidents=tuple(incidents_with_alerts(records, fresh)),
     )

@@ -15,6 +15,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core.errors import AlertTransitionError, UnknownAlertError
+from core.store.lifecycle import acknowledge_row, resolve_row
 from core.store.tables import DriftAlertRow, SiteRow
 from core.types import JSONObject
 
@@ -103,6 +104,8 @@ class AlertRecord:
     resolved_by: str | None
     resolved_at: datetime | None
     resolution_note: str | None
+    #: The incident this alert is evidence of; None for an alert from before incidents, not grouped yet.
+    incident_id: int | None = None
 
     @property
     def is_resolved(self) -> bool:
@@ -165,8 +168,9 @@ def list_alerts(
     site_id: int | None = None,
     statuses: tuple[AlertStatus, ...] | None = None,
     stream: str | None = None,
+    incident_id: int | None = None,
 ) -> list[AlertRecord]:
-    """Alerts newest alarm first (then newest id), optionally of one site, some statuses, one stream."""
+    """Alerts newest alarm first (then newest id), optionally of one site, some statuses, one stream, one incident."""
     query = _alerts().order_by(DriftAlertRow.alarm_date.desc(), DriftAlertRow.id.desc())
     if site_id is not None:
         query = query.where(DriftAlertRow.site_id == site_id)
@@ -174,6 +178,8 @@ def list_alerts(
         query = query.where(DriftAlertRow.status.in_([str(s) for s in statuses]))
     if stream is not None:
         query = query.where(DriftAlertRow.stream == stream)
+    if incident_id is not None:
+        query = query.where(DriftAlertRow.incident_id == incident_id)
     return [_record(alert, site) for alert, site in session.execute(query)]
 
 
@@ -188,10 +194,9 @@ def acknowledge(session: Session, alert_id: int, *, by: str, note: str, now: dat
         The alert is not open.
     """
     row = _row(session, alert_id)
-    if row.status != AlertStatus.OPEN:
-        raise AlertTransitionError(alert_id, row.status, str(AlertStatus.ACKNOWLEDGED))
-    row.status = str(AlertStatus.ACKNOWLEDGED)
-    row.acknowledged_by, row.acknowledged_at, row.acknowledge_note = by, now, note
+    acknowledge_row(
+        row, by=by, note=note, now=now, refuse=lambda have, want: AlertTransitionError(alert_id, have, want)
+    )
     session.flush()
     return get_alert(session, alert_id)
 
@@ -207,10 +212,7 @@ def resolve(session: Session, alert_id: int, *, by: str, note: str, now: datetim
         The alert is already resolved.
     """
     row = _row(session, alert_id)
-    if row.status == AlertStatus.RESOLVED:
-        raise AlertTransitionError(alert_id, row.status, str(AlertStatus.RESOLVED))
-    row.status = str(AlertStatus.RESOLVED)
-    row.resolved_by, row.resolved_at, row.resolution_note = by, now, note
+    resolve_row(row, by=by, note=note, now=now, refuse=lambda have, want: AlertTransitionError(alert_id, have, want))
     session.flush()
     return get_alert(session, alert_id)
 
@@ -249,4 +251,5 @@ def _record(row: DriftAlertRow, site: str) -> AlertRecord:
         resolved_by=row.resolved_by,
         resolved_at=row.resolved_at,
         resolution_note=row.resolution_note,
+        incident_id=row.incident_id,
     )

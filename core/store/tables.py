@@ -47,6 +47,7 @@ __all__ = [
     "SiteCalibratorRow",
     "ImageFeatureRow",
     "DriftAlertRow",
+    "DriftIncidentRow",
     "ExplainReportRow",
 ]
 
@@ -334,7 +335,7 @@ class SiteCalibratorRow(Base):
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-# --- Drift monitoring (issue 6; migration 0004) ------------------------------------------------
+# --- Drift monitoring (issue 6; migration 0004; incidents, issue 21: migration 0007) ------------
 
 
 class ImageFeatureRow(Base):
@@ -386,6 +387,41 @@ class DriftAlertRow(Base):
     status: Mapped[str] = mapped_column(String(CODE))
     raised_by: Mapped[str] = mapped_column(String(128))
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledge_note: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    #: The incident the alert is evidence of (migration ``0007``); NULL for alerts raised before
+    #: incidents existed that no monitoring run has grouped since (see ``core.services.monitoring_alerts``).
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("drift_incident.id"), index=True)
+
+
+class DriftIncidentRow(Base):
+    """One drift incident: a site's alerts of one family that started within the incident window (``0007``).
+
+    ``first_alarm_date`` and ``change_date`` are the earliest alarm date and the earliest estimated
+    change date among its alerts, kept up to date as alerts join. The status moves like an
+    alert's, ``open`` -> ``acknowledged`` -> ``resolved`` (or ``open`` -> ``resolved``), each step
+    with who, when and why; a resolved incident is never joined again.
+    """
+
+    __tablename__ = "drift_incident"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status_known"),
+        CheckConstraint("family IN ('score', 'image', 'label', 'metadata')", name="family_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    family: Mapped[str] = mapped_column(String(CODE))
+    first_alarm_date: Mapped[date] = mapped_column(Date)
+    change_date: Mapped[date | None] = mapped_column(Date)
+    summary: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(CODE))
+    opened_by: Mapped[str] = mapped_column(String(128))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledge_note: Mapped[str | None] = mapped_column(Text)

@@ -1,4 +1,4 @@
-"""The drift page (AppTest, run directly): warming-up streams, the alert inbox and its actions, the figures."""
+"""The drift page (AppTest, run directly): warming-up streams, incidents with their evidence and actions, figures."""
 
 from __future__ import annotations
 
@@ -32,22 +32,39 @@ def _page(role: Role) -> AppTest:
     return at.run()
 
 
-def _seed_alert(inst: Installation, site: str = "riverside") -> int:
-    candidate = AlertCandidate(
+def _candidate(site: str, stream: str, day: int) -> AlertCandidate:
+    alarm = date(2025, 5, day)
+    return AlertCandidate(
         site=site,
-        key=f"{site}|noise|day|2025-05-14",
-        stream="noise",
+        key=f"{site}|{stream}|day|{alarm.isoformat()}",
+        stream=stream,
         detector="cusum",
         window="day",
-        alarm_date=date(2025, 5, 14),
+        alarm_date=alarm,
         change_date=date(2025, 5, 12),
         statistic=9.1,
         limit=7.36,
-        summary=f"Noise estimate at {site}: CUSUM alarm on 2025-05-14",
+        summary=f"{stream} at {site}: CUSUM alarm on {alarm.isoformat()}",
         details={"arl0": 5000.0},
         ongoing=True,
     )
-    return raise_alerts(inst.session_factory(), [candidate], actor="system", now=clock)[0].id
+
+
+def _seed_incident(inst: Installation, site: str = "riverside") -> tuple[int, list[int]]:
+    """Two image alarms two days apart at ``site``: one incident with two alerts."""
+    raised = raise_alerts(
+        inst.session_factory(),
+        [_candidate(site, "noise", 14), _candidate(site, "intensity_mean", 16)],
+        actor="system",
+        now=clock,
+    )
+    incident_id = raised.alerts[0].incident_id
+    assert incident_id is not None and len(raised.opened) == 1
+    return incident_id, [a.id for a in raised.alerts]
+
+
+def _riverside_label(at: AppTest) -> str:
+    return next(o for o in at.selectbox(key="drift-site").options if o.startswith("riverside"))
 
 
 def test_cmio_sees_settings_sites_and_warming_up_streams(installation: Installation) -> None:
@@ -58,8 +75,8 @@ def test_cmio_sees_settings_sites_and_warming_up_streams(installation: Installat
     assert not at.exception
     assert [t.value for t in at.title] == ["Drift monitoring"]
     captions = " ".join(c.value for c in at.caption)
-    assert "ARL0" in captions and "5000 windows" in captions
-    assert "warming up: 2/20 baseline windows, 2/20 values" in captions
+    assert "False-alarm budget: at most one incident every 2 years" in captions and "17,532 days" in captions
+    assert "warming up: 2/20 baseline values" in captions
     assert {o.split(" (")[0] for o in at.selectbox(key="drift-site").options} == {
         "eastgate",
         "harbor",
@@ -78,9 +95,28 @@ def test_a_radiologist_is_refused(installation: Installation) -> None:
     assert not at.title
 
 
-def test_cmio_acknowledges_an_alert_with_a_note(installation: Installation) -> None:
+def test_the_site_count_is_unresolved_incidents(installation: Installation) -> None:
+    # Prepare: two alarms, one incident
+    _seed_incident(installation)
+
+    # Execute
+    at = _page(Role.CMIO)
+    at.selectbox(key="drift-site").select_index(3).run()  # riverside
+
+    # Assert: one incident to handle, with both alerts as its evidence
+    assert not at.exception
+    assert _riverside_label(at) == "riverside (1 unresolved incident)"
+    incidents = at.dataframe[0].value
+    assert list(incidents["family"]) == ["image"] and list(incidents["alarms"]) == [2]
+    assert list(incidents["streams"]) == ["Noise estimate, Intensity mean"]
+    evidence = at.dataframe[1].value
+    assert list(evidence["stream"]) == ["noise", "intensity_mean"]
+    assert list(evidence["alarm"]) == ["2025-05-14", "2025-05-16"]
+
+
+def test_cmio_acknowledges_an_incident_with_a_note(installation: Installation) -> None:
     # Prepare
-    alert_id = _seed_alert(installation)
+    incident_id, alert_ids = _seed_incident(installation)
     at = _page(Role.CMIO)
     at.selectbox(key="drift-site").select_index(3).run()  # riverside
 
@@ -88,37 +124,68 @@ def test_cmio_acknowledges_an_alert_with_a_note(installation: Installation) -> N
     at.text_input[0].input("vendor confirms the UNIQUE2 update")
     next(b for b in at.button if b.label == "Acknowledge").click().run()
 
-    # Assert
+    # Assert: the incident and both alerts acknowledged, each audited with who and why
     assert not at.exception
     with installation.session_factory()() as session:
-        entries = [e for e in audit_log.iter_entries(session) if e.action == AuditAction.ALERT_ACKNOWLEDGED]
-    assert [(e.actor, e.payload["alert_id"], e.payload["note"]) for e in entries] == [
-        ("cmio", alert_id, "vendor confirms the UNIQUE2 update")
+        entries = list(audit_log.iter_entries(session))
+    acked = [e for e in entries if e.action == AuditAction.INCIDENT_ACKNOWLEDGED]
+    assert [(e.actor, e.payload["incident_id"], e.payload["note"]) for e in acked] == [
+        ("cmio", incident_id, "vendor confirms the UNIQUE2 update")
     ]
+    alerts_acked = [e.payload["alert_id"] for e in entries if e.action == AuditAction.ALERT_ACKNOWLEDGED]
+    assert alerts_acked == alert_ids
+    # Assert: the page drawn after the action shows the new state
+    assert [s.value for s in at.success] == [
+        f"Incident #{incident_id} is now acknowledged with its 2 alerts; the actions are in the audit log."
+    ]
+    assert [str(v).split()[-1] for v in at.dataframe[0].value["status"]] == ["acknowledged"]
+    assert set(at.dataframe[1].value["status"].map(lambda v: str(v).split()[-1])) == {"acknowledged"}
 
 
-def test_a_champion_sees_the_inbox_but_cannot_act(installation: Installation) -> None:
+def test_resolving_an_incident_updates_the_count_at_once(installation: Installation) -> None:
     # Prepare
-    _seed_alert(installation)
+    incident_id, _ = _seed_incident(installation)
+    at = _page(Role.ML_ENGINEER)
+    at.selectbox(key="drift-site").select_index(3).run()
+    assert _riverside_label(at) == "riverside (1 unresolved incident)"
+
+    # Execute
+    at.text_input[0].input("retrained on the new software")
+    next(b for b in at.button if b.label == "Resolve (restarts its charts)").click().run()
+
+    # Assert: no stale count, no action left to take
+    assert not at.exception and not at.error
+    assert _riverside_label(at) == "riverside (0 unresolved incidents)"
+    assert [str(v).split()[-1] for v in at.dataframe[0].value["status"]] == ["resolved"]
+    assert not [b for b in at.button if b.label == "Acknowledge"]
+    with installation.session_factory()() as session:
+        actions = [e.action for e in audit_log.iter_entries(session)][-3:]
+    assert actions == [AuditAction.ALERT_RESOLVED, AuditAction.ALERT_RESOLVED, AuditAction.INCIDENT_RESOLVED]
+    assert incident_id in [int(i) for i in at.dataframe[0].value["id"]]
+
+
+def test_a_champion_sees_the_incidents_but_cannot_act(installation: Installation) -> None:
+    # Prepare
+    _seed_incident(installation)
 
     # Execute
     at = _page(Role.CHAMPION)
     at.selectbox(key="drift-site").select_index(3).run()
 
-    # Assert
+    # Assert: incidents, each incident's evidence and the site's alerts, and no action
     assert not at.exception
-    assert len(at.dataframe) == 1
-    assert not [b for b in at.button if b.label in ("Acknowledge", "Resolve (restarts the chart)")]
+    assert len(at.dataframe) == 3
+    assert not [b for b in at.button if b.label in ("Acknowledge", "Resolve (restarts its charts)")]
 
 
 def test_empty_note_is_refused_on_the_page(installation: Installation) -> None:
     # Prepare
-    _seed_alert(installation)
+    _seed_incident(installation)
     at = _page(Role.ML_ENGINEER)
     at.selectbox(key="drift-site").select_index(3).run()
 
     # Execute
-    next(b for b in at.button if b.label == "Resolve (restarts the chart)").click().run()
+    next(b for b in at.button if b.label == "Resolve (restarts its charts)").click().run()
 
     # Assert
     assert [e.value for e in at.error] and "note is required" in at.error[0].value
@@ -134,7 +201,9 @@ def test_run_monitors_now_caches_image_features_with_the_shared_model(installati
 
     # Assert: every scored study of the deployment sites got its features (2 per site here)
     assert not at.exception
-    assert [s.value for s in at.success] == ["Monitors ran: 10 studies' image features cached, 0 new alert(s)."]
+    assert [s.value for s in at.success] == [
+        "Monitors ran: 10 studies' image features cached, 0 new alarms in 0 new incidents."
+    ]
 
 
 # --- figures, from a synthetic report ---------------------------------------------------------------
@@ -220,7 +289,7 @@ def test_alert_status_moves_show_in_the_table_rows() -> None:
 
     # Assert
     assert rows[0]["who / why"] == "ack cmio: seen · resolved ml: retrained"
-    assert str(rows[0]["status"]).endswith("resolved")
+    assert str(rows[0]["status"]).endswith("resolved") and rows[0]["incident"] == ""
 
 
 @pytest.fixture(autouse=True)

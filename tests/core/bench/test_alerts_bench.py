@@ -1,4 +1,4 @@
-"""The alerts benchmark: event grouping, the Poisson interval, the summary, and one tiny end-to-end run."""
+"""The alerts benchmark: the Poisson interval, the summary over incidents, and one tiny end-to-end run."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from core.bench.alerts import (
     SEEDS,
     AlertMark,
     CohortAlerts,
+    IncidentMark,
     SiteAlerts,
-    group_events,
     poisson_interval,
     quantile,
     run,
@@ -26,33 +26,6 @@ D0 = date(2025, 4, 1)
 
 def _d(day: int) -> date:
     return D0 + timedelta(days=day)
-
-
-# --- event grouping -----------------------------------------------------------------------------
-
-
-def test_no_alerts_is_no_event() -> None:
-    assert group_events([]) == []
-
-
-def test_alerts_within_seven_days_of_the_first_are_one_event() -> None:
-    events = group_events([_d(7), _d(0), _d(3), _d(0)])
-    assert events == [[_d(0), _d(0), _d(3), _d(7)]]
-
-
-def test_window_is_measured_from_the_event_first_alert_not_chained() -> None:
-    # 0, 5, 10, 15: 10 is more than 7 days after 0, so it starts a second event (5 would chain it).
-    assert group_events([_d(0), _d(5), _d(10), _d(15)]) == [[_d(0), _d(5)], [_d(10), _d(15)]]
-
-
-def test_eight_days_apart_are_two_events() -> None:
-    assert len(group_events([_d(0), _d(8)])) == 2
-    assert len(group_events([_d(0), _d(8)], window_days=8)) == 1
-
-
-def test_negative_window_is_refused() -> None:
-    with pytest.raises(BadInputError):
-        group_events([_d(0)], window_days=-1)
 
 
 # --- Poisson interval ---------------------------------------------------------------------------
@@ -100,6 +73,15 @@ def test_quantile_keeps_misses_infinite_and_empty_undefined() -> None:
 # --- summary ------------------------------------------------------------------------------------
 
 
+def _incidents(alerts: list[AlertMark]) -> tuple[IncidentMark, ...]:
+    """One incident per family here (what ``vigil drift`` would group these few alerts into)."""
+    families = sorted({a.family for a in alerts})
+    return tuple(
+        IncidentMark(min(a.alarm_date for a in alerts if a.family == f), f, sum(a.family == f for a in alerts))
+        for f in families
+    )
+
+
 def _cohort(seed: int, harbor: list[AlertMark], riverside: list[AlertMark]) -> CohortAlerts:
     return CohortAlerts(
         seed=seed,
@@ -107,15 +89,15 @@ def _cohort(seed: int, harbor: list[AlertMark], riverside: list[AlertMark]) -> C
         change_site="riverside",
         change_date=_d(40),
         sites=(
-            SiteAlerts("harbor", 100, tuple(harbor)),
-            SiteAlerts("eastgate", 100, ()),
-            SiteAlerts("riverside", 100, tuple(riverside)),
+            SiteAlerts("harbor", 100, tuple(harbor), _incidents(harbor)),
+            SiteAlerts("eastgate", 100, (), ()),
+            SiteAlerts("riverside", 100, tuple(riverside), _incidents(riverside)),
         ),
         seconds=1.0,
     )
 
 
-def test_summary_counts_events_site_years_and_delays() -> None:
+def test_summary_counts_incidents_site_years_and_delays() -> None:
     harbor = [AlertMark(_d(5), "mean_score", "score"), AlertMark(_d(6), "noise", "image")]
     cohorts = [
         _cohort(
@@ -131,7 +113,7 @@ def test_summary_counts_events_site_years_and_delays() -> None:
         _cohort(2, [], [AlertMark(_d(40), "novelty:software_versions", "novelty")]),
     ]
     s = summarize(cohorts)
-    assert (s.cohorts, s.in_control_alerts, s.in_control_events) == (2, 3, 2)
+    assert (s.cohorts, s.in_control_alerts, s.in_control_incidents) == (2, 3, 2)
     assert s.in_control_site_years == pytest.approx(400 / 365.25)
     assert s.rate == pytest.approx(2 / (400 / 365.25))
     assert s.rate_interval == pytest.approx(poisson_interval(2, 400 / 365.25))
@@ -157,12 +139,12 @@ def test_tiny_end_to_end_run_has_consistent_counts() -> None:
     results = run(standard=30, seeds=(7_000_003,), dense_seeds=(), workers=1)
     names = [r.name for r in results]
     assert len(names) == 5
-    assert names[0].startswith("false-alarm events per in-control site-year")
+    assert names[0].startswith("false-alarm incidents per in-control site-year")
     rate, upper = results[0], results[1]
     a = rate.absolutes
     assert a["cohorts"] == 1
-    assert isinstance(a["in_control_events"], int) and isinstance(a["in_control_raw_alerts"], int)
-    assert 0 <= a["in_control_events"] <= a["in_control_raw_alerts"]
+    assert isinstance(a["in_control_incidents"], int) and isinstance(a["in_control_raw_alerts"], int)
+    assert 0 <= a["in_control_incidents"] <= a["in_control_raw_alerts"]
     assert rate.guard_ok and upper.guard_ok
     ci, years = a["rate_95ci"], a["in_control_site_years"]
     assert isinstance(ci, list) and isinstance(years, float)

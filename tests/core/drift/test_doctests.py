@@ -14,7 +14,9 @@ MODULES = [
     "core.drift.cusum",
     "core.drift.ewma",
     "core.drift.features",
+    "core.drift.incidents",
     "core.drift.novelty",
+    "core.drift.ranks",
     "core.drift.streams",
     "core.drift.synthetic",
 ]

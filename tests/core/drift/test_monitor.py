@@ -7,8 +7,8 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from core.drift.monitor import MonitorSettings, StreamStatus, monitor_stream
-from core.drift.streams import Windowing, WindowKind, mean_stream, rate_stream
+from core.drift.monitor import MonitorSettings, StreamStatus, monitor_stream, windows_per_day
+from core.drift.streams import Windowing, WindowKind, distance_stream, mean_stream, rate_stream
 from core.drift.synthetic import piecewise_bernoulli, piecewise_gaussian
 
 DAY = Windowing(WindowKind.DAY)
@@ -79,7 +79,7 @@ def test_warming_up_with_the_count() -> None:
 
     # Assert
     assert report.status == StreamStatus.WARMING_UP
-    assert report.message == "warming up: 12/20 baseline windows, 12/20 values"
+    assert report.message == "warming up: 12/20 baseline values"
     assert report.alarms == () and not report.monitored.any()
 
 
@@ -147,3 +147,50 @@ def test_rate_streams_use_the_bernoulli_model() -> None:
     alarm = report.current_alarm(SETTINGS.alerting)
     assert alarm is not None and 150 <= alarm.index <= 156
     assert report.bocpd is not None and report.bocpd.change_points.tolist()[-1] == pytest.approx(150, abs=3)
+
+
+def test_the_budget_is_split_evenly_over_every_chart_a_site_can_run() -> None:
+    # Prepare
+    settings = MonitorSettings(false_alarm_budget=0.5)
+
+    # Assert: 12 streams x CUSUM and EWMA, one false alarm in 24 * 365.25 / 0.5 days each
+    assert settings.charts_per_site == 24
+    assert settings.arl0 == pytest.approx(24 * 365.25 / 0.5)
+    assert MonitorSettings(false_alarm_budget=0.25).arl0 == pytest.approx(2 * settings.arl0)
+    assert MonitorSettings(alerting=("cusum",)).charts_per_site == 12
+    statement = settings.budget_statement()
+    assert "at most one incident every 2 years" in statement and "24 charts" in statement
+    assert "17,532 days" in statement and "59 studies" in statement
+
+
+def test_novelty_waits_until_a_five_percent_value_would_have_been_seen() -> None:
+    # Assert: 0.95 ** 59 < 0.05 <= 0.95 ** 58
+    assert MonitorSettings().novelty_warmup == 59
+    assert 0.95**59 < 0.05 <= 0.95**58
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"false_alarm_budget": 0.0}, "budget"),
+        ({"false_alarm_budget": float("inf")}, "budget"),
+        ({"novelty_share": 1.0}, "novelty"),
+        ({"alerting": ("bocpd",)}, "must raise alerts"),
+        ({"min_events": 0}, "1 event"),
+        ({"min_observations": 2}, "3 values"),
+    ],
+)
+def test_settings_refuse_what_cannot_be_calibrated(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        MonitorSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_busy_windows_of_studies_get_a_proportionally_longer_run_length() -> None:
+    # Prepare: 100 studies a day in windows of 25 -> 4 windows a day
+    dates = np.repeat(np.arange(20).astype("datetime64[D]"), 100)
+    busy = distance_stream("score_psi", dates, Windowing(WindowKind.STUDIES, 25), lambda idx: float(idx[0] % 7))
+    quiet = distance_stream("score_psi", dates[::50], Windowing(WindowKind.STUDIES, 25), lambda idx: 0.0)
+
+    # Assert
+    assert windows_per_day(busy) == 4 and windows_per_day(quiet) == 1
+    assert windows_per_day(mean_stream("x", dates, np.zeros(dates.size), DAY)) == 1

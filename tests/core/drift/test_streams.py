@@ -10,6 +10,7 @@ from core.drift.calibration import ChartKind, calibrate
 from core.drift.cusum import cusum_batch
 from core.drift.streams import (
     Baseline,
+    Standardization,
     StreamKind,
     WarmingUp,
     Windowing,
@@ -75,12 +76,44 @@ def test_warming_up_says_how_far_along_it_is() -> None:
     stream = mean_stream("x", dates, np.arange(12.0), DAY)
 
     # Execute
-    base = estimate_baseline(stream, np.arange(12), warmup=20, min_observations=20)
+    base = estimate_baseline(stream, np.arange(12), min_values=20, min_events=10)
 
     # Assert
     assert isinstance(base, WarmingUp)
-    assert (base.have_windows, base.need_windows, base.have_observations) == (12, 20, 12)
+    assert (base.have, base.need) == (12, 20)
     assert "12/20" in base.reason
+
+
+def test_a_rate_baseline_waits_for_enough_events_of_each_kind() -> None:
+    # Prepare: 10 % positives, one study a day: 60 days hold about 6 positives
+    rng = np.random.default_rng(2)
+    outcomes = (rng.random(400) < 0.1).astype(float)
+    stream = rate_stream("r", np.arange(400).astype("datetime64[D]"), outcomes, DAY)
+    positives_by = np.cumsum(outcomes)
+
+    # Execute
+    early = estimate_baseline(stream, np.arange(60), min_values=20, min_events=10)
+    later = estimate_baseline(stream, np.arange(400), min_values=20, min_events=10)
+
+    # Assert: the baseline ends on the day of the tenth positive, not after a fixed number of windows
+    assert isinstance(early, WarmingUp) and early.have == int(positives_by[59]) < 10
+    assert f"{int(positives_by[59])} events" in early.reason and "10 of each" in early.reason
+    assert isinstance(later, Baseline)
+    assert later.last_window == int(np.argmax(positives_by >= 10))
+    assert later.mean == pytest.approx(10.5 / (later.last_window + 2))
+
+
+def test_a_rate_with_no_failure_yet_starts_after_enough_trials() -> None:
+    # Prepare: a sensitivity of 100 % so far, two labelled positives a day
+    dates = np.repeat(np.arange(150).astype("datetime64[D]"), 2)
+    stream = rate_stream("sensitivity", dates, np.ones(300), DAY)
+
+    # Execute
+    base = estimate_baseline(stream, np.arange(150), min_values=20, min_events=10, max_trials=200)
+
+    # Assert: 200 trials by day 100 (window 99); the rate keeps a spread (Jeffreys)
+    assert isinstance(base, Baseline) and base.last_window == 99
+    assert 0 < base.sd < 0.1
 
 
 def test_baseline_describes_its_windows() -> None:
@@ -88,7 +121,7 @@ def test_baseline_describes_its_windows() -> None:
     stream = mean_stream("x", np.arange(30).astype("datetime64[D]"), np.arange(30.0) % 2, DAY)
 
     # Execute
-    base = estimate_baseline(stream, np.arange(30), warmup=20, min_observations=20)
+    base = estimate_baseline(stream, np.arange(30), min_values=20, min_events=10)
 
     # Assert
     assert isinstance(base, Baseline)
@@ -101,7 +134,7 @@ def test_self_starting_values_are_standard_normal_in_control() -> None:
     rng = np.random.default_rng(7)
     dates = _sparse_days(rng, 4000, 1.7)
     values = rng.normal(1000.0, 0.01, dates.size)
-    stream = mean_stream("x", dates, values, DAY)
+    stream = mean_stream("x", dates, values, DAY, standardization=Standardization.STUDENT)
 
     # Execute
     z = self_starting(stream, np.arange(stream.n_windows))
@@ -122,7 +155,7 @@ def test_self_starting_keeps_the_calibrated_arl0_without_a_known_baseline() -> N
     # Execute
     for _ in range(300):
         dates = _sparse_days(rng, 3000, 1.7)
-        stream = mean_stream("x", dates, rng.normal(5.0, 2.0, dates.size), DAY)
+        stream = mean_stream("x", dates, rng.normal(5.0, 2.0, dates.size), DAY, standardization=Standardization.STUDENT)
         z = self_starting(stream, np.arange(stream.n_windows))[20:]  # 20 baseline windows
         first = cusum_batch(z[np.isfinite(z)], k=0.5, h=cal.threshold).first_alarm
         run_lengths.append(first + 1 if first is not None else z.size)
@@ -156,7 +189,8 @@ def test_rate_stream_standardizes_against_the_rate_so_far() -> None:
 
     # Assert
     assert stream.kind is StreamKind.RATE
-    assert abs(np.nanmean(z[5:100])) < 0.3 and np.nanmean(z[100:110]) > 1.5  # expected 2.2
+    # (expected 1.67 a day after the change: the randomized quantile residual of Bin(5, 0.4) under 0.1)
+    assert abs(np.nanmean(z[5:100])) < 0.3 and np.nanmean(z[100:120]) > 1.3
 
 
 def test_rate_stream_refuses_values_other_than_zero_and_one() -> None:

@@ -1,4 +1,4 @@
-"""``vigil drift`` and ``vigil alert``: one JSON object with ``alerts``, exit 0, and 2 on bad input.
+"""``vigil drift``, ``vigil incident`` and ``vigil alert``: one JSON object, exit 0, and 2 on bad input.
 
 The commands are attached to a parser the way the lead wires them (``register_drift`` beside
 ``core.cli.commands.register``), and run against the seeded store of ``test_monitoring``.
@@ -66,7 +66,12 @@ def test_drift_prints_the_alerts_and_a_second_run_raises_none(home: Path, capsys
     assert isinstance(first["alerts"], list) and first["raised"]
     assert {a["id"] for a in first["alerts"]} == set(first["raised"])
     assert second["raised"] == [] and len(second["alerts"]) == len(first["alerts"])
-    assert first["settings"]["arl0"] == 5000.0 and first["settings"]["cusum"]["h"] > 5
+    assert {i["id"] for i in first["incidents"]} == set(first["opened"]) and second["opened"] == []
+    assert sorted(a for i in first["incidents"] for a in i["alert_ids"]) == sorted(first["raised"])
+    assert {i["family"] for i in first["incidents"]} >= {"score", "metadata"}
+    assert first["settings"]["incident_window_days"] == 7
+    assert first["settings"]["arl0"] == 17532.0 and first["settings"]["cusum"]["h"] > 5
+    assert "one incident every 2 years" in first["settings"]["budget_statement"]
     river = first["sites"]["riverside"]
     assert river["streams"]["mean_score"]["status"] == "monitoring"
     assert river["novelty"][0]["value"] == "v5"
@@ -79,7 +84,9 @@ def test_drift_text_output_lists_alerts(home: Path, capsys: pytest.CaptureFixtur
 
     # Assert
     assert code == 0
-    assert "ARL0 5000 per chart" in out and "Mean score at riverside: " in out
+    assert "budget 0.5 false incidents a site-year, ARL0 17,532 days per chart" in out
+    assert "Score streams at riverside: " in out
+    assert "unresolved incidents (" in out and "Metadata novelty at riverside" in out
 
 
 def test_alert_ack_and_resolve(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,15 +107,55 @@ def test_alert_ack_and_resolve(home: Path, capsys: pytest.CaptureFixture[str]) -
     assert listed is not None and [a["id"] for a in listed["alerts"]] == [int(alert_id)]
 
 
+def test_incident_list_ack_and_resolve(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare
+    _, data, _ = run(capsys, "drift", "--no-images", "--json")
+    assert data is not None
+    incident = next(i for i in data["incidents"] if i["family"] == "score")
+
+    # Execute
+    _, acked, _ = run(capsys, "incident", "ack", str(incident["id"]), "--note", "seen", "--json")
+    _, resolved, _ = run(capsys, "incident", "resolve", str(incident["id"]), "--note", "retrained", "--json")
+    _, listed, _ = run(capsys, "incident", "list", "--site", "riverside", "--status", "resolved", "--json")
+    _, alerts, _ = run(capsys, "alert", "list", "--status", "resolved", "--json")
+    text_code = main(["incident", "list", "--status", "open,acknowledged"])
+    text = capsys.readouterr().out
+
+    # Assert: the incident and every alert in it moved, with who and why
+    assert acked is not None and acked["incident"]["status"] == "acknowledged"
+    assert acked["incident"]["acknowledged_by"].startswith("cli:")
+    assert {e["status"] for e in acked["incident"]["evidence"]} == {"acknowledged"}
+    assert resolved is not None and resolved["incident"]["resolution_note"] == "retrained"
+    assert listed is not None and [i["id"] for i in listed["incidents"]] == [incident["id"]]
+    assert alerts is not None and {a["id"] for a in alerts["alerts"]} == set(incident["alert_ids"])
+    assert text_code == 0 and f"#{incident['id']} " not in text
+
+
+def test_drift_takes_the_incident_window(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute: a zero-day window groups only alarms of the same day
+    code, data, _ = run(capsys, "drift", "--no-images", "--incident-window", "0", "--json")
+
+    # Assert
+    assert code == 0 and data is not None and data["settings"]["incident_window_days"] == 0
+    for incident in data["incidents"]:
+        assert len({e["alarm_date"] for e in incident["evidence"]}) == 1
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (("drift", "--no-images", "--site", "nowhere"), "unknown site"),
         (("drift", "--no-images", "--window", "week"), "--window"),
         (("drift", "--no-images", "--distance-window", "day"), "studies:N"),
-        (("drift", "--no-images", "--arl0", "1"), "--arl0"),
+        (("drift", "--no-images", "--budget", "0"), "--budget"),
         (("alert", "ack", "999", "--note", "x"), "unknown drift alert"),
         (("alert", "list", "--status", "bogus"), "--status"),
+        (("incident", "ack", "999", "--note", "x"), "unknown drift incident: 999"),
+        (("incident", "resolve", "999", "--note", " "), "note is required to mark incident 999"),
+        (("incident", "list", "--status", "closed"), "'closed'"),
+        (("incident", "list", "--site", "nowhere"), "unknown site: 'nowhere'"),
+        (("drift", "--no-images", "--incident-window", "-1"), "'-1'"),
+        (("drift", "--no-images", "--incident-window", "366"), "0 to 365"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(

@@ -3,9 +3,11 @@
 The committed SYNTHETIC cohort's update site ("riverside": 150 studies over 120 days, a little over
 one a day) changes its processing on 2025-05-12. The whole cohort is ingested and scored by the
 bundled model (``vigil init``'s use case, shared with the pilot-drift evidence) and monitored with
-the default settings (daily windows, ARL0 5000 per chart). The image and score streams must alarm
-within 7 days of the update and never before it, and the metadata-novelty event must fire on the
-first study with the new software.
+the default settings (daily windows, a false-alarm budget of one incident per site every two
+years). The image streams must alarm within 2 days of the update and the score streams within 10
+(ranked scores under that budget: 9 days here, where normal-theory charts at five times the
+false-alarm rate took 6), never before it, and the metadata-novelty event must fire on the first
+study with the new software.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ pytestmark = pytest.mark.slow
 UPDATE_SITE = "riverside"
 IMAGE_STREAMS = {"intensity_mean", "intensity_spread", "noise", "embedding_distance"}
 SCORE_STREAMS = {"mean_score", "positive_rate", "score_psi", "score_ks"}
-WINDOW_DAYS = 7
+#: Days after the update within which each family must alarm.
+WINDOW_DAYS = {"image": 2, "score": 10}
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,17 @@ def test_nothing_alarms_at_the_update_site_before_the_update(sample: Evidence) -
     assert min(a.alarm_date for a in alerts) >= sample.update
 
 
-@pytest.mark.parametrize("streams", [IMAGE_STREAMS, SCORE_STREAMS], ids=["image", "score"])
-def test_streams_alarm_within_a_week_of_the_update(sample: Evidence, streams: set[str]) -> None:
+def test_no_alert_at_the_sites_where_nothing_changed(sample: Evidence) -> None:
+    assert {s.site for s in sample.run.view.sites} > {UPDATE_SITE}
+    assert [a.summary for a in sample.run.raised if a.site != UPDATE_SITE] == []
+
+
+@pytest.mark.parametrize(("family", "streams"), [("image", IMAGE_STREAMS), ("score", SCORE_STREAMS)])
+def test_streams_alarm_soon_after_the_update(sample: Evidence, family: str, streams: set[str]) -> None:
     first = _first_alarm(sample, streams)
     with_delay = f"first alarm {first}, {(first - sample.update).days} days after the update on {sample.update}"
     print(f"\n{sorted(streams)}: {with_delay}")
-    assert sample.update <= first <= sample.update + timedelta(days=WINDOW_DAYS), with_delay
+    assert sample.update <= first <= sample.update + timedelta(days=WINDOW_DAYS[family]), with_delay
 
 
 def test_novelty_fires_on_the_first_study_with_the_new_software(sample: Evidence) -> None:
