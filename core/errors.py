@@ -41,6 +41,11 @@ __all__ = [
     "IncidentTransitionError",
     "UnusablePathError",
     "OutOfRangeError",
+    "FhirUrlError",
+    "FhirServerError",
+    "FhirAuthError",
+    "FhirPayloadError",
+    "PseudonymKeyError",
 ]
 
 
@@ -308,3 +313,58 @@ class OutOfRangeError(BadInputError):
         self.value = value
         self.low = low
         self.high = high
+
+
+class FhirUrlError(BadInputError):
+    """A FHIR server address Vigil will not call: not http(s), no host, or a link that leaves the server."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot use FHIR URL {url!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class FhirServerError(BadInputError):
+    """A FHIR server answered with something Vigil cannot use (an error status after retries, a wrong type, too big).
+
+    ``url`` never carries a credential (the bearer token travels in a header) and patient search
+    values in it are masked.
+    """
+
+    def __init__(self, url: str, detail: str, status: int | None = None) -> None:
+        where = f"HTTP {status} from {url}" if status is not None else url
+        super().__init__(f"FHIR server error: {where}: {detail}")
+        self.url = url
+        self.detail = detail
+        self.status = status
+
+
+class FhirAuthError(FhirServerError):
+    """The FHIR server refused the bearer token (401 again after re-reading it, or 403); the token is never shown."""
+
+
+class FhirPayloadError(BadInputError):
+    """A FHIR payload Vigil will not read, nothing of it written.
+
+    Bad bytes or JSON, a resource type or Bundle.type Vigil does not read, or any bad entry of a
+    transaction bundle (rejected whole).
+
+    ``path`` is the FHIRPath-like place of the fault (``entry[7].resource.status``, ``line[12].status``),
+    empty when the fault is the payload as a whole.
+    """
+
+    def __init__(self, name: str, path: str, reason: str) -> None:
+        where = f"{name}: {path}" if path else name
+        super().__init__(f"bad FHIR payload {where}: {reason}")
+        self.name = name
+        self.path = path
+        self.reason = reason
+
+
+class PseudonymKeyError(ConfigError):
+    """The site's pseudonym key file is unusable (wrong size, not a regular file); its bytes are never shown."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"pseudonym key {path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -61,6 +61,9 @@ class AuditAction(StrEnum):
     #: an explanation was exported as DICOM objects (the payload names their SOP Instance UIDs).
     EXPLAIN_REPORT_CREATED = "explain_report_created"
     EXPLANATION_EXPORTED = "explanation_exported"
+    #: EMR outcomes (issue 13): stored evidence linked to studies that arrived after it (``vigil fhir relink``);
+    #: an ingest of a FHIR payload is ``OUTCOMES_INGESTED``.
+    EMR_RELINKED = "emr_relinked"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.bench import alerts, drift, gradcam, imaging, inference, metrics, shap, ui
+from core.bench import alerts, drift, fhir, gradcam, imaging, inference, metrics, shap, ui
 from core.bench.harness import BenchResult
 from core.errors import BadInputError, PathNotFoundError
 from core.imaging.dicom import read_dicom
@@ -90,6 +90,8 @@ SUITES: dict[str, Callable[[Path, int], list[BenchResult]]] = {
     "explanations": _explanations,
     # Cohorts and seeds are the benchmark's own (never tuned); --rounds does not apply.
     "alerts": lambda _sample_dir, _rounds: alerts.run(),
+    # Issue 13: a 10,000-resource Bundle built from the sample manifest's deployment studies.
+    "fhir": lambda sample_dir, rounds: fhir.run(sample_dir, rounds=rounds),
 }
 
 

@@ -31,6 +31,7 @@ from core.cli._output import Outcome, progress_bar
 from core.cli._paths import check_existing_path, check_input_dir
 from core.cli.drift import register_drift
 from core.cli.explain_report import register_explain_report
+from core.cli.fhir import register_fhir
 from core.cli.outcomes import register_outcomes
 from core.cli.users import register_users
 from core.cli.validate import register_validate
@@ -71,6 +72,7 @@ def register(sub: Any, add: AddParser) -> None:
     _register_train_bench(sub, add)
     register_validate(sub, add)
     register_outcomes(sub, add)
+    register_fhir(sub, add)
     register_drift(sub, add)
     register_users(sub, add)
     register_explain_report(sub, add)
@@ -119,17 +121,27 @@ def _init(args: argparse.Namespace) -> Outcome:
 
 
 def _sample_data(args: argparse.Namespace) -> Outcome:
-    from core.sampledata import generate_cohort  # heavy; only this command needs it
+    from core.sampledata import generate_cohort, read_manifest  # heavy; only this command needs it
+    from core.sampledata.fhir_outcomes import OUTCOMES_DIR, write_outcomes
 
     summary = generate_cohort(args.out, seed=args.seed, studies_per_site=args.studies)
+    # What the EMR later says about the same studies (SYNTHETIC FHIR R4), beside the cohort.
+    outcomes = write_outcomes(summary.out_dir, read_manifest(summary.manifest_path), seed=args.seed)
+    with_outcomes = sum(plan.expected is not None for plan in outcomes.plans)
     data = {
         "out_dir": str(summary.out_dir),
         "studies": summary.n_studies,
         "sites": list(summary.sites),
         "manifest": str(summary.manifest_path),
         "seed": args.seed,
+        "outcomes_dir": str(summary.out_dir / OUTCOMES_DIR),
+        "studies_with_outcomes": with_outcomes,
     }
-    return Outcome(data, f"wrote {summary.n_studies} synthetic studies for {len(summary.sites)} sites to {args.out}")
+    return Outcome(
+        data,
+        f"wrote {summary.n_studies} synthetic studies for {len(summary.sites)} sites to {args.out}, "
+        f"and EMR outcomes (FHIR R4) for {with_outcomes} of them to {summary.out_dir / OUTCOMES_DIR}",
+    )
 
 
 # --- sites, ingest ------------------------------------------------------------------------------
@@ -358,7 +370,7 @@ _DEFAULT_CROP_EPOCHS = 56
 _DEFAULT_PRECISION = "float64"
 _DEFAULT_LOCALIZATION_WEIGHT = 1.0
 #: ``core.bench.suites.SUITES``' names (copied for the same reason; a test keeps them equal).
-BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations", "alerts")
+BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations", "alerts", "fhir")
 #: Bounds that keep a typo from running for days (the bundled recipe uses 6 and 56 epochs, 5 rounds).
 MAX_EPOCHS = 1000
 MAX_ROUNDS = 100

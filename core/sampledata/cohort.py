@@ -426,4 +426,8 @@ Files:
   keyed by SOP Instance UID; negatives have no key.
 - `cohort.json`: site definitions (vendor, detector, technique, processing, patient mix) and
   dated events such as the software update.
+- `outcomes/`: SYNTHETIC EMR outcomes of the deployment-site studies as FHIR R4 (one collection
+  Bundle per site, notes of one site as bulk-data NDJSON): delayed, partly missing, sometimes
+  conflicting with the ground truth. `vigil sample-data` writes them (`core.sampledata.fhir_outcomes`);
+  see `outcomes/README.md`.
 """

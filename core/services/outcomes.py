@@ -3,16 +3,20 @@
 A study's label comes from the first source that settles it, in :data:`PRECEDENCE` order:
 an adjudication (the outcome of record), a ground-truth manifest (the synthetic cohort's truth,
 marked as such; real deployments have none), an EMR outcome, then readers' feedback. Within a
-source, the latest adjudication or manifest row counts; EMR outcomes or readers that disagree
-settle nothing (the conflict is counted) and the next source is asked. A study no source settles
-has no label: it is unknown, never negative.
+source, the latest adjudication or manifest row counts. Within the EMR, each resource counts by
+its latest version, and only the strongest evidence type present speaks (histopathology >
+follow-up imaging > clinical diagnosis > note mention, read from the row's ``detail``), so a note
+never outranks a coded result; resources of that strength that disagree, or readers that
+disagree, settle nothing (the conflict is counted) and the next source is asked. Rows are never
+erased: a delayed outcome is a new row that changes the resolved label. A study no source
+settles has no label: it is unknown, never negative.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -37,6 +41,7 @@ __all__ = [
     "LabelSource",
     "LabelSummary",
     "ResolvedLabel",
+    "emr_strength",
     "evaluation_set",
     "label_summary",
     "load_ground_truth",
@@ -153,7 +158,12 @@ class EvaluationSet:
 
 
 def load_ground_truth(
-    session_factory: SessionFactory, manifest_path: Path, *, actor: str, now: Callable[[], datetime]
+    session_factory: SessionFactory,
+    manifest_path: Path,
+    *,
+    actor: str,
+    now: Callable[[], datetime],
+    sites: Collection[str] | None = None,
 ) -> GroundTruthLoad:
     """Store the labels of a ground-truth manifest as source ``ground_truth`` (idempotent).
 
@@ -163,6 +173,12 @@ def load_ground_truth(
     store, and studies whose stored instance is not the manifest's file (another SOP Instance UID
     or other bytes than ``file_sha256``), are counted and skipped. One transaction; the audit entry
     is written only when labels were added.
+
+    Parameters
+    ----------
+    sites : collection of str, optional
+        Load only these sites' rows (``vigil init`` loads the benchmark site's: a deployment site's
+        labels come from its EMR); every row when None. The counts cover the chosen rows.
 
     Raises
     ------
@@ -174,7 +190,7 @@ def load_ground_truth(
     if not manifest_path.is_file():
         raise PathNotFoundError(manifest_path)
     sha = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
-    rows = read_manifest(manifest_path)
+    rows = [r for r in read_manifest(manifest_path) if sites is None or r.site in sites]
     ref = f"manifest:{sha}"
     with session_factory.begin() as session:
         ids = outcomes.study_ids_by_uid(session, [r.study_uid for r in rows])
@@ -211,6 +227,14 @@ def load_ground_truth(
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Vote:
+    order: tuple[datetime, int]  # (stored at, id): later wins where the latest counts
+    value: int
+    detail: str
+    ref: str = ""  # the EMR resource (source_ref without its @version)
+
+
 def resolve_labels(records: Iterable[OutcomeRecord], reader_feedback: Iterable[FeedbackRecord]) -> LabelResolution:
     """Settle each study's label by :data:`PRECEDENCE` (pure; see the module docstring).
 
@@ -221,15 +245,14 @@ def resolve_labels(records: Iterable[OutcomeRecord], reader_feedback: Iterable[F
     reader_feedback : iterable of FeedbackRecord
         Current (not superseded) feedback; ``indeterminate`` findings settle nothing.
     """
-    votes: dict[int, dict[LabelSource, list[tuple[tuple[datetime, int], int, str]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
+    votes: dict[int, dict[LabelSource, list[_Vote]]] = defaultdict(lambda: defaultdict(list))
     for rec in records:
-        votes[rec.study_id][LabelSource(str(rec.source))].append(((rec.created_at, rec.id), int(rec.label), rec.detail))
+        vote = _Vote((rec.created_at, rec.id), int(rec.label), rec.detail, rec.source_ref.rsplit("@", 1)[0])
+        votes[rec.study_id][LabelSource(str(rec.source))].append(vote)
     for fb in reader_feedback:
         if fb.current and fb.finding in ("present", "absent"):
             value = int(fb.finding == "present")
-            votes[fb.study_id][LabelSource.READER_FEEDBACK].append(((fb.created_at, fb.id), value, fb.username))
+            votes[fb.study_id][LabelSource.READER_FEEDBACK].append(_Vote((fb.created_at, fb.id), value, fb.username))
     labels: dict[int, ResolvedLabel] = {}
     conflicts: Counter[str] = Counter()
     for study_id, by_source in votes.items():
@@ -239,24 +262,44 @@ def resolve_labels(records: Iterable[OutcomeRecord], reader_feedback: Iterable[F
     return LabelResolution(labels, dict(conflicts))
 
 
-def _settle(
-    study_id: int,
-    by_source: dict[LabelSource, list[tuple[tuple[datetime, int], int, str]]],
-    conflicts: Counter[str],
-) -> ResolvedLabel | None:
+def _settle(study_id: int, by_source: dict[LabelSource, list[_Vote]], conflicts: Counter[str]) -> ResolvedLabel | None:
     for source in PRECEDENCE:
         entries = by_source.get(source)
         if not entries:
             continue
         if source in _LATEST_WINS:
-            _, value, detail = max(entries)
-            return ResolvedLabel(study_id, value, source, detail)
-        counts = Counter(value for _, value, _ in entries)
-        if len(counts) == 1 or counts[0] != counts[1]:
+            latest = max(entries, key=lambda v: v.order)
+            return ResolvedLabel(study_id, latest.value, source, latest.detail)
+        if source is LabelSource.EMR:
+            entries = _strongest_emr(entries)
+        counts = Counter(v.value for v in entries)
+        if source is LabelSource.EMR and len(counts) == 1:
+            latest = max(entries, key=lambda v: v.order)
+            return ResolvedLabel(study_id, latest.value, source, f"{latest.detail} ({len(entries)} agree)")
+        if source is not LabelSource.EMR and (len(counts) == 1 or counts[0] != counts[1]):
             value = counts.most_common(1)[0][0]
             return ResolvedLabel(study_id, value, source, f"{counts[value]} of {len(entries)} agree")
         conflicts[str(source)] += 1
     return None
+
+
+def emr_strength(detail: str) -> int:
+    """The evidence strength an ``emr`` row's detail (``"<evidence type>:<link method>"``) names; 0 if none."""
+    # Imported here: the core.fhir package loads fhir.resources and spaCy, which `vigil --help` and
+    # every command that never meets an EMR row must not pay for.
+    from core.fhir.vocabulary import EvidenceType
+
+    kind = detail.split(":", 1)[0]
+    return EvidenceType(kind).strength if kind in EvidenceType.__members__.values() else 0
+
+
+def _strongest_emr(entries: Sequence[_Vote]) -> list[_Vote]:
+    """Each resource's latest version, then only those of the strongest evidence type among them."""
+    latest: dict[str, _Vote] = {}
+    for vote in sorted(entries, key=lambda v: v.order):
+        latest[vote.ref] = vote  # a new version of a resource replaces its earlier one
+    top = max(emr_strength(v.detail) for v in latest.values())
+    return [v for v in latest.values() if emr_strength(v.detail) == top]
 
 
 def label_summary(session_factory: SessionFactory) -> LabelSummary:

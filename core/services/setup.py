@@ -1,9 +1,12 @@
 """``vigil init``: one idempotent call that leaves a working installation behind.
 
 Create or migrate the database, register the bundled demonstration model, register the
-sample cohort's sites, ingest its DICOM files through the ordinary gate and predict them.
-Running it again changes nothing but appending its audit entry: sites and the model are
-found, files are reported as duplicates, and studies already predicted are skipped.
+sample cohort's sites, ingest its DICOM files through the ordinary gate and predict them, load
+the benchmark site's ground truth (the retrospective benchmark's reference labels), and ingest
+the cohort's EMR outcomes (``outcomes/``, FHIR R4), from which the deployment sites' labels come,
+as they would at a real site, which has no ground truth. Running it again changes nothing but
+appending its audit entry: sites and the model are found, files are reported as duplicates,
+studies already predicted are skipped, labels and EMR resources already stored are not stored again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from core.audit.events import AuditAction
 from core.config import Settings
 from core.errors import PathNotFoundError
 from core.sampledata import MANIFEST_NAME, read_manifest
-from core.services import auth, ingestion, outcomes, prediction
+from core.sampledata.fhir_outcomes import OUTCOMES_DIR
+from core.services import auth, fhir_ingest, ingestion, outcomes, prediction
 from core.services import models as model_service
 from core.services import sites as site_service
 from core.services.store import open_store
@@ -44,6 +48,10 @@ class InitReport:
     scored: int
     skipped: int
     labels_loaded: int
+    emr_files: int = 0
+    emr_evidence: int = 0
+    emr_linked: int = 0
+    emr_outcomes: int = 0
 
     def to_dict(self) -> JSONObject:
         """The ``--json`` object."""
@@ -60,6 +68,10 @@ class InitReport:
             "scored": self.scored,
             "skipped": self.skipped,
             "labels_loaded": self.labels_loaded,
+            "emr_files": self.emr_files,
+            "emr_evidence": self.emr_evidence,
+            "emr_linked": self.emr_linked,
+            "emr_outcomes": self.emr_outcomes,
         }
 
     def summary(self) -> str:
@@ -69,7 +81,9 @@ class InitReport:
             f"{' (registered now)' if self.model_registered else ''}; sites added: "
             f"{', '.join(self.sites_added) or 'none'}; sample cohort: {self.ingested} ingested, "
             f"{self.duplicates} already present, {self.rejected} rejected; predictions: {self.scored} scored, "
-            f"{self.skipped} stored but not scored; {self.labels_loaded} synthetic ground-truth labels loaded"
+            f"{self.skipped} stored but not scored; {self.labels_loaded} synthetic ground-truth labels loaded "
+            f"(benchmark site); EMR outcomes: {self.emr_files} files, {self.emr_evidence} new evidence, "
+            f"{self.emr_linked} linked, {self.emr_outcomes} outcome rows"
         )
 
 
@@ -121,7 +135,9 @@ def initialize(
     pred = prediction.predict_pending(
         sf, model, site=None, batch_size=settings.batch_size, actor=actor, now=now, progress=progress
     )
-    labels = outcomes.load_ground_truth(sf, manifest_path, actor=actor, now=now)
+    benchmark = {name for name, is_benchmark in cohort_sites.items() if is_benchmark}
+    labels = outcomes.load_ground_truth(sf, manifest_path, actor=actor, now=now, sites=benchmark)
+    emr = _ingest_outcomes(sf, settings, actor=actor, now=now)
     report = InitReport(
         database_url=_shown_url(settings.database_url),
         schema_revision=head_revision(),
@@ -135,6 +151,10 @@ def initialize(
         scored=pred.scored,
         skipped=pred.skipped,
         labels_loaded=labels.loaded,
+        emr_files=len(emr),
+        emr_evidence=sum(r.evidence for r in emr),
+        emr_linked=sum(sum(r.linked.values()) for r in emr),
+        emr_outcomes=sum(r.outcomes for r in emr),
     )
     with sf.begin() as session:
         audit_log.append(
@@ -146,6 +166,28 @@ def initialize(
             recorded_at=now().isoformat(),
         )
     return report
+
+
+def _ingest_outcomes(
+    sf: SessionFactory, settings: Settings, *, actor: str, now: Callable[[], datetime]
+) -> list[fhir_ingest.IngestReport]:
+    """Ingest every FHIR file of the sample cohort's ``outcomes/`` folder (none when it has none)."""
+    folder = settings.sample_data_dir / OUTCOMES_DIR
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".json", ".ndjson")) if folder.is_dir() else []
+    if not files:
+        return []
+    secret = fhir_ingest.site_secret(settings)
+    return [
+        fhir_ingest.ingest_payload(
+            sf,
+            f.read_bytes(),
+            name=f.relative_to(settings.sample_data_dir).as_posix(),
+            secret=secret,
+            actor=actor,
+            now=now,
+        )
+        for f in files
+    ]
 
 
 def _ensure_sites(

@@ -27,7 +27,9 @@ __all__ = [
     "add_outcome",
     "add_outcomes",
     "count_outcomes",
+    "find_outcome",
     "list_outcomes",
+    "outcome_keys",
     "scored_studies",
     "stored_images",
     "study_ids_by_uid",
@@ -169,6 +171,27 @@ def studies_with_outcome(session: Session, *, source: OutcomeSource, source_ref:
     """Ids of the studies that already hold a label from ``source`` with ``source_ref``."""
     query = select(OutcomeRow.study_id).where(OutcomeRow.source == str(source), OutcomeRow.source_ref == source_ref)
     return set(session.scalars(query))
+
+
+def find_outcome(session: Session, *, study_id: int, source: OutcomeSource, source_ref: str) -> OutcomeRecord | None:
+    """The label of ``study_id`` stored from ``source`` under ``source_ref``, if any (the row's unique key)."""
+    query = _records().where(
+        OutcomeRow.study_id == study_id, OutcomeRow.source == str(source), OutcomeRow.source_ref == source_ref
+    )
+    row = session.execute(query).one_or_none()
+    return None if row is None else _record(*row)
+
+
+def outcome_keys(session: Session, *, source: OutcomeSource, source_refs: Iterable[str]) -> set[tuple[int, str]]:
+    """``(study_id, source_ref)`` of the stored labels from ``source`` whose reference is in ``source_refs``."""
+    refs = sorted(set(source_refs))
+    found: set[tuple[int, str]] = set()
+    for start in range(0, len(refs), 500):  # SQLite caps bound parameters per statement
+        query = select(OutcomeRow.study_id, OutcomeRow.source_ref).where(
+            OutcomeRow.source == str(source), OutcomeRow.source_ref.in_(refs[start : start + 500])
+        )
+        found.update((sid, ref) for sid, ref in session.execute(query).all())
+    return found
 
 
 def list_outcomes(

@@ -49,6 +49,11 @@ __all__ = [
     "DriftAlertRow",
     "DriftIncidentRow",
     "ExplainReportRow",
+    "EmrIngestRunRow",
+    "EmrEvidenceRow",
+    "EmrPatientRow",
+    "EmrUnmappedCodeRow",
+    "EmrPullMarkRow",
 ]
 
 # Named constraints, so later migrations (batch mode on SQLite included) can address them.
@@ -449,3 +454,109 @@ class ExplainReportRow(Base):
     report_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- EMR outcomes from FHIR (issue 13; migration 0008) -----------------------------------------
+#
+# Nothing here holds a direct identifier: patients and accession numbers are keyed pseudonyms
+# (HMAC with the site secret), resource ids are keyed hashes, and text is de-identified before it
+# reaches the store (``core.fhir``).
+
+
+class EmrIngestRunRow(Base):
+    """One FHIR payload ingested (a Bundle or an NDJSON file) and what became of its resources."""
+
+    __tablename__ = "emr_ingest_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_name: Mapped[str] = mapped_column(Text)
+    payload_sha256: Mapped[str] = mapped_column(String(SHA256_HEX), index=True)
+    kind: Mapped[str] = mapped_column(String(CODE))
+    mapping_version: Mapped[str] = mapped_column(String(CODE))
+    n_entries: Mapped[int] = mapped_column(Integer)
+    n_accepted: Mapped[int] = mapped_column(Integer)
+    n_rejected: Mapped[int] = mapped_column(Integer)
+    n_unmapped: Mapped[int] = mapped_column(Integer)
+    n_evidence: Mapped[int] = mapped_column(Integer)
+    n_linked: Mapped[int] = mapped_column(Integer)
+    n_outcomes: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmrEvidenceRow(Base):
+    """One version of one FHIR resource that says something about the finding (migration ``0008``).
+
+    Unique per ``(ref, version)``: the same resource version ingested twice is stored once, a new
+    version is new evidence. ``study_id`` and ``link_method`` are set once, when the evidence is
+    linked to a study (at its own ingest or a later one); they are never changed after that.
+    """
+
+    __tablename__ = "emr_evidence"
+    __table_args__ = (
+        UniqueConstraint("ref", "version"),
+        CheckConstraint("outcome IN ('finding_confirmed', 'finding_excluded', 'indeterminate')", name="outcome_known"),
+        CheckConstraint(
+            "evidence_type IN ('histopathology', 'follow_up_imaging', 'clinical_diagnosis', 'note_mention')",
+            name="evidence_type_known",
+        ),
+        CheckConstraint("link_method IN ('study_uid', 'accession', 'patient_date', '')", name="link_method_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(CODE))
+    patient: Mapped[str | None] = mapped_column(String(CODE), index=True)
+    study_uid: Mapped[str | None] = mapped_column(String(UID))
+    accession: Mapped[str | None] = mapped_column(String(CODE))
+    effective: Mapped[date | None] = mapped_column(Date)
+    outcome: Mapped[str] = mapped_column(String(CODE))
+    evidence_type: Mapped[str] = mapped_column(String(CODE))
+    strength: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(255))
+    display: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    ingest_run_id: Mapped[int] = mapped_column(ForeignKey("emr_ingest_run.id"), index=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("study.id"), index=True)
+    link_method: Mapped[str] = mapped_column(String(CODE))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmrPatientRow(Base):
+    """A patient known from the EMR, by keyed pseudonym only: sex and an age band, nothing else."""
+
+    __tablename__ = "emr_patient"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(CODE), unique=True)
+    gender: Mapped[str] = mapped_column(String(CODE))
+    age_band: Mapped[str] = mapped_column(String(CODE))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmrUnmappedCodeRow(Base):
+    """A code the outcome mapping does not know, counted for an admin to map (nothing is guessed)."""
+
+    __tablename__ = "emr_unmapped_code"
+    __table_args__ = (UniqueConstraint("system", "code", "resource_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    system: Mapped[str] = mapped_column(String(255))
+    code: Mapped[str] = mapped_column(String(255))
+    resource_type: Mapped[str] = mapped_column(String(CODE))
+    count: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EmrPullMarkRow(Base):
+    """How far a pull from one FHIR server has read one resource type (``meta.lastUpdated`` high-water mark)."""
+
+    __tablename__ = "emr_pull_mark"
+    __table_args__ = (UniqueConstraint("server", "resource_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server: Mapped[str] = mapped_column(String(512))
+    resource_type: Mapped[str] = mapped_column(String(CODE))
+    mark: Mapped[str] = mapped_column(String(CODE))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -11,8 +11,8 @@ import pytest
 
 from core.config import Settings
 from core.models.card import ModelCard
-from core.sampledata import generate_cohort
-from core.services import models, setup, sites
+from core.sampledata import MANIFEST_NAME, generate_cohort
+from core.services import models, outcomes, setup, sites
 from core.services.store import open_store
 from core.store.engine import SessionFactory
 from tests.factories import write_random_model
@@ -35,7 +35,10 @@ def initialized_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settin
     home = tmp_path_factory.mktemp("initialized-sample")
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'vigil.db'}")
     setup.initialize(settings, actor="t", now=fixed_clock)
-    return settings, open_store(settings)
+    sf = open_store(settings)
+    # init loads the benchmark site's truth only; the evidence tests measure every site against it.
+    outcomes.load_ground_truth(sf, settings.sample_data_dir / MANIFEST_NAME, actor="t", now=fixed_clock)
+    return settings, sf
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from core.store.engine import (
 from core.store.tables import Base, SiteRow, StudyRow
 
 #: The single head every migration path ends at (drift incidents, after the merge of the feature branches).
-HEAD = "0007"
+HEAD = "0008"
 
 TABLES = {"site", "study", "instance", "model_version", "prediction", "explanation", "app_user", "audit_entry"}
 

@@ -193,7 +193,7 @@ def test_upgrading_from_0006_keeps_the_alerts_with_no_incident(tmp_path: Path) -
         ]
     columns = {c["name"] for c in inspect(engine).get_columns("drift_alert")}
     fks = {fk["referred_table"] for fk in inspect(engine).get_foreign_keys("drift_alert")}
-    assert head == "0007" and "incident_id" in columns and fks == {"site", "drift_incident"}
+    assert int(head) >= 7 and "incident_id" in columns and fks == {"site", "drift_incident"}
     with sf.begin() as s:
         incident_id = _incident(s, sites.get_site(s, "north").id)
         incidents.attach(s, incident_id, stored[0].id, summary="adopted")
