@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.services.permissions import Permission
+from core.services.permissions import Permission, can
 from ui import auth, cached, state
 from ui.components import case, feedback_form, viewer
 
@@ -24,6 +24,13 @@ if message := state.pop_flash():
 case.navigation_bar(reads.neighbours(state.worklist_filter(), study_uid))
 info = reads.case_info(study_uid)
 case.header(info)
+if can(user, Permission.ADJUDICATE):
+    st.page_link(
+        "pages/adjudication.py",
+        label="Adjudicate this study",
+        icon=":material/gavel:",
+        query_params={"study": study_uid},
+    )
 image_col, side_col = st.columns([3, 2], gap="medium")
 with image_col:
     viewer.render(user, info)

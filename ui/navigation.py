@@ -33,6 +33,7 @@ PAGES: Final[tuple[PageSpec, ...]] = (
     PageSpec("pages/home.py", "Home", ":material/home:", "Vigil", None, default=True),
     PageSpec("pages/worklist.py", "Worklist", ":material/list:", "Reading", Permission.REVIEW_STUDIES),
     PageSpec("pages/case_review.py", "Case review", ":material/image_search:", "Reading", Permission.REVIEW_STUDIES),
+    PageSpec("pages/adjudication.py", "Adjudication", ":material/gavel:", "Reading", Permission.ADJUDICATE),
     PageSpec(
         "pages/site_performance.py",
         "Site performance",
