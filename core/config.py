@@ -40,6 +40,10 @@ class Settings:
     max_file_mb : int
         The largest file ``vigil ingest`` reads, in MiB (default 512: far above any radiograph);
         a larger file is rejected unread.
+    audit_checkpoint_dir : Path or None
+        Where signed audit checkpoints are appended (``audit-checkpoints.jsonl``) outside the
+        database; ``home/var`` when not configured. Point it at storage the database admin
+        cannot rewrite (a WORM mount, another host's share).
     """
 
     home: Path
@@ -48,6 +52,7 @@ class Settings:
     num_threads: int = 2
     batch_size: int = 16
     max_file_mb: int = 512
+    audit_checkpoint_dir: Path | None = None
 
     @property
     def max_file_bytes(self) -> int:
@@ -55,12 +60,23 @@ class Settings:
         return self.max_file_mb * 1024 * 1024
 
     @property
+    def audit_checkpoint_file(self) -> Path:
+        """The external append-only file of signed audit checkpoints (JSON lines)."""
+        folder = self.audit_checkpoint_dir if self.audit_checkpoint_dir is not None else self.home / "var"
+        return folder / "audit-checkpoints.jsonl"
+
+    @property
+    def audit_signing_key_file(self) -> Path:
+        """The raw 32-byte Ed25519 private key that signs audit checkpoints (created 0600)."""
+        return self.home / "secrets" / "audit-signing.key"
+
+    @property
     def artifacts_dir(self) -> Path:
         """Content-addressed artifacts (explanation arrays and the like)."""
         return self.home / "artifacts"
 
 
-_TUNABLE = frozenset({"sample_data_dir", "num_threads", "batch_size", "max_file_mb"})
+_TUNABLE = frozenset({"sample_data_dir", "num_threads", "batch_size", "max_file_mb", "audit_checkpoint_dir"})
 #: The largest ``max_file_mb`` accepted (64 GiB): a bigger bound is a typo, not a radiograph.
 MAX_FILE_MB_LIMIT = 64 * 1024
 
@@ -99,6 +115,8 @@ def load_settings(environ: Mapping[str, str], *, cwd: Path | None = None) -> Set
     settings = Settings(home=home, database_url=url)
     if "sample_data_dir" in values:
         settings = replace(settings, sample_data_dir=Path(str(values["sample_data_dir"])))
+    if "audit_checkpoint_dir" in values:
+        settings = replace(settings, audit_checkpoint_dir=_resolve(base, Path(str(values["audit_checkpoint_dir"]))))
     if "num_threads" in values:
         settings = replace(settings, num_threads=_positive_int("num_threads", values["num_threads"]))
     if "batch_size" in values:
@@ -106,6 +124,10 @@ def load_settings(environ: Mapping[str, str], *, cwd: Path | None = None) -> Set
     if "max_file_mb" in values:
         settings = replace(settings, max_file_mb=_positive_int("max_file_mb", values["max_file_mb"], MAX_FILE_MB_LIMIT))
     return settings
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path
 
 
 def _read_toml(path: Path) -> dict[str, object]:

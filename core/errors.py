@@ -21,6 +21,9 @@ __all__ = [
     "OutsideIntendedUseError",
     "UnknownMethodError",
     "AuditChainError",
+    "UnknownAuditEntryError",
+    "AuditEntryNotCheckpointedError",
+    "AuditKeyError",
     "ConfigError",
     "DuplicateModelVersionError",
     "DuplicateUserError",
@@ -153,6 +156,36 @@ class AuditChainError(CheckFailedError):
     def __init__(self, seq: int | None, reason: str) -> None:
         super().__init__(f"audit chain broken at seq {seq}: {reason}")
         self.seq = seq
+        self.reason = reason
+
+
+class UnknownAuditEntryError(BadInputError):
+    """No audit entry has this ``seq``."""
+
+    def __init__(self, seq: int, size: int) -> None:
+        super().__init__(f"no audit entry with seq {seq}: the ledger holds seq 0 to {size - 1}")
+        self.seq = seq
+        self.size = size
+
+
+class AuditEntryNotCheckpointedError(BadInputError):
+    """The entry exists but no signed checkpoint covers it yet, so there is no root to prove it against."""
+
+    def __init__(self, seq: int, checkpointed: int) -> None:
+        super().__init__(
+            f"audit entry seq {seq} is not yet covered by a checkpoint (checkpoints cover {checkpointed} entries); "
+            "run `vigil audit checkpoint` first"
+        )
+        self.seq = seq
+        self.checkpointed = checkpointed
+
+
+class AuditKeyError(ConfigError):
+    """The audit signing or public key file is unusable (wrong size, not a file); its bytes are never shown."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"audit key {path}: {reason}")
+        self.path = path
         self.reason = reason
 
 

@@ -12,6 +12,8 @@ from core.cli import main
 from core.config import Settings
 from core.services import models
 from core.services.store import open_store, utc_now
+from core.store.engine import make_engine
+from tests.core.audit.insider import drop_audit_guards
 from tests.factories import write_random_model
 
 
@@ -89,12 +91,18 @@ def test_audit_verify_names_the_tampered_seq(home: Path, capsys: pytest.CaptureF
     # Prepare: three audited actions, then an edit straight in the database
     for name in ("A", "B", "C"):
         run(capsys, "site", "add", name)
-    assert run(capsys, "audit", "verify", "--json")[1] == {
+    verified = run(capsys, "audit", "verify", "--json")[1]
+    assert verified is not None
+    # the chain keys as before; checkpoint keys beside them (tests/test_audit_cli.py)
+    assert {k: verified[k] for k in ("ok", "checked", "first_bad_seq", "reason")} == {
         "ok": True,
         "checked": 3,
         "first_bad_seq": None,
         "reason": None,
     }
+    engine = make_engine(f"sqlite:///{home / 'vigil.db'}")
+    drop_audit_guards(engine)  # an insider with DDL rights; the application cannot edit the ledger
+    engine.dispose()
     with sqlite3.connect(home / "vigil.db") as con:
         con.execute("UPDATE audit_entry SET actor = 'mallory' WHERE seq = 1")
     # Execute

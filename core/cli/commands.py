@@ -29,6 +29,7 @@ from core.cli._args import (
 )
 from core.cli._output import Outcome, progress_bar
 from core.cli._paths import check_existing_path, check_input_dir
+from core.cli.audit import register_audit
 from core.cli.drift import register_drift
 from core.cli.explain_report import register_explain_report
 from core.cli.fhir import register_fhir
@@ -37,7 +38,6 @@ from core.cli.users import register_users
 from core.cli.validate import register_validate
 from core.config import Settings, load_settings
 from core.errors import BadInputError
-from core.services import audit as audit_service
 from core.services import sites as site_service
 from core.services.store import open_store, utc_now
 from core.store.engine import SessionFactory, head_revision
@@ -76,11 +76,7 @@ def register(sub: Any, add: AddParser) -> None:
     register_drift(sub, add)
     register_users(sub, add)
     register_explain_report(sub, add)
-    p = add(sub, "audit", "audit ledger: verify the hash chain")
-    asub = p.add_subparsers(dest="audit_command", required=True, parser_class=type(p))
-    add(asub, "verify", "recompute every hash and link; exit 1 naming the first bad seq").set_defaults(
-        handler=_audit_verify
-    )
+    register_audit(sub, add)
 
 
 # --- init, sample data -------------------------------------------------------------------------
@@ -348,17 +344,6 @@ def _model_show(args: argparse.Namespace) -> Outcome:
 
     card = model_service.get_card(_store(), args.version).to_dict()
     return Outcome(card, json.dumps(card, indent=2, sort_keys=True))
-
-
-def _audit_verify(args: argparse.Namespace) -> Outcome:
-    check = audit_service.verify_ledger(_store())
-    data = {"ok": check.ok, "checked": check.checked, "first_bad_seq": check.first_bad_seq, "reason": check.reason}
-    text = (
-        f"audit chain verifies: {check.checked} entries"
-        if check.ok
-        else f"audit chain BROKEN at seq {check.first_bad_seq}: {check.reason}"
-    )
-    return Outcome(data, text, ok=check.ok)
 
 
 # --- train, bench -------------------------------------------------------------------------------

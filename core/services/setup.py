@@ -21,7 +21,7 @@ from core.config import Settings
 from core.errors import PathNotFoundError
 from core.sampledata import MANIFEST_NAME, read_manifest
 from core.sampledata.fhir_outcomes import OUTCOMES_DIR
-from core.services import auth, fhir_ingest, ingestion, outcomes, prediction
+from core.services import audit_checkpoints, auth, fhir_ingest, ingestion, outcomes, prediction
 from core.services import models as model_service
 from core.services import sites as site_service
 from core.services.store import open_store
@@ -165,6 +165,8 @@ def initialize(
             payload=report.to_dict(),
             recorded_at=now().isoformat(),
         )
+    # Sign what init wrote, so a truncated or re-hashed ledger is caught from the first run on.
+    audit_checkpoints.make_checkpoint(sf, audit_checkpoints.CheckpointPlaces.from_settings(settings), now=now)
     return report
 
 

@@ -11,7 +11,7 @@ from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from core.audit.chain import ChainCheck, canonical_json, link, verify_chain
@@ -19,10 +19,23 @@ from core.audit.events import AuditAction, AuditEntry
 from core.store.tables import AuditEntryRow
 from core.types import JSONValue
 
-__all__ = ["append", "count_entries", "iter_entries", "last_entry", "verify"]
+__all__ = [
+    "HEAD_LOCK_KEY",
+    "append",
+    "count_entries",
+    "head_lock_statement",
+    "iter_entries",
+    "last_entry",
+    "lock_head",
+    "verify",
+]
 
 #: Rows fetched per round trip while streaming the ledger.
 STREAM_BATCH: Final = 1000
+
+#: PostgreSQL advisory-lock key that serializes appends: any fixed bigint works as long as
+#: nothing else uses it; this one is the first 8 bytes of SHA-256("vigil.audit_entry.head").
+HEAD_LOCK_KEY: Final = 412449951797191755
 
 _COLUMNS: Final = (
     AuditEntryRow.seq,
@@ -57,9 +70,10 @@ def append(
     """Link a new entry to the current last one and stage it in the caller's transaction.
 
     Call it inside the same ``session_factory.begin()`` block as the action it records, so
-    both commit or neither does. On SQLite the transaction began with ``BEGIN IMMEDIATE``,
-    which serializes writers between reading the last entry and inserting; on other
-    databases a concurrent append fails loudly on the unique ``seq`` / ``entry_hash``.
+    both commit or neither does. Writers are serialized between reading the last entry and
+    inserting (:func:`lock_head`), so concurrent appends queue instead of forking the chain;
+    should two ever read the same last entry, the second fails on the unique ``seq`` /
+    ``entry_hash`` rather than fork (``write_with_retries`` runs such a transaction again).
 
     Parameters
     ----------
@@ -82,6 +96,7 @@ def append(
     sqlalchemy.exc.IntegrityError
         If another transaction appended after the same entry first.
     """
+    lock_head(session)
     entry = link(
         last_entry(session), recorded_at=recorded_at, actor=actor, action=action, subject=subject, payload=payload
     )
@@ -99,6 +114,44 @@ def append(
     )
     session.flush()  # the unique constraints fire here, inside the caller's transaction
     return entry
+
+
+def lock_head(session: Session) -> None:
+    """Hold the ledger's head until the caller's transaction ends, so appends never interleave.
+
+    On PostgreSQL this takes the transaction-level advisory lock :data:`HEAD_LOCK_KEY`: a second
+    writer waits here, and under READ COMMITTED its next read of the last entry sees the first
+    writer's committed entry. A row lock (``SELECT ... FOR UPDATE`` on the last entry) would not
+    do: an empty ledger has no row to lock, and a waiter re-reads the row it locked rather than
+    the newer one. On SQLite nothing is needed, because every write transaction began with
+    ``BEGIN IMMEDIATE`` (:mod:`core.store.engine`) and already excludes other writers. Other
+    databases rely on the unique ``seq`` and ``entry_hash``.
+
+    Parameters
+    ----------
+    session : Session
+        The open write session the append happens in.
+    """
+    statement = head_lock_statement(session.get_bind().dialect.name)
+    if statement is not None:
+        session.execute(statement)
+
+
+def head_lock_statement(dialect_name: str) -> Select[tuple[object]] | None:
+    """The statement :func:`lock_head` runs on ``dialect_name``, or None where none is needed.
+
+    Examples
+    --------
+    >>> from sqlalchemy.dialects import postgresql
+    >>> print(head_lock_statement("postgresql").compile(dialect=postgresql.dialect(),
+    ...       compile_kwargs={"literal_binds": True}))
+    SELECT pg_advisory_xact_lock(412449951797191755) AS pg_advisory_xact_lock_1
+    >>> head_lock_statement("sqlite") is None
+    True
+    """
+    if dialect_name == "postgresql":
+        return select(func.pg_advisory_xact_lock(HEAD_LOCK_KEY))
+    return None
 
 
 def last_entry(session: Session) -> AuditEntry | None:

@@ -226,7 +226,8 @@ class AuditEntryRow(Base):
 
     ``recorded_at`` is the hashed ISO-8601 text, not a ``DateTime``, so that no database
     round trip can change a byte of it. ``seq`` and ``entry_hash`` are unique so that two
-    concurrent appends after the same entry conflict instead of forking the chain.
+    concurrent appends after the same entry conflict instead of forking the chain. Rows are
+    never updated or deleted: migration ``0010``'s triggers refuse both at the database.
     """
 
     __tablename__ = "audit_entry"
@@ -560,3 +561,21 @@ class EmrPullMarkRow(Base):
     resource_type: Mapped[str] = mapped_column(String(CODE))
     mark: Mapped[str] = mapped_column(String(CODE))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditCheckpointRow(Base):
+    """A signed Merkle checkpoint of the audit ledger (migration ``0009``), as signed.
+
+    ``timestamp`` is the signed ISO-8601 text, not a ``DateTime``, for the same reason as
+    ``AuditEntryRow.recorded_at``: a round trip must not change a byte of what was signed.
+    ``tree_size`` is unique: one checkpoint per ledger size.
+    """
+
+    __tablename__ = "audit_checkpoint"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tree_size: Mapped[int] = mapped_column(Integer, unique=True)
+    root_hash: Mapped[str] = mapped_column(String(SHA256_HEX))
+    timestamp: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(CODE))
+    signature: Mapped[str] = mapped_column(String(128))

@@ -17,6 +17,7 @@ from core.audit.events import AuditAction, AuditEntry
 from core.store import audit_log
 from core.store.engine import SessionFactory, make_engine, make_session_factory, migrate
 from core.store.tables import AuditEntryRow
+from tests.core.audit.insider import drop_audit_guards
 
 N = 10
 
@@ -48,7 +49,15 @@ def _verify(session_factory: SessionFactory) -> tuple[bool, int | None]:
     return check.ok, check.first_bad_seq
 
 
+def _as_insider(session_factory: SessionFactory) -> None:
+    # The database refuses UPDATE and DELETE on the ledger; these tests play someone who can drop that guard.
+    bind = session_factory.kw["bind"]
+    assert isinstance(bind, Engine)
+    drop_audit_guards(bind)
+
+
 def _tamper(session_factory: SessionFactory, seq: int, **values: object) -> None:
+    _as_insider(session_factory)
     with session_factory.begin() as session:
         session.execute(update(AuditEntryRow).where(AuditEntryRow.seq == seq).values(**values))
 
@@ -261,6 +270,7 @@ def test_edited_column_is_reported(
 @pytest.mark.parametrize("seq", [0, 3, N - 2])
 def test_deleted_row_is_reported(session_factory: SessionFactory, ledger: list[AuditEntry], seq: int) -> None:
     # Prepare
+    _as_insider(session_factory)
     with session_factory.begin() as session:
         session.execute(delete(AuditEntryRow).where(AuditEntryRow.seq == seq))
 

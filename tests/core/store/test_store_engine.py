@@ -30,8 +30,8 @@ from core.store.engine import (
 )
 from core.store.tables import Base, SiteRow, StudyRow
 
-#: The single head every migration path ends at (drift incidents, after the merge of the feature branches).
-HEAD = "0008"
+#: The single head every migration path ends at (the append-only audit ledger, after its checkpoints).
+HEAD = "0010"
 
 TABLES = {"site", "study", "instance", "model_version", "prediction", "explanation", "app_user", "audit_entry"}
 

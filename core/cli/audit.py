@@ -1,0 +1,155 @@
+"""``vigil audit``: verify the ledger (chain and signed checkpoints), checkpoint it, prove an entry, export the key.
+
+Wired into the command tree by ``register_audit(sub, add)``. The services (sqlalchemy,
+cryptography) are imported inside the handlers, so building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.cli._args import MAX_ID, bounded_int, input_file
+from core.cli._output import Outcome
+from core.cli._paths import check_input_file
+from core.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from core.audit.chain import ChainCheck
+    from core.services.audit_checkpoints import CheckpointCheck
+
+__all__ = ["register_audit"]
+
+AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
+
+
+def _settings() -> Settings:
+    return load_settings(os.environ)
+
+
+def register_audit(sub: Any, add: AddParser) -> None:
+    """Attach ``audit verify``, ``audit checkpoint``, ``audit prove`` and ``audit public-key`` to ``sub``."""
+    p = add(sub, "audit", "audit ledger: verify the chain and signed checkpoints, checkpoint, prove an entry")
+    asub = p.add_subparsers(dest="audit_command", required=True, parser_class=type(p))
+    v = add(
+        asub,
+        "verify",
+        "recompute every hash and link, and check every signed checkpoint against the ledger, "
+        "its signature, the one before it and the external file; exit 1 naming the first failure",
+    )
+    v.add_argument(
+        "--public-key",
+        type=input_file,
+        default=None,
+        metavar="FILE",
+        help="the exported public key to trust (default: the installation's own signing key)",
+    )
+    v.set_defaults(handler=_verify)
+    add(
+        asub, "checkpoint", "sign the ledger's current Merkle tree head; store it and append it to the external file"
+    ).set_defaults(handler=_checkpoint)
+    g = add(asub, "prove", "inclusion proof of one entry against the newest signed checkpoint")
+    g.add_argument("seq", type=bounded_int(0, MAX_ID), metavar="SEQ", help="the entry's seq")
+    g.set_defaults(handler=_prove)
+    add(
+        asub, "public-key", "print the checkpoint-signing public key (hex), creating the key on first use"
+    ).set_defaults(handler=_public_key)
+
+
+def _verify(args: argparse.Namespace) -> Outcome:
+    from core.services import audit as audit_service
+    from core.services import audit_checkpoints
+    from core.services.store import open_store
+
+    trusted = None
+    if args.public_key is not None:
+        check_input_file(args.public_key)
+        trusted = audit_checkpoints.read_public_key_file(Path(args.public_key))
+    settings = _settings()
+    sf = open_store(settings)
+    places = audit_checkpoints.CheckpointPlaces.from_settings(settings)
+    chain = audit_service.verify_ledger(sf)
+    cps = audit_checkpoints.verify_checkpoints(sf, places, trusted_key=trusted)
+    ok = chain.ok and cps.ok
+    data = {
+        "ok": ok,
+        "checked": chain.checked,
+        "first_bad_seq": chain.first_bad_seq,
+        "reason": chain.reason if not chain.ok else cps.reason,
+        "chain_ok": chain.ok,
+        "checkpoints_ok": cps.ok,
+        "checkpoints": cps.checkpoints,
+        "covered": cps.covered,
+        "uncovered": cps.uncovered,
+        "failed_checkpoint": cps.failed_tree_size,
+        "checkpoint_reason": cps.reason,
+        "external_file": str(places.external_file),
+    }
+    return Outcome(data, _verify_text(chain, cps), ok=ok)
+
+
+def _verify_text(chain: ChainCheck, cps: CheckpointCheck) -> str:
+    lines = [
+        f"audit chain verifies: {chain.checked} entries"
+        if chain.ok
+        else f"audit chain BROKEN at seq {chain.first_bad_seq}: {chain.reason}"
+    ]
+    if cps.ok:
+        lines.append(f"checkpoints verify: {cps.checkpoints} signed, covering {cps.covered} entries")
+    else:
+        lines.append(f"checkpoints FAIL at tree size {cps.failed_tree_size}: {cps.reason}")
+    if cps.uncovered:
+        lines.append(
+            f"{cps.uncovered} newest entries are not yet covered by a checkpoint: they chain, but no signature "
+            "vouches for them (run `vigil audit checkpoint`)"
+        )
+    return "\n".join(lines)
+
+
+def _checkpoint(args: argparse.Namespace) -> Outcome:
+    from core.services import audit_checkpoints
+    from core.services.store import open_store, utc_now
+
+    settings = _settings()
+    places = audit_checkpoints.CheckpointPlaces.from_settings(settings)
+    made = audit_checkpoints.make_checkpoint(open_store(settings), places, now=utc_now)
+    data: dict[str, object] = {
+        **made.signed.to_dict(),
+        "created": made.created,
+        "external_file": str(places.external_file),
+    }
+    c = made.signed.checkpoint
+    verb = "signed" if made.created else "already signed"
+    return Outcome(data, f"checkpoint {verb}: {c.tree_size} entries, root {c.root_hash}, key {c.key_id}")
+
+
+def _prove(args: argparse.Namespace) -> Outcome:
+    from core.services import audit_checkpoints
+    from core.services.store import open_store
+
+    settings = _settings()
+    proof = audit_checkpoints.prove(
+        open_store(settings), audit_checkpoints.CheckpointPlaces.from_settings(settings), args.seq
+    )
+    c = proof.checkpoint.checkpoint
+    if proof.ok:
+        text = f"seq {proof.seq} is included in checkpoint {c.tree_size} (root {c.root_hash}); path:\n" + "\n".join(
+            proof.path
+        )
+    else:
+        why = proof.signature_problem or "the path does not lead to the signed root"
+        text = f"seq {proof.seq} does NOT verify against checkpoint {c.tree_size}: {why}"
+    return Outcome(proof.to_dict(), text, ok=proof.ok)
+
+
+def _public_key(args: argparse.Namespace) -> Outcome:
+    from core.audit.checkpoint import key_id
+    from core.services import audit_checkpoints
+
+    places = audit_checkpoints.CheckpointPlaces.from_settings(_settings())
+    key = audit_checkpoints.public_key(places)
+    data = {"algorithm": "Ed25519", "public_key": key.hex(), "key_id": key_id(key), "key_file": str(places.key_file)}
+    return Outcome(data, key.hex())
