@@ -1,13 +1,15 @@
 """Fixtures shared across the test suite.
 
-``session_factory`` runs every store contract test against each supported embedded
-database (the Flower ``ObjectStore`` test pattern): an in-memory SQLite database and a SQLite
-file in ``tmp_path``, both migrated to the newest revision.
+``session_factory`` runs every store contract test against each supported database (the Flower
+``ObjectStore`` test pattern): an in-memory SQLite database, a SQLite file in ``tmp_path`` and a
+PostgreSQL database of its own on the session's throwaway server (``tests/postgres.py``), each
+migrated to the newest revision. ``new_database`` gives other suites (audit, services) the same
+choice of backends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,24 +17,71 @@ import pytest
 from sqlalchemy import Engine
 
 from core.store.engine import SessionFactory, make_engine, make_session_factory, migrate
+from tests.postgres import PostgresServer, start_server
 
 #: The database flavours every store contract test runs against.
-DATABASES = ["sqlite-memory", "sqlite-file"]
+DATABASES = ["sqlite-memory", "sqlite-file", "postgresql"]
+
+#: One embedded and one server database: the backends of the audit and service suites.
+BACKENDS = ["sqlite-file", "postgresql"]
+
+#: ``new_database(kind, migrated=...)``: the URL of a new database of one of :data:`DATABASES`.
+NewDatabase = Callable[..., str]
 
 
-def database_url(kind: str, tmp_path: Path) -> str:
-    """Return the SQLAlchemy URL for one of :data:`DATABASES`."""
-    if kind == "sqlite-memory":
-        return "sqlite://"
-    if kind == "sqlite-file":
-        return f"sqlite:///{tmp_path / 'vigil.db'}"
-    raise ValueError(f"unknown database kind {kind!r}")
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Return the session's PostgreSQL server, started on first use and stopped at the end.
+
+    Fails (never skips) when PostgreSQL is not installed: ``scripts/test`` installs it first.
+    """
+    server = start_server()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NewDatabase]:
+    """Return ``new_database(kind, *, migrated=False) -> url``: a database of its own for this test.
+
+    ``sqlite-file`` databases are files in ``tmp_path``; ``postgresql`` ones are created on
+    :func:`postgres_server` (started only when a test asks for one) and dropped after the test.
+    ``migrated=True`` lets a PostgreSQL database start as a copy of one already at the newest
+    revision, which saves migrating it from scratch; callers still run ``migrate``, which then has
+    nothing to do.
+    """
+    created: list[str] = []
+    counter = iter(range(1_000_000))
+
+    def new(kind: str, *, migrated: bool = False) -> str:
+        if kind == "sqlite-memory":
+            return "sqlite://"
+        if kind == "sqlite-file":
+            return f"sqlite:///{tmp_path / f'vigil-{next(counter)}.db'}"
+        if kind == "postgresql":
+            server: PostgresServer = request.getfixturevalue("postgres_server")
+            created.append(server.create_database(migrated=migrated))
+            return created[-1]
+        raise ValueError(f"unknown database kind {kind!r}")
+
+    yield new
+    if created:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        for url in created:
+            server.drop_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Return each of :data:`BACKENDS` in turn, for ``new_database`` (one contract, two backends)."""
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture(params=DATABASES)
-def session_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionFactory]:
+def session_factory(request: pytest.FixtureRequest, new_database: NewDatabase) -> Iterator[SessionFactory]:
     """Return a session factory on a freshly migrated database of each kind."""
-    engine = make_engine(database_url(request.param, tmp_path))
+    engine = make_engine(new_database(request.param, migrated=True))
     migrate(engine)
     yield make_session_factory(engine)
     engine.dispose()

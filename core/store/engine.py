@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, func, make_url, select
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -24,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 from core.errors import DatabaseURLError
 
 __all__ = [
+    "MIGRATE_LOCK_KEY",
     "MIGRATIONS_DIR",
     "alembic_config",
     "SessionFactory",
@@ -46,6 +47,10 @@ SQLITE_BUSY_TIMEOUT_S: Final = 30.0
 
 #: Times :func:`write_with_retries` runs a transaction that keeps losing unique-key races.
 WRITE_ATTEMPTS: Final = 5
+
+#: PostgreSQL advisory-lock key that serializes :func:`migrate` callers: any fixed bigint that
+#: nothing else uses; the first 8 bytes of SHA-256("vigil.alembic.upgrade").
+MIGRATE_LOCK_KEY: Final = 6790945897453532895
 
 _T = TypeVar("_T")
 
@@ -154,7 +159,9 @@ def migrate(engine: Engine) -> str:
     """Bring the schema to the newest revision (Alembic ``upgrade head``); idempotent.
 
     Runs in one transaction, so on SQLite and PostgreSQL a failed migration leaves the
-    schema as it was, and concurrent callers are serialized.
+    schema as it was, and concurrent callers are serialized: SQLite's ``BEGIN IMMEDIATE`` and,
+    on PostgreSQL, the advisory lock :data:`MIGRATE_LOCK_KEY` make a second caller wait for the
+    first to commit and then find nothing left to do.
 
     Returns
     -------
@@ -162,6 +169,10 @@ def migrate(engine: Engine) -> str:
         The revision the database is at afterwards, e.g. ``"0001"``.
     """
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Without it two first-time callers both create alembic_version, and the second
+            # fails on the catalog's unique index when the first commits.
+            connection.execute(select(func.pg_advisory_xact_lock(MIGRATE_LOCK_KEY)))
         # "heads": features may add migrations on parallel branches until a merge revision joins them.
         command.upgrade(alembic_config(connection), "heads")
         heads = MigrationContext.configure(connection).get_current_heads()

@@ -15,6 +15,7 @@ from core.sampledata import MANIFEST_NAME, generate_cohort
 from core.services import models, outcomes, setup, sites
 from core.services.store import open_store
 from core.store.engine import SessionFactory
+from tests.conftest import NewDatabase
 from tests.factories import write_random_model
 
 
@@ -69,11 +70,12 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path, random_model_dir: Path) -> Env:
+def env(tmp_path: Path, random_model_dir: Path, backend: str, new_database: NewDatabase) -> Env:
+    """A registered model and the benchmark site, in a store on each of the two backends."""
     from core.models.card import read_card
 
     home = tmp_path / "home"
-    settings = Settings(home=home, database_url=f"sqlite:///{tmp_path / 'vigil.db'}")
+    settings = Settings(home=home, database_url=new_database(backend, migrated=True))
     sf = open_store(settings)
     card = read_card(random_model_dir / "card.json")
     models.register_model(sf, card, source_dir=random_model_dir, models_dir=home / "models", actor="t", now=fixed_clock)

@@ -1,7 +1,7 @@
 """Signed checkpoints over the real ledger: what they catch that the hash chain alone cannot.
 
 Tampering acts as an insider with DDL rights (the append-only triggers dropped first), on a real
-SQLite file, a real signing key and a real external checkpoint file.
+SQLite file and a real PostgreSQL database, a real signing key and a real external checkpoint file.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from core.services.audit_checkpoints import (
 from core.store import audit_log
 from core.store.engine import SessionFactory, make_engine, make_session_factory, migrate
 from core.store.tables import AuditCheckpointRow, AuditEntryRow
+from tests.conftest import NewDatabase
 from tests.core.audit.insider import drop_audit_guards
 
 N = 60
@@ -44,8 +45,8 @@ def _clock() -> datetime:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'vigil.db'}")
+def engine(backend: str, new_database: NewDatabase) -> Iterator[Engine]:
+    eng = make_engine(new_database(backend, migrated=True))
     migrate(eng)
     yield eng
     eng.dispose()

@@ -1,9 +1,10 @@
 """The ledger under real processes: kill -9 mid-action leaves neither half, concurrent writers never fork.
 
 The killed process is a small script that runs one user action (``sites.add_site``, what
-``vigil site add`` does) with SQLite's own statement tracing switched on; it stops inside the
-trace callback at a chosen statement, says where it is, and waits there until the test SIGKILLs
-it, so the kill lands inside the open transaction every time rather than by luck of timing.
+``vigil site add`` does) with statement tracing switched on (SQLite's own; on PostgreSQL what
+SQLAlchemy sends, and its COMMIT); it stops inside the trace callback at a chosen statement, says
+where it is, and waits there until the test SIGKILLs it, so the kill lands inside the open
+transaction every time rather than by luck of timing. Both run on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from core.services import sites
 from core.store import audit_log
 from core.store.engine import SessionFactory, make_engine, make_session_factory, migrate
 from core.store.tables import AuditEntryRow, SiteRow
+from tests.conftest import NewDatabase
 
 PROCESSES = 4
-POSTGRES_URL = os.environ.get("VIGIL_TEST_POSTGRES_URL")
 SITES_PER_PROCESS = 15
 
 #: The child: one audited user action, traced by sqlite3, parked at the statement named in argv[2].
@@ -53,9 +54,13 @@ CHILD = textwrap.dedent(
             print(json.dumps(traced), flush=True)
             time.sleep(600)  # parked inside the transaction until the test kills us
 
-    @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record):
-        dbapi_connection.set_trace_callback(trace)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def on_connect(dbapi_connection, _record):
+            dbapi_connection.set_trace_callback(trace)
+    else:  # a server database: trace what SQLAlchemy sends, and the COMMIT it is about to send
+        event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: trace(statement))
+        event.listen(engine, "commit", lambda conn: trace("COMMIT"))
 
     engine.dispose()  # the connection make_engine opened has no trace; the next one will
     now = lambda: datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -71,10 +76,6 @@ def _clock() -> datetime:
 
 def _open(url: str) -> Iterator[tuple[str, SessionFactory]]:
     engine = make_engine(url)
-    if engine.dialect.name == "postgresql":  # a throwaway database: start from an empty schema
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-            connection.exec_driver_sql("CREATE SCHEMA public")
     migrate(engine)
     factory = make_session_factory(engine)
     sites.add_site(factory, "benchmark", benchmark=True, actor="admin", now=_clock)
@@ -83,16 +84,15 @@ def _open(url: str) -> Iterator[tuple[str, SessionFactory]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[str, SessionFactory]]:
-    """A SQLite file store with one audited action already in its ledger."""
-    yield from _open(f"sqlite:///{tmp_path / 'vigil.db'}")
+def store(backend: str, new_database: NewDatabase) -> Iterator[tuple[str, SessionFactory]]:
+    """A store with one audited action already in its ledger, on a SQLite file and on PostgreSQL."""
+    yield from _open(new_database(backend, migrated=True))
 
 
-@pytest.fixture(params=["sqlite-file", *(["postgresql"] if POSTGRES_URL else [])])
-def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, SessionFactory]]:
-    """As ``store``, and on PostgreSQL too where ``VIGIL_TEST_POSTGRES_URL`` names a throwaway database."""
-    postgres = POSTGRES_URL if request.param == "postgresql" else None
-    yield from _open(postgres or f"sqlite:///{tmp_path / 'v.db'}")
+@pytest.fixture
+def shared_store(store: tuple[str, SessionFactory]) -> tuple[str, SessionFactory]:
+    """As ``store``: a SQLite file and a PostgreSQL database that several processes write at once."""
+    return store
 
 
 def _start(url: str, stop_at: str) -> subprocess.Popen[str]:
@@ -135,7 +135,7 @@ def test_kill_9_between_an_action_and_its_commit_leaves_neither(
     assert child.returncode == -signal.SIGKILL, err
     assert traced and traced[-1].startswith(stop_at), (line, err)
     assert any(s.startswith("INSERT INTO site") for s in traced)
-    assert traced[0] == "BEGIN IMMEDIATE"
+    assert traced[0] == "BEGIN IMMEDIATE" or not url.startswith("sqlite")
     # ... and neither the site nor its audit entry survived; the ledger is as it was
     assert _state(factory) == (["benchmark"], 1, True)
     # The lock died with the process: the same action now completes, with its entry

@@ -2,14 +2,13 @@
 
 Every test here acts as the application (its engine, its sessions) or as any other client of the
 same file, never as an insider who drops the triggers first (``tests/core/audit/insider.py``).
-SQLite runs in the suite; the PostgreSQL statements are checked as the SQL Alembic emits for them
-and, where ``VIGIL_TEST_POSTGRES_URL`` names a throwaway database, live as well.
+Every behaviour runs live on SQLite and on PostgreSQL (the session's throwaway server,
+``tests/postgres.py``); the PostgreSQL statements are also checked as the SQL Alembic emits.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,13 +28,11 @@ from core.audit.events import AuditAction, AuditEntry
 from core.store import audit_log, sites
 from core.store.engine import alembic_config, make_engine, make_session_factory, migrate
 from core.store.tables import AuditEntryRow, SiteRow
+from tests.conftest import DATABASES, NewDatabase
 from tests.core.audit.insider import drop_audit_guards
 
 N = 5
 MESSAGE = "the audit ledger is append-only"
-POSTGRES_URL = os.environ.get("VIGIL_TEST_POSTGRES_URL")
-#: SQLite always; PostgreSQL only where a throwaway database is named (never collected otherwise).
-LIVE = ["sqlite-memory", "sqlite-file", *(["postgresql"] if POSTGRES_URL else [])]
 
 
 def _migration() -> ModuleType:
@@ -44,17 +41,10 @@ def _migration() -> ModuleType:
     return script.module
 
 
-@pytest.fixture(params=LIVE)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated store holding a ledger of N entries, on each database available."""
-    if request.param == "postgresql":
-        assert POSTGRES_URL is not None
-        url = POSTGRES_URL
-    else:
-        url = "sqlite://" if request.param == "sqlite-memory" else f"sqlite:///{tmp_path / 'v.db'}"
-    engine_ = make_engine(url)
-    if request.param == "postgresql":
-        _reset_postgres(engine_)
+@pytest.fixture(params=DATABASES)
+def engine(request: pytest.FixtureRequest, new_database: NewDatabase) -> Iterator[Engine]:
+    """A migrated store holding a ledger of N entries, on each database."""
+    engine_ = make_engine(new_database(request.param, migrated=True))
     migrate(engine_)
     factory = make_session_factory(engine_)
     for i in range(N):
@@ -62,13 +52,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
             _append(session, i)
     yield engine_
     engine_.dispose()
-
-
-def _reset_postgres(engine_: Engine) -> None:
-    # A throwaway database: start every test from an empty schema.
-    with engine_.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
 
 
 def _append(session: Session, i: int) -> AuditEntry:
@@ -173,45 +156,53 @@ def test_an_insider_who_drops_the_guards_can_edit(engine: Engine) -> None:
     assert (check.ok, check.first_bad_seq) == (False, 1)
 
 
-if POSTGRES_URL:  # defined only where a server is named, so it is never collected as skipped
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_truncate_as_the_application_is_refused_on_postgresql(engine: Engine) -> None:
+    # Execute / Assert: TRUNCATE fires no row trigger; the statement-level one refuses it
+    with pytest.raises(DBAPIError, match=f"{MESSAGE}: TRUNCATE"), engine.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE audit_entry")
 
-    @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
-    def test_truncate_as_the_application_is_refused_on_postgresql(engine: Engine) -> None:
-        # Execute / Assert: TRUNCATE fires no row trigger; the statement-level one refuses it
-        with pytest.raises(DBAPIError, match=f"{MESSAGE}: TRUNCATE"), engine.begin() as connection:
-            connection.exec_driver_sql("TRUNCATE audit_entry")
-
-        # Assert
-        assert len(_ledger(engine)) == N
+    # Assert
+    assert len(_ledger(engine)) == N
 
 
 # --- the migration ---------------------------------------------------------------------------
 
 
-def _sqlite_triggers(engine_: Engine) -> set[str]:
+def _triggers(engine_: Engine) -> set[str]:
+    if engine_.dialect.name == "postgresql":
+        sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = 'audit_entry'::regclass"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
     with engine_.connect() as connection:
-        rows = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars()
-        return set(rows)
+        return set(connection.execute(text(sql)).scalars())
 
 
-def test_migration_creates_and_drops_the_triggers(tmp_path: Path) -> None:
+#: The guards each database ends up with: PostgreSQL also refuses TRUNCATE.
+GUARDS = {
+    "sqlite": {"audit_entry_no_update", "audit_entry_no_delete"},
+    "postgresql": {"audit_entry_no_update", "audit_entry_no_delete", "audit_entry_no_truncate"},
+}
+
+
+def test_migration_creates_and_drops_the_triggers(backend: str, new_database: NewDatabase) -> None:
     # Prepare
-    engine_ = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    engine_ = make_engine(new_database(backend))
     migrate(engine_)
-    created = _sqlite_triggers(engine_)
+    created = _triggers(engine_)
 
     # Execute
     with engine_.begin() as connection:
         command.downgrade(alembic_config(connection), _migration().down_revision)
-    dropped = _sqlite_triggers(engine_)
+    dropped = _triggers(engine_)
     with make_session_factory(engine_).begin() as session:  # editable again without them
         _append(session, 0)
         session.execute(update(AuditEntryRow).values(actor="x"))
     migrate(engine_)
-    again = _sqlite_triggers(engine_)
+    again = _triggers(engine_)
 
     # Assert
-    assert created == again == {"audit_entry_no_update", "audit_entry_no_delete"}
+    assert created == again == GUARDS[engine_.dialect.name]
     assert dropped == set()
     assert "audit_entry" in inspect(engine_).get_table_names()
     engine_.dispose()

@@ -29,6 +29,7 @@ from core.store.engine import (
     migrate,
 )
 from core.store.tables import Base, SiteRow, StudyRow
+from tests.conftest import NewDatabase
 
 #: The single head every migration path ends at (the append-only audit ledger, after its checkpoints).
 HEAD = "0010"
@@ -62,7 +63,9 @@ def test_file_database_uses_wal(tmp_path: Path) -> None:
 def test_foreign_keys_are_enforced(session_factory: SessionFactory, now: datetime) -> None:
     # Prepare
     with session_factory() as session:
-        enabled = session.execute(text("PRAGMA foreign_keys")).scalar()
+        # SQLite checks foreign keys only when asked, per connection; PostgreSQL always does.
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        enabled = session.execute(text("PRAGMA foreign_keys")).scalar() if sqlite else 1
 
     # Execute / Assert
     assert enabled == 1
@@ -271,9 +274,9 @@ def test_unopenable_sqlite_file_raises_database_url_error(tmp_path: Path) -> Non
 # --- migrations ----------------------------------------------------------------------------
 
 
-def test_migrate_creates_every_table_and_is_idempotent(tmp_path: Path) -> None:
+def test_migrate_creates_every_table_and_is_idempotent(backend: str, new_database: NewDatabase) -> None:
     # Prepare
-    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    engine = make_engine(new_database(backend))
     before = current_revision(engine)
 
     # Execute
@@ -312,9 +315,10 @@ def test_schema_comparison_would_see_a_difference(store_engine: Engine) -> None:
     assert [d[0] for d in diffs] == ["add_column"]
 
 
-def test_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+def test_migration_downgrades_and_upgrades_again(backend: str, new_database: NewDatabase) -> None:
     # Prepare
-    engine = _file_engine(tmp_path)
+    engine = make_engine(new_database(backend))
+    migrate(engine)
 
     # Execute
     with engine.begin() as connection:
@@ -328,9 +332,9 @@ def test_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_concurrent_migrations_do_not_conflict(tmp_path: Path) -> None:
-    # Prepare: two processes' worth of engines on one fresh file
-    url = f"sqlite:///{tmp_path / 'v.db'}"
+def test_concurrent_migrations_do_not_conflict(backend: str, new_database: NewDatabase) -> None:
+    # Prepare: two processes' worth of engines on one fresh database
+    url = new_database(backend)
     engines = [make_engine(url), make_engine(url)]
     results: list[str] = []
     errors: list[BaseException] = []
