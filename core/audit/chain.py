@@ -13,17 +13,23 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, cast
+from json.encoder import encode_basestring
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 from core.audit.events import AuditAction, AuditEntry
-from core.types import JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    from core.types import JSONObject, JSONValue
 
 __all__ = [
     "GENESIS_HASH",
     "ChainCheck",
+    "ChainHead",
     "canonical_json",
     "compute_entry_hash",
+    "entry_problem",
     "link",
+    "stored_entry_hash",
     "to_recorded_at",
     "verify_chain",
 ]
@@ -53,6 +59,20 @@ class ChainCheck:
     checked: int
     first_bad_seq: int | None = None
     reason: str | None = None
+
+
+class ChainHead(Protocol):
+    """What :func:`link` needs of the entry it follows: an :class:`AuditEntry`, or just these two fields."""
+
+    @property
+    def seq(self) -> int:
+        """The entry's position."""
+        ...
+
+    @property
+    def entry_hash(self) -> str:
+        """The entry's hash."""
+        ...
 
 
 def canonical_json(obj: object) -> bytes:
@@ -126,6 +146,59 @@ def compute_entry_hash(
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+def stored_entry_hash(
+    *,
+    seq: int,
+    recorded_at: str,
+    actor: str,
+    action: str,
+    subject: str,
+    payload_json: str,
+    prev_hash: str,
+) -> str:
+    """:func:`compute_entry_hash` of an entry whose payload is given as its canonical JSON text.
+
+    The canonical body is assembled around ``payload_json`` instead of parsing and re-serializing
+    it: the keys in sorted order, each other field encoded exactly as :func:`canonical_json`
+    encodes it. When ``payload_json == canonical_json(payload).decode()`` (the text the ledger
+    stores) the bytes hashed, and so the hash, are those of :func:`compute_entry_hash`.
+    Verification uses it as a fast path and judges any entry it does not confirm the slow way.
+
+    Raises
+    ------
+    TypeError
+        If a field is not of its exact type (``seq`` an ``int``, the others ``str``).
+    UnicodeEncodeError
+        If a field holds a lone surrogate, which UTF-8 cannot encode.
+
+    Examples
+    --------
+    >>> e = link(None, recorded_at="2024-05-01T09:30:00+00:00", actor="system",
+    ...          action=AuditAction.SITE_ADDED, subject="north", payload={"b": [1.5, "é"], "a": None})
+    >>> stored_entry_hash(seq=e.seq, recorded_at=e.recorded_at, actor=e.actor, action=str(e.action),
+    ...                   subject=e.subject, payload_json=canonical_json(e.payload).decode(),
+    ...                   prev_hash=e.prev_hash) == e.entry_hash
+    True
+    """
+    if not (
+        type(seq) is int
+        and type(recorded_at) is str
+        and type(actor) is str
+        and type(action) is str
+        and type(subject) is str
+        and type(payload_json) is str
+        and type(prev_hash) is str
+    ):
+        raise TypeError("seq must be an int and the other fields str")
+    # Sorted keys: action < actor < payload < prev_hash < recorded_at < seq < subject.
+    body = (
+        f'{{"action":{encode_basestring(action)},"actor":{encode_basestring(actor)},"payload":{payload_json},'
+        f'"prev_hash":{encode_basestring(prev_hash)},"recorded_at":{encode_basestring(recorded_at)},'
+        f'"seq":{int.__repr__(seq)},"subject":{encode_basestring(subject)}}}'
+    )
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
 def to_recorded_at(moment: datetime) -> str:
     """Format an aware datetime as the UTC ISO-8601 string an entry records.
 
@@ -146,7 +219,7 @@ def to_recorded_at(moment: datetime) -> str:
 
 
 def link(
-    prev: AuditEntry | None,
+    prev: ChainHead | None,
     *,
     recorded_at: str,
     actor: str,
@@ -158,8 +231,8 @@ def link(
 
     Parameters
     ----------
-    prev : AuditEntry or None
-        The current last entry of the ledger.
+    prev : AuditEntry, ChainHead or None
+        The current last entry of the ledger (only its ``seq`` and ``entry_hash`` are read).
     recorded_at : str
         UTC ISO-8601 timestamp (see :func:`to_recorded_at`).
     actor, action, subject, payload
@@ -186,7 +259,7 @@ def link(
     _check_recorded_at(recorded_at)
     action = AuditAction(action)  # refuses strings outside the vocabulary; new entries only
     # Round-tripping both validates and copies: the entry holds exactly what storage gives back.
-    stored_payload = cast(JSONObject, json.loads(canonical_json(dict(payload))))
+    stored_payload = cast("JSONObject", json.loads(canonical_json(dict(payload))))
     prev_hash = GENESIS_HASH if prev is None else prev.entry_hash
     seq = 0 if prev is None else prev.seq + 1
     entry_hash = compute_entry_hash(
@@ -228,14 +301,25 @@ def verify_chain(entries: Iterable[AuditEntry]) -> ChainCheck:
     checked = 0
     for position, entry in enumerate(entries):
         checked = position + 1
-        problem = _first_problem(entry, expected_seq=position, expected_prev=expected_prev)
+        problem = entry_problem(entry, expected_seq=position, expected_prev=expected_prev)
         if problem is not None:
             return ChainCheck(ok=False, checked=checked, first_bad_seq=position, reason=problem)
         expected_prev = entry.entry_hash
     return ChainCheck(ok=True, checked=checked)
 
 
-def _first_problem(entry: AuditEntry, *, expected_seq: int, expected_prev: str) -> str | None:
+def entry_problem(entry: AuditEntry, *, expected_seq: int, expected_prev: str) -> str | None:
+    """What is wrong with ``entry`` at its position in the chain, or None when it verifies.
+
+    Parameters
+    ----------
+    entry : AuditEntry
+        The entry found at position ``expected_seq``.
+    expected_seq : int
+        Its position (entries are numbered 0, 1, ...).
+    expected_prev : str
+        The previous entry's ``entry_hash`` (:data:`GENESIS_HASH` at position 0).
+    """
     # The order of checks gives the most specific reason: a missing or extra entry shows
     # first as a seq gap, a swapped or inserted one as a broken link, an edit as a hash mismatch.
     if entry.seq != expected_seq:

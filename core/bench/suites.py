@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.bench import alerts, drift, fhir, gradcam, imaging, inference, metrics, shap, ui
+from core.bench import alerts, audit, drift, fhir, gradcam, imaging, inference, metrics, shap, ui
 from core.bench.harness import BenchResult
 from core.errors import BadInputError, PathNotFoundError
 from core.imaging.dicom import read_dicom
@@ -92,6 +92,8 @@ SUITES: dict[str, Callable[[Path, int], list[BenchResult]]] = {
     "alerts": lambda _sample_dir, _rounds: alerts.run(),
     # Issue 13: a 10,000-resource Bundle built from the sample manifest's deployment studies.
     "fhir": lambda sample_dir, rounds: fhir.run(sample_dir, rounds=rounds),
+    # Issue 15: the audit ledger's append, verify, scaling and `vigil audit verify`, on SYNTHETIC entries.
+    "audit": lambda _sample_dir, rounds: audit.run(rounds=rounds),
 }
 
 

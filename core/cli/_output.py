@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from tqdm import tqdm
-
 from core.errors import BadInputError, CheckFailedError
 
 __all__ = ["Advance", "Outcome", "emit", "exit_code_for", "one_line", "progress_bar"]
@@ -70,6 +68,8 @@ def progress_bar(total: int, desc: str, *, enabled: bool, unit: str = "file") ->
     Silent too when stderr is not a terminal: in a log or a pipe the bar's carriage-return redraws
     are noise, and a command that then fails must leave its one-line error alone on stderr.
     """
+    from tqdm import tqdm  # here, not at the top: building the parser (``vigil --help``) does not need it
+
     shown = enabled and sys.stderr.isatty()
     bar = tqdm(total=total or None, desc=desc, unit=unit, disable=not shown, file=sys.stderr, leave=False)
 

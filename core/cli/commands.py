@@ -1,7 +1,8 @@
 """One small handler per ``vigil`` command: read arguments, call one service, shape the output.
 
-Services that load torch, captum or pydicom are imported inside the handlers that call them, so
-that building the parser (``vigil --help``, a usage error) stays fast and loads none of them.
+Services (and through them sqlalchemy, numpy, torch, captum, pydicom) are imported inside the
+handlers that call them, so that building the parser (``vigil --help``, a usage error) stays fast
+and loads none of them; ``tests/test_cli_imports.py`` keeps it so.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from core.cli._args import (
     MAX_SEED,
@@ -38,12 +37,10 @@ from core.cli.users import register_users
 from core.cli.validate import register_validate
 from core.config import Settings, load_settings
 from core.errors import BadInputError
-from core.services import sites as site_service
-from core.services.store import open_store, utc_now
-from core.store.engine import SessionFactory, head_revision
 
-if TYPE_CHECKING:  # torch is imported by the train command only
+if TYPE_CHECKING:  # torch is imported by the train command only, sqlalchemy by the commands using the store
     from core.models.training import TrainingConfig
+    from core.store.engine import SessionFactory
 
 __all__ = ["BENCH_SUITES", "MAX_EPOCHS", "MAX_LOCALIZATION_WEIGHT", "MAX_ROUNDS", "MAX_STUDIES_PER_SITE", "register"]
 
@@ -56,6 +53,8 @@ def _settings() -> Settings:
 
 
 def _store() -> SessionFactory:
+    from core.services.store import open_store
+
     return open_store(_settings())
 
 
@@ -108,6 +107,7 @@ def _register_setup(sub: Any, add: AddParser) -> None:
 
 def _init(args: argparse.Namespace) -> Outcome:
     from core.services import setup
+    from core.services.store import utc_now
 
     settings = _settings()
     with progress_bar(0, "init", enabled=not args.json) as advance:
@@ -154,11 +154,16 @@ def _register_sites(sub: Any, add: AddParser) -> None:
 
 
 def _site_add(args: argparse.Namespace) -> Outcome:
+    from core.services import sites as site_service
+    from core.services.store import utc_now
+
     rec = site_service.add_site(_store(), args.name, benchmark=args.benchmark, actor=_actor(), now=utc_now)
     return Outcome({"site": rec.name, "benchmark": rec.is_benchmark}, f"registered site {rec.name}")
 
 
 def _site_list(args: argparse.Namespace) -> Outcome:
+    from core.services import sites as site_service
+
     recs = site_service.list_sites(_store())
     rows = [{"name": r.name, "benchmark": r.is_benchmark, "created_at": r.created_at.isoformat()} for r in recs]
     text = "\n".join(f"{r['name']}{'  (benchmark)' if r['benchmark'] else ''}" for r in rows) or "no sites"
@@ -190,6 +195,7 @@ def _register_studies(sub: Any, add: AddParser) -> None:
 
 def _ingest(args: argparse.Namespace) -> Outcome:
     from core.services import ingestion
+    from core.services.store import utc_now
 
     for path in args.paths:
         check_existing_path(path)
@@ -223,6 +229,7 @@ def _ingest(args: argparse.Namespace) -> Outcome:
 def _predict(args: argparse.Namespace) -> Outcome:
     from core.services import models as model_service
     from core.services import prediction
+    from core.services.store import utc_now
 
     settings = _settings()
     sf = _store()
@@ -247,8 +254,11 @@ def _predict(args: argparse.Namespace) -> Outcome:
 
 
 def _explain(args: argparse.Namespace) -> Outcome:
+    import numpy as np
+
     from core.services import explanation
     from core.services import models as model_service
+    from core.services.store import utc_now
 
     method = explanation.parse_method(args.method)
     # --out and --export-dicom were checked while parsing; together they must not collide either,
@@ -355,7 +365,7 @@ _DEFAULT_CROP_EPOCHS = 56
 _DEFAULT_PRECISION = "float64"
 _DEFAULT_LOCALIZATION_WEIGHT = 1.0
 #: ``core.bench.suites.SUITES``' names (copied for the same reason; a test keeps them equal).
-BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations", "alerts", "fhir")
+BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations", "alerts", "fhir", "audit")
 #: Bounds that keep a typo from running for days (the bundled recipe uses 6 and 56 epochs, 5 rounds).
 MAX_EPOCHS = 1000
 MAX_ROUNDS = 100
@@ -437,6 +447,7 @@ def _train(args: argparse.Namespace) -> Outcome:
         check_input_dir(args.eval_cohort)
     from core.models.allocator import retain_freed_memory
     from core.models.training import DEFAULT_VERSION, train_model  # heavy; only this command needs it
+    from core.store.engine import head_revision
 
     retain_freed_memory()  # this process exits after training; see core.models.allocator
     with progress_bar(0, "train", enabled=not args.json, unit="epoch") as advance:

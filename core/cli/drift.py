@@ -18,19 +18,24 @@ from typing import TYPE_CHECKING, Any
 from core.cli._args import bounded_int, finite_float, positive_id
 from core.cli._output import Outcome
 from core.config import Settings, load_settings
-from core.drift.incidents import DEFAULT_WINDOW_DAYS
-from core.drift.monitor import MonitorSettings, StreamReport
-from core.drift.streams import Windowing
 from core.errors import BadInputError
-from core.services.store import open_store, utc_now
-from core.store.alerts import AlertRecord, AlertStatus
-from core.store.incidents import IncidentStatus
-from core.types import JSONObject, JSONValue
 
-if TYPE_CHECKING:  # the monitoring service loads torch; the handlers import it, the parser does not
+if TYPE_CHECKING:  # the monitoring service loads torch, the store sqlalchemy, the drift code scipy
+    from core.drift.monitor import StreamReport
+    from core.drift.streams import Windowing
     from core.services.monitoring import Incident, MonitoringRun, SiteMonitoring
+    from core.store.alerts import AlertRecord, AlertStatus
+    from core.store.incidents import IncidentStatus
+    from core.types import JSONObject, JSONValue
 
-__all__ = ["BUDGET_RANGE", "MAX_INCIDENT_WINDOW_DAYS", "register_drift", "run_to_dict"]
+__all__ = [
+    "BUDGET_RANGE",
+    "DEFAULT_BUDGET",
+    "DEFAULT_INCIDENT_WINDOW_DAYS",
+    "MAX_INCIDENT_WINDOW_DAYS",
+    "register_drift",
+    "run_to_dict",
+]
 
 AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
 
@@ -42,6 +47,10 @@ BUDGET_RANGE = (0.1, 50.0)
 #: The widest incident window accepted, in days: a year of alarms of one family as one incident is
 #: already no grouping at all.
 MAX_INCIDENT_WINDOW_DAYS = 365
+#: ``core.drift.monitor.MonitorSettings().false_alarm_budget`` and ``core.drift.incidents.DEFAULT_WINDOW_DAYS``
+#: (copied so that building the parser does not import scipy; ``tests/test_cli_imports.py`` keeps the copies equal).
+DEFAULT_BUDGET = 0.5
+DEFAULT_INCIDENT_WINDOW_DAYS = 7
 
 
 def _settings() -> Settings:
@@ -62,7 +71,7 @@ def register_drift(sub: Any, add: AddParser) -> None:
     p.add_argument(
         "--budget",
         type=finite_float(*BUDGET_RANGE),
-        default=MonitorSettings().false_alarm_budget,
+        default=DEFAULT_BUDGET,
         metavar="B",
         help="false-alarm budget: incidents a year a site where nothing changed may raise, split over its charts, "
         f"{BUDGET_RANGE[0]:g} to {BUDGET_RANGE[1]:g} (default %(default)g: one every two years)",
@@ -70,7 +79,7 @@ def register_drift(sub: Any, add: AddParser) -> None:
     p.add_argument(
         "--incident-window",
         type=bounded_int(0, MAX_INCIDENT_WINDOW_DAYS),
-        default=DEFAULT_WINDOW_DAYS,
+        default=DEFAULT_INCIDENT_WINDOW_DAYS,
         metavar="DAYS",
         help="a new alert joins an unresolved incident of its site and family when at most DAYS from its first "
         f"alarm, 0 to {MAX_INCIDENT_WINDOW_DAYS} (default %(default)s)",
@@ -111,6 +120,8 @@ def _register_incident(sub: Any, add: AddParser) -> None:
 
 
 def _window(text: str, option: str) -> Windowing:
+    from core.drift.streams import Windowing
+
     try:
         return Windowing.parse(text)
     except ValueError as exc:
@@ -118,9 +129,11 @@ def _window(text: str, option: str) -> Windowing:
 
 
 def _drift(args: argparse.Namespace) -> Outcome:
+    from core.drift.monitor import MonitorSettings
     from core.services import models as model_service
     from core.services import monitoring
     from core.services.monitoring import MonitoringConfig
+    from core.services.store import open_store, utc_now
 
     distance_window = _window(args.distance_window, "--distance-window")
     if distance_window.label == "day":
@@ -263,6 +276,8 @@ def _statuses(text: str | None, kind: type[AlertStatus] | type[IncidentStatus]) 
 
 def _alert_list(args: argparse.Namespace) -> Outcome:
     from core.services import monitoring
+    from core.services.store import open_store
+    from core.store.alerts import AlertStatus
 
     statuses = _statuses(args.status, AlertStatus)
     records = monitoring.list_alerts(open_store(_settings()), site=args.site, statuses=statuses, by=_actor())
@@ -274,6 +289,7 @@ def _alert_list(args: argparse.Namespace) -> Outcome:
 
 def _alert_change(args: argparse.Namespace) -> Outcome:
     from core.services import monitoring
+    from core.services.store import open_store, utc_now
 
     change = monitoring.acknowledge_alert if args.verb == "ack" else monitoring.resolve_alert
     rec = change(open_store(_settings()), args.alert_id, by=_actor(), note=args.note, now=utc_now)
@@ -282,6 +298,8 @@ def _alert_change(args: argparse.Namespace) -> Outcome:
 
 def _incident_list(args: argparse.Namespace) -> Outcome:
     from core.services import monitoring
+    from core.services.store import open_store
+    from core.store.incidents import IncidentStatus
 
     statuses = _statuses(args.status, IncidentStatus)
     found = monitoring.list_incidents(open_store(_settings()), site=args.site, statuses=statuses, by=_actor())
@@ -293,6 +311,7 @@ def _incident_list(args: argparse.Namespace) -> Outcome:
 
 def _incident_change(args: argparse.Namespace) -> Outcome:
     from core.services import monitoring
+    from core.services.store import open_store, utc_now
 
     change = monitoring.acknowledge_incident if args.verb == "ack" else monitoring.resolve_incident
     incident = change(open_store(_settings()), args.incident_id, by=_actor(), note=args.note, now=utc_now)

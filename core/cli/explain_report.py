@@ -18,10 +18,9 @@ from core.cli._output import Outcome, progress_bar
 from core.cli._paths import check_input_dir
 from core.config import load_settings
 from core.errors import BadInputError
-from core.explain.report import MethodFigures, trust_level
-from core.services.store import open_store, utc_now
 
-if TYPE_CHECKING:  # captum and torch: imported by the handler, not by the parser
+if TYPE_CHECKING:  # captum, torch, numpy and sqlalchemy: imported by the handler, not by the parser
+    from core.explain.report import MethodFigures
     from core.services.explain_report import ReportOptions
 
 __all__ = ["register_explain_report"]
@@ -99,6 +98,8 @@ def _fmt(v: float, spec: str = ".2f") -> str:
 
 
 def _row(m: MethodFigures) -> str:
+    from core.explain.report import trust_level
+
     return (
         f"{m.method.label:<13} {m.n_hits:>3}/{m.n_cases:<3} (chance {_fmt(m.pointing_chance, '.1%')})  "
         f"del {_fmt(m.deletion_auc)} vs {_fmt(m.deletion_auc_random)}  "
@@ -109,6 +110,7 @@ def _row(m: MethodFigures) -> str:
 
 def _explain_report(args: argparse.Namespace) -> Outcome:
     from core.services import explain_report
+    from core.services.store import open_store, utc_now
 
     if args.cohort is not None:
         check_input_dir(args.cohort)

@@ -19,7 +19,6 @@ from core.cli._output import Outcome
 from core.cli._paths import check_existing_path, check_input_file
 from core.config import Settings, load_settings
 from core.errors import BadInputError
-from core.services.store import open_store, utc_now
 
 __all__ = ["register_fhir"]
 
@@ -126,6 +125,7 @@ def payload_files(paths: Iterable[Path]) -> list[Path]:
 def _ingest(args: argparse.Namespace) -> Outcome:
     from core.fhir import load_mapping
     from core.services import fhir_ingest
+    from core.services.store import open_store, utc_now
 
     files = payload_files(args.paths)
     settings = _settings()
@@ -160,6 +160,7 @@ def _pull(args: argparse.Namespace) -> Outcome:
     from core.fhir.client import FhirClient, TokenFile
     from core.services import fhir_ingest
     from core.services.fhir_pull import pull
+    from core.services.store import open_store, utc_now
 
     if args.token_file is not None:
         check_input_file(args.token_file)
@@ -180,6 +181,7 @@ def _pull(args: argparse.Namespace) -> Outcome:
 
 def _unmapped(args: argparse.Namespace) -> Outcome:
     from core.services import fhir_ingest
+    from core.services.store import open_store
 
     codes = fhir_ingest.unmapped_codes(open_store(_settings()))
     data = {
@@ -204,6 +206,7 @@ def _unmapped(args: argparse.Namespace) -> Outcome:
 
 def _relink(args: argparse.Namespace) -> Outcome:
     from core.services import fhir_ingest
+    from core.services.store import open_store, utc_now
 
     settings = _settings()
     report = fhir_ingest.relink(

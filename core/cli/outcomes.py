@@ -9,15 +9,15 @@ import argparse
 import getpass
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli._args import input_file
 from core.cli._output import Outcome
 from core.cli._paths import check_input_file
 from core.config import load_settings
-from core.services import outcomes
-from core.services.store import open_store, utc_now
-from core.store.engine import SessionFactory
+
+if TYPE_CHECKING:  # sqlalchemy and the services: imported by the handlers, not by the parser
+    from core.store.engine import SessionFactory
 
 __all__ = ["register_outcomes"]
 
@@ -25,6 +25,8 @@ AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
 
 
 def _store() -> SessionFactory:
+    from core.services.store import open_store
+
     return open_store(load_settings(os.environ))
 
 
@@ -40,6 +42,9 @@ def register_outcomes(sub: Any, add: AddParser) -> None:
 
 def _load_ground_truth(args: argparse.Namespace) -> Outcome:
     check_input_file(args.manifest)  # a device or FIFO would never end or never start
+    from core.services import outcomes
+    from core.services.store import utc_now
+
     result = outcomes.load_ground_truth(_store(), args.manifest, actor=f"cli:{getpass.getuser()}", now=utc_now)
     text = (
         f"{result.loaded} ground-truth labels loaded from {result.manifest} ({result.already_loaded} already "
@@ -50,6 +55,8 @@ def _load_ground_truth(args: argparse.Namespace) -> Outcome:
 
 
 def _summary(args: argparse.Namespace) -> Outcome:
+    from core.services import outcomes
+
     summary = outcomes.label_summary(_store())
     lines = [f"{summary.n_labelled} of {summary.n_studies} studies labelled; {summary.n_unlabelled} unknown"]
     lines += [

@@ -13,15 +13,15 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli._output import Outcome
 from core.config import Settings, load_settings
 from core.errors import BadInputError
-from core.services import auth
-from core.services.permissions import Role
-from core.services.store import open_store, utc_now
-from core.store.engine import SessionFactory
+from core.services.permissions import Role  # an enum: no store, no sqlalchemy
+
+if TYPE_CHECKING:  # sqlalchemy and argon2: imported by the handlers, not by the parser
+    from core.store.engine import SessionFactory
 
 __all__ = ["register_users"]
 
@@ -35,6 +35,8 @@ def _settings() -> Settings:
 
 
 def _store() -> SessionFactory:
+    from core.services.store import open_store
+
     return open_store(_settings())
 
 
@@ -59,6 +61,8 @@ def register_users(sub: Any, add: AddParser) -> None:
 
 
 def _list(args: argparse.Namespace) -> Outcome:
+    from core.services import auth
+
     infos = auth.list_users(_store())
     rows = [{"username": u.username, "role": u.role, "created_at": u.created_at.isoformat()} for u in infos]
     text = "\n".join(f"{r['username']:<24} {r['role']}" for r in rows) or "no users (run `vigil init`)"
@@ -66,12 +70,18 @@ def _list(args: argparse.Namespace) -> Outcome:
 
 
 def _add(args: argparse.Namespace) -> Outcome:
+    from core.services import auth
+    from core.services.store import utc_now
+
     password = _read_password(args.password_stdin)
     info = auth.add_user(_store(), args.username, args.role, password, actor=_actor(), now=utc_now)
     return Outcome({"username": info.username, "role": info.role}, f"created user {info.username} ({info.role})")
 
 
 def _set_password(args: argparse.Namespace) -> Outcome:
+    from core.services import auth
+    from core.services.store import utc_now
+
     password = _read_password(args.password_stdin)
     auth.set_password(_store(), args.username, password, actor=_actor(), now=utc_now)
     name = args.username.strip()

@@ -10,17 +10,17 @@ import argparse
 import getpass
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli._args import bounded_int, positive_id, seed
 from core.cli._output import Outcome
 from core.config import load_settings
-from core.metrics.pilot_drift import DriftOptions
-from core.services import calibration, validation
-from core.services.store import open_store, utc_now
-from core.store.engine import SessionFactory
 
-__all__ = ["MAX_BOOTSTRAP", "MAX_CASES", "MAX_FOLDS", "register_validate"]
+if TYPE_CHECKING:  # numpy, scipy and sqlalchemy: imported by the handlers, not by the parser
+    from core.metrics.pilot_drift import DriftOptions
+    from core.store.engine import SessionFactory
+
+__all__ = ["AUTO_METHOD", "MAX_BOOTSTRAP", "MAX_CASES", "MAX_FOLDS", "register_validate"]
 
 AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
 
@@ -28,9 +28,14 @@ AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
 MAX_BOOTSTRAP = 100_000
 MAX_CASES = 1_000_000
 MAX_FOLDS = 100
+#: ``core.services.calibration.AUTO`` (copied so that building the parser does not import numpy;
+#: ``tests/test_cli_imports.py`` keeps the copies equal).
+AUTO_METHOD = "auto"
 
 
 def _store() -> SessionFactory:
+    from core.services.store import open_store
+
     # The edge: the CLI reads the environment here and nowhere deeper.
     return open_store(load_settings(os.environ))
 
@@ -70,6 +75,8 @@ def register_validate(sub: Any, add: AddParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> DriftOptions:
+    from core.metrics.pilot_drift import DriftOptions
+
     return DriftOptions(
         max_gap=args.max_gap,
         use_ci_bound=args.ci_bound,
@@ -82,6 +89,9 @@ def _options(args: argparse.Namespace) -> DriftOptions:
 
 
 def _validate(args: argparse.Namespace) -> Outcome:
+    from core.services import validation
+    from core.services.store import utc_now
+
     options = _options(args)  # bad values exit 2 before the database is touched
     sf = _store()
     if args.plan:
@@ -109,7 +119,7 @@ def _register_calibrator(sub: Any, add: AddParser) -> None:
     csub = p.add_subparsers(dest="calibrator_command", required=True, parser_class=type(p))
     f = add(csub, "fit", "fit a calibrator on a site's labelled cases (cross-validated); stored as proposed")
     f.add_argument("site")
-    f.add_argument("--method", default=calibration.AUTO, help="auto (default), platt or isotonic")
+    f.add_argument("--method", default=AUTO_METHOD, help="auto (default), platt or isotonic")
     f.add_argument("--model", default=None, help="model version (default: the serving one)")
     f.add_argument(
         "--folds",
@@ -129,6 +139,9 @@ def _register_calibrator(sub: Any, add: AddParser) -> None:
 
 
 def _calibrator_fit(args: argparse.Namespace) -> Outcome:
+    from core.services import calibration
+    from core.services.store import utc_now
+
     fit = calibration.fit_site_calibrator(
         _store(),
         args.site,
@@ -149,11 +162,16 @@ def _calibrator_fit(args: argparse.Namespace) -> Outcome:
 
 
 def _calibrator_approve(args: argparse.Namespace) -> Outcome:
+    from core.services import calibration
+    from core.services.store import utc_now
+
     c = calibration.approve_site_calibrator(_store(), args.id, actor=_actor(), now=utc_now)
     return Outcome(c.to_dict(), f"calibrator {c.id} approved for {c.model_version} at {c.site}")
 
 
 def _calibrator_list(args: argparse.Namespace) -> Outcome:
+    from core.services import calibration
+
     found = calibration.list_site_calibrators(_store(), site=args.site, model_version=args.model)
     text = "\n".join(
         f"{c.id:>4}  {c.site:<14} {c.model_version:<22} r{c.revision} {c.method:<9} {c.status:<9} "

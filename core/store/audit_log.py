@@ -7,17 +7,25 @@ and reads them back exactly as hashed.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Final, NoReturn
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Final, NamedTuple, NoReturn, cast
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, Table, func, insert, select
 from sqlalchemy.orm import Session
 
-from core.audit.chain import ChainCheck, canonical_json, link, verify_chain
+from core.audit.chain import (
+    GENESIS_HASH,
+    ChainCheck,
+    canonical_json,
+    entry_problem,
+    link,
+    stored_entry_hash,
+)
 from core.audit.events import AuditAction, AuditEntry
 from core.store.tables import AuditEntryRow
-from core.types import JSONValue
+
+if TYPE_CHECKING:
+    from core.types import JSONValue
 
 __all__ = [
     "HEAD_LOCK_KEY",
@@ -37,16 +45,30 @@ STREAM_BATCH: Final = 1000
 #: nothing else uses it; this one is the first 8 bytes of SHA-256("vigil.audit_entry.head").
 HEAD_LOCK_KEY: Final = 412449951797191755
 
+# Plain table columns and statements built once: Core statements skip the ORM's per-row loading
+# and per-call statement construction, which cost several times the hashing (see BENCHMARKS.md).
+_TABLE: Final = cast(Table, AuditEntryRow.__table__)
 _COLUMNS: Final = (
-    AuditEntryRow.seq,
-    AuditEntryRow.recorded_at,
-    AuditEntryRow.actor,
-    AuditEntryRow.action,
-    AuditEntryRow.subject,
-    AuditEntryRow.payload_json,
-    AuditEntryRow.prev_hash,
-    AuditEntryRow.entry_hash,
+    _TABLE.c.seq,
+    _TABLE.c.recorded_at,
+    _TABLE.c.actor,
+    _TABLE.c.action,
+    _TABLE.c.subject,
+    _TABLE.c.payload_json,
+    _TABLE.c.prev_hash,
+    _TABLE.c.entry_hash,
 )
+_LAST: Final = select(*_COLUMNS).order_by(_TABLE.c.seq.desc()).limit(1)
+_HEAD: Final = select(_TABLE.c.seq, _TABLE.c.entry_hash).order_by(_TABLE.c.seq.desc()).limit(1)
+_STREAM: Final = select(*_COLUMNS).order_by(_TABLE.c.seq)
+_INSERT: Final = insert(_TABLE)
+
+
+class _Head(NamedTuple):
+    """What linking needs of the last entry: its position and hash (no payload to parse)."""
+
+    seq: int
+    entry_hash: str
 
 
 class _UnreadableRowError(ValueError):
@@ -96,23 +118,26 @@ def append(
     sqlalchemy.exc.IntegrityError
         If another transaction appended after the same entry first.
     """
+    # Rows the caller staged go first, as the ORM's autoflush before reading the head used to send them.
+    session.flush()
     lock_head(session)
-    entry = link(
-        last_entry(session), recorded_at=recorded_at, actor=actor, action=action, subject=subject, payload=payload
+    head = session.execute(_HEAD).one_or_none()
+    prev = None if head is None else _Head(head.seq, head.entry_hash)
+    entry = link(prev, recorded_at=recorded_at, actor=actor, action=action, subject=subject, payload=payload)
+    # Executed at once: the unique constraints fire here, inside the caller's transaction.
+    session.execute(
+        _INSERT,
+        {
+            "seq": entry.seq,
+            "recorded_at": entry.recorded_at,
+            "actor": entry.actor,
+            "action": str(entry.action),
+            "subject": entry.subject,
+            "payload_json": canonical_json(entry.payload).decode("utf-8"),
+            "prev_hash": entry.prev_hash,
+            "entry_hash": entry.entry_hash,
+        },
     )
-    session.add(
-        AuditEntryRow(
-            seq=entry.seq,
-            recorded_at=entry.recorded_at,
-            actor=entry.actor,
-            action=str(entry.action),
-            subject=entry.subject,
-            payload_json=canonical_json(entry.payload).decode("utf-8"),
-            prev_hash=entry.prev_hash,
-            entry_hash=entry.entry_hash,
-        )
-    )
-    session.flush()  # the unique constraints fire here, inside the caller's transaction
     return entry
 
 
@@ -156,7 +181,7 @@ def head_lock_statement(dialect_name: str) -> Select[tuple[object]] | None:
 
 def last_entry(session: Session) -> AuditEntry | None:
     """Return the newest entry, or None for an empty ledger."""
-    row = session.execute(select(*_COLUMNS).order_by(AuditEntryRow.seq.desc()).limit(1)).one_or_none()
+    row = session.execute(_LAST).one_or_none()
     return None if row is None else _to_entry(row)
 
 
@@ -169,8 +194,7 @@ def iter_entries(session: Session) -> Generator[AuditEntry]:
         If a stored row's payload is not a JSON object (the row was edited outside Vigil);
         :func:`verify` reports such a row instead of raising.
     """
-    query = select(*_COLUMNS).order_by(AuditEntryRow.seq).execution_options(yield_per=STREAM_BATCH)
-    result = session.execute(query)
+    result = session.execute(_STREAM, execution_options={"yield_per": STREAM_BATCH})
     try:
         for row in result:
             yield _to_entry(row)
@@ -186,41 +210,56 @@ def count_entries(session: Session) -> int:
 def verify(session: Session) -> ChainCheck:
     """Verify the stored ledger from seq 0: the first edited, deleted, inserted or reordered row.
 
+    Each row is first hashed as stored (:func:`core.audit.chain.stored_entry_hash`, no JSON
+    parsing); a row that does not verify that way, or that is not plain text and numbers, is
+    judged as :func:`core.audit.chain.verify_chain` judges it (payload parsed, every field
+    re-serialized), so the outcome and its reason are those of ``verify_chain`` over
+    :func:`iter_entries`. The fast path cannot accept a row the slow one refuses: it accepts
+    only bytes that hash to the stored ``entry_hash``, and with the link and ``seq`` checked and
+    every other field a JSON string literal between fixed keys, those bytes are the original
+    canonical body, field for field.
+
     Returns
     -------
     ChainCheck
         As :func:`core.audit.chain.verify_chain`; a row whose payload text no longer parses
         is reported at its position too.
     """
-    stop = _StopAt()
-    check = verify_chain(stop.guard(iter_entries(session)))
-    # verify_chain stops at the first bad entry, so the unreadable row is only reached
-    # (and recorded) when every entry before it verified.
-    return stop.failure if stop.failure is not None else check
-
-
-@dataclass(slots=True)
-class _StopAt:
-    """Ends a stream at the first unreadable row and remembers where it was."""
-
-    failure: ChainCheck | None = None
-
-    def guard(self, entries: Generator[AuditEntry]) -> Iterator[AuditEntry]:
-        """Yield from ``entries`` until it ends or hits an unreadable row."""
-        position = 0
-        try:
-            while True:
+    expected_prev = GENESIS_HASH
+    position = 0
+    result = session.execute(_STREAM, execution_options={"yield_per": STREAM_BATCH})
+    try:
+        for row in result:
+            seq, recorded_at, actor, action, subject, payload_json, prev_hash, entry_hash = row
+            try:  # the fast path; any value of another type is judged the slow way
+                as_stored = (
+                    seq == position
+                    and prev_hash == expected_prev
+                    and entry_hash
+                    == stored_entry_hash(
+                        seq=seq,
+                        recorded_at=recorded_at,
+                        actor=actor,
+                        action=action,
+                        subject=subject,
+                        payload_json=payload_json,
+                        prev_hash=prev_hash,
+                    )
+                )
+            except (TypeError, ValueError):
+                as_stored = False
+            if not as_stored:
                 try:
-                    entry = next(entries)
-                except StopIteration:
-                    return
+                    problem = entry_problem(_to_entry(row), expected_seq=position, expected_prev=expected_prev)
                 except _UnreadableRowError as exc:
-                    self.failure = ChainCheck(False, checked=position + 1, first_bad_seq=position, reason=exc.reason)
-                    return
-                yield entry
-                position += 1
-        finally:
-            entries.close()
+                    problem = exc.reason
+                if problem is not None:
+                    return ChainCheck(False, checked=position + 1, first_bad_seq=position, reason=problem)
+            expected_prev = entry_hash
+            position += 1
+    finally:
+        result.close()
+    return ChainCheck(True, checked=position)
 
 
 def _to_entry(row: Row[int, str, str, str, str, str, str, str]) -> AuditEntry:
