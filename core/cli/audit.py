@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.cli._args import MAX_ID, bounded_int, input_file
+from core.cli._args import MAX_ID, bounded_int, input_file, output_dir
 from core.cli._output import Outcome
 from core.cli._paths import check_input_file
 from core.config import Settings, load_settings
@@ -20,6 +20,7 @@ from core.config import Settings, load_settings
 if TYPE_CHECKING:
     from core.audit.chain import ChainCheck
     from core.services.audit_checkpoints import CheckpointCheck
+    from core.services.audit_records import RecordCheck
 
 __all__ = ["register_audit"]
 
@@ -31,7 +32,7 @@ def _settings() -> Settings:
 
 
 def register_audit(sub: Any, add: AddParser) -> None:
-    """Attach ``audit verify``, ``audit checkpoint``, ``audit prove`` and ``audit public-key`` to ``sub``."""
+    """Attach ``audit verify``, ``checkpoint``, ``prove``, ``public-key`` and ``export`` to ``sub``."""
     p = add(sub, "audit", "audit ledger: verify the chain and signed checkpoints, checkpoint, prove an entry")
     asub = p.add_subparsers(dest="audit_command", required=True, parser_class=type(p))
     v = add(
@@ -57,11 +58,19 @@ def register_audit(sub: Any, add: AddParser) -> None:
     add(
         asub, "public-key", "print the checkpoint-signing public key (hex), creating the key on first use"
     ).set_defaults(handler=_public_key)
+    x = add(
+        asub,
+        "export",
+        "write an evidence package (entries, signed checkpoints, public key, model cards, reports, summary.html "
+        "and a standalone verifier) into a new or empty folder; exit 1 when the ledger fails verification",
+    )
+    x.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="the package folder: new, or empty")
+    x.set_defaults(handler=_export)
 
 
 def _verify(args: argparse.Namespace) -> Outcome:
     from core.services import audit as audit_service
-    from core.services import audit_checkpoints
+    from core.services import audit_checkpoints, audit_records
     from core.services.store import open_store
 
     trusted = None
@@ -73,12 +82,13 @@ def _verify(args: argparse.Namespace) -> Outcome:
     places = audit_checkpoints.CheckpointPlaces.from_settings(settings)
     chain = audit_service.verify_ledger(sf)
     cps = audit_checkpoints.verify_checkpoints(sf, places, trusted_key=trusted)
-    ok = chain.ok and cps.ok
+    records = audit_records.crosscheck_records(sf)
+    ok = chain.ok and cps.ok and records.ok
     data = {
         "ok": ok,
         "checked": chain.checked,
         "first_bad_seq": chain.first_bad_seq,
-        "reason": chain.reason if not chain.ok else cps.reason,
+        "reason": chain.reason if not chain.ok else cps.reason if not cps.ok else records.reason,
         "chain_ok": chain.ok,
         "checkpoints_ok": cps.ok,
         "checkpoints": cps.checkpoints,
@@ -87,11 +97,12 @@ def _verify(args: argparse.Namespace) -> Outcome:
         "failed_checkpoint": cps.failed_tree_size,
         "checkpoint_reason": cps.reason,
         "external_file": str(places.external_file),
+        **records.to_dict(),
     }
-    return Outcome(data, _verify_text(chain, cps), ok=ok)
+    return Outcome(data, _verify_text(chain, cps, records), ok=ok)
 
 
-def _verify_text(chain: ChainCheck, cps: CheckpointCheck) -> str:
+def _verify_text(chain: ChainCheck, cps: CheckpointCheck, records: RecordCheck) -> str:
     lines = [
         f"audit chain verifies: {chain.checked} entries"
         if chain.ok
@@ -106,7 +117,19 @@ def _verify_text(chain: ChainCheck, cps: CheckpointCheck) -> str:
             f"{cps.uncovered} newest entries are not yet covered by a checkpoint: they chain, but no signature "
             "vouches for them (run `vigil audit checkpoint`)"
         )
+    lines.append(_records_line(records))
     return "\n".join(lines)
+
+
+def _records_line(records: RecordCheck) -> str:
+    if not records.ok:
+        return f"records FAIL ({records.problems} problems), first: {records.reason}"
+    counts = ", ".join(f"{n} {kind}" for kind, n in records.checked.items())
+    line = f"records match their audit entries: {counts}"
+    unverifiable = sum(records.unverifiable.values())
+    if unverifiable:
+        line += f"; {unverifiable} written before record hashes cannot be cross-checked"
+    return line
 
 
 def _checkpoint(args: argparse.Namespace) -> Outcome:
@@ -153,3 +176,30 @@ def _public_key(args: argparse.Namespace) -> Outcome:
     key = audit_checkpoints.public_key(places)
     data = {"algorithm": "Ed25519", "public_key": key.hex(), "key_id": key_id(key), "key_file": str(places.key_file)}
     return Outcome(data, key.hex())
+
+
+def _export(args: argparse.Namespace) -> Outcome:
+    import getpass
+
+    from core.services import audit_checkpoints, audit_export
+    from core.services.store import open_store, utc_now
+
+    settings = _settings()
+    summary = audit_export.export_evidence(
+        open_store(settings),
+        audit_checkpoints.CheckpointPlaces.from_settings(settings),
+        args.out,
+        actor=f"cli:{getpass.getuser()}",
+        now=utc_now,
+    )
+    newest = summary.checkpoint
+    lines = [
+        f"evidence package written to {summary.out_dir}: {summary.entries} entries, "
+        f"{summary.checkpoints} signed checkpoint(s)"
+        + (f", the newest covering {newest['tree_size']} (root {newest['root_hash']})" if newest else ""),
+        "ledger verified at export: " + ("PASSED" if summary.verified else f"FAILED: {summary.reason}"),
+        "package check: " + summary.package_report[-1] if summary.package_report else "package check: not run",
+        f"verify it elsewhere: python {summary.out_dir / 'verify_evidence.py'} --public-key KEY.hex "
+        "(the key you obtained with `vigil audit public-key`)",
+    ]
+    return Outcome(summary.to_dict(), "\n".join(lines), ok=summary.ok)

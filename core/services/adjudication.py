@@ -28,13 +28,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
 from core.audit.events import AuditAction
+from core.audit.records import RECORD_HASH_KEY, RecordKind
 from core.errors import BadInputError, UnknownSiteError
 from core.metrics.pilot_drift import DriftOptions
 from core.metrics.sampling_plan import SamplingPlan
 from core.services import validation
 from core.services.outcomes import LabelSource, ResolvedLabel, emr_strength, resolve_labels
 from core.services.permissions import Permission, SignedInUser, parse_role, require
-from core.store import audit_log, emr, feedback, model_versions, outcomes, studies, users
+from core.store import audit_log, emr, feedback, model_versions, outcomes, record_hashes, studies, users
 from core.store.emr import EvidenceRecord
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.feedback import FeedbackRecord
@@ -510,6 +511,7 @@ def _save(
             "label": label,
             "reason_sha256": hashlib.sha256(reason.encode("utf-8")).hexdigest(),
             "reason_length": len(reason),
+            RECORD_HASH_KEY: record_hashes.record_hashes(session, RecordKind.OUTCOME, [record.id])[record.id],
         },
         recorded_at=at.isoformat(),
     )

@@ -27,6 +27,7 @@ import torch
 
 from core import __version__
 from core.audit.events import AuditAction
+from core.audit.records import RECORD_HASH_KEY, RecordKind
 from core.errors import BadInputError, DicomRejectedError, PixelsUnreadableError
 from core.explain.dispatch import ExplainOptions, explain, parse_method
 from core.explain.overlay import COLORMAPS, DIVERGING_COLORMAPS, blend, overlay, overlay_signed
@@ -38,7 +39,16 @@ from core.imaging.window import apply_window, default_window
 from core.models.loading import LoadedModel
 from core.models.preprocess import preprocess
 from core.services.permissions import Permission, SignedInUser, require
-from core.store import audit_log, explanations, model_versions, outcomes, predictions, sites, studies
+from core.store import (
+    audit_log,
+    explanations,
+    model_versions,
+    outcomes,
+    predictions,
+    record_hashes,
+    sites,
+    studies,
+)
 from core.store.engine import SessionFactory
 from core.store.explanations import ExplanationIn, ExplanationRecord
 from core.store.predictions import PredictionRecord
@@ -301,6 +311,7 @@ def explain_study(  # noqa: PLR0913 - the existing signature plus method options
             "model_version": model.card.version,
             "predicted_by": target.predicted_by,
             "artifact_sha256": digest,
+            RECORD_HASH_KEY: record_hashes.record_hashes(session, RecordKind.EXPLANATION, [rec.id])[rec.id],
         }
         audit_log.append(
             session,

@@ -22,9 +22,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
 from core.audit.events import AuditAction
+from core.audit.records import RECORD_HASH_KEY, RecordKind
 from core.errors import BadInputError, FeedbackConflictError
 from core.services.permissions import Permission, SignedInUser, can, parse_role, require
-from core.store import audit_log, feedback, model_versions, predictions, studies, users
+from core.store import audit_log, feedback, model_versions, predictions, record_hashes, studies, users
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.feedback import FeedbackIn, FeedbackRecord
 from core.types import JSONObject
@@ -174,7 +175,10 @@ def _save(session: Session, *, user: SignedInUser, form: FeedbackForm, now: Call
         actor=user.username,
         action=AuditAction.FEEDBACK_RECORDED,
         subject=form.study_uid,
-        payload=_audit_payload(record),
+        payload={
+            **_audit_payload(record),
+            RECORD_HASH_KEY: record_hashes.record_hashes(session, RecordKind.FEEDBACK, [record.id])[record.id],
+        },
         recorded_at=now().isoformat(),
     )
     return FeedbackSaved(record, created=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from core.audit.events import AuditAction
+from core.audit.records import BULK_HASH_KEY, RecordKind
 from core.config import Settings
 from core.errors import FhirPayloadError, PseudonymKeyError
 from core.fhir import (
@@ -43,7 +44,7 @@ from core.fhir import (
     pseudonym,
 )
 from core.services.linkage import Link, LinkTarget, StudyIndex, StudyKeys, link
-from core.store import audit_log, emr, outcomes
+from core.store import audit_log, emr, outcomes, record_hashes
 from core.store.emr import EvidenceIn, EvidenceRecord, PatientIn, RunIn, UnmappedIn, UnmappedRecord
 from core.store.engine import SessionFactory
 from core.store.outcomes import OutcomeIn, OutcomeSource
@@ -311,7 +312,8 @@ def ingest_prepared(
         rows = [_outcome_row(e, lk, actor) for e, lk in plan.new] + [
             _outcome_row(r.evidence, lk, actor) for r, lk in plan.relinked
         ]
-        written = _add_outcomes(session, [o for o in rows if o is not None], now=stamp)
+        added = _add_outcomes(session, [o for o in rows if o is not None], now=stamp)
+        written = len(added)
         run_id = emr.add_run(session, _run_in(prepared, plan, written, actor), now=stamp)
         emr.add_evidence(
             session, [(e, lk.study_id, str(lk.method or "")) for e, lk in plan.new], ingest_run_id=run_id, now=stamp
@@ -331,7 +333,10 @@ def ingest_prepared(
             actor=actor,
             action=AuditAction.OUTCOMES_INGESTED,
             subject=f"emr_ingest_run:{run_id}",
-            payload=_audit_payload(report),
+            payload={
+                **_audit_payload(report),
+                BULK_HASH_KEY: record_hashes.hash_map(session, RecordKind.OUTCOME, added),
+            },
             recorded_at=stamp.isoformat(),
         )
     return report
@@ -359,14 +364,14 @@ def relink(sf: SessionFactory, *, secret: bytes, actor: str, now: Callable[[], d
         stamp = now()
         emr.set_links(session, [(r.id, lk.study_id, str(lk.method)) for r, lk in made if lk.study_id])
         rows = [_outcome_row(r.evidence, lk, actor) for r, lk in made]
-        written = _add_outcomes(session, [o for o in rows if o is not None], now=stamp)
-        report = RelinkReport(len(waiting), dict(Counter(str(lk.method) for _, lk in made)), ambiguous, written)
+        added = _add_outcomes(session, [o for o in rows if o is not None], now=stamp)
+        report = RelinkReport(len(waiting), dict(Counter(str(lk.method) for _, lk in made)), ambiguous, len(added))
         audit_log.append(
             session,
             actor=actor,
             action=AuditAction.EMR_RELINKED,
             subject="emr_evidence",
-            payload=report.to_dict(),
+            payload={**report.to_dict(), BULK_HASH_KEY: record_hashes.hash_map(session, RecordKind.OUTCOME, added)},
             recorded_at=stamp.isoformat(),
         )
     return report
@@ -492,7 +497,7 @@ def _outcome_row(e: EvidenceIn, lk: Link, actor: str) -> OutcomeIn | None:
     )
 
 
-def _add_outcomes(session: Session, rows: Sequence[OutcomeIn], *, now: datetime) -> int:
+def _add_outcomes(session: Session, rows: Sequence[OutcomeIn], *, now: datetime) -> list[int]:
     # Evidence is linked once, so its row cannot exist yet; checked anyway, because the unique
     # constraint would otherwise turn a slip into a failed ingest.
     present = outcomes.outcome_keys(session, source=OutcomeSource.EMR, source_refs=[r.source_ref for r in rows])

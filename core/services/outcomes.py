@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Final
 
 from core.audit.events import AuditAction
+from core.audit.records import BULK_HASH_KEY, RecordKind
 from core.errors import BadInputError, PathNotFoundError
 from core.sampledata.manifest import read_manifest
-from core.store import audit_log, feedback, model_versions, outcomes, sites
+from core.store import audit_log, feedback, model_versions, outcomes, record_hashes, sites
 from core.store.engine import SessionFactory
 from core.store.feedback import FeedbackRecord
 from core.store.model_versions import ModelVersionRecord
@@ -205,7 +206,7 @@ def load_ground_truth(
             for r in same_image
             if ids[r.study_uid] not in present
         ]
-        outcomes.add_outcomes(session, new, now=now())
+        added = outcomes.add_outcomes(session, new, now=now())
         result = GroundTruthLoad(
             manifest_path.name,
             sha,
@@ -221,7 +222,7 @@ def load_ground_truth(
                 actor=actor,
                 action=AuditAction.GROUND_TRUTH_LOADED,
                 subject=ref,
-                payload=result.to_dict(),
+                payload={**result.to_dict(), BULK_HASH_KEY: record_hashes.hash_map(session, RecordKind.OUTCOME, added)},
                 recorded_at=now().isoformat(),
             )
     return result

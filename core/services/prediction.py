@@ -8,6 +8,7 @@ records only the others, so no instance is ever scored twice by one model versio
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,13 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.audit.events import AuditAction
+from core.audit.records import RECORD_HASH_KEY, RecordKind
 from core.errors import BadInputError
 from core.imaging.dicom import read_dicom
 from core.imaging.image import DicomImage
 from core.models.inference import ImagePrediction, predict_images
 from core.models.loading import LoadedModel
-from core.store import audit_log, model_versions, predictions, sites, studies
+from core.store import audit_log, model_versions, predictions, record_hashes, sites, studies
 from core.store.engine import SessionFactory, write_with_retries
+from core.store.model_versions import ModelVersionRecord
 from core.store.predictions import PredictionIn
 from core.store.studies import InstanceRecord
 
@@ -77,7 +80,7 @@ def predict_pending(
         chunk = pending[start : start + batch_size]
         results = _predict_chunk(model, chunk, batch_size=batch_size)
         record = functools.partial(
-            _record, model=model, model_version_id=mv.id, chunk=chunk, results=results, actor=actor, now=now
+            _record, model=model, model_version=mv, chunk=chunk, results=results, actor=actor, now=now
         )
         recorded = write_with_retries(session_factory, record)
         scored += sum(r.score is not None for r in recorded)
@@ -124,7 +127,7 @@ def _record(
     session: Session,
     *,
     model: LoadedModel,
-    model_version_id: int,
+    model_version: ModelVersionRecord,
     chunk: Sequence[InstanceRecord],
     results: Sequence[ImagePrediction],
     actor: str,
@@ -134,7 +137,14 @@ def _record(
 
     An instance that another ``vigil predict`` scored with the same model while this one was
     computing is left as that run recorded it: one prediction per instance and model, ever.
+
+    Each entry carries what the prediction was made from and how: the input tensor's SHA-256, the
+    output, the model version's weights SHA-256 and the SHA-256 of its stored card (which pins the
+    preprocessing, threshold and network), latency, device, peak memory, autocast and any fallback;
+    and ``record_sha256``, the hash of the row as stored (``core.audit.records``).
     """
+    model_version_id = model_version.id
+    card_sha256 = hashlib.sha256(model_version.card_json.encode("utf-8")).hexdigest()
     recorded = []
     for inst, res in zip(chunk, results, strict=True):
         if predictions.prediction_for(session, inst.id, model_version_id) is not None:
@@ -155,6 +165,7 @@ def _record(
             ),
             now=now(),
         )
+        digest = record_hashes.record_hashes(session, RecordKind.PREDICTION, [rec.id])[rec.id]
         audit_log.append(
             session,
             actor=actor,
@@ -168,6 +179,13 @@ def _record(
                 "score": res.score,
                 "label": res.label,
                 "fallback": res.fallback,
+                "model_weights_sha256": model_version.weights_sha256,
+                "model_card_sha256": card_sha256,
+                "latency_ms": rec.latency_ms,
+                "device": rec.device,
+                "peak_memory_bytes": rec.peak_memory_bytes,
+                "amp": res.amp,
+                RECORD_HASH_KEY: digest,
             },
             recorded_at=now().isoformat(),
         )

@@ -140,8 +140,10 @@ def add_outcome(session: Session, outcome: OutcomeIn, *, now: datetime) -> Outco
     return list_outcomes(session, outcome_ids=[row.id])[0]
 
 
-def add_outcomes(session: Session, outcomes: Sequence[OutcomeIn], *, now: datetime) -> int:
-    """Stage many labels with one Core ``INSERT`` (bulk loads); returns how many were staged.
+def add_outcomes(session: Session, outcomes: Sequence[OutcomeIn], *, now: datetime) -> list[int]:
+    """Stage many labels with one Core ``INSERT`` (bulk loads); returns the ids of the rows staged.
+
+    The ids let the caller put each row's hash in the audit entry of the same transaction.
 
     Raises
     ------
@@ -149,7 +151,7 @@ def add_outcomes(session: Session, outcomes: Sequence[OutcomeIn], *, now: dateti
         As :func:`add_outcome`; check :func:`studies_with_outcome` first.
     """
     if not outcomes:
-        return 0
+        return []
     values = [
         {
             "study_id": o.study_id,
@@ -163,8 +165,7 @@ def add_outcomes(session: Session, outcomes: Sequence[OutcomeIn], *, now: dateti
         }
         for o in outcomes
     ]
-    session.execute(insert(OutcomeRow), values)
-    return len(values)
+    return list(session.scalars(insert(OutcomeRow).returning(OutcomeRow.id), values))
 
 
 def studies_with_outcome(session: Session, *, source: OutcomeSource, source_ref: str) -> set[int]:
