@@ -29,6 +29,9 @@ __all__ = [
     "compute_entry_hash",
     "entry_problem",
     "link",
+    "link_as_stored",
+    "json_string",
+    "stored_body_hash",
     "stored_entry_hash",
     "to_recorded_at",
     "verify_chain",
@@ -190,13 +193,39 @@ def stored_entry_hash(
         and type(prev_hash) is str
     ):
         raise TypeError("seq must be an int and the other fields str")
+    literal = encode_basestring
+    return stored_body_hash(
+        seq, recorded_at, literal(actor), literal(action), subject, payload_json, literal(prev_hash)
+    )
+
+
+def stored_body_hash(
+    seq: int,
+    recorded_at: str,
+    actor_literal: str,
+    action_literal: str,
+    subject: str,
+    payload_json: str,
+    prev_hash_literal: str,
+) -> str:
+    """:func:`stored_entry_hash` with the actor, action and previous hash given as JSON string literals.
+
+    Positional and unchecked, for the inner loop of verification (``core.store.audit_log.verify``),
+    which encodes each distinct actor and action once (:func:`json_string`) and checks the rest.
+    A value of the wrong type raises ``TypeError``.
+    """
     # Sorted keys: action < actor < payload < prev_hash < recorded_at < seq < subject.
     body = (
-        f'{{"action":{encode_basestring(action)},"actor":{encode_basestring(actor)},"payload":{payload_json},'
-        f'"prev_hash":{encode_basestring(prev_hash)},"recorded_at":{encode_basestring(recorded_at)},'
+        f'{{"action":{action_literal},"actor":{actor_literal},"payload":{payload_json},'
+        f'"prev_hash":{prev_hash_literal},"recorded_at":{encode_basestring(recorded_at)},'
         f'"seq":{int.__repr__(seq)},"subject":{encode_basestring(subject)}}}'
     )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def json_string(value: str) -> str:
+    """``value`` as a canonical JSON string literal (quoted, escaped as :func:`canonical_json` does)."""
+    return encode_basestring(value)
 
 
 def to_recorded_at(moment: datetime) -> str:
@@ -256,22 +285,49 @@ def link(
     >>> first.seq, first.prev_hash == GENESIS_HASH, len(first.entry_hash)
     (0, True, 64)
     """
+    return link_as_stored(prev, recorded_at=recorded_at, actor=actor, action=action, subject=subject, payload=payload)[
+        0
+    ]
+
+
+def link_as_stored(
+    prev: ChainHead | None,
+    *,
+    recorded_at: str,
+    actor: str,
+    action: AuditAction,
+    subject: str,
+    payload: Mapping[str, JSONValue],
+) -> tuple[AuditEntry, str]:
+    """:func:`link`, also returning the payload's canonical JSON text, the form storage keeps.
+
+    The payload is serialized once: the text is stored, parsed back into the entry, and hashed
+    in place (:func:`stored_entry_hash`), which gives the hash of :func:`compute_entry_hash`
+    because canonical JSON parsed and serialized again is the same text.
+
+    Returns
+    -------
+    tuple of AuditEntry and str
+        The entry and its payload as canonical JSON text.
+    """
     _check_recorded_at(recorded_at)
     action = AuditAction(action)  # refuses strings outside the vocabulary; new entries only
     # Round-tripping both validates and copies: the entry holds exactly what storage gives back.
-    stored_payload = cast("JSONObject", json.loads(canonical_json(dict(payload))))
+    payload_json = canonical_json(dict(payload)).decode("utf-8")
+    stored_payload = cast("JSONObject", json.loads(payload_json))
     prev_hash = GENESIS_HASH if prev is None else prev.entry_hash
     seq = 0 if prev is None else prev.seq + 1
-    entry_hash = compute_entry_hash(
+    entry_hash = stored_entry_hash(
         seq=seq,
         recorded_at=recorded_at,
         actor=actor,
-        action=action,
+        action=str(action),
         subject=subject,
-        payload=stored_payload,
+        payload_json=payload_json,
         prev_hash=prev_hash,
     )
-    return AuditEntry(seq, recorded_at, actor, action, subject, stored_payload, prev_hash, entry_hash)
+    entry = AuditEntry(seq, recorded_at, actor, action, subject, stored_payload, prev_hash, entry_hash)
+    return entry, payload_json
 
 
 def verify_chain(entries: Iterable[AuditEntry]) -> ChainCheck:

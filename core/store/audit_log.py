@@ -7,19 +7,19 @@ and reads them back exactly as hashed.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Mapping
-from typing import TYPE_CHECKING, Final, NamedTuple, NoReturn, cast
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn, cast
 
-from sqlalchemy import Row, Select, Table, func, insert, select
+from sqlalchemy import Select, Table, event, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.audit.chain import (
     GENESIS_HASH,
     ChainCheck,
-    canonical_json,
     entry_problem,
-    link,
-    stored_entry_hash,
+    json_string,
+    link_as_stored,
+    stored_body_hash,
 )
 from core.audit.events import AuditAction, AuditEntry
 from core.store.tables import AuditEntryRow
@@ -62,6 +62,8 @@ _LAST: Final = select(*_COLUMNS).order_by(_TABLE.c.seq.desc()).limit(1)
 _HEAD: Final = select(_TABLE.c.seq, _TABLE.c.entry_hash).order_by(_TABLE.c.seq.desc()).limit(1)
 _STREAM: Final = select(*_COLUMNS).order_by(_TABLE.c.seq)
 _INSERT: Final = insert(_TABLE)
+#: :data:`_STREAM` as plain SQL, the same on every database (no parameters, no quoting).
+_STREAM_SQL: Final = f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM {_TABLE.name} ORDER BY seq"
 
 
 class _Head(NamedTuple):
@@ -69,6 +71,39 @@ class _Head(NamedTuple):
 
     seq: int
     entry_hash: str
+
+
+class _Unknown:
+    """Marks a head this transaction has not read yet (None is a real head: the empty ledger)."""
+
+
+_UNKNOWN: Final = _Unknown()
+#: ``session.info`` key of the head this transaction appended last, with the transaction it holds for.
+_HEAD_KEY: Final = "vigil.audit_log.head"
+
+
+def _innermost(session: Session) -> object:
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _head_of_this_transaction(session: Session) -> _Head | None | _Unknown:
+    """The head this very (sub)transaction appended, when it appended one; else :data:`_UNKNOWN`.
+
+    Within one write transaction no one else can append (SQLite's ``BEGIN IMMEDIATE``, the
+    PostgreSQL head lock, both held to its end), so the entry it appended last is still the head
+    and need not be read back. Any transaction or savepoint ending, committed or rolled back,
+    forgets it (:func:`_forget_head`), so a rolled-back append is never linked to.
+    """
+    cached = session.info.get(_HEAD_KEY)
+    if cached is None or cached[0] is not _innermost(session):
+        return _UNKNOWN
+    head: _Head = cached[1]
+    return head
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_head(session: Session, transaction: object) -> None:
+    session.info.pop(_HEAD_KEY, None)
 
 
 class _UnreadableRowError(ValueError):
@@ -120,10 +155,15 @@ def append(
     """
     # Rows the caller staged go first, as the ORM's autoflush before reading the head used to send them.
     session.flush()
-    lock_head(session)
-    head = session.execute(_HEAD).one_or_none()
-    prev = None if head is None else _Head(head.seq, head.entry_hash)
-    entry = link(prev, recorded_at=recorded_at, actor=actor, action=action, subject=subject, payload=payload)
+    prev = _head_of_this_transaction(session)
+    if prev is _UNKNOWN:
+        lock_head(session)
+        row = session.execute(_HEAD).one_or_none()
+        prev = None if row is None else _Head(row.seq, row.entry_hash)
+    assert not isinstance(prev, _Unknown)
+    entry, payload_json = link_as_stored(
+        prev, recorded_at=recorded_at, actor=actor, action=action, subject=subject, payload=payload
+    )
     # Executed at once: the unique constraints fire here, inside the caller's transaction.
     session.execute(
         _INSERT,
@@ -133,11 +173,12 @@ def append(
             "actor": entry.actor,
             "action": str(entry.action),
             "subject": entry.subject,
-            "payload_json": canonical_json(entry.payload).decode("utf-8"),
+            "payload_json": payload_json,
             "prev_hash": entry.prev_hash,
             "entry_hash": entry.entry_hash,
         },
     )
+    session.info[_HEAD_KEY] = (_innermost(session), _Head(entry.seq, entry.entry_hash))
     return entry
 
 
@@ -226,52 +267,86 @@ def verify(session: Session) -> ChainCheck:
         is reported at its position too.
     """
     expected_prev = GENESIS_HASH
+    prev_literal = f'"{GENESIS_HASH}"'  # the previous hash as a JSON string: hex needs no escaping
+    literals: dict[str, str] = {}  # each distinct actor and action, encoded once
     position = 0
-    result = session.execute(_STREAM, execution_options={"yield_per": STREAM_BATCH})
-    try:
-        for row in result:
-            seq, recorded_at, actor, action, subject, payload_json, prev_hash, entry_hash = row
-            try:  # the fast path; any value of another type is judged the slow way
-                as_stored = (
-                    seq == position
-                    and prev_hash == expected_prev
-                    and entry_hash
-                    == stored_entry_hash(
-                        seq=seq,
-                        recorded_at=recorded_at,
-                        actor=actor,
-                        action=action,
-                        subject=subject,
-                        payload_json=payload_json,
-                        prev_hash=prev_hash,
-                    )
+    for row in _raw_rows(session):
+        seq, recorded_at, actor, action, subject, payload_json, prev_hash, entry_hash = row
+        try:  # the fast path: hashed as stored; anything it does not confirm is judged the slow way
+            as_stored = (
+                seq == position
+                and prev_hash == expected_prev
+                and type(payload_json) is str
+                and entry_hash
+                == stored_body_hash(
+                    seq,
+                    recorded_at,
+                    literals.get(actor) or _literal(literals, actor),
+                    literals.get(action) or _literal(literals, action),
+                    subject,
+                    payload_json,
+                    prev_literal,
                 )
-            except (TypeError, ValueError):
-                as_stored = False
-            if not as_stored:
-                try:
-                    problem = entry_problem(_to_entry(row), expected_seq=position, expected_prev=expected_prev)
-                except _UnreadableRowError as exc:
-                    problem = exc.reason
-                if problem is not None:
-                    return ChainCheck(False, checked=position + 1, first_bad_seq=position, reason=problem)
-            expected_prev = entry_hash
-            position += 1
-    finally:
-        result.close()
+            )
+        except (TypeError, ValueError):
+            as_stored = False
+        if not as_stored:
+            try:
+                problem = entry_problem(_to_entry(row), expected_seq=position, expected_prev=expected_prev)
+            except _UnreadableRowError as exc:
+                problem = exc.reason
+            if problem is not None:
+                return ChainCheck(False, checked=position + 1, first_bad_seq=position, reason=problem)
+        expected_prev = entry_hash
+        prev_literal = f'"{entry_hash}"' if type(entry_hash) is str else ""
+        position += 1
     return ChainCheck(True, checked=position)
 
 
-def _to_entry(row: Row[int, str, str, str, str, str, str, str]) -> AuditEntry:
+def _literal(cache: dict[str, str], value: str) -> str:
+    # Actors and actions repeat across the whole ledger; a tampered non-text value raises TypeError.
+    found = cache.get(value)
+    if found is None:
+        found = cache[value] = json_string(value)
+    return found
+
+
+def _raw_rows(session: Session) -> Iterator[tuple[int, str, str, str, str, str, str, str]]:
+    """Every row as the driver returns it, in ``seq`` order, in batches, on the session's connection.
+
+    On SQLite a plain DB-API cursor: verification reads each row once and needs none of
+    SQLAlchemy's per-row machinery, which costs as much as the hashing itself. Elsewhere the
+    rows stream through SQLAlchemy (on PostgreSQL a server-side cursor; a plain psycopg cursor
+    would load the whole ledger into memory first).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        result = session.execute(_STREAM, execution_options={"yield_per": STREAM_BATCH})
+        try:
+            for row in result:
+                yield tuple(row)
+        finally:
+            result.close()
+        return
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(_STREAM_SQL)
+        while batch := cursor.fetchmany(STREAM_BATCH):
+            yield from batch
+    finally:
+        cursor.close()
+
+
+def _to_entry(row: Sequence[Any]) -> AuditEntry:
+    seq, recorded_at, actor, action, subject, payload_json, prev_hash, entry_hash = row
     return AuditEntry(
-        seq=row.seq,
-        recorded_at=row.recorded_at,
-        actor=row.actor,
-        action=_action(row.action),
-        subject=row.subject,
-        payload=_payload(row.seq, row.payload_json),
-        prev_hash=row.prev_hash,
-        entry_hash=row.entry_hash,
+        seq=seq,
+        recorded_at=recorded_at,
+        actor=actor,
+        action=_action(action),
+        subject=subject,
+        payload=_payload(seq, payload_json),
+        prev_hash=prev_hash,
+        entry_hash=entry_hash,
     )
 
 
