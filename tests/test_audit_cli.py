@@ -10,22 +10,16 @@ import pytest
 
 from core.cli import main
 from core.store.engine import make_engine
+from tests.cli_home import point_vigil_at, run_json
 from tests.core.audit.insider import drop_audit_guards
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("VIGIL_DATABASE_URL", f"sqlite:///{tmp_path / 'vigil.db'}")
-    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
-    return tmp_path
+    return point_vigil_at(tmp_path, monkeypatch)
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object], str]:
-    code = main([*argv, "--json"])
-    out, err = capsys.readouterr()
-    assert out.count("\n") <= 1, "--json must print at most one line"
-    return code, (json.loads(out) if out.strip() else {}), err
+run = run_json
 
 
 def _sites(capsys: pytest.CaptureFixture[str], *names: str) -> None:

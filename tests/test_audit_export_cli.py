@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
 from core.cli import main
+from tests.cli_home import point_vigil_at, run_json
 from tests.core.audit.bare_python import make_bare_python, run_bare
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("VIGIL_DATABASE_URL", f"sqlite:///{tmp_path / 'vigil.db'}")
-    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
-    return tmp_path
+    return point_vigil_at(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +22,7 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_bare_python(tmp_path_factory.mktemp("bare"))
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object], str]:
-    code = main([*argv, "--json"])
-    out, err = capsys.readouterr()
-    assert out.count("\n") <= 1, "--json must print at most one line"
-    return code, (json.loads(out) if out.strip() else {}), err
+run = run_json
 
 
 def _ledger_size(capsys: pytest.CaptureFixture[str]) -> int:

@@ -13,16 +13,14 @@ from core.config import Settings
 from core.services import models
 from core.services.store import open_store, utc_now
 from core.store.engine import make_engine
+from tests.cli_home import point_vigil_at
 from tests.core.audit.insider import drop_audit_guards
 from tests.factories import write_random_model
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("VIGIL_DATABASE_URL", f"sqlite:///{tmp_path / 'vigil.db'}")
-    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
-    return tmp_path
+    return point_vigil_at(tmp_path, monkeypatch)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object] | None, str]:
