@@ -44,7 +44,13 @@ from core.audit.merkle import (
     verify_inclusion,
 )
 from core.config import Settings
-from core.errors import AuditChainError, AuditEntryNotCheckpointedError, AuditKeyError, UnknownAuditEntryError
+from core.errors import (
+    AuditChainError,
+    AuditEntryNotCheckpointedError,
+    AuditKeyError,
+    ConfigError,
+    UnknownAuditEntryError,
+)
 from core.store import audit_log
 from core.store import checkpoints as checkpoint_store
 from core.store.engine import SessionFactory
@@ -285,7 +291,14 @@ def _check_root(newest: SignedCheckpoint, builder: TreeBuilder) -> None:
         )
 
 
+def _check_external_file(path: Path) -> None:
+    # A FIFO or a device configured as the checkpoint file would block every read or write.
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"audit checkpoint file {path} is not a regular file")
+
+
 def _append_external(path: Path, signed: SignedCheckpoint) -> None:
+    _check_external_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = canonical_json(signed.to_dict()) + b"\n"
     # O_APPEND: every write lands at the end even with another writer; never truncate.
@@ -362,9 +375,12 @@ def read_external(path: Path) -> list[SignedCheckpoint]:
     ------
     ValueError
         If a line is not a well-formed checkpoint (it names the line number).
+    ConfigError
+        If the path is a FIFO, a device or a folder rather than a regular file.
     """
     if not path.exists():
         return []
+    _check_external_file(path)
     found: list[SignedCheckpoint] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():

@@ -204,10 +204,9 @@ def entry_detail(
         stored = audit_queries.get_entry(session, seq) if seq >= 0 else None
         if stored is None:
             raise UnknownAuditEntryError(seq, audit_log.count_entries(session))
-        chain = audit_log.verify(session)
+        chain = audit_log.verify(session, through=seq)  # the chain up to this entry, not the whole ledger
     payload, problem = _parse_payload(stored.payload_json)
-    # verify() stops at the first bad position, so everything before it verified.
-    chain_ok = chain.ok or (chain.first_bad_seq is not None and chain.first_bad_seq > seq)
+    chain_ok = chain.ok
     chain_problem = None if chain_ok else f"the chain breaks at seq {chain.first_bad_seq}: {chain.reason}"
     proof: InclusionProof | None = None
     not_covered: str | None = None
