@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Final
 
 from core.errors import ConfigError, PathNotFoundError
 
@@ -44,6 +45,14 @@ class Settings:
         Where signed audit checkpoints are appended (``audit-checkpoints.jsonl``) outside the
         database; ``home/var`` when not configured. Point it at storage the database admin
         cannot rewrite (a WORM mount, another host's share).
+    audit_checkpoint_every : int
+        A signed checkpoint is made without being asked once this many entries are unsigned
+        (after a command that writes, on a page load, or by ``vigil audit checkpoint --if-due``).
+    audit_checkpoint_minutes : int
+        ... or once the oldest unsigned entry is this many minutes old.
+    change_control_plan : Path or None
+        The change-control plan (TOML) ``vigil validate-change`` and the Deployment page judge
+        challengers by; the bundled plan (``core/registry/default_plan.toml``) when not configured.
     """
 
     home: Path
@@ -53,6 +62,9 @@ class Settings:
     batch_size: int = 16
     max_file_mb: int = 512
     audit_checkpoint_dir: Path | None = None
+    audit_checkpoint_every: int = 1000
+    audit_checkpoint_minutes: int = 60
+    change_control_plan: Path | None = None
 
     @property
     def max_file_bytes(self) -> int:
@@ -76,7 +88,22 @@ class Settings:
         return self.home / "artifacts"
 
 
-_TUNABLE = frozenset({"sample_data_dir", "num_threads", "batch_size", "max_file_mb", "audit_checkpoint_dir"})
+_TUNABLE = frozenset(
+    {
+        "sample_data_dir",
+        "num_threads",
+        "batch_size",
+        "max_file_mb",
+        "audit_checkpoint_dir",
+        "audit_checkpoint_every",
+        "audit_checkpoint_minutes",
+        "change_control_plan",
+    }
+)
+#: The longest ``audit_checkpoint_minutes`` accepted (one week): entries should not wait longer unsigned.
+MAX_CHECKPOINT_MINUTES = 7 * 24 * 60
+#: The largest ``audit_checkpoint_every`` accepted.
+MAX_CHECKPOINT_EVERY = 10_000_000
 #: The largest ``max_file_mb`` accepted (64 GiB): a bigger bound is a typo, not a radiograph.
 MAX_FILE_MB_LIMIT = 64 * 1024
 
@@ -112,18 +139,32 @@ def load_settings(environ: Mapping[str, str], *, cwd: Path | None = None) -> Set
     unknown = sorted(set(values) - _TUNABLE)
     if unknown:
         raise ConfigError(f"unknown setting(s) in {cfg}: {', '.join(unknown)}")
-    settings = Settings(home=home, database_url=url)
-    if "sample_data_dir" in values:
-        settings = replace(settings, sample_data_dir=Path(str(values["sample_data_dir"])))
-    if "audit_checkpoint_dir" in values:
-        settings = replace(settings, audit_checkpoint_dir=_resolve(base, Path(str(values["audit_checkpoint_dir"]))))
-    if "num_threads" in values:
-        settings = replace(settings, num_threads=_positive_int("num_threads", values["num_threads"]))
-    if "batch_size" in values:
-        settings = replace(settings, batch_size=_positive_int("batch_size", values["batch_size"]))
-    if "max_file_mb" in values:
-        settings = replace(settings, max_file_mb=_positive_int("max_file_mb", values["max_file_mb"], MAX_FILE_MB_LIMIT))
-    return settings
+    return replace(Settings(home=home, database_url=url), **_tuned(values, base))
+
+
+#: Integer settings and their upper bounds (None: no bound beyond being positive).
+_INTEGERS: Final[Mapping[str, int | None]] = {
+    "num_threads": None,
+    "batch_size": None,
+    "max_file_mb": MAX_FILE_MB_LIMIT,
+    "audit_checkpoint_every": MAX_CHECKPOINT_EVERY,
+    "audit_checkpoint_minutes": MAX_CHECKPOINT_MINUTES,
+}
+#: Path settings resolved against the working directory (``sample_data_dir`` is taken as written).
+_RESOLVED_PATHS: Final = ("audit_checkpoint_dir", "change_control_plan")
+
+
+def _tuned(values: Mapping[str, object], base: Path) -> dict[str, Any]:
+    """The tunable settings ``values`` holds, checked and converted."""
+    tuned: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _INTEGERS:
+            tuned[key] = _positive_int(key, value, _INTEGERS[key])
+        elif key in _RESOLVED_PATHS:
+            tuned[key] = _resolve(base, Path(str(value)))
+        else:  # sample_data_dir
+            tuned[key] = Path(str(value))
+    return tuned
 
 
 def _resolve(base: Path, path: Path) -> Path:

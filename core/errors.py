@@ -17,6 +17,12 @@ __all__ = [
     "DuplicateSiteError",
     "DicomRejectedError",
     "WeightsIntegrityError",
+    "ModelTamperedError",
+    "ServingVersionChangedError",
+    "DeploymentRefusedError",
+    "SignatureFailedError",
+    "InvalidTagError",
+    "UnknownValidationError",
     "DatabaseURLError",
     "OutsideIntendedUseError",
     "UnknownMethodError",
@@ -25,6 +31,7 @@ __all__ = [
     "AuditEntryNotCheckpointedError",
     "AuditKeyError",
     "ConfigError",
+    "DuplicateModelContentError",
     "DuplicateModelVersionError",
     "DuplicateUserError",
     "UnknownUserError",
@@ -49,6 +56,9 @@ __all__ = [
     "FhirAuthError",
     "FhirPayloadError",
     "PseudonymKeyError",
+    "ChangePlanError",
+    "NoModificationError",
+    "HoldoutLeakError",
 ]
 
 
@@ -133,6 +143,22 @@ class WeightsIntegrityError(BadInputError):
         self.path = path
 
 
+class ModelTamperedError(BadInputError):
+    """A registered model version whose stored record no longer matches its content address."""
+
+    def __init__(self, version: str, detail: str) -> None:
+        super().__init__(f"model version {version!r} was changed after registration and is refused: {detail}")
+        self.version = version
+
+
+class ServingVersionChangedError(VigilError):
+    """The serving model version changed while work scored with the previous one (not stored)."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"model version {version!r} stopped serving while this batch was scored; it was not stored")
+        self.version = version
+
+
 class DatabaseURLError(BadInputError):
     """A database URL that cannot be parsed or connected to."""
 
@@ -187,6 +213,17 @@ class AuditKeyError(ConfigError):
         super().__init__(f"audit key {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class DuplicateModelContentError(BadInputError):
+    """The same model content (card and weights) is already registered under another name."""
+
+    def __init__(self, version: str, existing: str, address: str) -> None:
+        super().__init__(
+            f"model version {version!r} has the same content as registered version {existing!r} "
+            f"(content address {address[:16]}...): register it once"
+        )
+        self.version, self.existing, self.address = version, existing, address
 
 
 class DuplicateModelVersionError(BadInputError):
@@ -401,3 +438,76 @@ class PseudonymKeyError(ConfigError):
         super().__init__(f"pseudonym key {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class ChangePlanError(BadInputError):
+    """A change-control plan file (PCCP) Vigil will not use: unreadable, not TOML, or a bad key or value.
+
+    ``key`` is the dotted place of the fault (``acceptance.max_ece``), empty when the fault is the
+    file as a whole.
+    """
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"change-control plan {where}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+class NoModificationError(BadInputError):
+    """A challenger model card that differs from the champion in nothing a change-control gate judges."""
+
+    def __init__(self, challenger: str, champion: str) -> None:
+        super().__init__(
+            f"challenger {challenger!r} has the champion's ({champion!r}) weights and threshold: nothing to validate"
+        )
+        self.challenger = challenger
+        self.champion = champion
+
+
+class HoldoutLeakError(BadInputError):
+    """Fine-tuning data that holds studies of the locked hold-out; nothing was read or trained.
+
+    A hold-out study a challenger was trained or tuned on no longer measures it (FDA change control:
+    the locked hold-out stays unseen until the gate).
+    """
+
+    def __init__(self, study_uid: str, count: int) -> None:
+        super().__init__(
+            f"{count} training or validation studies are in the locked hold-out set, the first {study_uid!r}: "
+            "remove them before fine-tuning"
+        )
+        self.study_uid = study_uid
+        self.count = count
+
+
+class DeploymentRefusedError(BadInputError):
+    """A promotion or rollback that cannot happen as asked; nothing was switched."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"nothing switched: {detail}")
+
+
+class SignatureFailedError(BadInputError):
+    """An electronic signature whose password did not verify, or whose signer may not approve."""
+
+    def __init__(self, signer: str, detail: str) -> None:
+        super().__init__(f"electronic signature by {signer!r} refused: {detail}; nothing switched")
+        self.signer = signer
+
+
+class InvalidTagError(BadInputError):
+    """A model tag that is empty, too long or holds characters a tag may not."""
+
+    def __init__(self, tag: str, detail: str) -> None:
+        super().__init__(f"invalid tag {tag!r}: {detail}")
+        self.tag = tag
+
+
+class UnknownValidationError(BadInputError):
+    """A change-control gate run id that does not exist."""
+
+    def __init__(self, validation_id: int) -> None:
+        super().__init__(f"unknown change-control validation: {validation_id}")
+        self.validation_id = validation_id

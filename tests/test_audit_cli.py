@@ -119,3 +119,58 @@ def test_verify_names_a_missing_or_malformed_public_key_file(home: Path, capsys:
     mcode, _, merr = run(capsys, "audit", "verify", "--public-key", str(home / "nope.pub"))
     assert code == 2 and "bad.pub" in err
     assert mcode == 2 and "nope.pub" in merr
+
+
+def _config(home: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    config = home / "vigil.toml"
+    config.write_text(text)
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+
+
+def test_commands_that_write_sign_a_checkpoint_when_one_is_due(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _config(home, monkeypatch, "[vigil]\naudit_checkpoint_every = 2\n")
+    external = home / "home" / "var" / "audit-checkpoints.jsonl"
+
+    _sites(capsys, "A")
+    after_one = external.exists()
+    _sites(capsys, "B")
+    sizes = [json.loads(line)["tree_size"] for line in external.read_text().splitlines()]
+    code, idle, _ = run(capsys, "audit", "checkpoint", "--if-due")
+    _sites(capsys, "C")
+    dcode, none_due, _ = run(capsys, "audit", "checkpoint", "--if-due")
+    vcode, verified, _ = run(capsys, "audit", "verify")
+
+    assert not after_one and sizes == [2]
+    assert code == 0 and idle == {"created": False, "due": False, "every": 2, "minutes": 60.0}
+    assert dcode == 0 and none_due["due"] is False  # one unsigned entry: not due yet
+    assert vcode == 0 and (verified["covered"], verified["uncovered"]) == (2, 1)
+
+
+def test_audit_verify_and_public_key_sign_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sites(capsys, "A", "B")  # default policy: 1000 entries or 60 minutes, not due
+    _config(home, monkeypatch, "[vigil]\naudit_checkpoint_every = 1\n")
+
+    assert run(capsys, "audit", "verify")[0] == 0
+    assert run(capsys, "audit", "public-key")[0] == 0
+    assert not (home / "home" / "var" / "audit-checkpoints.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("audit_checkpoint_every = 0", "audit_checkpoint_every must be a positive integer, got 0"),
+        ("audit_checkpoint_minutes = -5", "audit_checkpoint_minutes must be a positive integer, got -5"),
+        ("audit_checkpoint_minutes = 99999999", "audit_checkpoint_minutes must be at most 10080"),
+        ('audit_checkpoint_every = "often"', "got 'often'"),
+    ],
+)
+def test_a_bad_checkpoint_policy_exits_2_naming_it(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, line: str, needle: str
+) -> None:
+    _config(home, monkeypatch, f"[vigil]\n{line}\n")
+    code, _, err = run(capsys, "audit", "checkpoint", "--if-due")
+    assert code == 2 and needle in err

@@ -43,6 +43,13 @@ PAGES: Final[tuple[PageSpec, ...]] = (
     ),
     PageSpec("pages/drift_monitor.py", "Drift", ":material/ssid_chart:", "Monitoring", Permission.VIEW_PERFORMANCE),
     PageSpec("pages/outcomes.py", "Outcomes", ":material/fact_check:", "Monitoring", Permission.VIEW_PERFORMANCE),
+    PageSpec(
+        "pages/deployment.py",
+        "Deployment",
+        ":material/published_with_changes:",
+        "Oversight",
+        Permission.VIEW_DEPLOYMENTS,
+    ),
     PageSpec("pages/audit.py", "Audit", ":material/policy:", "Oversight", Permission.VIEW_AUDIT_LOG),
     PageSpec("pages/users.py", "Users", ":material/group:", "Administration", Permission.MANAGE_USERS),
     PageSpec("pages/account.py", "My account", ":material/person:", "Account", None),

@@ -7,20 +7,30 @@ serve two databases one after the other (the benchmarks do) and never mixes them
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
 import streamlit as st
 
 from core.config import Settings, load_settings
+from core.errors import VigilError
 from core.models.loading import LoadedModel
+from core.services import audit_checkpoints
 from core.services import models as model_service
 from core.services.store import open_store, utc_now
 from core.store.engine import SessionFactory, make_session_factory
 
-__all__ = ["model", "read_session_factory", "session_factory", "settings", "utc_now"]
+__all__ = ["checkpoint_if_due", "model", "read_session_factory", "session_factory", "settings", "utc_now"]
+
+_log = logging.getLogger(__name__)
+#: Seconds between two automatic-checkpoint checks of one server process.
+_CHECKPOINT_CHECK_EVERY_S = 60.0
+_checkpoint_lock = threading.Lock()
+_next_checkpoint_check = [0.0]
 
 
 def settings() -> Settings:
@@ -56,6 +66,30 @@ def _factories(url: str, home: str) -> tuple[SessionFactory, SessionFactory]:
     return writer, make_session_factory(writer.kw["bind"], read_only=True)
 
 
+def checkpoint_if_due() -> None:
+    """Sign an audit checkpoint when the configured policy says one is due (at most once a minute).
+
+    Called on every page load, so that the "every T minutes" rule holds while people use the
+    app; the check itself is three indexed reads. A checkpoint that cannot be signed (a broken
+    chain, an unusable key) is logged for the administrator; the page still renders.
+    """
+    now = time.monotonic()
+    with _checkpoint_lock:
+        if now < _next_checkpoint_check[0]:
+            return
+        _next_checkpoint_check[0] = now + _CHECKPOINT_CHECK_EVERY_S
+    cfg = settings()
+    try:
+        audit_checkpoints.checkpoint_if_due(
+            session_factory(),
+            audit_checkpoints.CheckpointPlaces.from_settings(cfg),
+            audit_checkpoints.checkpoint_policy(cfg),
+            now=utc_now,
+        )
+    except VigilError as exc:
+        _log.warning("an audit checkpoint was due but not signed: %s", exc)
+
+
 def model() -> tuple[LoadedModel, threading.Lock]:
     """The serving model, shared by every session, and the lock explanations hold (rule R12).
 
@@ -70,5 +104,9 @@ def model() -> tuple[LoadedModel, threading.Lock]:
 @st.cache_resource(show_spinner="Loading the model once for this server...", max_entries=2)
 def _model(url: str, home: str, version: str) -> tuple[LoadedModel, threading.Lock]:
     # url and version are cache keys only: a new database or serving version loads afresh.
-    loaded = model_service.load_serving(session_factory(), models_dir=Path(home) / "models")
+    models_dir = Path(home) / "models"
+    if not version:  # nothing serving: load_serving says so in words
+        loaded = model_service.load_serving(read_session_factory(), models_dir=models_dir)
+    else:
+        loaded = model_service.load_named(read_session_factory(), version, models_dir=models_dir)
     return loaded, threading.Lock()

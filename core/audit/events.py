@@ -64,6 +64,18 @@ class AuditAction(StrEnum):
     #: EMR outcomes (issue 13): stored evidence linked to studies that arrived after it (``vigil fhir relink``);
     #: an ingest of a FHIR payload is ``OUTCOMES_INGESTED``.
     EMR_RELINKED = "emr_relinked"
+    #: Change control (issue 14): a tag added to a model version; studies locked into the hold-out;
+    #: a challenger trained (its data manifest and hyperparameters); the hold-out read for a gate
+    #: run; the gate's result; a promotion (with its electronic signature) and a rollback switch
+    #: the serving version (``MODEL_SERVING_CHANGED`` is the switch of ``vigil init``).
+    MODEL_TAGGED = "model_tagged"
+    HOLDOUT_LOCKED = "holdout_locked"
+    MODEL_TRAINED = "model_trained"
+    HOLDOUT_USED = "holdout_used"
+    CHANGE_VALIDATED = "change_validated"
+    MODEL_PROMOTED = "model_promoted"
+    MODEL_ROLLED_BACK = "model_rolled_back"
+    SIGNATURE_FAILED = "signature_failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from core.cli import commands
 from core.cli._output import emit, exit_code_for, one_line
+from core.cli.audit import checkpoint_after
 from core.errors import VigilError
 
 __all__ = ["main", "build_parser"]
@@ -79,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("vigil: interrupted\n")
         return 130
-    return emit(outcome, as_json=args.json)
+    code = emit(outcome, as_json=args.json)
+    if (warning := checkpoint_after(args.command)) is not None:
+        sys.stderr.write(f"vigil: warning: {one_line(warning)}\n")
+    return code
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import argparse
 import math
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -26,6 +27,7 @@ from core.errors import VigilError
 
 __all__ = [
     "MAX_ID",
+    "aware_time",
     "MAX_SEED",
     "bounded_int",
     "existing_path",
@@ -83,6 +85,22 @@ def finite_float(low: float, high: float = math.inf, *, above: bool = False) -> 
 
     parse.__name__ = "finite_float"
     return parse
+
+
+def aware_time(text: str) -> datetime:
+    """An argparse type for an ISO-8601 moment with its zone (``2026-12-05T10:00Z``, ``...+01:00``).
+
+    A time without a zone is refused: "10:00" at which hospital's clock is not evidence.
+    """
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an ISO-8601 time with a zone, e.g. 2026-12-05T10:00Z, got {text!r}"
+        ) from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"needs a zone (Z or +HH:MM), got {text!r}")
+    return value.astimezone(UTC)
 
 
 _VERSION_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")

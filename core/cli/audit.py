@@ -49,9 +49,16 @@ def register_audit(sub: Any, add: AddParser) -> None:
         help="the exported public key to trust (default: the installation's own signing key)",
     )
     v.set_defaults(handler=_verify)
-    add(
+    c = add(
         asub, "checkpoint", "sign the ledger's current Merkle tree head; store it and append it to the external file"
-    ).set_defaults(handler=_checkpoint)
+    )
+    c.add_argument(
+        "--if-due",
+        action="store_true",
+        help="sign only when the configured policy says one is due (audit_checkpoint_every entries or "
+        "audit_checkpoint_minutes unsigned); for a service manager's timer",
+    )
+    c.set_defaults(handler=_checkpoint)
     g = add(asub, "prove", "inclusion proof of one entry against the newest signed checkpoint")
     g.add_argument("seq", type=bounded_int(0, MAX_ID), metavar="SEQ", help="the entry's seq")
     g.set_defaults(handler=_prove)
@@ -138,8 +145,17 @@ def _checkpoint(args: argparse.Namespace) -> Outcome:
 
     settings = _settings()
     places = audit_checkpoints.CheckpointPlaces.from_settings(settings)
-    made = audit_checkpoints.make_checkpoint(open_store(settings), places, now=utc_now)
-    data: dict[str, object] = {
+    data: dict[str, object]
+    if args.if_due:
+        policy = audit_checkpoints.checkpoint_policy(settings)
+        due = audit_checkpoints.checkpoint_if_due(open_store(settings), places, policy, now=utc_now)
+        if due is None:
+            data = {"created": False, "due": False, "every": policy.every, "minutes": policy.minutes}
+            return Outcome(data, f"no checkpoint due (every {policy.every} entries or {policy.minutes:g} minutes)")
+        made = due
+    else:
+        made = audit_checkpoints.make_checkpoint(open_store(settings), places, now=utc_now)
+    data = {
         **made.signed.to_dict(),
         "created": made.created,
         "external_file": str(places.external_file),
@@ -203,3 +219,54 @@ def _export(args: argparse.Namespace) -> Outcome:
         "(the key you obtained with `vigil audit public-key`)",
     ]
     return Outcome(summary.to_dict(), "\n".join(lines), ok=summary.ok)
+
+
+#: Top-level commands that append to the ledger; after one succeeds a due checkpoint is signed.
+WRITING_COMMANDS = frozenset(
+    {
+        "init",
+        "site",
+        "ingest",
+        "predict",
+        "explain",
+        "train",
+        "validate",
+        "calibrator",
+        "outcomes",
+        "fhir",
+        "drift",
+        "alert",
+        "incident",
+        "users",
+        "explain-report",
+        "model",
+        "deploy",
+        "holdout",
+        "validate-change",
+    }
+)
+
+
+def checkpoint_after(command: str) -> str | None:
+    """Sign a checkpoint if one is due after ``command`` wrote to the ledger.
+
+    Returns a warning to print when a due checkpoint could not be signed (the command itself
+    succeeded and stays committed), None otherwise.
+    """
+    if command not in WRITING_COMMANDS:
+        return None
+    from core.errors import VigilError
+    from core.services import audit_checkpoints
+    from core.services.store import open_store, utc_now
+
+    settings = _settings()
+    try:
+        audit_checkpoints.checkpoint_if_due(
+            open_store(settings),
+            audit_checkpoints.CheckpointPlaces.from_settings(settings),
+            audit_checkpoints.checkpoint_policy(settings),
+            now=utc_now,
+        )
+    except VigilError as exc:
+        return f"an audit checkpoint was due but not signed: {exc}"
+    return None

@@ -23,12 +23,15 @@ from core.cli._args import (
     input_dir,
     output_dir,
     output_file,
+    positive_id,
     seed,
     version_name,
 )
 from core.cli._output import Outcome, progress_bar
 from core.cli._paths import check_existing_path, check_input_dir
 from core.cli.audit import register_audit
+from core.cli.change import register_change
+from core.cli.deploy import register_deploy, register_model_tag
 from core.cli.drift import register_drift
 from core.cli.explain_report import register_explain_report
 from core.cli.fhir import register_fhir
@@ -76,6 +79,8 @@ def register(sub: Any, add: AddParser) -> None:
     register_users(sub, add)
     register_explain_report(sub, add)
     register_audit(sub, add)
+    register_deploy(sub, add)
+    register_change(sub, add)
 
 
 # --- init, sample data -------------------------------------------------------------------------
@@ -233,11 +238,16 @@ def _predict(args: argparse.Namespace) -> Outcome:
 
     settings = _settings()
     sf = _store()
-    model = model_service.load_serving(sf, models_dir=settings.home / "models")
+    reports = []
     with progress_bar(0, "predict", enabled=not args.json) as advance:
-        report = prediction.predict_pending(
-            sf, model, site=args.site, batch_size=settings.batch_size, actor=_actor(), now=utc_now, progress=advance
-        )
+        while True:  # a promotion or rollback mid-run: go on with the version that serves now
+            model = model_service.load_serving(sf, models_dir=settings.home / "models")
+            report = prediction.predict_pending(
+                sf, model, site=args.site, batch_size=settings.batch_size, actor=_actor(), now=utc_now, progress=advance
+            )
+            reports.append(report)
+            if not report.superseded:
+                break
     data = {
         "model_version": report.model_version,
         "scored": report.scored,
@@ -245,6 +255,7 @@ def _predict(args: argparse.Namespace) -> Outcome:
         "positives": report.positives,
         "device": report.device,
         "site": args.site,
+        "superseded": [{"model_version": r.model_version, "scored": r.scored} for r in reports[:-1]],
     }
     return Outcome(
         data,
@@ -329,6 +340,7 @@ def _register_models(sub: Any, add: AddParser) -> None:
     s = add(msub, "show", "a model card, as stored")
     s.add_argument("version")
     s.set_defaults(handler=_model_show)
+    register_model_tag(msub, add)
 
 
 def _model_list(args: argparse.Namespace) -> Outcome:
@@ -337,15 +349,25 @@ def _model_list(args: argparse.Namespace) -> Outcome:
     models = model_service.list_models(_store())
     rows = [
         {
+            "number": m.number,
             "version": m.version,
             "serving": m.serving,
             "created_at": m.created_at,
+            "content_sha256": m.content_sha256,
+            "tags": list(m.tags),
             "metrics": m.card.metrics,
             "parent_version": m.card.parent_version,
         }
         for m in models
     ]
-    text = "\n".join(f"{r['version']}{'  (serving)' if r['serving'] else ''}" for r in rows) or "no models"
+    text = (
+        "\n".join(
+            f"#{r['number']} {r['version']}{'  (serving)' if r['serving'] else ''}"
+            f"{'  [' + ', '.join(m.tags) + ']' if m.tags else ''}  parent {r['parent_version'] or '-'}"
+            for r, m in zip(rows, models, strict=True)
+        )
+        or "no models"
+    )
     return Outcome({"models": rows}, text)
 
 
@@ -374,18 +396,38 @@ MAX_LOCALIZATION_WEIGHT = 1000.0
 
 
 def _register_train_bench(sub: Any, add: AddParser) -> None:
-    p = add(sub, "train", "train the demonstration network on a cohort's benchmark site; write weights and card")
-    p.add_argument("--cohort", type=input_dir, required=True, help="a labelled cohort folder (see `vigil sample-data`)")
+    p = add(
+        sub,
+        "train",
+        "train the demonstration network on a cohort's benchmark site (--cohort, --out), or retrain a registered "
+        "version on the labels of record outside the locked hold-out and register the challenger (--from)",
+    )
+    p.add_argument("--cohort", type=input_dir, default=None, help="a labelled cohort folder (see `vigil sample-data`)")
     p.add_argument("--eval-cohort", type=input_dir, default=None, help="an independent cohort evaluated in full")
-    p.add_argument("--out", type=output_dir, required=True, help="folder for <version>.pt and card.json")
+    p.add_argument("--out", type=output_dir, default=None, help="folder for <version>.pt and card.json")
+    p.add_argument(
+        "--for-incident",
+        type=positive_id,
+        default=None,
+        metavar="ID",
+        help="with --from: the confirmed drift incident this retraining answers (recorded in the audit entry)",
+    )
+    p.add_argument(
+        "--from",
+        dest="parent",
+        default=None,
+        metavar="VERSION",
+        help="fine-tune this registered version on the stored labels of record (not the hold-out) and register "
+        "the result as --version (a challenger; promote it with `vigil deploy promote` after the gate)",
+    )
     p.add_argument(
         "--seed", type=seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0: the bundled model's)"
     )
     p.add_argument(
         "--epochs",
         type=bounded_int(1, MAX_EPOCHS),
-        default=_DEFAULT_EPOCHS,
-        help=f"whole-film epochs, 1 to {MAX_EPOCHS} (default {_DEFAULT_EPOCHS}, the bundled recipe)",
+        default=None,
+        help=f"whole-film epochs, 1 to {MAX_EPOCHS} (default {_DEFAULT_EPOCHS}, the bundled recipe; with --from, 4)",
     )
     p.add_argument(
         "--precision",
@@ -434,7 +476,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
     from core.models.training import TrainingConfig
 
     return TrainingConfig(
-        epochs=args.epochs,
+        epochs=_DEFAULT_EPOCHS if args.epochs is None else args.epochs,
         crop_epochs=args.crop_epochs,
         float64=args.precision == "float64",
         localization_weight=args.localization_weight,
@@ -442,6 +484,10 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 
 
 def _train(args: argparse.Namespace) -> Outcome:
+    if args.parent is not None:
+        return _retrain(args)
+    if args.cohort is None or args.out is None:
+        raise BadInputError("give --cohort and --out to train from a cohort, or --from VERSION to retrain")
     check_input_dir(args.cohort)  # first: a missing cohort is refused without loading torch
     if args.eval_cohort is not None:
         check_input_dir(args.eval_cohort)
@@ -464,6 +510,55 @@ def _train(args: argparse.Namespace) -> Outcome:
     return Outcome(
         {"version": card.version, "out_dir": str(args.out), "metrics": card.metrics, "seed": args.seed},
         f"trained {card.version} into {args.out}\n{json.dumps(card.metrics, indent=2, sort_keys=True)}",
+    )
+
+
+def _retrain(args: argparse.Namespace) -> Outcome:
+    if args.version is None:
+        raise BadInputError("--from needs --version NAME for the challenger")
+    if args.cohort is not None or args.out is not None or args.eval_cohort is not None:
+        raise BadInputError(
+            "--from retrains on the stored labels of record: leave out --cohort, --out and --eval-cohort"
+        )
+    from core.models.allocator import retain_freed_memory
+    from core.models.finetune import FinetuneConfig
+    from core.services import retrain
+    from core.services.store import utc_now
+
+    retain_freed_memory()
+    settings = _settings()
+    epochs = FinetuneConfig().epochs if args.epochs is None else args.epochs
+    config = FinetuneConfig(epochs=epochs, float64=args.precision == "float64")
+    with progress_bar(0, "retrain", enabled=not args.json, unit="epoch") as advance:
+        registered = retrain.retrain(
+            _store(),
+            args.parent,
+            version=args.version,
+            seed=args.seed,
+            config=config,
+            models_dir=settings.home / "models",
+            work_dir=settings.home / "training",
+            actor=_actor(),
+            now=utc_now,
+            for_incident=args.for_incident,
+            progress=lambda _done, total: advance(1, total=total),
+        )
+    card = registered.card
+    data = {
+        "version": card.version,
+        "number": registered.number,
+        "parent_version": card.parent_version,
+        "content_sha256": registered.content_sha256,
+        "weights_sha256": card.weights["sha256"],
+        "training_data": {k: v for k, v in card.training_data.items() if k != "studies"},
+        "hyperparameters": card.hyperparameters,
+        "metrics": card.metrics,
+        "seed": args.seed,
+    }
+    return Outcome(
+        data,
+        f"registered challenger #{registered.number} {card.version} (parent {card.parent_version}); "
+        f"next: `vigil validate-change {card.version}`",
     )
 
 

@@ -7,14 +7,34 @@ prints it. Nothing in a card is edited after registration: a new version gets a 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from core.errors import BadInputError
 from core.types import JSONObject
 
-__all__ = ["IntendedUse", "ModelCard", "read_card", "write_card"]
+__all__ = ["VERSION_NAME", "IntendedUse", "ModelCard", "check_version_name", "read_card", "write_card"]
+
+#: A version's name: it names the weights file and a folder, so no path separators.
+VERSION_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def check_version_name(name: str) -> str:
+    """Return ``name`` when it can name a new model version.
+
+    Raises
+    ------
+    BadInputError
+        Not 1 to 128 letters, digits, ``.``, ``_``, ``+`` or ``-`` starting with a letter or digit.
+    """
+    if not VERSION_NAME.fullmatch(name):
+        raise BadInputError(
+            "a version name must be 1 to 128 letters, digits, '.', '_', '+' or '-', starting with a letter or "
+            f"digit (it names the weights file), got {name!r}"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ __all__ = [
     "read_labelled_studies",
     "score_inputs",
     "score_studies",
+    "sensitivity_keeping_threshold",
     "youden_threshold",
 ]
 
@@ -245,6 +246,41 @@ def youden_threshold(y_true: IntArray, y_score: FloatArray) -> float:
     best = int(np.argmax(tpr - fpr))
     # roc_curve's first threshold is +inf (nothing called positive); it never maximises J with both classes.
     return float(min(thresholds[best], 1.0))
+
+
+def sensitivity_keeping_threshold(y_true: IntArray, y_score: FloatArray, target: float) -> float:
+    """The highest threshold whose sensitivity on ``(y_true, y_score)`` is at least ``target``.
+
+    The operating point a change-control plan that holds sensitivity asks for: among the
+    thresholds that find at least ``target`` of the positives, the one with the best specificity.
+    A study is called positive when its score is ``>=`` the threshold.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n,)
+        0/1 labels; at least one positive.
+    y_score : ndarray of shape (n,)
+    target : float
+        Sensitivity to keep, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        No positive, or ``target`` outside [0, 1].
+
+    Examples
+    --------
+    >>> sensitivity_keeping_threshold(np.array([1, 1, 1, 0]), np.array([0.9, 0.6, 0.3, 0.5]), 2 / 3)
+    0.6
+    """
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f"target sensitivity must be in [0, 1], got {target!r}")
+    positives = np.sort(np.asarray(y_score, dtype=np.float64)[np.asarray(y_true) == 1])[::-1]
+    if positives.size == 0:
+        raise ValueError("no positive study: sensitivity is undefined")
+    # Found k positives at threshold = the k-th highest positive score; keep the fewest that reach target.
+    k = max(1, int(np.ceil(target * positives.size - 1e-9)))
+    return float(positives[k - 1])
 
 
 def _rate(hits: int, total: int) -> float:

@@ -60,7 +60,18 @@ from core.models.preprocess import PreprocessParams
 from core.models.provenance import code_version, environment
 from core.types import JSONObject, JSONValue
 
-__all__ = ["DEFAULT_VERSION", "TARGET_LAYER", "TrainingConfig", "train_model"]
+__all__ = [
+    "DEFAULT_VERSION",
+    "PROVENANCE_PACKAGES",
+    "TARGET_LAYER",
+    "FilmSplit",
+    "TrainingConfig",
+    "augment",
+    "deterministic",
+    "load_split",
+    "run_stage",
+    "train_model",
+]
 
 DEFAULT_VERSION: Final = "cxr-nodule-1.0.0"
 #: Grad-CAM layer: 56 x 56 maps for a 224 input (4-pixel cells, ~7 mm). With ``layer3`` (28 x 28) the map's peak
@@ -493,3 +504,13 @@ def _card(  # noqa: PLR0913 - every card field has one source
             "for a pulmonary nodule. Not for clinical use.",
         ),
     )
+
+
+# Public names for core.models.finetune, which continues a registered model's training the same way
+# (whole films, the same augmentation, optimizer and schedule): one implementation keeps the recipes in step.
+PROVENANCE_PACKAGES: Final = _PACKAGES
+FilmSplit = _Split
+deterministic = _deterministic
+augment = _augment
+load_split = _load_split
+run_stage = _run_stage

@@ -43,6 +43,7 @@ from core.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from core.audit.schedule import CheckpointPolicy, is_due
 from core.config import Settings
 from core.errors import (
     AuditChainError,
@@ -60,6 +61,8 @@ __all__ = [
     "CheckpointPlaces",
     "InclusionProof",
     "MadeCheckpoint",
+    "checkpoint_if_due",
+    "checkpoint_policy",
     "load_or_create_signing_key",
     "make_checkpoint",
     "prove",
@@ -280,6 +283,41 @@ def make_checkpoint(
         checkpoint_store.add(session, signed)
         _append_external(places.external_file, signed)
     return MadeCheckpoint(signed, created=True)
+
+
+def checkpoint_policy(settings: Settings) -> CheckpointPolicy:
+    """The configured automatic-checkpoint policy."""
+    return CheckpointPolicy(every=settings.audit_checkpoint_every, minutes=float(settings.audit_checkpoint_minutes))
+
+
+def checkpoint_if_due(
+    session_factory: SessionFactory,
+    places: CheckpointPlaces,
+    policy: CheckpointPolicy,
+    *,
+    now: Callable[[], datetime],
+) -> MadeCheckpoint | None:
+    """Make a checkpoint when ``policy`` says one is due; otherwise return None.
+
+    The check is three indexed reads, cheap enough to run after every command that writes and
+    on every page load; the signing itself (:func:`make_checkpoint`) re-verifies the chain.
+    Two processes that find it due at once both call :func:`make_checkpoint`; the second
+    either finds the tree already covered or signs the few entries the first did not.
+
+    Raises
+    ------
+    AuditChainError, AuditKeyError
+        As :func:`make_checkpoint`: a due checkpoint is never skipped silently.
+    """
+    moment = now()
+    with session_factory() as session:
+        entries = audit_log.ledger_size(session)
+        covered = checkpoint_store.latest_size(session)
+        stamp = checkpoint_store.recorded_at_of(session, covered) if entries > covered else None
+    oldest = None if stamp is None else datetime.fromisoformat(stamp)
+    if not is_due(policy, entries=entries, covered=covered, oldest_uncovered_at=oldest, now=moment):
+        return None
+    return make_checkpoint(session_factory, places, now=lambda: moment)
 
 
 def _check_root(newest: SignedCheckpoint, builder: TreeBuilder) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "change_own_password",
     "check_password_policy",
     "create_user",
+    "dummy_hash",
     "hash_password",
     "list_users",
     "reset_password",
@@ -154,7 +155,7 @@ def sign_in(
         except UnknownUserError:
             record = None
     too_long = len(password) > MAX_PASSWORD_LENGTH
-    matches = verify_password(record.password_hash if record else _dummy_hash(), password[:MAX_PASSWORD_LENGTH])
+    matches = verify_password(record.password_hash if record else dummy_hash(), password[:MAX_PASSWORD_LENGTH])
     user = _signed_in(record) if (record is not None and matches and not too_long) else None
     with session_factory.begin() as session:
         audit_log.append(
@@ -334,7 +335,8 @@ def seed_demo_users(
 
 
 @cache
-def _dummy_hash() -> str:
+def dummy_hash() -> str:
+    """A password hash no password matches, verified against when an account does not exist."""
     # Verified against when the account does not exist, so both failures take as long.
     return hash_password("vigil: no such account")
 

@@ -31,7 +31,7 @@ from core.explain.report import TrustReport, trust_level
 from core.explain.result import ExplainMethod
 from core.imaging.dicom import read_dicom
 from core.models.intended_use import check_intended_use
-from core.models.loading import LoadedModel, load_model, sha256_file
+from core.models.loading import LoadedModel, sha256_file
 from core.models.preprocess import preprocess
 from core.sampledata import MANIFEST_NAME, MASKS_NAME, ManifestRow, read_manifest, read_masks
 from core.services import models as model_service
@@ -235,10 +235,9 @@ def load_version(session_factory: SessionFactory, version: str, *, models_dir: P
 
     Raises
     ------
-    UnknownModelVersionError, WeightsIntegrityError
+    UnknownModelVersionError, ModelTamperedError, WeightsIntegrityError
     """
-    card = model_service.get_card(session_factory, version)
-    return load_model(card, models_dir / version)
+    return model_service.load_named(session_factory, version, models_dir=models_dir)
 
 
 def create_report(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -12,13 +13,24 @@ from pathlib import Path
 import torch
 
 from core.audit.events import AuditAction
-from core.errors import BadInputError
+from core.errors import BadInputError, ModelTamperedError
+from core.models.address import content_address
 from core.models.card import ModelCard, read_card, write_card
 from core.models.loading import BUNDLED_DIR, LoadedModel, load_model
-from core.store import audit_log, model_versions
+from core.store import audit_log, deployments, model_tags, model_versions
 from core.store.engine import SessionFactory
 
-__all__ = ["RegisteredModel", "register_model", "register_bundled", "list_models", "get_card", "load_serving"]
+__all__ = [
+    "RegisteredModel",
+    "card_sha256",
+    "get_card",
+    "list_models",
+    "load_named",
+    "load_serving",
+    "load_version",
+    "register_bundled",
+    "register_model",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +41,9 @@ class RegisteredModel:
     serving: bool
     created_at: str
     card: ModelCard
+    number: int = 0  # the registry's sequence number (the bundled model is 1 on a new installation)
+    content_sha256: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 def _model_dir(models_dir: Path, version: str) -> Path:
@@ -62,25 +77,49 @@ def register_model(
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source_dir / str(card.weights["path"]), target / str(card.weights["path"]))
         write_card(card, target / "card.json")
-        serving = not model_versions.list_versions(session)
+        audit_log.lock_head(session)  # before reading the serving pointer: see core.store.deployments
+        serving = model_versions.serving(session) is None
         rec = model_versions.register(
             session, version=card.version, card=card.to_dict(), weights_sha256=str(card.weights["sha256"]), now=now()
         )
-        if serving:
-            rec = model_versions.set_serving(session, card.version)
         audit_log.append(
             session,
             actor=actor,
             action=AuditAction.MODEL_REGISTERED,
             subject=card.version,
             payload={
+                "registry_number": rec.number,
+                "content_sha256": str(rec.content_sha256),
+                "card_sha256": card_sha256(rec.card_json),
                 "weights_sha256": str(card.weights["sha256"]),
                 "serving": serving,
                 "parent_version": card.parent_version,
             },
             recorded_at=now().isoformat(),
         )
-    return RegisteredModel(card.version, rec.is_serving, rec.created_at.isoformat(), card)
+        if serving:
+            deployments.record_switch(
+                session,
+                version_id=rec.id,
+                action="initial",
+                switched_by=actor,
+                now=now(),
+                reason="the first registered version serves until a promotion",
+            )
+            rec = model_versions.get_by_version(session, card.version)
+    return RegisteredModel(
+        card.version,
+        rec.is_serving,
+        rec.created_at.isoformat(),
+        card,
+        number=rec.number,
+        content_sha256=rec.content_sha256,
+    )
+
+
+def card_sha256(card_json: str) -> str:
+    """SHA-256 of a card exactly as stored (canonical JSON)."""
+    return hashlib.sha256(card_json.encode("utf-8")).hexdigest()
 
 
 def register_bundled(
@@ -98,8 +137,17 @@ def list_models(session_factory: SessionFactory) -> list[RegisteredModel]:
     """Every registered version, oldest first."""
     with session_factory() as session:
         rows = model_versions.list_versions(session)
+        tags = {r.id: tuple(model_tags.tags_of(session, r.id)) for r in rows}
     return [
-        RegisteredModel(r.version, r.is_serving, r.created_at.isoformat(), ModelCard.from_dict(json.loads(r.card_json)))
+        RegisteredModel(
+            r.version,
+            r.is_serving,
+            r.created_at.isoformat(),
+            ModelCard.from_dict(json.loads(r.card_json)),
+            number=r.number,
+            content_sha256=r.content_sha256,
+            tags=tags[r.id],
+        )
         for r in rows
     ]
 
@@ -119,5 +167,34 @@ def load_serving(
         rec = model_versions.serving(session)
     if rec is None:
         raise BadInputError("no model version is serving: run `vigil init` to register the bundled model")
+    return load_version(rec, models_dir=models_dir, device=device)
+
+
+def load_named(
+    session_factory: SessionFactory, version: str, *, models_dir: Path, device: torch.device | None = None
+) -> LoadedModel:
+    """Load the registered version ``version`` (see :func:`load_version`); raises ``UnknownModelVersionError``."""
+    with session_factory() as session:
+        rec = model_versions.get_by_version(session, version)
+    return load_version(rec, models_dir=models_dir, device=device)
+
+
+def load_version(
+    rec: model_versions.ModelVersionRecord, *, models_dir: Path, device: torch.device | None = None
+) -> LoadedModel:
+    """Load a registered version, refusing a record or a weights file that changed since registration.
+
+    Raises
+    ------
+    ModelTamperedError
+        The stored card or weights hash no longer produces the stored content address.
+    WeightsIntegrityError
+        The weights file on disk does not match the card's SHA-256.
+    """
+    if rec.content_sha256 is not None and not rec.address_matches():
+        actual = content_address(json.loads(rec.card_json), rec.weights_sha256)
+        raise ModelTamperedError(
+            rec.version, f"its stored card hashes to {actual}, not its address {rec.content_sha256}"
+        )
     card = ModelCard.from_dict(json.loads(rec.card_json))
     return load_model(card, _model_dir(models_dir, card.version), device=device)

@@ -26,6 +26,7 @@ from typing import Final
 from core.audit.events import AuditAction
 from core.audit.records import BULK_HASH_KEY, RecordKind
 from core.errors import BadInputError, PathNotFoundError
+from core.registry.lineage import trained_uids
 from core.sampledata.manifest import read_manifest
 from core.store import audit_log, feedback, model_versions, outcomes, record_hashes, sites
 from core.store.engine import SessionFactory
@@ -145,8 +146,9 @@ class EvaluationSet:
     Attributes
     ----------
     excluded : frozenset of int
-        Benchmark studies the model version was fitted or tuned on (the ground-truth manifest's
-        ``train`` and ``val`` splits, when the model card names that manifest): never evaluated.
+        Studies the model version was fitted or tuned on: the ground-truth manifest's ``train``
+        and ``val`` splits at the benchmark when the card names that manifest, and every study a
+        retrained version's card lists in its training-data manifest. Never evaluated.
     """
 
     model_version: ModelVersionRecord
@@ -365,13 +367,15 @@ def _threshold(mv: ModelVersionRecord, studies: Sequence[ScoredStudy]) -> float:
 
 
 def _fitted_on(mv: ModelVersionRecord, records: Sequence[OutcomeRecord], benchmark: str | None) -> frozenset[int]:
-    """Benchmark studies that the model card's own training manifest puts in its train or val split."""
+    """Studies the card says the version was fitted or tuned on (see :attr:`EvaluationSet.excluded`)."""
+    listed = trained_uids([mv.card])  # a retrained version lists every study it was fitted or tuned on
+    by_listing = frozenset(r.study_id for r in records if r.study_uid in listed)
     training = mv.card.get("training_data")
     sha = training.get("manifest_sha256") if isinstance(training, dict) else None
     if not isinstance(sha, str) or benchmark is None:
-        return frozenset()
+        return by_listing
     ref = f"manifest:{sha}"
-    return frozenset(
+    return by_listing | frozenset(
         r.study_id
         for r in records
         if r.source is OutcomeSource.GROUND_TRUTH

@@ -53,6 +53,7 @@ class Permission(StrEnum):
     VIEW_AUDIT_LOG = "view_audit_log"
     EXPORT_EVIDENCE = "export_evidence"
     MANAGE_USERS = "manage_users"
+    VIEW_DEPLOYMENTS = "view_deployments"  # serving version, registry, gate reports, deployment history
 
 
 _P = Permission
@@ -63,10 +64,12 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
         Role.CHAMPION: frozenset(
             {_P.REVIEW_STUDIES, _P.RECORD_FEEDBACK, _P.ADJUDICATE, _P.VIEW_PERFORMANCE, _P.VIEW_MODEL_CARDS}
         ),
-        Role.CMIO: frozenset({_P.VIEW_PERFORMANCE, _P.APPROVE_DEPLOYMENT, _P.VIEW_MODEL_CARDS, _P.VIEW_AUDIT_LOG}),
-        Role.ML_ENGINEER: frozenset({_P.VIEW_PERFORMANCE, _P.MANAGE_MODELS, _P.VIEW_MODEL_CARDS}),
-        Role.ADMIN: frozenset({_P.MANAGE_USERS, _P.VIEW_MODEL_CARDS, _P.VIEW_AUDIT_LOG}),
-        Role.AUDITOR: frozenset({_P.VIEW_AUDIT_LOG, _P.EXPORT_EVIDENCE, _P.VIEW_MODEL_CARDS}),
+        Role.CMIO: frozenset(
+            {_P.VIEW_PERFORMANCE, _P.APPROVE_DEPLOYMENT, _P.VIEW_MODEL_CARDS, _P.VIEW_AUDIT_LOG, _P.VIEW_DEPLOYMENTS}
+        ),
+        Role.ML_ENGINEER: frozenset({_P.VIEW_PERFORMANCE, _P.MANAGE_MODELS, _P.VIEW_MODEL_CARDS, _P.VIEW_DEPLOYMENTS}),
+        Role.ADMIN: frozenset({_P.MANAGE_USERS, _P.VIEW_MODEL_CARDS, _P.VIEW_AUDIT_LOG, _P.VIEW_DEPLOYMENTS}),
+        Role.AUDITOR: frozenset({_P.VIEW_AUDIT_LOG, _P.EXPORT_EVIDENCE, _P.VIEW_MODEL_CARDS, _P.VIEW_DEPLOYMENTS}),
     }
 )
 

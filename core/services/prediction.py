@@ -3,6 +3,13 @@
 Several ``vigil predict`` runs (or a run and the app) may score the same site at once: each
 batch's transaction re-reads which instances already have a prediction from the model and
 records only the others, so no instance is ever scored twice by one model version.
+
+A promotion or rollback may switch the serving version while a run is scoring. Each batch's
+transaction takes the ledger's head lock and re-reads the serving pointer before it writes (the
+switch holds the same lock, see ``core.store.deployments``): a batch scored by a version that
+stopped serving is dropped, not stored, and the run ends with ``superseded`` set so that its
+caller loads the new version and goes on. So every stored prediction carries exactly the version
+that was serving when it was committed.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from core.audit.events import AuditAction
 from core.audit.records import RECORD_HASH_KEY, RecordKind
-from core.errors import BadInputError
+from core.errors import BadInputError, ServingVersionChangedError
 from core.imaging.dicom import read_dicom
 from core.imaging.image import DicomImage
 from core.models.inference import ImagePrediction, predict_images
@@ -43,6 +50,7 @@ class PredictReport:
     skipped: int  # stored, not scored: outside the intended use or unreadable, with the reason logged
     positives: int
     device: str
+    superseded: bool = False  # the serving version changed mid-run; the rest is for the new version
 
 
 def predict_pending(
@@ -82,7 +90,10 @@ def predict_pending(
         record = functools.partial(
             _record, model=model, model_version=mv, chunk=chunk, results=results, actor=actor, now=now
         )
-        recorded = write_with_retries(session_factory, record)
+        try:
+            recorded = write_with_retries(session_factory, record)
+        except ServingVersionChangedError:
+            return PredictReport(model.card.version, scored, skipped, positives, str(model.device), superseded=True)
         scored += sum(r.score is not None for r in recorded)
         skipped += sum(r.score is None for r in recorded)
         positives += sum(bool(r.label) for r in recorded)
@@ -144,6 +155,9 @@ def _record(
     and ``record_sha256``, the hash of the row as stored (``core.audit.records``).
     """
     model_version_id = model_version.id
+    audit_log.lock_head(session)  # serializes with a deployment switch before the pointer is read
+    if model_versions.serving_id(session) != model_version_id:
+        raise ServingVersionChangedError(model_version.version)
     card_sha256 = hashlib.sha256(model_version.card_json.encode("utf-8")).hexdigest()
     recorded = []
     for inst, res in zip(chunk, results, strict=True):

@@ -34,6 +34,7 @@ __all__ = [
     "head_lock_statement",
     "iter_entries",
     "last_entry",
+    "ledger_size",
     "lock_head",
     "verify",
 ]
@@ -241,6 +242,16 @@ def iter_entries(session: Session) -> Generator[AuditEntry]:
             yield _to_entry(row)
     finally:
         result.close()  # release the cursor when the caller stops early
+
+
+def ledger_size(session: Session) -> int:
+    """``seq`` of the newest entry plus one (0 for an empty ledger); one indexed read.
+
+    This is the tree size a checkpoint of the whole ledger would have; unlike
+    :func:`count_entries` it does not scan the table.
+    """
+    row = session.execute(_HEAD).one_or_none()
+    return 0 if row is None else int(row.seq) + 1
 
 
 def count_entries(session: Session) -> int:

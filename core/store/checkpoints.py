@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.audit.checkpoint import Checkpoint, SignedCheckpoint
 from core.store.audit_log import STREAM_BATCH
 from core.store.tables import AuditCheckpointRow, AuditEntryRow
 
-__all__ = ["add", "entry_hash_of", "iter_entry_hashes", "latest", "list_all"]
+__all__ = ["add", "entry_hash_of", "iter_entry_hashes", "latest", "latest_size", "list_all", "recorded_at_of"]
 
 
 def add(session: Session, signed: SignedCheckpoint) -> None:
@@ -57,6 +57,17 @@ def latest(session: Session) -> SignedCheckpoint | None:
         select(AuditCheckpointRow).order_by(AuditCheckpointRow.tree_size.desc()).limit(1)
     ).one_or_none()
     return None if row is None else _to_signed(row)
+
+
+def latest_size(session: Session) -> int:
+    """Entries covered by the newest checkpoint (0 when none was made); one indexed read."""
+    size = session.scalars(select(func.max(AuditCheckpointRow.tree_size))).one()
+    return 0 if size is None else int(size)
+
+
+def recorded_at_of(session: Session, seq: int) -> str | None:
+    """The stored ``recorded_at`` of entry ``seq``, or None when there is no such entry."""
+    return session.scalars(select(AuditEntryRow.recorded_at).where(AuditEntryRow.seq == seq)).one_or_none()
 
 
 def iter_entry_hashes(session: Session) -> Generator[tuple[int, str]]:

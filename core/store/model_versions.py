@@ -12,11 +12,21 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.audit.chain import canonical_json
-from core.errors import DuplicateModelVersionError, UnknownModelVersionError
+from core.errors import DuplicateModelContentError, DuplicateModelVersionError, UnknownModelVersionError
+from core.models.address import content_address
 from core.store.tables import ModelVersionRow
 from core.types import JSONObject, JSONValue
 
-__all__ = ["ModelVersionRecord", "get_by_version", "list_versions", "register", "serving", "set_serving"]
+__all__ = [
+    "ModelVersionRecord",
+    "get_by_id",
+    "get_by_version",
+    "list_versions",
+    "register",
+    "serving",
+    "serving_id",
+    "set_serving",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,8 @@ class ModelVersionRecord:
         True for the one version that scores new studies.
     created_at : datetime
         Aware, UTC.
+    content_sha256 : str or None
+        The content address (``core.models.address``); None only for a row written outside Vigil.
     """
 
     id: int
@@ -45,6 +57,16 @@ class ModelVersionRecord:
     weights_sha256: str
     is_serving: bool
     created_at: datetime
+    content_sha256: str | None = None
+
+    @property
+    def number(self) -> int:
+        """The registry's sequence number: the first version registered is 1."""
+        return self.id
+
+    def address_matches(self) -> bool:
+        """Whether the stored card and weights hash still produce the stored content address."""
+        return self.content_sha256 == content_address(json.loads(self.card_json), self.weights_sha256)
 
     @property
     def card(self) -> JSONObject:
@@ -61,6 +83,7 @@ class ModelVersionRecord:
             weights_sha256=row.weights_sha256,
             is_serving=row.is_serving,
             created_at=row.created_at,
+            content_sha256=row.content_sha256,
         )
 
 
@@ -90,17 +113,24 @@ def register(
     ------
     DuplicateModelVersionError
         If ``version`` is already registered: a changed model needs a new version.
+    DuplicateModelContentError
+        If the same content is registered under another name.
     ValueError
         If the card holds NaN or an infinity.
     """
     if _find(session, version) is not None:
         raise DuplicateModelVersionError(version)
+    address = content_address(card, weights_sha256)
+    same = session.scalars(select(ModelVersionRow.version).where(ModelVersionRow.content_sha256 == address)).first()
+    if same is not None:
+        raise DuplicateModelContentError(version, same, address)
     row = ModelVersionRow(
         version=version,
         card_json=canonical_json(dict(card)).decode("utf-8"),
         weights_sha256=weights_sha256,
         is_serving=False,
         created_at=now,
+        content_sha256=address,
     )
     session.add(row)
     session.flush()
@@ -119,6 +149,34 @@ def get_by_version(session: Session, version: str) -> ModelVersionRecord:
     if row is None:
         raise UnknownModelVersionError(version)
     return ModelVersionRecord.from_row(row)
+
+
+def get_by_id(session: Session, version_id: int) -> ModelVersionRecord:
+    """Look a model version up by its registry number.
+
+    Raises
+    ------
+    UnknownModelVersionError
+        If no version has this number.
+    """
+    row = session.get(ModelVersionRow, version_id)
+    if row is None:
+        raise UnknownModelVersionError(f"#{version_id}")
+    return ModelVersionRecord.from_row(row)
+
+
+def serving_id(session: Session, *, for_update: bool = False) -> int | None:
+    """The serving version's number, optionally locking its row until the transaction ends.
+
+    A prediction writer reads it with ``for_update=False`` inside its write transaction; on
+    PostgreSQL the deployment switch locks every ``model_version`` row it changes, so a writer
+    either commits before the switch or reads the new pointer after it (SQLite serializes
+    writers anyway).
+    """
+    query = select(ModelVersionRow.id).where(ModelVersionRow.is_serving)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
 
 
 def list_versions(session: Session) -> list[ModelVersionRecord]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "count_studies",
     "find_instance",
     "find_instance_by_uid",
+    "first_instances",
     "get_study",
     "instances_without_prediction",
     "list_instances",
@@ -260,6 +262,17 @@ def list_instances(session: Session, study_uid: str) -> list[InstanceRecord]:
     study = get_study(session, study_uid)
     query = _instances().where(InstanceRow.study_id == study.id).order_by(InstanceRow.id)
     return [_instance_record(row, uid) for row, uid in session.execute(query)]
+
+
+def first_instances(session: Session, study_ids: Iterable[int]) -> dict[int, InstanceRecord]:
+    """Each study's first stored instance (lowest id), for the studies in ``study_ids``."""
+    wanted = set(study_ids)
+    found: dict[int, InstanceRecord] = {}
+    query = _instances().order_by(InstanceRow.id)
+    for row, uid in session.execute(query):
+        if row.study_id in wanted and row.study_id not in found:
+            found[row.study_id] = _instance_record(row, uid)
+    return found
 
 
 def instances_without_prediction(

@@ -163,7 +163,12 @@ class InstanceRow(Base):
 
 
 class ModelVersionRow(Base):
-    """A registered model version; its card is immutable canonical JSON."""
+    """A registered model version; its card is immutable canonical JSON.
+
+    ``content_sha256`` is the content address (``core.registry.address``). Migration ``0011``'s
+    triggers refuse an UPDATE of any column but ``is_serving`` and every DELETE; ``is_serving``
+    moves only together with a :class:`DeploymentRow`.
+    """
 
     __tablename__ = "model_version"
 
@@ -173,6 +178,72 @@ class ModelVersionRow(Base):
     weights_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
     is_serving: Mapped[bool]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    content_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX), unique=True, index=True)
+
+
+class ModelTagRow(Base):
+    """A tag added to a model version (a clearance number, "pilot"); never changed or removed."""
+
+    __tablename__ = "model_tag"
+    __table_args__ = (UniqueConstraint("model_version_id", "tag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    tag: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HoldoutStudyRow(Base):
+    """A study in the locked hold-out: evaluated by the change-control gate, never trained on."""
+
+    __tablename__ = "holdout_study"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    lock_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    actor: Mapped[str] = mapped_column(String(128))
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ChangeValidationRow(Base):
+    """One change-control gate run: a challenger against the champion under a plan, on the hold-out."""
+
+    __tablename__ = "change_validation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    challenger_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    champion_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    plan_id: Mapped[str] = mapped_column(String(128))
+    plan_version: Mapped[str] = mapped_column(String(CODE))
+    plan_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    holdout_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    passed: Mapped[bool]
+    significant_change: Mapped[bool]
+    report_json: Mapped[str] = mapped_column(Text)
+    report_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeploymentRow(Base):
+    """One switch of the serving version (initial, promote, rollback), signed when it is a promotion."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+    action: Mapped[str] = mapped_column(String(CODE))
+    slot: Mapped[str] = mapped_column(String(CODE))
+    validation_id: Mapped[int | None] = mapped_column(ForeignKey("change_validation.id"))
+    switched_by: Mapped[str] = mapped_column(String(128))
+    switched_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    signer: Mapped[str | None] = mapped_column(String(128))
+    signature_meaning: Mapped[str | None] = mapped_column(Text)
+    signature_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class PredictionRow(Base):

@@ -55,10 +55,15 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def serve(inst: Installation, log: Path) -> Iterator[str]:
-    """Serve ``inst`` until the block ends; yields the base URL. Streamlit's output goes to ``log``."""
+def serve(inst: Installation, log: Path, *, config: Path | None = None) -> Iterator[str]:
+    """Serve ``inst`` until the block ends; yields the base URL. Streamlit's output goes to ``log``.
+
+    ``config`` is given to the server as ``VIGIL_CONFIG`` (none by default).
+    """
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "VIGIL_CONFIG"} | inst.env | {"OMP_NUM_THREADS": "1"}
+    if config is not None:
+        env["VIGIL_CONFIG"] = str(config)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),

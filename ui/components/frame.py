@@ -36,6 +36,7 @@ def require_store() -> None:
     except DatabaseURLError as exc:
         st.error(f"Vigil cannot open its database: {exc}")
         st.stop()
+    resources.checkpoint_if_due()
 
 
 def sidebar(user: SignedInUser) -> None:

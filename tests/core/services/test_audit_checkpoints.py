@@ -20,9 +20,11 @@ from sqlalchemy import Engine, delete, select, update
 from core.audit.chain import compute_entry_hash
 from core.audit.events import AuditAction
 from core.audit.merkle import leaf_hash, verify_inclusion
+from core.audit.schedule import CheckpointPolicy
 from core.errors import AuditChainError, AuditEntryNotCheckpointedError, AuditKeyError, UnknownAuditEntryError
 from core.services.audit_checkpoints import (
     CheckpointPlaces,
+    checkpoint_if_due,
     load_or_create_signing_key,
     make_checkpoint,
     prove,
@@ -310,3 +312,50 @@ def test_checkpoint_signed_by_another_key_is_caught(
     check = verify_checkpoints(sf, places, trusted_key=trusted)
     assert (check.ok, check.failed_tree_size) == (False, N)
     assert "not the trusted key" in (check.reason or "")
+
+
+# --- automatic checkpoints -------------------------------------------------------------------
+
+
+def test_a_checkpoint_is_made_once_n_entries_are_unsigned(sf: SessionFactory, places: CheckpointPlaces) -> None:
+    policy = CheckpointPolicy(every=5, minutes=24 * 60)
+    early = lambda: START + timedelta(minutes=10)  # noqa: E731 - a fixed clock
+
+    _append(sf, 0, 4)
+    assert checkpoint_if_due(sf, places, policy, now=early) is None
+    _append(sf, 4, 1)
+    made = checkpoint_if_due(sf, places, policy, now=early)
+    _append(sf, 5, 4)
+    not_yet = checkpoint_if_due(sf, places, policy, now=early)
+
+    assert made is not None and made.created and made.signed.checkpoint.tree_size == 5
+    assert not_yet is None
+    assert [c.checkpoint.tree_size for c in read_external(places.external_file)] == [5]
+    assert verify_checkpoints(sf, places).ok
+
+
+def test_a_checkpoint_is_made_once_the_oldest_unsigned_entry_is_t_minutes_old(
+    sf: SessionFactory, places: CheckpointPlaces
+) -> None:
+    policy = CheckpointPolicy(every=1000, minutes=60)
+    _append(sf, 0, 3)  # recorded at START, START+1 min, START+2 min
+
+    before = checkpoint_if_due(sf, places, policy, now=lambda: START + timedelta(minutes=59, seconds=59))
+    after = checkpoint_if_due(sf, places, policy, now=lambda: START + timedelta(minutes=60))
+
+    assert before is None
+    assert after is not None and after.signed.checkpoint.tree_size == 3
+    assert after.signed.checkpoint.timestamp == (START + timedelta(minutes=60)).isoformat()
+
+
+def test_a_due_checkpoint_over_a_tampered_ledger_is_refused_not_skipped(
+    engine: Engine, sf: SessionFactory, places: CheckpointPlaces
+) -> None:
+    _append(sf, 0, 6)
+    drop_audit_guards(engine)
+    with sf.begin() as session:
+        session.execute(update(AuditEntryRow).where(AuditEntryRow.seq == 2).values(actor="mallory"))
+
+    with pytest.raises(AuditChainError, match="refusing to sign"):
+        checkpoint_if_due(sf, places, CheckpointPolicy(every=5), now=_clock)
+    assert read_external(places.external_file) == []

@@ -49,9 +49,9 @@ REAL_HASHER = auth._HASHER
 def fast_hasher(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Argon2 at its real cost takes ~0.1 s a hash; only the test of the parameters puts it back.
     monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    auth._dummy_hash.cache_clear()
+    auth.dummy_hash.cache_clear()
     yield
-    auth._dummy_hash.cache_clear()
+    auth.dummy_hash.cache_clear()
 
 
 def clock_at(now: datetime):  # type: ignore[no-untyped-def]

@@ -173,7 +173,7 @@ def _triggers(engine_: Engine) -> set[str]:
     if engine_.dialect.name == "postgresql":
         sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = 'audit_entry'::regclass"
     else:
-        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_entry'"
     with engine_.connect() as connection:
         return set(connection.execute(text(sql)).scalars())
 

@@ -74,8 +74,8 @@ def test_list_versions_oldest_first(session_factory: SessionFactory, now: dateti
 def test_set_serving_switches_exclusively(session_factory: SessionFactory, now: datetime) -> None:
     # Prepare
     with session_factory.begin() as session:
-        for version in ["v1", "v2"]:
-            model_versions.register(session, version=version, card={}, weights_sha256="1" * 64, now=now)
+        for version, digit in [("v1", "1"), ("v2", "2")]:
+            model_versions.register(session, version=version, card={}, weights_sha256=digit * 64, now=now)
         before = model_versions.serving(session)
 
     # Execute

@@ -1,0 +1,91 @@
+"""A promotion while ``vigil predict`` streams in another process: no prediction fails, none is lost,
+and every stored prediction carries the version that was serving when it was stored.
+
+The order is read from the audit ledger (one entry per stored prediction, and the promotion's own
+entry, all in commit order): every prediction entry before ``model_promoted`` names the old
+version, every one after it the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.audit.events import AuditAction
+from core.sampledata import generate_cohort
+from core.services import deployment, ingestion
+from core.store import audit_log, model_versions, studies
+from tests.ui.installation import DEMO_PASSWORDS, TEST_MODEL_VERSION, build_installation, clock
+from tests.ui.test_deployment_page import CHALLENGER, _challenger_with_a_passing_gate
+
+NEW_STUDIES = 12  # per site: 60 studies arrive, scored one per transaction
+
+
+def _prediction_entries(sf: object) -> list[tuple[str, str]]:
+    with sf() as session:  # type: ignore[operator]
+        return [
+            (str(e.action), str(e.payload.get("model_version", e.subject)))
+            for e in audit_log.iter_entries(session)
+            if str(e.action) in (AuditAction.PREDICTION_MADE.value, AuditAction.MODEL_PROMOTED.value)
+        ]
+
+
+def test_a_promotion_during_a_prediction_stream(tmp_path: Path) -> None:
+    inst = build_installation(tmp_path / "inst")
+    _challenger_with_a_passing_gate(inst)
+    sf = inst.session_factory()
+    arrivals = tmp_path / "arrivals"
+    generate_cohort(arrivals, seed=5, studies_per_site=NEW_STUDIES)
+    for site_dir in sorted((arrivals / "dicom").iterdir()):
+        ingestion.ingest_paths(sf, [site_dir], site=site_dir.name, dicom_dir=inst.home / "dicom", actor="t", now=clock)
+    config = tmp_path / "vigil.toml"
+    config.write_text("[vigil]\nbatch_size = 1\n")
+    env = {**os.environ, **inst.env, "VIGIL_CONFIG": str(config)}
+    with sf() as session:
+        old = model_versions.get_by_version(session, TEST_MODEL_VERSION).id
+    before = len([p for p in _prediction_entries(sf) if p[1] == TEST_MODEL_VERSION])
+
+    stream = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from core.cli import main; sys.exit(main(sys.argv[1:]))",
+            "predict",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(_prediction_entries(sf)) < before + 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    deployment.promote(
+        sf,
+        CHALLENGER,
+        signer="cmio",
+        password=DEMO_PASSWORDS["cmio"],
+        models_dir=inst.home / "models",
+        actor="cmio",
+        now=clock,
+    )
+    out, err = stream.communicate(timeout=300)
+
+    assert stream.returncode == 0, err
+    entries = _prediction_entries(sf)[before:]
+    switch = entries.index((AuditAction.MODEL_PROMOTED.value, CHALLENGER))
+    assert switch >= 5, "the promotion came after the stream had started"
+    assert {v for _, v in entries[:switch]} == {TEST_MODEL_VERSION}
+    assert {v for _, v in entries[switch + 1 :]} == {CHALLENGER}
+    with sf() as session:
+        new = model_versions.get_by_version(session, CHALLENGER).id
+        missing_new = studies.instances_without_prediction(session, new)
+    assert missing_new == [], "every stored instance ends with a prediction from the serving version"
+    reply = json.loads(out)
+    assert old != new and reply["model_version"] == CHALLENGER
+    assert [r["model_version"] for r in reply["superseded"]] == [TEST_MODEL_VERSION]

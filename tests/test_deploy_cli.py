@@ -1,0 +1,96 @@
+"""``vigil deploy``, ``vigil holdout``, ``vigil model tag``, ``vigil validate-change`` and ``vigil train --from``:
+bad input is refused with exit 2 and a line naming it, before anything is switched or trained."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.cli_home import point_vigil_at, run_json
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = point_vigil_at(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["deploy", "history", "--site", "riverside"], "--site and --at together"),
+        (["deploy", "history", "--site", "riverside", "--at", "2026-12-05T10:00"], "needs a zone"),
+        (["deploy", "history", "--site", "riverside", "--at", "yesterday"], "'yesterday'"),
+        (["deploy", "history", "--site", "nowhere", "--at", "2026-12-05T10:00Z"], "unknown site: 'nowhere'"),
+        (["deploy", "rollback", "--reason", "x"], "no earlier version to roll back to"),
+        (["deploy", "rollback", "--reason", "   "], "--reason must be 1 to 2000 characters"),
+        (["holdout", "lock", "--fraction", "1.5"], "'1.5'"),
+        (["holdout", "lock", "--fraction", "nan"], "'nan'"),
+        (["model", "tag", "nope", "K123"], "'nope'"),
+        (["train", "--from", "cxr-nodule-1.0.0"], "--from needs --version"),
+        (["train"], "give --cohort and --out"),
+        (["validate-change", "nope"], "'nope'"),
+    ],
+)
+def test_bad_input_exits_2_naming_it(
+    home: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    code, out, err = run_json(capsys, *argv)
+    assert code == 2 and out == {} and needle in err, err
+
+
+def test_promoting_an_unregistered_version_switches_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, "vigil-demo-cmio\n")
+    code, _, err = run_json(capsys, "deploy", "promote", "nope", "--signer", "cmio", "--password-stdin")
+    assert code == 2 and "'nope'" in err
+    _, status, _ = run_json(capsys, "deploy", "status")
+    assert status["serving"] is None
+
+
+def test_a_tag_with_control_characters_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_json(capsys, "model", "tag", "whatever", "K1\x1b[31m")
+    assert code == 2 and "invalid tag" in err and "\x1b" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("not toml [", "not TOML"),
+        (
+            '[plan]\nid = "x"\nversion = "1"\nallowed_modifications = ["retrain"]\n'
+            "[acceptance]\nsite_auc_margn = 0.1\n",
+            "site_auc_margn",
+        ),
+    ],
+)
+def test_a_plan_that_does_not_parse_exits_2_naming_it(
+    home: Path, capsys: pytest.CaptureFixture[str], text: str, needle: str
+) -> None:
+    plan = home / "plan.toml"
+    plan.write_text(text)
+    code, _, err = run_json(capsys, "validate-change", "whatever", "--plan", str(plan))
+    assert code == 2 and needle in err, err
+
+
+def test_a_fifo_as_the_plan_is_refused_without_waiting(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = home / "plan.fifo"
+    os.mkfifo(fifo)
+    code, _, err = run_json(capsys, "validate-change", "whatever", "--plan", str(fifo))
+    assert code == 2 and "plan.fifo" in err
+
+
+def test_status_and_history_on_a_new_installation(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, status, _ = run_json(capsys, "deploy", "status")
+    hcode, history, _ = run_json(capsys, "deploy", "history")
+    assert code == 0 and status == {"serving": None, "slot": None, "rollback_to": None}
+    assert hcode == 0 and history == {"deployments": []}

@@ -1,0 +1,130 @@
+"""The Deployment page, headless (AppTest): what each role sees, a signed promotion, a rollback.
+
+The challenger here is the installation's random model with nudged weights, and its passing gate
+run is stored directly: the gate itself runs for real in ``tests/core/services``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from streamlit.testing.v1 import AppTest
+
+from core.models.card import ModelCard, write_card
+from core.models.loading import sha256_file
+from core.services import models
+from core.services.permissions import Role
+from core.store import audit_log, change_validations, model_versions
+from tests.ui.conftest import count_elements
+from tests.ui.installation import DEMO_PASSWORDS, TEST_MODEL_VERSION, Installation, clock
+
+App = Callable[[Role | None], AppTest]
+PAGE = "pages/deployment.py"
+CHALLENGER = "test-random-0.2"
+
+
+def _open(app: App, role: Role) -> AppTest:
+    at = app(role)
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _challenger_with_a_passing_gate(inst: Installation) -> None:
+    sf = inst.session_factory()
+    models_dir = inst.home / "models"
+    source = inst.home / "variant"
+    source.mkdir()
+    state = torch.load(models_dir / TEST_MODEL_VERSION / "weights.pt", weights_only=True)
+    first = next(iter(state))
+    state[first] = state[first] + 1e-3
+    torch.save(state, source / "weights.pt")
+    base = models.get_card(sf, TEST_MODEL_VERSION).to_dict()
+    card = ModelCard.from_dict(
+        {
+            **base,
+            "version": CHALLENGER,
+            "parent_version": TEST_MODEL_VERSION,
+            "weights": {"path": "weights.pt", "sha256": sha256_file(source / "weights.pt")},
+        }
+    )
+    write_card(card, source / "card.json")
+    models.register_model(sf, card, source_dir=source, models_dir=models_dir, actor="t", now=clock)
+    with sf.begin() as session:
+        champion = model_versions.get_by_version(session, TEST_MODEL_VERSION)
+        challenger = model_versions.get_by_version(session, CHALLENGER)
+        change_validations.add(
+            session,
+            challenger_id=challenger.id,
+            champion_id=champion.id,
+            plan_id="test",
+            plan_version="1",
+            plan_sha256="0" * 64,
+            holdout_sha256="1" * 64,
+            passed=True,
+            significant_change=False,
+            report={"passed": True, "failed": [], "criteria": [], "sites": []},
+            actor="t",
+            now=clock(),
+        )
+
+
+def _serving(inst: Installation) -> str:
+    with inst.session_factory()() as session:
+        rec = model_versions.serving(session)
+    assert rec is not None
+    return rec.version
+
+
+def test_each_role_that_may_sees_the_serving_version_and_the_history(app: App) -> None:
+    for role in (Role.CMIO, Role.ML_ENGINEER, Role.ADMIN, Role.AUDITOR):
+        at = _open(app, role)
+        assert [t.value for t in at.title] == ["Deployment"]
+        assert at.metric[0].value == TEST_MODEL_VERSION
+        assert count_elements(at) <= 200
+        forms = {b.label for b in at.button}
+        assert ("Sign and promote" in forms) is False  # nothing has passed a gate yet
+
+
+def test_the_cmio_signs_a_promotion_and_a_wrong_password_switches_nothing(app: App, installation: Installation) -> None:
+    _challenger_with_a_passing_gate(installation)
+    at = _open(app, Role.CMIO)
+    at.text_input[0].set_value("not my password")
+    next(b for b in at.button if b.label == "Sign and promote").click().run()
+    assert "signature by 'cmio' refused" in " ".join(e.value for e in at.error)
+    assert _serving(installation) == TEST_MODEL_VERSION
+
+    at.text_input[0].set_value(DEMO_PASSWORDS["cmio"])
+    next(b for b in at.button if b.label == "Sign and promote").click().run()
+
+    assert not at.exception, at.exception
+    assert _serving(installation) == CHALLENGER
+    assert f"{CHALLENGER} now serves" in " ".join(s.value for s in at.success)
+    assert at.metric[0].value == CHALLENGER  # the page shows the new state, not the old one
+    with installation.session_factory()() as session:
+        last = audit_log.last_entry(session)
+    assert last is not None and str(last.action) == "model_promoted" and last.actor == "cmio"
+
+
+def test_an_ml_engineer_rolls_back_but_cannot_promote(app: App, installation: Installation) -> None:
+    _challenger_with_a_passing_gate(installation)
+    signer = _open(app, Role.CMIO)
+    signer.text_input[0].set_value(DEMO_PASSWORDS["cmio"])
+    next(b for b in signer.button if b.label == "Sign and promote").click().run()
+
+    at = _open(app, Role.ML_ENGINEER)
+    assert "Sign and promote" not in {b.label for b in at.button}
+    at.text_input[0].set_value("readers report missed nodules")
+    next(b for b in at.button if b.label == f"Roll back to {TEST_MODEL_VERSION}").click().run()
+
+    assert not at.exception, at.exception
+    assert _serving(installation) == TEST_MODEL_VERSION
+    assert "Rolled back" in " ".join(s.value for s in at.success)
+
+
+def test_the_gate_report_downloads_as_html(app: App, installation: Installation) -> None:
+    _challenger_with_a_passing_gate(installation)
+    at = _open(app, Role.AUDITOR)
+    assert any("validation" in str(s.options) for s in at.selectbox) or at.selectbox
+    assert "Sign and promote" not in {b.label for b in at.button}

@@ -1,0 +1,277 @@
+"""The Deployment page's parts: what serves, the registry, gate reports, promote with a signature, roll back.
+
+Nothing is cached: this page decides what serves patients, and must show the store as it is.
+After a switch the page reruns from the store, so the status, the tables and the history all
+show the new state together, and a confirmation names what changed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Final
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import VigilError
+from core.models.finetune import FinetuneConfig
+from core.services import change_control, deployment, retrain, sites
+from core.services.deployment import DeploymentOverview
+from core.services.permissions import Permission, SignedInUser, can
+from ui import resources
+
+__all__ = [
+    "gate_form",
+    "gate_reports",
+    "history_section",
+    "load",
+    "promote_form",
+    "proposals_section",
+    "registry_table",
+    "rollback_form",
+    "status",
+]
+
+_DONE: Final = "vigil.deployment.done"
+
+
+def load(user: SignedInUser) -> DeploymentOverview:
+    """The page's data, read fresh on every run."""
+    return deployment.overview(resources.read_session_factory(), user)
+
+
+def status(view: DeploymentOverview) -> None:
+    """What serves now, from which slot, and where a rollback would return; the last switch's confirmation."""
+    if (done := st.session_state.pop(_DONE, None)) is not None:
+        ok, text = done
+        if ok:
+            st.success(text, icon=":material/check_circle:")
+        else:
+            st.warning(text, icon=":material/block:")
+    current = view.serving
+    if current is None:
+        st.info("No version is serving yet: `vigil init` registers the bundled model.")
+        return
+    cols = st.columns(3)
+    cols[0].metric("Serving", current.version)
+    cols[1].metric("Slot", current.slot)
+    cols[2].metric("A rollback returns to", view.rollback_to or "nothing")
+    signed = f", signed by {current.signer} ({current.signature_meaning})" if current.signer else ""
+    st.caption(f"Since {current.switched_at:%Y-%m-%d %H:%M:%S} UTC by {current.action}{signed}.")
+
+
+def registry_table(view: DeploymentOverview) -> None:
+    """Every registered version with its lineage, tags and content address."""
+    st.subheader("Registered versions")
+    serving = view.serving.version if view.serving else None
+    rows = [
+        {
+            "#": r.number,
+            "version": r.version,
+            "parent": r.card.get("parent_version") or "",
+            "serving": "serving" if r.version == serving else "",
+            "tags": ", ".join(view.tags.get(r.version, ())),
+            "content address": (r.content_sha256 or "")[:16],
+            "registered (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+        }
+        for r in view.versions
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def gate_reports(user: SignedInUser, view: DeploymentOverview) -> None:
+    """The change-control gate runs, newest first, with the chosen report as a download."""
+    st.subheader("Change-control gate runs")
+    if not view.validations:
+        st.caption("No gate run yet: `vigil validate-change CHALLENGER` evaluates one on the locked hold-out.")
+        return
+    rows = [
+        {
+            "id": v.id,
+            "challenger": v.challenger,
+            "against": v.champion,
+            "result": "passed" if v.passed else "FAILED",
+            "failed criteria": "; ".join(v.failed),
+            "significant change": "yes" if v.significant_change else "",
+            "when (UTC)": f"{v.created_at:%Y-%m-%d %H:%M}",
+        }
+        for v in view.validations
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    chosen = st.selectbox("Report", [v.id for v in view.validations], format_func=lambda i: f"validation {i}")
+    if chosen is not None:
+        html = deployment.validation_html(resources.read_session_factory(), user, int(chosen))
+        st.download_button(
+            "Download the report (HTML)", html, file_name=f"change-control-{chosen}.html", mime="text/html"
+        )
+
+
+def promote_form(user: SignedInUser, view: DeploymentOverview) -> None:
+    """Promote a version that passed its gate, under the signed-in approver's electronic signature."""
+    if not can(user, Permission.APPROVE_DEPLOYMENT):
+        return
+    st.subheader("Promote")
+    candidates = view.promotable()
+    if not candidates:
+        st.caption("No version has passed its gate against the serving version.")
+        return
+    with st.form("vigil-promote", clear_on_submit=True):
+        version = st.selectbox("Version", candidates)
+        st.markdown(
+            f"**Electronic signature.** Signing as **{user.username}**, meaning "
+            f"**{deployment.SIGNATURE_MEANING}**; the date and time are recorded with it."
+        )
+        password = st.text_input("Your password", type="password")
+        submitted = st.form_submit_button("Sign and promote", type="primary")
+    if submitted and version is not None:
+        try:
+            record = deployment.promote_as(
+                resources.session_factory(),
+                user,
+                str(version),
+                password,
+                models_dir=resources.settings().home / "models",
+                now=resources.utc_now,
+            )
+        except VigilError as exc:
+            st.error(str(exc))
+            return
+        st.session_state[_DONE] = (
+            True,
+            f"{record.version} now serves (slot {record.slot}); signed by {record.signer}.",
+        )
+        st.rerun()
+
+
+def rollback_form(user: SignedInUser, view: DeploymentOverview) -> None:
+    """Return to the version that served before, with a reason."""
+    if not (can(user, Permission.APPROVE_DEPLOYMENT) or can(user, Permission.MANAGE_MODELS)):
+        return
+    st.subheader("Roll back")
+    if view.rollback_to is None:
+        st.caption("Nothing to roll back to.")
+        return
+    with st.form("vigil-rollback", clear_on_submit=True):
+        reason = st.text_input(f"Why return to {view.rollback_to}?")
+        submitted = st.form_submit_button(f"Roll back to {view.rollback_to}")
+    if submitted:
+        try:
+            record = deployment.rollback_as(
+                resources.session_factory(),
+                user,
+                reason=reason,
+                models_dir=resources.settings().home / "models",
+                now=resources.utc_now,
+            )
+        except VigilError as exc:
+            st.error(str(exc))
+            return
+        st.session_state[_DONE] = (True, f"Rolled back: {record.version} serves again (slot {record.slot}).")
+        st.rerun()
+
+
+def history_section(user: SignedInUser, view: DeploymentOverview) -> None:
+    """Every switch, and which version served a site at a moment."""
+    st.subheader("Deployment history")
+    rows = [
+        {
+            "when (UTC)": f"{d.switched_at:%Y-%m-%d %H:%M:%S}",
+            "action": d.action,
+            "version": d.version,
+            "was": d.previous_version or "",
+            "slot": d.slot,
+            "by": d.switched_by,
+            "signed by": d.signer or "",
+            "reason": d.reason,
+        }
+        for d in reversed(view.history)
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    names = [s.name for s in sites.list_sites(resources.read_session_factory())]
+    if not names:
+        return
+    cols = st.columns(3)
+    site = cols[0].selectbox("Which version served", names)
+    day = cols[1].date_input("on (UTC)", value=datetime.now(UTC).date())
+    clock = cols[2].time_input("at (UTC)", value=time(12, 0))
+    moment = datetime.combine(day, clock, tzinfo=UTC)
+    served = deployment.served_at(resources.read_session_factory(), site=str(site), at=moment)
+    d = served.deployment
+    st.write(
+        f"{site} at {moment:%Y-%m-%d %H:%M} UTC: "
+        + ("no version was serving yet." if d is None else f"**{d.version}** (since {d.switched_at:%Y-%m-%d %H:%M:%S})")
+    )
+
+
+def proposals_section(user: SignedInUser) -> None:
+    """Retraining proposed by confirmed drift incidents; an ML engineer starts one here."""
+    proposals = retrain.retrain_proposals(resources.read_session_factory())
+    if not proposals:
+        return
+    st.subheader("Proposed retraining")
+    for p in proposals:
+        st.markdown(
+            f"Incident **{p.incident_id}** at **{p.site}** ({p.family}) was confirmed by {p.acknowledged_by} "
+            f"on {p.acknowledged_at:%Y-%m-%d %H:%M} UTC: retrain **{p.parent}** on the labels of record outside "
+            "the locked hold-out, then run the gate."
+        )
+    if not can(user, Permission.MANAGE_MODELS):
+        return
+    with st.form("vigil-retrain"):
+        incident = st.selectbox("For incident", [p.incident_id for p in proposals])
+        version = st.text_input("Name of the challenger", placeholder="cxr-nodule-1.1.0")
+        submitted = st.form_submit_button("Retrain now")
+    if submitted and incident is not None:
+        chosen = next(p for p in proposals if p.incident_id == incident)
+        cfg = resources.settings()
+        try:
+            with st.spinner(f"Fine-tuning {chosen.parent} (minutes on a CPU)..."):
+                registered = retrain.retrain_as(
+                    resources.session_factory(),
+                    user,
+                    chosen.parent,
+                    version=version.strip(),
+                    seed=0,
+                    config=FinetuneConfig(),
+                    models_dir=cfg.home / "models",
+                    work_dir=cfg.home / "training",
+                    now=resources.utc_now,
+                    for_incident=chosen.incident_id,
+                )
+        except VigilError as exc:
+            st.error(str(exc))
+            return
+        st.session_state[_DONE] = (
+            True,
+            f"Registered challenger #{registered.number} {registered.version}; next: run the change-control gate.",
+        )
+        st.rerun()
+
+
+def gate_form(user: SignedInUser, view: DeploymentOverview) -> None:
+    """An ML engineer runs the change-control gate of a registered challenger against the serving version."""
+    if not can(user, Permission.MANAGE_MODELS) or view.serving is None:
+        return
+    challengers = [r.version for r in view.versions if r.version != view.serving.version]
+    if not challengers:
+        return
+    st.subheader("Run the change-control gate")
+    with st.form("vigil-gate"):
+        chosen = st.selectbox("Challenger", challengers)
+        st.caption(f"Against {view.serving.version}, on the locked hold-out, under the configured plan.")
+        submitted = st.form_submit_button("Run the gate")
+    if submitted and chosen is not None:
+        try:
+            with st.spinner("Scoring the hold-out with both versions..."):
+                result = change_control.validate_change_as(
+                    resources.session_factory(), user, str(chosen), settings=resources.settings(), now=resources.utc_now
+                )
+        except VigilError as exc:
+            st.error(str(exc))
+            return
+        verdict = "passed" if result.report.passed else "failed: " + "; ".join(result.report.failed)
+        st.session_state[_DONE] = (
+            result.report.passed,
+            f"Gate run {result.record.id} of {result.challenger} {verdict}.",
+        )
+        st.rerun()
