@@ -74,6 +74,10 @@ def _validate_change(args: argparse.Namespace) -> Outcome:
         f"  {'ok  ' if c.passed else 'skip' if c.passed is None else 'FAIL'} {c.name}: {c.detail}"
         for c in result.report.criteria
     ]
+    if (earlier := result.record.report.get("holdout_earlier_uses")) and isinstance(earlier, int):
+        lines.append(
+            f"  note: this hold-out was used by {earlier} earlier gate run(s); repeated looks judge too kindly"
+        )
     if result.report.significant_change:
         lines.append("  a significant change: it needs a new regulatory submission")
     return Outcome(data, "\n".join(lines), ok=result.report.passed)

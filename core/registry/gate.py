@@ -301,7 +301,8 @@ def evaluate_gate(
         _modification_criterion(plan, determination),
         *(_site_criterion(s, acc) for s in sites),
         _overall_criterion(overall, acc, n, n_pos),
-        _sensitivity_criterion(data, scores, champion, challenger, acc),
+        _rate_criterion(data, scores, acc, positives=True),
+        _rate_criterion(data, scores, acc, positives=False),
         _ece_criterion(champion, challenger, acc, n),
         *_explanation_criteria(acc, explanation_verdict),
     )
@@ -480,27 +481,42 @@ def _overall_criterion(cmp: AucComparison, acc: AcceptanceCriteria, n: int, n_po
     return CriterionResult("overall AUC non-inferior", passed, lower, bound, detail, source)
 
 
-def _sensitivity_criterion(
-    data: _Holdout, scores: HoldoutScores, champion: ModelFigures, challenger: ModelFigures, acc: AcceptanceCriteria
+def _rate_criterion(
+    data: _Holdout,
+    scores: HoldoutScores,
+    acc: AcceptanceCriteria,
+    *,
+    positives: bool,
 ) -> CriterionResult:
-    positives = data.y == 1
-    n_pos = int(positives.sum())
-    found_by_challenger = (data.challenger[positives] >= scores.challenger_threshold).astype(np.int64)
-    found_by_champion = (data.champion[positives] >= scores.champion_threshold).astype(np.int64)
-    diff = paired_proportion_difference(found_by_challenger, found_by_champion, confidence_level=acc.confidence)
-    bound = -acc.sensitivity_margin
+    """Paired non-inferiority of sensitivity (on the positives) or specificity (on the negatives).
+
+    Each model is read at its own operating threshold; a study counts as caught when the model's
+    call is right (score >= threshold for a positive, below it for a negative).
+    """
+    rate, cases = ("sensitivity", "positive") if positives else ("specificity", "negative")
+    margin = acc.sensitivity_margin if positives else acc.specificity_margin
+    chosen = data.y == (1 if positives else 0)
+    n = int(chosen.sum())
+    right_challenger = (data.challenger[chosen] >= scores.challenger_threshold) == positives
+    right_champion = (data.champion[chosen] >= scores.champion_threshold) == positives
+    diff = paired_proportion_difference(
+        right_challenger.astype(np.int64), right_champion.astype(np.int64), confidence_level=acc.confidence
+    )
+    bound = -margin
     passed = diff.lower > bound - _TOLERANCE  # NaN cannot pass
+    challenger_rate = float(np.mean(right_challenger)) if n else float("nan")
+    champion_rate = float(np.mean(right_champion)) if n else float("nan")
     detail = (
-        f"challenger sensitivity {challenger.sensitivity:.3f} at its threshold {challenger.threshold:g} against "
-        f"champion {champion.sensitivity:.3f} at {champion.threshold:g}: difference {diff.estimate:+.3f} "
-        f"({_ci_text(acc, diff.lower, diff.upper)}), {n_pos} positive studies: lower bound "
+        f"challenger {rate} {challenger_rate:.3f} at its threshold {scores.challenger_threshold:g} against "
+        f"champion {champion_rate:.3f} at {scores.champion_threshold:g}: difference {diff.estimate:+.3f} "
+        f"({_ci_text(acc, diff.lower, diff.upper)}), {n} {cases} studies: lower bound "
         f"{'above' if passed else 'not above'} {bound:+g}"
     )
     source = (
-        f"each model's own operating threshold (score >= threshold is positive) on the {n_pos} positives of "
+        f"each model's own operating threshold (score >= threshold is positive) on the {n} {cases} studies of "
         f"{_HOLDOUT}; Newcombe's paired interval of the difference"
     )
-    return CriterionResult("sensitivity at the operating point", passed, diff.lower, bound, detail, source)
+    return CriterionResult(f"{rate} at the operating point", passed, diff.lower, bound, detail, source)
 
 
 def _ece_criterion(

@@ -37,6 +37,16 @@ def _verdict(passed: Any) -> str:
     return '<span class="pass">PASS</span>' if passed else '<span class="fail">FAIL</span>'
 
 
+def _reuse(earlier: Any) -> str:
+    if not isinstance(earlier, int) or earlier == 0:
+        return ""
+    return (
+        f"<p><b>This hold-out was used by {earlier} earlier gate run(s).</b> Each look at the same studies "
+        "spends some of their independence: a challenger tuned after seeing earlier reports is judged "
+        "too kindly. Lock a fresh hold-out from newly labelled studies for a new line of changes.</p>"
+    )
+
+
 def render_gate_html(report: Mapping[str, Any], *, validation_id: int, created_at: str, report_sha256: str) -> str:
     """The page for one stored gate run.
 
@@ -65,6 +75,7 @@ def render_gate_html(report: Mapping[str, Any], *, validation_id: int, created_a
         f"(SHA-256 {escape(str(plan.get('sha256')))}); hold-out SHA-256 "
         f"{escape(str(report.get('holdout_sha256', '?')))}, {report.get('n')} studies "
         f"({report.get('n_positive')} positive). Synthetic demonstration data.</small></p>",
+        _reuse(report.get("holdout_earlier_uses")),
         "<h2>Criteria</h2><table><tr><th>criterion</th><th>result</th><th>value</th><th>bound</th>"
         "<th>detail and source</th></tr>",
     ]

@@ -86,6 +86,9 @@ class AcceptanceCriteria:
     sensitivity_margin : float
         In [0, 1): the lower bound of the paired (Newcombe) CI of challenger − champion sensitivity,
         each at its own threshold, must lie above −margin.
+    specificity_margin : float
+        In [0, 1): the same on the negatives, so that a threshold cannot buy sensitivity with
+        false positives unnoticed.
     max_ece : float
         τ in (0, 1]: the challenger's expected calibration error must be ≤ τ.
     ece_bins : int
@@ -104,6 +107,7 @@ class AcceptanceCriteria:
     site_auc_margin: float = 0.05
     overall_auc_margin: float = 0.02
     sensitivity_margin: float = 0.05
+    specificity_margin: float = 0.05
     max_ece: float = 0.10
     ece_bins: int = 10
     confidence: float = 0.95
@@ -333,6 +337,7 @@ _REAL_RANGES: Final[dict[str, tuple[float, bool, float, bool]]] = {
     "site_auc_margin": (0.0, False, 0.5, False),
     "overall_auc_margin": (0.0, True, 0.5, False),
     "sensitivity_margin": (0.0, True, 1.0, False),
+    "specificity_margin": (0.0, True, 1.0, False),
     "max_ece": (0.0, False, 1.0, True),
     "confidence": (0.5, False, 1.0, False),
 }

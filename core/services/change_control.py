@@ -209,6 +209,8 @@ def _store(  # noqa: PLR0913 - everything one gate run records
     for c in cases:
         sites[c.site] = sites.get(c.site, 0) + 1
     with session_factory.begin() as session:
+        # Every look at the same hold-out spends some of its independence: say how many came before.
+        prior = change_validations.count_holdout_uses(session, held)
         audit_log.append(
             session,
             actor=actor,
@@ -218,6 +220,7 @@ def _store(  # noqa: PLR0913 - everything one gate run records
                 "purpose": "change-control gate",
                 "holdout_sha256": held,
                 "n": len(cases),
+                "earlier_uses": prior,
                 "per_site": dict(sorted(sites.items())),
                 "champion": champ.version,
                 "champion_scores_sha256": _vector_sha256(np.asarray(scores.champion)),
@@ -235,7 +238,7 @@ def _store(  # noqa: PLR0913 - everything one gate run records
             holdout_sha256=held,
             passed=report.passed,
             significant_change=report.significant_change,
-            report={**data, "plan_file": plan.to_dict()},
+            report={**data, "plan_file": plan.to_dict(), "holdout_earlier_uses": prior},
             actor=actor,
             now=now(),
         )

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.audit.chain import canonical_json
 from core.store.tables import ChangeValidationRow
 from core.types import JSONObject
 
-__all__ = ["ValidationRecord", "add", "get", "latest_for", "list_all"]
+__all__ = ["ValidationRecord", "add", "count_holdout_uses", "get", "latest_for", "list_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +119,13 @@ def list_all(session: Session) -> list[ValidationRecord]:
     """Every gate run, newest first."""
     query = select(ChangeValidationRow).order_by(ChangeValidationRow.id.desc())
     return [ValidationRecord.from_row(row) for row in session.scalars(query)]
+
+
+def count_holdout_uses(session: Session, holdout_sha256: str) -> int:
+    """How many stored gate runs were judged on the hold-out with this SHA-256."""
+    query = (
+        select(func.count())
+        .select_from(ChangeValidationRow)
+        .where(ChangeValidationRow.holdout_sha256 == holdout_sha256)
+    )
+    return int(session.scalars(query).one())

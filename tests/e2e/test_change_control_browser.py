@@ -36,6 +36,7 @@ allowed_modifications = ["retrain", "threshold"]
 site_auc_margin = 0.45
 overall_auc_margin = 0.45
 sensitivity_margin = 0.9
+specificity_margin = 0.9
 max_ece = 1.0
 min_site_positives = 2
 min_site_negatives = 2

@@ -31,20 +31,20 @@ def _open(app: App, role: Role) -> AppTest:
     return at
 
 
-def _challenger_with_a_passing_gate(inst: Installation) -> None:
+def _challenger_with_a_passing_gate(inst: Installation, name: str = CHALLENGER, nudge: float = 1e-3) -> None:
     sf = inst.session_factory()
     models_dir = inst.home / "models"
-    source = inst.home / "variant"
+    source = inst.home / f"variant-{name}"
     source.mkdir()
     state = torch.load(models_dir / TEST_MODEL_VERSION / "weights.pt", weights_only=True)
     first = next(iter(state))
-    state[first] = state[first] + 1e-3
+    state[first] = state[first] + nudge
     torch.save(state, source / "weights.pt")
     base = models.get_card(sf, TEST_MODEL_VERSION).to_dict()
     card = ModelCard.from_dict(
         {
             **base,
-            "version": CHALLENGER,
+            "version": name,
             "parent_version": TEST_MODEL_VERSION,
             "weights": {"path": "weights.pt", "sha256": sha256_file(source / "weights.pt")},
         }
@@ -53,7 +53,7 @@ def _challenger_with_a_passing_gate(inst: Installation) -> None:
     models.register_model(sf, card, source_dir=source, models_dir=models_dir, actor="t", now=clock)
     with sf.begin() as session:
         champion = model_versions.get_by_version(session, TEST_MODEL_VERSION)
-        challenger = model_versions.get_by_version(session, CHALLENGER)
+        challenger = model_versions.get_by_version(session, name)
         change_validations.add(
             session,
             challenger_id=challenger.id,

@@ -114,6 +114,7 @@ def test_a_genuine_challenger_passes_at_every_site(plan: ChangePlan, seed: int) 
         *(f"site AUC non-inferior: {s}" for s in SITES),
         "overall AUC non-inferior",
         "sensitivity at the operating point",
+        "specificity at the operating point",
         "calibration (ECE)",
         "explanation report",
     }
@@ -188,6 +189,19 @@ def test_a_subgroup_scored_under_the_threshold_fails_sensitivity(plan: ChangePla
     assert report.failed == ("sensitivity at the operating point",)
     assert report.challenger.sensitivity < report.champion.sensitivity
     assert report.challenger.auc > report.champion.auc
+
+
+def test_a_threshold_that_buys_sensitivity_with_false_positives_fails_specificity(plan: ChangePlan) -> None:
+    # Prepare: the genuine challenger read at a threshold so low that nearly every study is called positive.
+    cohort = _cohort(0)
+    scores = replace(cohort.holdout(cohort.genuine()), challenger_threshold=0.02)
+
+    # Execute
+    report = _gate(plan, scores)
+
+    # Assert: sensitivity holds, the AUCs hold, specificity is named
+    assert report.failed == ("specificity at the operating point",)
+    assert report.challenger.specificity < report.champion.specificity
 
 
 def test_a_miscalibrated_challenger_with_equal_auc_fails_calibration(plan: ChangePlan) -> None:

@@ -49,6 +49,7 @@ allowed_modifications = ["retrain", "threshold"]
 site_auc_margin = 0.45
 overall_auc_margin = 0.45
 sensitivity_margin = 0.9
+specificity_margin = 0.9
 max_ece = 1.0
 min_site_positives = 2
 min_site_negatives = 2
@@ -131,6 +132,18 @@ def test_the_gate_runs_on_the_holdout_and_is_stored_and_audited(loop: Loop) -> N
     assert result.report.n == len(cases) and result.report.passed, result.report.failed
     assert result.champion == BUNDLED and len(result.report.sites) >= 2
     assert _actions(loop.sf)[-2:] == [AuditAction.HOLDOUT_USED.value, AuditAction.CHANGE_VALIDATED.value]
+
+
+def test_a_second_look_at_the_same_holdout_is_counted_and_said(loop: Loop) -> None:
+    from core.services.deployment import validation_html
+    from core.services.permissions import Role, SignedInUser
+
+    again = change_control.validate_change(
+        loop.sf, CHALLENGER, plan=_lenient(), models_dir=loop.models_dir, actor="mlengineer", now=loop.clock
+    )
+    html = validation_html(loop.sf, SignedInUser("auditor", Role.AUDITOR), again.record.id)
+    assert again.record.report["holdout_earlier_uses"] >= 1
+    assert "earlier gate run" in html and CHALLENGER in html
 
 
 def test_a_wrong_password_or_a_role_that_may_not_approve_switches_nothing(loop: Loop) -> None:

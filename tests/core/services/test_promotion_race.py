@@ -18,7 +18,7 @@ from pathlib import Path
 from core.audit.events import AuditAction
 from core.sampledata import generate_cohort
 from core.services import deployment, ingestion
-from core.store import audit_log, model_versions, studies
+from core.store import audit_log, deployments, model_versions, studies
 from tests.ui.installation import DEMO_PASSWORDS, TEST_MODEL_VERSION, build_installation, clock
 from tests.ui.test_deployment_page import CHALLENGER, _challenger_with_a_passing_gate
 
@@ -89,3 +89,35 @@ def test_a_promotion_during_a_prediction_stream(tmp_path: Path) -> None:
     reply = json.loads(out)
     assert old != new and reply["model_version"] == CHALLENGER
     assert [r["model_version"] for r in reply["superseded"]] == [TEST_MODEL_VERSION]
+
+
+def test_two_promotions_at_once_switch_exactly_once(tmp_path: Path) -> None:
+    inst = build_installation(tmp_path / "inst")
+    _challenger_with_a_passing_gate(inst, "rival-a", 1e-3)
+    _challenger_with_a_passing_gate(inst, "rival-b", 2e-3)
+    env = {**os.environ, **inst.env}
+    env.pop("VIGIL_CONFIG", None)
+    vigil = "import sys; from core.cli import main; sys.exit(main(sys.argv[1:]))"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", vigil, "deploy", "promote", name, "--signer", "cmio", "--password-stdin", "--json"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("rival-a", "rival-b")
+    ]
+    results = [p.communicate(DEMO_PASSWORDS["cmio"] + "\n", timeout=120) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+
+    sf = inst.session_factory()
+    with sf() as session:
+        history = deployments.history(session)
+        serving = model_versions.serving(session)
+    assert codes == [0, 2], results
+    assert [d.action for d in history] == ["initial", "promote"]
+    assert serving is not None and serving.version == history[-1].version
+    refused = next(err for (_, err), p in zip(results, procs, strict=True) if p.returncode == 2)
+    assert "nothing switched" in refused
