@@ -37,6 +37,7 @@ __all__ = [
     "UnknownUserError",
     "PermissionDeniedError",
     "SignInFailedError",
+    "SignInThrottledError",
     "WeakPasswordError",
     "UnknownRoleError",
     "PixelsUnreadableError",
@@ -265,6 +266,14 @@ class SignInFailedError(BadInputError):
 
     def __init__(self) -> None:
         super().__init__("sign-in failed: unknown username or wrong password")
+
+
+class SignInThrottledError(BadInputError):
+    """Too many failed sign-ins for the typed username or the client address: refused unchecked for a while."""
+
+    def __init__(self, wait_s: int) -> None:
+        super().__init__(f"too many failed sign-ins: try again in {wait_s} s")
+        self.wait_s = wait_s
 
 
 class WeakPasswordError(BadInputError):

@@ -12,7 +12,7 @@ from typing import Final
 
 import streamlit as st
 
-from core.errors import SignInFailedError
+from core.errors import SignInFailedError, SignInThrottledError
 from core.services import auth as auth_service
 from core.services.permissions import Permission, SignedInUser, can
 from ui import resources
@@ -45,13 +45,27 @@ def sign_in(username: str, password: str) -> str | None:
     The message is the same for an unknown user and a wrong password.
     """
     try:
-        user = auth_service.sign_in(resources.session_factory(), username, password, now=resources.utc_now)
+        user = auth_service.sign_in(
+            resources.session_factory(),
+            username,
+            password,
+            now=resources.utc_now,
+            client_address=_client_address(),
+        )
     except SignInFailedError:
         return "Sign-in failed: unknown username or wrong password."
+    except SignInThrottledError as exc:
+        return f"Too many failed sign-ins. Try again in {exc.wait_s} seconds."
     st.session_state.clear()  # nothing of a previous user survives into this one's session
     st.session_state[_USER] = user
     st.session_state[_SEEN] = time.monotonic()
     return None
+
+
+def _client_address() -> str | None:
+    """The browser's address as the server sees it (None where there is none, as in headless tests)."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else None
 
 
 def sign_out() -> None:

@@ -9,22 +9,42 @@ the database write lock is never held for the ~0.1 s a hash takes.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from functools import cache
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from core.audit.events import AuditAction
-from core.errors import BadInputError, SignInFailedError, UnknownRoleError, UnknownUserError, WeakPasswordError
+from core.errors import (
+    BadInputError,
+    SignInFailedError,
+    SignInThrottledError,
+    UnknownRoleError,
+    UnknownUserError,
+    WeakPasswordError,
+)
+from core.services.auth_throttle import (
+    ADDRESS_POLICY,
+    USER_POLICY,
+    ThrottlePolicy,
+    ThrottleState,
+    after_failure,
+    remaining_lock,
+)
 from core.services.permissions import Permission, Role, SignedInUser, parse_role, require
-from core.store import audit_log, users
-from core.store.engine import SessionFactory
+from core.store import audit_log, sign_in_throttle, users
+from core.store.engine import SessionFactory, write_with_retries
 from core.store.users import UserRecord
+from core.types import JSONValue
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = [
     "DEMO_USERS",
@@ -126,9 +146,20 @@ def check_password_policy(password: str, *, username: str) -> None:
 
 
 def sign_in(
-    session_factory: SessionFactory, username: str, password: str, *, now: Callable[[], datetime]
+    session_factory: SessionFactory,
+    username: str,
+    password: str,
+    *,
+    now: Callable[[], datetime],
+    client_address: str | None = None,
 ) -> SignedInUser:
-    """Check a username and password and audit the attempt either way.
+    """Check a username and password, throttled and audited.
+
+    A key (the typed username, and the client address when known) that failed too often in a
+    row is locked for a while that doubles with each further failure (``core.services.auth_throttle``);
+    while locked, an attempt is refused without looking at the password, counted, and reported in
+    the next entry for that key, so repeated failures cost audit rows only as fast as the locks let
+    them through.
 
     Parameters
     ----------
@@ -136,6 +167,8 @@ def sign_in(
         As typed; surrounding spaces are removed, and at most 64 characters are recorded.
     password : str
         Never stored, logged or echoed.
+    client_address : str, optional
+        The client's network address (the app passes ``st.context.ip_address``).
 
     Returns
     -------
@@ -144,11 +177,21 @@ def sign_in(
 
     Raises
     ------
+    SignInThrottledError
+        A key is locked; nothing was checked, and no audit row is written (the attempt is counted).
     SignInFailedError
         Unknown user, wrong password or an account with an unknown role; the message and the
         time taken are the same in every case. A ``login_failed`` entry is written first.
     """
     name = username.strip()[:64]
+    keys = _throttle_keys(name, client_address)
+    moment = now()
+    with session_factory() as session:
+        stored = sign_in_throttle.read(session, keys)
+    wait = max((remaining_lock(_state(r), moment) for r in stored.values()), default=timedelta(0))
+    if wait > timedelta(0):
+        write_with_retries(session_factory, lambda s: _count_refusal(s, keys, moment))
+        raise SignInThrottledError(math.ceil(wait.total_seconds()))
     with session_factory() as session:
         try:
             record: UserRecord | None = users.get_user(session, name) if name else None
@@ -157,18 +200,76 @@ def sign_in(
     too_long = len(password) > MAX_PASSWORD_LENGTH
     matches = verify_password(record.password_hash if record else dummy_hash(), password[:MAX_PASSWORD_LENGTH])
     user = _signed_in(record) if (record is not None and matches and not too_long) else None
-    with session_factory.begin() as session:
-        audit_log.append(
-            session,
-            actor=ANONYMOUS_ACTOR if user is None else user.username,
-            action=AuditAction.LOGIN_FAILED if user is None else AuditAction.LOGIN_SUCCEEDED,
-            subject=name,
-            payload={"username": name} if user is None else {"username": name, "role": user.role.value},
-            recorded_at=now().isoformat(),
-        )
+    write_with_retries(
+        session_factory, lambda s: _record_attempt(s, name, keys, user, moment, client_address=client_address)
+    )
     if user is None:
         raise SignInFailedError()
     return user
+
+
+def _throttle_keys(name: str, client_address: str | None) -> dict[str, ThrottlePolicy]:
+    keys = {f"user:{name.lower()}": USER_POLICY}
+    if client_address:
+        keys[f"address:{client_address[:150]}"] = ADDRESS_POLICY
+    return keys
+
+
+def _state(record: sign_in_throttle.ThrottleRecord | None) -> ThrottleState:
+    if record is None:
+        return ThrottleState()
+    return ThrottleState(record.failures, record.locked_until, record.refused)
+
+
+def _count_refusal(session: Session, keys: Mapping[str, ThrottlePolicy], moment: datetime) -> None:
+    """Count a refused attempt on every key that is locked (reported in the key's next entry)."""
+    for record in sign_in_throttle.read(session, keys, for_update=True).values():
+        if remaining_lock(_state(record), moment):
+            sign_in_throttle.save(session, replace(record, refused=record.refused + 1), now=moment)
+
+
+def _record_attempt(  # noqa: PLR0913 - one attempt's every fact
+    session: Session,
+    name: str,
+    keys: Mapping[str, ThrottlePolicy],
+    user: SignedInUser | None,
+    moment: datetime,
+    *,
+    client_address: str | None,
+) -> None:
+    """The attempt's audit entry and the keys' new counters, in one transaction."""
+    stored = sign_in_throttle.read(session, keys, for_update=True)
+    refused = sum(r.refused for r in stored.values())
+    payload: dict[str, JSONValue] = {"username": name}
+    if client_address:
+        payload["client_address"] = client_address[:150]
+    if refused:
+        payload["refused_while_locked"] = refused
+    if user is not None:
+        sign_in_throttle.clear(session, keys)
+        payload["role"] = user.role.value
+    else:
+        failures, lock = 0, timedelta(0)
+        for key, policy in keys.items():
+            after = after_failure(_state(stored.get(key)), policy, moment)
+            sign_in_throttle.save(
+                session,
+                sign_in_throttle.ThrottleRecord(key, after.failures, after.locked_until, after.refused),
+                now=moment,
+            )
+            failures = max(failures, after.failures)
+            lock = max(lock, remaining_lock(after, moment))
+        payload["consecutive_failures"] = failures
+        if lock:
+            payload["locked_for_s"] = int(lock.total_seconds())
+    audit_log.append(
+        session,
+        actor=ANONYMOUS_ACTOR if user is None else user.username,
+        action=AuditAction.LOGIN_FAILED if user is None else AuditAction.LOGIN_SUCCEEDED,
+        subject=name,
+        payload=payload,
+        recorded_at=moment.isoformat(),
+    )
 
 
 def add_user(

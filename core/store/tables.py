@@ -33,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
+    "SignInThrottleRow",
     "UTCDateTime",
     "SiteRow",
     "StudyRow",
@@ -650,3 +651,15 @@ class AuditCheckpointRow(Base):
     timestamp: Mapped[str] = mapped_column(String(64))
     key_id: Mapped[str] = mapped_column(String(CODE))
     signature: Mapped[str] = mapped_column(String(128))
+
+
+class SignInThrottleRow(Base):
+    """Consecutive failed sign-ins of one key (``user:NAME`` or ``address:IP``) and its current lock."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refused: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

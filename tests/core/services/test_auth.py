@@ -119,7 +119,7 @@ def test_failed_sign_in_never_says_whether_the_user_exists(
     assert str(failure.value) == "sign-in failed: unknown username or wrong password"
     actor, action, subject, payload = _entries(session_factory)[-1]
     assert (actor, action, subject) == ("anonymous", AuditAction.LOGIN_FAILED.value, username)
-    assert json.loads(payload) == {"username": username}
+    assert json.loads(payload) == {"username": username, "consecutive_failures": 1}
 
 
 def test_an_unknown_user_is_checked_against_a_dummy_hash(
