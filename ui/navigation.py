@@ -12,9 +12,9 @@ from typing import Final
 
 import streamlit as st
 
-from core.services.permissions import Permission, SignedInUser, can
+from core.services.permissions import ROLE_PERMISSIONS, Permission, Role, SignedInUser, can
 
-__all__ = ["PAGES", "PageSpec", "pages_for", "sign_in_navigation"]
+__all__ = ["PAGES", "PageSpec", "pages_for", "role_matrix_markdown", "sign_in_navigation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +69,30 @@ def pages_for(user: SignedInUser) -> dict[str, list[st.Page]]:
 def sign_in_navigation(render: Callable[[], None]) -> list[st.Page]:
     """The only page an anonymous session can reach."""
     return [st.Page(render, title="Sign in", icon=":material/login:", url_path="signin", default=True)]
+
+
+def role_matrix_markdown() -> str:
+    """``docs/roles.md``: which role reaches which page and may take which action, from the code itself.
+
+    A test keeps the committed file equal to this, so the table cannot drift from what the
+    navigation and the services enforce.
+    """
+    roles = list(Role)
+    head = "| | " + " | ".join(r.value for r in roles) + " |\n|---|" + "---|" * len(roles) + "\n"
+    pages = "".join(
+        f"| {spec.title} | "
+        + " | ".join("yes" if spec.permission is None or spec.permission in ROLE_PERMISSIONS[r] else "" for r in roles)
+        + " |\n"
+        for spec in PAGES
+    )
+    actions = "".join(
+        f"| `{p.value}` | " + " | ".join("yes" if p in ROLE_PERMISSIONS[r] else "" for r in roles) + " |\n"
+        for p in Permission
+    )
+    return (
+        "# Roles, pages and actions\n\n"
+        "Generated from `ui/navigation.py` (pages) and `core/services/permissions.py` (actions); "
+        "`tests/ui/test_role_matrix.py` fails when this file and the code disagree. The services check "
+        "the permission again on every action, so a page's absence is not the only guard.\n\n"
+        "## Pages each role reaches\n\n" + head + pages + "\n## Actions each role may take\n\n" + head + actions
+    )
