@@ -1,4 +1,4 @@
-"""docs/roles.md is generated from the code, and the change-control services refuse every role it refuses."""
+"""docs/roles.md is generated from the code, and the services themselves refuse every role it refuses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,18 @@ import pytest
 from core.config import Settings
 from core.errors import PermissionDeniedError, VigilError
 from core.models.finetune import FinetuneConfig
-from core.services import change_control, deployment, retrain
+from core.services import (
+    adjudication,
+    audit_search,
+    auth,
+    change_control,
+    deployment,
+    monitoring,
+    retrain,
+    review,
+    worklist,
+)
+from core.services.audit_checkpoints import CheckpointPlaces
 from core.services.permissions import ROLE_PERMISSIONS, Permission, Role, SignedInUser
 from core.store.engine import SessionFactory
 from ui.navigation import role_matrix_markdown
@@ -31,8 +42,32 @@ def test_the_committed_roles_table_is_generated_from_the_code() -> None:
 
 Action = Callable[[SessionFactory, SignedInUser, Path], object]
 
-#: Each change-control action the app offers, with the permissions that allow it (any one of them).
+#: Each action the app offers, called at its service, with the permissions that allow it (any one of them).
 ACTIONS: dict[str, tuple[Action, frozenset[Permission]]] = {
+    "read the worklist": (
+        lambda sf, u, _: worklist.worklist_page(sf, u, worklist.WorklistFilter()),
+        frozenset({Permission.REVIEW_STUDIES}),
+    ),
+    "open a case": (lambda sf, u, _: review.open_case(sf, u, "1.2.3"), frozenset({Permission.REVIEW_STUDIES})),
+    "see the adjudication queue": (
+        lambda sf, u, _: adjudication.adjudication_queue(sf, u, now=_now),
+        frozenset({Permission.ADJUDICATE}),
+    ),
+    "list drift alerts": (lambda sf, u, _: monitoring.list_alerts(sf, by=u), frozenset({Permission.VIEW_PERFORMANCE})),
+    "search the audit log": (
+        lambda sf, u, _: audit_search.search_entries(sf, u, audit_search.AuditQuery()),
+        frozenset({Permission.VIEW_AUDIT_LOG}),
+    ),
+    "export evidence": (
+        lambda sf, u, home: audit_search.export_zip(
+            sf, CheckpointPlaces(home / "key", home / "checkpoints.jsonl"), u, now=_now
+        ),
+        frozenset({Permission.EXPORT_EVIDENCE}),
+    ),
+    "create a user": (
+        lambda sf, u, _: auth.create_user(sf, u, "new.reader", "radiologist", "a long enough password", now=_now),
+        frozenset({Permission.MANAGE_USERS}),
+    ),
     "view deployments": (
         lambda sf, u, _: deployment.overview(sf, u),
         frozenset({Permission.VIEW_DEPLOYMENTS}),
@@ -66,7 +101,7 @@ ACTIONS: dict[str, tuple[Action, frozenset[Permission]]] = {
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
 @pytest.mark.parametrize("role", list(Role))
-def test_each_change_control_action_refuses_exactly_the_roles_without_its_permission(
+def test_each_action_refuses_exactly_the_roles_without_its_permission(
     session_factory: SessionFactory, tmp_path: Path, action: str, role: Role
 ) -> None:
     call, allowed_by = ACTIONS[action]
