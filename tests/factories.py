@@ -17,6 +17,26 @@ from core.models.preprocess import PreprocessParams
 
 RANDOM_VERSION = "test-random-0.0.1"
 
+#: A change-control plan whose margins any challenger meets: a test hold-out of a few studies
+#: per site cannot show non-inferiority, and these tests exercise the loop, not the statistics.
+LENIENT_PLAN_TOML = """
+[plan]
+id = "test-lenient"
+version = "1"
+allowed_modifications = ["retrain", "threshold"]
+
+[acceptance]
+site_auc_margin = 0.45
+overall_auc_margin = 0.45
+sensitivity_margin = 0.9
+specificity_margin = 0.9
+max_ece = 1.0
+min_site_positives = 2
+min_site_negatives = 2
+insufficient_site = "skip"
+require_explanation = ""
+"""
+
 
 def write_random_model(out_dir: Path, *, version: str = RANDOM_VERSION, seed: int = 0) -> ModelCard:
     """Write ``<version>.pt`` (seeded random weights) and ``card.json`` into ``out_dir``."""

@@ -55,13 +55,13 @@ __all__ = [
     "change_own_password",
     "check_password_policy",
     "create_user",
-    "dummy_hash",
     "hash_password",
     "list_users",
     "reset_password",
     "seed_demo_users",
     "set_password",
     "sign_in",
+    "verify_credentials",
     "verify_password",
 ]
 
@@ -192,20 +192,30 @@ def sign_in(
     if wait > timedelta(0):
         write_with_retries(session_factory, lambda s: _count_refusal(s, keys, moment))
         raise SignInThrottledError(math.ceil(wait.total_seconds()))
-    with session_factory() as session:
-        try:
-            record: UserRecord | None = users.get_user(session, name) if name else None
-        except UnknownUserError:
-            record = None
-    too_long = len(password) > MAX_PASSWORD_LENGTH
-    matches = verify_password(record.password_hash if record else dummy_hash(), password[:MAX_PASSWORD_LENGTH])
-    user = _signed_in(record) if (record is not None and matches and not too_long) else None
+    user = verify_credentials(session_factory, name, password)
     write_with_retries(
         session_factory, lambda s: _record_attempt(s, name, keys, user, moment, client_address=client_address)
     )
     if user is None:
         raise SignInFailedError()
     return user
+
+
+def verify_credentials(session_factory: SessionFactory, username: str, password: str) -> SignedInUser | None:
+    """The account's user when ``password`` is its password, else ``None``; neither throttled nor audited.
+
+    The same work is done whether or not the account exists (a dummy hash is verified), so the time
+    taken does not reveal which usernames exist. An account whose stored role is unknown never
+    matches. Callers throttle and audit: :func:`sign_in`, and electronic signatures.
+    """
+    with session_factory() as session:
+        try:
+            record: UserRecord | None = users.get_user(session, username) if username else None
+        except UnknownUserError:
+            record = None
+    too_long = len(password) > MAX_PASSWORD_LENGTH
+    matches = verify_password(record.password_hash if record else dummy_hash(), password[:MAX_PASSWORD_LENGTH])
+    return _signed_in(record) if (record is not None and matches and not too_long) else None
 
 
 def _throttle_keys(name: str, client_address: str | None) -> dict[str, ThrottlePolicy]:

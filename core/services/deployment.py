@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+import torch
 from sqlalchemy.orm import Session
 
 from core.audit.chain import canonical_json
@@ -32,8 +33,6 @@ from core.errors import (
     DeploymentRefusedError,
     InvalidTagError,
     SignatureFailedError,
-    UnknownRoleError,
-    UnknownUserError,
     UnknownValidationError,
 )
 from core.services import auth
@@ -42,17 +41,17 @@ from core.services.permissions import (
     Permission,
     Role,
     SignedInUser,
-    can,
-    parse_role,
     permissions_of,
     require,
+    require_any,
 )
-from core.store import audit_log, change_validations, deployments, model_tags, model_versions, sites, users
+from core.store import audit_log, change_validations, deployments, model_tags, model_versions, sites
 from core.store.deployments import DeploymentRecord
 from core.store.engine import SessionFactory
 from core.types import JSONObject
 
 __all__ = [
+    "ROLLBACK_PERMISSIONS",
     "SIGNATURE_MEANING",
     "DeploymentOverview",
     "Served",
@@ -71,6 +70,10 @@ __all__ = [
 
 #: What a promotion's signature means (21 CFR 11.50(b)(3)).
 SIGNATURE_MEANING: Final = "approved for clinical use"
+#: Either may return to the previous version: the approver, or the engineer on call.
+ROLLBACK_PERMISSIONS: Final = (Permission.APPROVE_DEPLOYMENT, Permission.MANAGE_MODELS)
+#: Verification builds the network only to check it fits its weights; the CPU suffices.
+_CHECK_DEVICE: Final = torch.device("cpu")
 _TAG: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/#()+-]{0,63}$")
 
 
@@ -142,7 +145,8 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
     with session_factory() as session:
         target = model_versions.get_by_version(session, version)
         champion = model_versions.serving(session)
-    load_version(target, models_dir=models_dir)  # refuses a changed record or weights file first
+    # Refuses a changed record or weights file first; built on the CPU only to be checked.
+    load_version(target, models_dir=models_dir, device=_CHECK_DEVICE)
     if champion is None:
         raise DeploymentRefusedError("no version is serving yet; `vigil init` registers the first")
     if champion.id == target.id:
@@ -216,37 +220,23 @@ def _check_signature(
     session_factory: SessionFactory, signer: str, password: str, *, subject: str, now: Callable[[], datetime]
 ) -> Role:
     """Verify the signer's password and role; audit and raise when either fails."""
-    with session_factory() as session:
-        try:
-            record: users.UserRecord | None = users.get_user(session, signer)
-        except UnknownUserError:
-            record = None
-    password_ok = auth.verify_password(record.password_hash if record else auth.dummy_hash(), password)
-    role = _role(record.role) if record is not None else None
-    problem = None
-    if record is None or not password_ok:
+    user = auth.verify_credentials(session_factory, signer, password)
+    if user is None:
         problem = "unknown signer or wrong password"
-    elif role is None or Permission.APPROVE_DEPLOYMENT not in permissions_of(role):
-        problem = f"role {record.role!r} may not approve deployments"
-    if problem is None and role is not None:
-        return role
+    elif Permission.APPROVE_DEPLOYMENT not in permissions_of(user.role):
+        problem = f"role {user.role.value!r} may not approve deployments"
+    else:
+        return user.role
     with session_factory.begin() as session:
         audit_log.append(
             session,
             actor=signer[:64],
             action=AuditAction.SIGNATURE_FAILED,
             subject=subject,
-            payload={"signer": signer[:64], "meaning": SIGNATURE_MEANING, "reason": str(problem)},
+            payload={"signer": signer[:64], "meaning": SIGNATURE_MEANING, "reason": problem},
             recorded_at=now().isoformat(),
         )
-    raise SignatureFailedError(signer, str(problem))
-
-
-def _role(value: str) -> Role | None:
-    try:
-        return parse_role(value)
-    except UnknownRoleError:
-        return None
+    raise SignatureFailedError(signer, problem)
 
 
 def _check_still_serving(session: Session, champion_id: int, champion: str) -> None:
@@ -280,7 +270,7 @@ def rollback(
             )
         previous = model_versions.get_by_version(session, current.previous_version)
         leaving = model_versions.get_by_version(session, current.version)
-    load_version(previous, models_dir=models_dir)  # the version returned to must still be intact
+    load_version(previous, models_dir=models_dir, device=_CHECK_DEVICE)  # the version returned to must be intact
     with session_factory.begin() as session:
         _check_still_serving(session, leaving.id, leaving.version)
         record = deployments.record_switch(
@@ -489,10 +479,8 @@ def rollback_as(
     now: Callable[[], datetime],
 ) -> DeploymentRecord:
     """:func:`rollback` by the signed-in user (a CMIO or an ML engineer)."""
-    if user is None or not (can(user, Permission.APPROVE_DEPLOYMENT) or can(user, Permission.MANAGE_MODELS)):
-        require(user, Permission.APPROVE_DEPLOYMENT)  # raises, naming the role
-    assert user is not None
+    actor = require_any(user, ROLLBACK_PERMISSIONS)
     text = reason.strip()
     if not text:
         raise BadInputError("a rollback needs a reason")
-    return rollback(session_factory, reason=text[:2000], models_dir=models_dir, actor=user.username, now=now)
+    return rollback(session_factory, reason=text[:2000], models_dir=models_dir, actor=actor.username, now=now)

@@ -9,7 +9,7 @@ so a role withdrawn while someone is signed in takes effect at their next action
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -23,9 +23,11 @@ __all__ = [
     "Role",
     "SignedInUser",
     "can",
+    "can_any",
     "parse_role",
     "permissions_of",
     "require",
+    "require_any",
 ]
 
 
@@ -117,3 +119,21 @@ def require(user: SignedInUser | None, permission: Permission) -> SignedInUser:
     if not can(user, permission):
         raise PermissionDeniedError(user.username, user.role.value, permission.value)
     return user
+
+
+def can_any(user: SignedInUser | None, permissions: Iterable[Permission]) -> bool:
+    """Whether ``user`` may take at least one of ``permissions``' actions."""
+    return any(can(user, p) for p in permissions)
+
+
+def require_any(user: SignedInUser | None, permissions: Sequence[Permission]) -> SignedInUser:
+    """Return ``user`` when their role allows any of ``permissions``; raise naming the first otherwise.
+
+    Raises
+    ------
+    PermissionDeniedError
+        Nobody is signed in, or the role holds none of the permissions.
+    """
+    if user is not None and can_any(user, permissions):
+        return user
+    return require(user, permissions[0])

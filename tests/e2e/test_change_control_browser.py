@@ -22,27 +22,11 @@ from core.services import holdout, ingestion, models, monitoring_incidents, outc
 from core.store import audit_log, incidents, model_versions, sites
 from tests.e2e.streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
 from tests.e2e.test_audit_browser import _settled, _sign_in
+from tests.factories import LENIENT_PLAN_TOML
 from tests.ui.installation import DEMO_PASSWORDS, Installation, clock
 
 BUNDLED = "cxr-nodule-1.0.0"
 CHALLENGER = "cxr-nodule-1.1.0"
-PLAN = """
-[plan]
-id = "browser-test"
-version = "1"
-allowed_modifications = ["retrain", "threshold"]
-
-[acceptance]
-site_auc_margin = 0.45
-overall_auc_margin = 0.45
-sensitivity_margin = 0.9
-specificity_margin = 0.9
-max_ece = 1.0
-min_site_positives = 2
-min_site_negatives = 2
-insufficient_site = "skip"
-require_explanation = ""
-"""
 
 
 @pytest.fixture
@@ -63,7 +47,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Installation]]:
             now=clock(),
         )
     monitoring_incidents.acknowledge_incident(sf, incident.id, by="cmio", note="confirmed", now=clock)
-    (tmp_path / "plan.toml").write_text(PLAN)
+    (tmp_path / "plan.toml").write_text(LENIENT_PLAN_TOML)
     config = tmp_path / "vigil.toml"
     config.write_text(f'[vigil]\nchange_control_plan = "{tmp_path / "plan.toml"}"\n')
     with serve(inst, tmp_path / "streamlit.log", config=config) as url:

@@ -35,27 +35,12 @@ from core.sampledata import MANIFEST_NAME
 from core.services import change_control, deployment, holdout, models, outcomes, prediction, retrain, setup
 from core.services.store import open_store
 from core.store import audit_log, model_versions
+from core.store.deployments import DeploymentRecord
 from core.store.engine import SessionFactory
+from tests.factories import LENIENT_PLAN_TOML
 
 BUNDLED = "cxr-nodule-1.0.0"
 CHALLENGER = "cxr-nodule-ft1"
-LENIENT = b"""
-[plan]
-id = "test-lenient"
-version = "1"
-allowed_modifications = ["retrain", "threshold"]
-
-[acceptance]
-site_auc_margin = 0.45
-overall_auc_margin = 0.45
-sensitivity_margin = 0.9
-specificity_margin = 0.9
-max_ece = 1.0
-min_site_positives = 2
-min_site_negatives = 2
-insufficient_site = "skip"
-require_explanation = ""
-"""
 
 
 class Clock:
@@ -105,7 +90,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
 
 
 def _lenient() -> ChangePlan:
-    return parse_plan(LENIENT, source="<test>")
+    return parse_plan(LENIENT_PLAN_TOML.encode(), source="<test>")
 
 
 def _actions(sf: SessionFactory) -> list[str]:
@@ -149,15 +134,7 @@ def test_a_second_look_at_the_same_holdout_is_counted_and_said(loop: Loop) -> No
 def test_a_wrong_password_or_a_role_that_may_not_approve_switches_nothing(loop: Loop) -> None:
     for signer, password in [("cmio", "not the password"), ("radiologist", "vigil-demo-radiologist")]:
         with pytest.raises(SignatureFailedError, match=signer):
-            deployment.promote(
-                loop.sf,
-                CHALLENGER,
-                signer=signer,
-                password=password,
-                models_dir=loop.models_dir,
-                actor=signer,
-                now=loop.clock,
-            )
+            _promote(loop, CHALLENGER, signer=signer, password=password, actor=signer)
         with loop.sf() as session:
             serving = model_versions.serving(session)
         assert serving is not None and serving.version == BUNDLED
@@ -166,15 +143,7 @@ def test_a_wrong_password_or_a_role_that_may_not_approve_switches_nothing(loop: 
 
 def test_promote_predict_and_roll_back(loop: Loop) -> None:
     before = loop.clock.t
-    record = deployment.promote(
-        loop.sf,
-        CHALLENGER,
-        signer="cmio",
-        password="vigil-demo-cmio",
-        models_dir=loop.models_dir,
-        actor="cmio",
-        now=loop.clock,
-    )
+    record = _promote(loop, CHALLENGER, actor="cmio")
     serving = models.load_serving(loop.sf, models_dir=loop.models_dir, device=torch.device("cpu"))
     report = prediction.predict_pending(loop.sf, serving, site="riverside", batch_size=16, actor="t", now=loop.clock)
     back = deployment.rollback(loop.sf, reason="test", models_dir=loop.models_dir, actor="cmio", now=loop.clock)
@@ -209,15 +178,7 @@ def test_a_tampered_weights_file_is_refused_at_promotion(loop: Loop) -> None:
     raw[len(raw) // 2] ^= 0xFF
     weights.write_bytes(bytes(raw))
     with pytest.raises((WeightsIntegrityError, ModelTamperedError)):
-        deployment.promote(
-            loop.sf,
-            name,
-            signer="cmio",
-            password="vigil-demo-cmio",
-            models_dir=loop.models_dir,
-            actor="t",
-            now=loop.clock,
-        )
+        _promote(loop, name)
     with loop.sf() as session:
         serving = model_versions.serving(session)
     assert serving is not None and serving.version == BUNDLED
@@ -226,15 +187,7 @@ def test_a_tampered_weights_file_is_refused_at_promotion(loop: Loop) -> None:
 def test_promoting_without_a_passing_gate_is_refused(loop: Loop) -> None:
     name = _register_variant(loop, "ungated", lambda card: card)
     with pytest.raises(DeploymentRefusedError, match="validate-change"):
-        deployment.promote(
-            loop.sf,
-            name,
-            signer="cmio",
-            password="vigil-demo-cmio",
-            models_dir=loop.models_dir,
-            actor="t",
-            now=loop.clock,
-        )
+        _promote(loop, name)
 
 
 def _with_holdout_row(loop: Loop, card: dict[str, object]) -> dict[str, object]:
@@ -271,9 +224,11 @@ def _register_variant(loop: Loop, suffix: str, edit: Callable[[dict[str, object]
     return name
 
 
-def _promote(loop: Loop, name: str) -> None:
-    deployment.promote(
-        loop.sf, name, signer="cmio", password="vigil-demo-cmio", models_dir=loop.models_dir, actor="t", now=loop.clock
+def _promote(
+    loop: Loop, name: str, *, signer: str = "cmio", password: str = "vigil-demo-cmio", actor: str = "t"
+) -> DeploymentRecord:
+    return deployment.promote(
+        loop.sf, name, signer=signer, password=password, models_dir=loop.models_dir, actor=actor, now=loop.clock
     )
 
 
