@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from core.audit.events import AuditAction
 from core.errors import (
     BadInputError,
+    SignatureFailedError,
     SignInFailedError,
     SignInThrottledError,
     UnknownRoleError,
@@ -37,7 +38,7 @@ from core.services.auth_throttle import (
     after_failure,
     remaining_lock,
 )
-from core.services.permissions import Permission, Role, SignedInUser, parse_role, require
+from core.services.permissions import Permission, Role, SignedInUser, can, parse_role, require
 from core.store import audit_log, sign_in_throttle, users
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.users import UserRecord
@@ -62,6 +63,7 @@ __all__ = [
     "set_password",
     "sign_in",
     "verify_credentials",
+    "verify_signature",
     "verify_password",
 ]
 
@@ -186,12 +188,7 @@ def sign_in(
     name = username.strip()[:64]
     keys = _throttle_keys(name, client_address)
     moment = now()
-    with session_factory() as session:
-        stored = sign_in_throttle.read(session, keys)
-    wait = max((remaining_lock(_state(r), moment) for r in stored.values()), default=timedelta(0))
-    if wait > timedelta(0):
-        write_with_retries(session_factory, lambda s: _count_refusal(s, keys, moment))
-        raise SignInThrottledError(math.ceil(wait.total_seconds()))
+    _refuse_while_locked(session_factory, keys, moment)
     user = verify_credentials(session_factory, name, password)
     write_with_retries(
         session_factory, lambda s: _record_attempt(s, name, keys, user, moment, client_address=client_address)
@@ -199,6 +196,92 @@ def sign_in(
     if user is None:
         raise SignInFailedError()
     return user
+
+
+def verify_signature(  # noqa: PLR0913 - keyword-only; each is one fact of the signature
+    session_factory: SessionFactory,
+    signer: str,
+    password: str,
+    *,
+    permission: Permission,
+    meaning: str,
+    subject: str,
+    now: Callable[[], datetime],
+) -> SignedInUser:
+    """Check an electronic signature: the signer's password entered again, and a role that may sign.
+
+    A failed signature counts toward the signer's sign-in lock, and a locked account cannot sign,
+    so a signature form offers no faster way to guess a password than the sign-in page. A failure
+    and its counters are one transaction with its ``signature_failed`` entry.
+
+    Parameters
+    ----------
+    permission : Permission
+        What the signature approves; the signer's role must hold it.
+    meaning : str
+        What the signature means (21 CFR 11.50(b)(3)), recorded with a failure.
+    subject : str
+        What is signed, e.g. a model version.
+
+    Raises
+    ------
+    SignInThrottledError
+        The signer's account is locked; nothing was checked (the attempt is counted).
+    SignatureFailedError
+        Unknown signer, wrong password, or a role without ``permission``; audited first.
+    """
+    name = signer.strip()[:64]
+    keys = _throttle_keys(name, None)
+    moment = now()
+    _refuse_while_locked(session_factory, keys, moment)
+    user = verify_credentials(session_factory, name, password)
+    if user is None:
+        problem = "unknown signer or wrong password"
+    elif not can(user, permission):
+        problem = f"role {user.role.value!r} may not {permission.value.replace('_', ' ')}"
+    else:
+        write_with_retries(session_factory, lambda s: _count_attempt(s, keys, succeeded=True, moment=moment))
+        return user
+    write_with_retries(
+        session_factory,
+        lambda s: _record_signature_failure(
+            s, name, keys, meaning=meaning, subject=subject, problem=problem, moment=moment
+        ),
+    )
+    raise SignatureFailedError(name, problem)
+
+
+def _record_signature_failure(  # noqa: PLR0913 - one failure's every fact
+    session: Session,
+    name: str,
+    keys: Mapping[str, ThrottlePolicy],
+    *,
+    meaning: str,
+    subject: str,
+    problem: str,
+    moment: datetime,
+) -> None:
+    # A wrong password counts toward the lock; the right password with a role that may not sign
+    # guessed nothing, and clears the count as a successful sign-in would.
+    facts = _count_attempt(session, keys, succeeded=not problem.startswith("unknown signer"), moment=moment)
+    audit_log.append(
+        session,
+        actor=name,
+        action=AuditAction.SIGNATURE_FAILED,
+        subject=subject,
+        payload={"signer": name, "meaning": meaning, "reason": problem, **facts},
+        recorded_at=moment.isoformat(),
+    )
+
+
+def _refuse_while_locked(session_factory: SessionFactory, keys: Mapping[str, ThrottlePolicy], moment: datetime) -> None:
+    """Raise, counting the refusal, while any of ``keys`` is locked."""
+    with session_factory() as session:
+        stored = sign_in_throttle.read(session, keys)
+    wait = max((remaining_lock(_state(r), moment) for r in stored.values()), default=timedelta(0))
+    if wait > timedelta(0):
+        write_with_retries(session_factory, lambda s: _count_refusal(s, keys, moment))
+        raise SignInThrottledError(math.ceil(wait.total_seconds()))
 
 
 def verify_credentials(session_factory: SessionFactory, username: str, password: str) -> SignedInUser | None:
@@ -248,30 +331,12 @@ def _record_attempt(  # noqa: PLR0913 - one attempt's every fact
     client_address: str | None,
 ) -> None:
     """The attempt's audit entry and the keys' new counters, in one transaction."""
-    stored = sign_in_throttle.read(session, keys, for_update=True)
-    refused = sum(r.refused for r in stored.values())
     payload: dict[str, JSONValue] = {"username": name}
     if client_address:
         payload["client_address"] = client_address[:150]
-    if refused:
-        payload["refused_while_locked"] = refused
+    payload.update(_count_attempt(session, keys, succeeded=user is not None, moment=moment))
     if user is not None:
-        sign_in_throttle.clear(session, keys)
         payload["role"] = user.role.value
-    else:
-        failures, lock = 0, timedelta(0)
-        for key, policy in keys.items():
-            after = after_failure(_state(stored.get(key)), policy, moment)
-            sign_in_throttle.save(
-                session,
-                sign_in_throttle.ThrottleRecord(key, after.failures, after.locked_until, after.refused),
-                now=moment,
-            )
-            failures = max(failures, after.failures)
-            lock = max(lock, remaining_lock(after, moment))
-        payload["consecutive_failures"] = failures
-        if lock:
-            payload["locked_for_s"] = int(lock.total_seconds())
     audit_log.append(
         session,
         actor=ANONYMOUS_ACTOR if user is None else user.username,
@@ -280,6 +345,34 @@ def _record_attempt(  # noqa: PLR0913 - one attempt's every fact
         payload=payload,
         recorded_at=moment.isoformat(),
     )
+
+
+def _count_attempt(
+    session: Session, keys: Mapping[str, ThrottlePolicy], *, succeeded: bool, moment: datetime
+) -> dict[str, JSONValue]:
+    """Clear the keys after a success, or count a failure on each; return the facts for the audit entry."""
+    stored = sign_in_throttle.read(session, keys, for_update=True)
+    facts: dict[str, JSONValue] = {}
+    refused = sum(r.refused for r in stored.values())
+    if refused:
+        facts["refused_while_locked"] = refused
+    if succeeded:
+        sign_in_throttle.clear(session, keys)
+        return facts
+    failures, lock = 0, timedelta(0)
+    for key, policy in keys.items():
+        after = after_failure(_state(stored.get(key)), policy, moment)
+        sign_in_throttle.save(
+            session,
+            sign_in_throttle.ThrottleRecord(key, after.failures, after.locked_until, after.refused),
+            now=moment,
+        )
+        failures = max(failures, after.failures)
+        lock = max(lock, remaining_lock(after, moment))
+    facts["consecutive_failures"] = failures
+    if lock:
+        facts["locked_for_s"] = int(lock.total_seconds())
+    return facts
 
 
 def add_user(

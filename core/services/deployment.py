@@ -32,16 +32,13 @@ from core.errors import (
     BadInputError,
     DeploymentRefusedError,
     InvalidTagError,
-    SignatureFailedError,
     UnknownValidationError,
 )
 from core.services import auth
 from core.services.models import load_version
 from core.services.permissions import (
     Permission,
-    Role,
     SignedInUser,
-    permissions_of,
     require,
     require_any,
 )
@@ -161,7 +158,15 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
     if not gate.passed:
         failed = ", ".join(str(f) for f in _failed(gate.report)) or "see the report"
         raise DeploymentRefusedError(f"{version!r} failed its change-control gate (validation {gate.id}: {failed})")
-    signer_role = _check_signature(session_factory, signer, password, subject=version, now=now)
+    signer_role = auth.verify_signature(
+        session_factory,
+        signer,
+        password,
+        permission=Permission.APPROVE_DEPLOYMENT,
+        meaning=SIGNATURE_MEANING,
+        subject=version,
+        now=now,
+    ).role
     signed_at = now()
     manifest: JSONObject = {
         "meaning": SIGNATURE_MEANING,
@@ -214,29 +219,6 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
 def _failed(report: JSONObject) -> list[object]:
     failed = report.get("failed")
     return list(failed) if isinstance(failed, list) else []
-
-
-def _check_signature(
-    session_factory: SessionFactory, signer: str, password: str, *, subject: str, now: Callable[[], datetime]
-) -> Role:
-    """Verify the signer's password and role; audit and raise when either fails."""
-    user = auth.verify_credentials(session_factory, signer, password)
-    if user is None:
-        problem = "unknown signer or wrong password"
-    elif Permission.APPROVE_DEPLOYMENT not in permissions_of(user.role):
-        problem = f"role {user.role.value!r} may not approve deployments"
-    else:
-        return user.role
-    with session_factory.begin() as session:
-        audit_log.append(
-            session,
-            actor=signer[:64],
-            action=AuditAction.SIGNATURE_FAILED,
-            subject=subject,
-            payload={"signer": signer[:64], "meaning": SIGNATURE_MEANING, "reason": problem},
-            recorded_at=now().isoformat(),
-        )
-    raise SignatureFailedError(signer, problem)
 
 
 def _check_still_serving(session: Session, champion_id: int, champion: str) -> None:

@@ -6,14 +6,16 @@ an audit row. Every test here runs on SQLite and PostgreSQL with a clock the tes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from core.audit.events import AuditAction
-from core.errors import SignInFailedError, SignInThrottledError
+from core.errors import SignatureFailedError, SignInFailedError, SignInThrottledError
 from core.services import auth
 from core.services.auth_throttle import ThrottlePolicy, ThrottleState, after_failure, remaining_lock
+from core.services.permissions import Permission
 from core.store import audit_log
 from core.store.engine import SessionFactory
 
@@ -123,3 +125,79 @@ def test_a_locked_account_refuses_even_from_another_address(
     for _ in range(6):
         _attempt(session_factory, clock, "wrong", address="10.0.0.1")
     assert _attempt(session_factory, clock, PASSWORD, address=address) == "locked 30"
+
+
+def _sign(sf: SessionFactory, clock: Clock, password: str, *, signer: str = "dr.a") -> str:
+    try:
+        auth.verify_signature(
+            sf,
+            signer,
+            password,
+            permission=Permission.RECORD_FEEDBACK,
+            meaning="test meaning",
+            subject="subject-1",
+            now=clock,
+        )
+    except SignInThrottledError as exc:
+        return f"locked {exc.wait_s}"
+    except SignatureFailedError:
+        return "refused"
+    return "ok"
+
+
+def test_a_signature_form_guesses_no_faster_than_the_sign_in_page(session_factory: SessionFactory) -> None:
+    _user(session_factory)
+    clock = Clock()
+
+    signatures = [_sign(session_factory, clock, "wrong") for _ in range(8)]
+    sign_in_meanwhile = _attempt(session_factory, clock, PASSWORD)
+    clock.t += timedelta(seconds=31)
+    after_the_lock = _sign(session_factory, clock, PASSWORD)
+
+    assert signatures == ["refused"] * 6 + ["locked 30"] * 2
+    assert sign_in_meanwhile == "locked 30"  # the signature failures locked the account itself
+    assert after_the_lock == "ok"
+    with session_factory() as session:
+        failed = [e.payload for e in audit_log.iter_entries(session) if e.action == AuditAction.SIGNATURE_FAILED]
+    assert len(failed) == 6
+    assert failed[-1]["consecutive_failures"] == 6 and failed[-1]["locked_for_s"] == 30
+    assert failed[-1]["meaning"] == "test meaning" and failed[-1]["reason"] == "unknown signer or wrong password"
+
+
+def test_the_right_password_with_a_role_that_may_not_sign_is_refused_but_guesses_nothing(
+    session_factory: SessionFactory,
+) -> None:
+    _user(session_factory)
+    clock = Clock()
+    outcomes = [_sign(session_factory, clock, "wrong") for _ in range(5)]
+    outcomes.append(
+        "refused"
+        if _refused(
+            lambda: auth.verify_signature(
+                session_factory,
+                "dr.a",
+                PASSWORD,
+                permission=Permission.APPROVE_DEPLOYMENT,
+                meaning="m",
+                subject="s",
+                now=clock,
+            )
+        )
+        else "ok"
+    )
+    outcomes.append(_sign(session_factory, clock, "wrong"))
+
+    # Five failures, then the right password (wrong role) clears the count: the next wrong one is the first.
+    assert outcomes == ["refused"] * 7
+    with session_factory() as session:
+        failed = [e.payload for e in audit_log.iter_entries(session) if e.action == AuditAction.SIGNATURE_FAILED]
+    assert failed[5]["reason"] == "role 'radiologist' may not approve deployment"
+    assert failed[6]["consecutive_failures"] == 1
+
+
+def _refused(act: Callable[[], object]) -> bool:
+    try:
+        act()
+    except SignatureFailedError:
+        return True
+    return False
