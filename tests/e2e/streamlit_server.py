@@ -1,4 +1,4 @@
-"""``streamlit run app.py`` on a free loopback port for a browser test, and the Chromium it drives.
+"""``streamlit run serve.py`` on a free loopback port for a browser test, and the Chromium it drives.
 
 Chromium is the distribution's (no browser download); as root it needs ``--no-sandbox``, and the
 other flags keep it off the closed network.
@@ -66,7 +66,7 @@ def serve(inst: Installation, log: Path, *, config: Path | None = None) -> Itera
         env["VIGIL_CONFIG"] = str(config)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
