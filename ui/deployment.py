@@ -17,7 +17,7 @@ from core.errors import VigilError
 from core.models.finetune import FinetuneConfig
 from core.services import change_control, deployment, retrain, sites
 from core.services.deployment import DeploymentOverview
-from core.services.permissions import Permission, SignedInUser, can, can_any
+from core.services.permissions import ACTIONS, Permission, SignedInUser, can, can_any
 from ui import resources
 
 __all__ = [
@@ -145,7 +145,7 @@ def promote_form(user: SignedInUser, view: DeploymentOverview) -> None:
 
 def rollback_form(user: SignedInUser, view: DeploymentOverview) -> None:
     """Return to the version that served before, with a reason."""
-    if not can_any(user, deployment.ROLLBACK_PERMISSIONS):
+    if not can_any(user, ACTIONS["roll back"]):
         return
     st.subheader("Roll back")
     if view.rollback_to is None:

@@ -33,7 +33,7 @@ from core.services.monitoring import (
     StreamReport,
     stream_title,
 )
-from core.services.permissions import Permission, SignedInUser, can_any, require
+from core.services.permissions import APPROVER_OR_ENGINEER, Permission, SignedInUser, can_any, require
 from ui import resources
 
 __all__ = [
@@ -57,7 +57,7 @@ _FLASH: Final = "drift-flash"
 
 
 def _handles_alerts(user: SignedInUser) -> bool:
-    return can_any(user, (Permission.APPROVE_DEPLOYMENT, Permission.MANAGE_MODELS))
+    return can_any(user, APPROVER_OR_ENGINEER)
 
 
 # --- reads ----------------------------------------------------------------------------------------

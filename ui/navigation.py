@@ -12,7 +12,7 @@ from typing import Final
 
 import streamlit as st
 
-from core.services.permissions import ROLE_PERMISSIONS, Permission, Role, SignedInUser, can
+from core.services.permissions import ACTIONS, ROLE_PERMISSIONS, Permission, Role, SignedInUser, can
 
 __all__ = ["PAGES", "PageSpec", "pages_for", "role_matrix_markdown", "sign_in_navigation"]
 
@@ -86,6 +86,10 @@ def role_matrix_markdown() -> str:
         for spec in PAGES
     )
     actions = "".join(
+        f"| {name} | " + " | ".join("yes" if allowed & ROLE_PERMISSIONS[r] else "" for r in roles) + " |\n"
+        for name, allowed in ACTIONS.items()
+    )
+    permissions = "".join(
         f"| `{p.value}` | " + " | ".join("yes" if p in ROLE_PERMISSIONS[r] else "" for r in roles) + " |\n"
         for p in Permission
     )
@@ -94,5 +98,13 @@ def role_matrix_markdown() -> str:
         "Generated from `ui/navigation.py` (pages) and `core/services/permissions.py` (actions); "
         "`tests/ui/test_role_matrix.py` fails when this file and the code disagree. The services check "
         "the permission again on every action, so a page's absence is not the only guard.\n\n"
-        "## Pages each role reaches\n\n" + head + pages + "\n## Actions each role may take\n\n" + head + actions
+        "## Pages each role reaches\n\n"
+        + head
+        + pages
+        + "\n## Actions each role may take\n\nEach is called at its service as every role by the test.\n\n"
+        + head
+        + actions
+        + "\n## Permissions behind the actions\n\n"
+        + head
+        + permissions
     )

@@ -37,6 +37,7 @@ from core.errors import (
 from core.services import auth
 from core.services.models import load_version
 from core.services.permissions import (
+    ACTIONS,
     Permission,
     SignedInUser,
     require,
@@ -48,7 +49,6 @@ from core.store.engine import SessionFactory
 from core.types import JSONObject
 
 __all__ = [
-    "ROLLBACK_PERMISSIONS",
     "SIGNATURE_MEANING",
     "DeploymentOverview",
     "Served",
@@ -67,8 +67,6 @@ __all__ = [
 
 #: What a promotion's signature means (21 CFR 11.50(b)(3)).
 SIGNATURE_MEANING: Final = "approved for clinical use"
-#: Either may return to the previous version: the approver, or the engineer on call.
-ROLLBACK_PERMISSIONS: Final = (Permission.APPROVE_DEPLOYMENT, Permission.MANAGE_MODELS)
 #: Verification builds the network only to check it fits its weights; the CPU suffices.
 _CHECK_DEVICE: Final = torch.device("cpu")
 _TAG: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/#()+-]{0,63}$")
@@ -461,7 +459,7 @@ def rollback_as(
     now: Callable[[], datetime],
 ) -> DeploymentRecord:
     """:func:`rollback` by the signed-in user (a CMIO or an ML engineer)."""
-    actor = require_any(user, ROLLBACK_PERMISSIONS)
+    actor = require_any(user, ACTIONS["roll back"])
     text = reason.strip()
     if not text:
         raise BadInputError("a rollback needs a reason")

@@ -43,7 +43,7 @@ from core.drift.novelty import NOVELTY_ATTRIBUTES, NoveltyReport
 from core.drift.sitestreams import STREAMS
 from core.drift.streams import StreamKind, Windowing
 from core.errors import BadInputError, PermissionDeniedError
-from core.services.permissions import Permission, SignedInUser, can, parse_role, require
+from core.services.permissions import APPROVER_OR_ENGINEER, Permission, SignedInUser, can_any, parse_role, require
 from core.store import alerts, audit_log, incidents, sites, users
 from core.store.alerts import AlertIn, AlertRecord, AlertStatus
 from core.store.engine import SessionFactory
@@ -151,7 +151,7 @@ def actor_of(by: SignedInUser | str, *, handle: bool) -> str:
     if isinstance(by, str):
         return by
     require(by, Permission.VIEW_PERFORMANCE)
-    if handle and not (can(by, Permission.APPROVE_DEPLOYMENT) or can(by, Permission.MANAGE_MODELS)):
+    if handle and not can_any(by, APPROVER_OR_ENGINEER):
         raise PermissionDeniedError(by.username, by.role.value, "handle_drift_alerts")
     return by.username
 

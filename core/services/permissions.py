@@ -9,7 +9,7 @@ so a role withdrawn while someone is signed in takes effect at their next action
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -18,6 +18,8 @@ from typing import Final
 from core.errors import PermissionDeniedError, UnknownRoleError
 
 __all__ = [
+    "ACTIONS",
+    "APPROVER_OR_ENGINEER",
     "ROLE_PERMISSIONS",
     "Permission",
     "Role",
@@ -96,6 +98,45 @@ def parse_role(value: str) -> Role:
         raise UnknownRoleError(value, tuple(r.value for r in Role)) from None
 
 
+#: Either may handle drift alerts and incidents, and roll back: the approver, or the engineer on call.
+APPROVER_OR_ENGINEER: Final = frozenset({_P.APPROVE_DEPLOYMENT, _P.MANAGE_MODELS})
+
+#: Every action the app offers a person, and the permissions that allow it (any one of them).
+#: ``docs/roles.md`` lists it, and ``tests/ui/test_role_matrix.py`` calls each action at its
+#: service as every role: a service that lets a role through that this table refuses fails there.
+ACTIONS: Final[Mapping[str, frozenset[Permission]]] = MappingProxyType(
+    {
+        "read the worklist": frozenset({_P.REVIEW_STUDIES}),
+        "open a case": frozenset({_P.REVIEW_STUDIES}),
+        "see a case's explanation": frozenset({_P.REVIEW_STUDIES}),
+        "read a case's feedback history": frozenset({_P.REVIEW_STUDIES}),
+        "record feedback": frozenset({_P.RECORD_FEEDBACK}),
+        "see the adjudication queue": frozenset({_P.ADJUDICATE}),
+        "open an adjudication case file": frozenset({_P.ADJUDICATE}),
+        "adjudicate a case": frozenset({_P.ADJUDICATE}),
+        "see the labelling plan": frozenset({_P.ADJUDICATE}),
+        "list drift alerts": frozenset({_P.VIEW_PERFORMANCE}),
+        "list incidents": frozenset({_P.VIEW_PERFORMANCE}),
+        "run the monitors": frozenset({_P.VIEW_PERFORMANCE}),
+        "acknowledge an alert": APPROVER_OR_ENGINEER,
+        "resolve an alert": APPROVER_OR_ENGINEER,
+        "acknowledge an incident": APPROVER_OR_ENGINEER,
+        "resolve an incident": APPROVER_OR_ENGINEER,
+        "approve a site calibrator": frozenset({_P.APPROVE_DEPLOYMENT}),
+        "search the audit log": frozenset({_P.VIEW_AUDIT_LOG}),
+        "export evidence": frozenset({_P.EXPORT_EVIDENCE}),
+        "create a user": frozenset({_P.MANAGE_USERS}),
+        "reset a user's password": frozenset({_P.MANAGE_USERS}),
+        "view deployments": frozenset({_P.VIEW_DEPLOYMENTS}),
+        "download a gate report": frozenset({_P.VIEW_DEPLOYMENTS}),
+        "promote a model version": frozenset({_P.APPROVE_DEPLOYMENT}),
+        "roll back": APPROVER_OR_ENGINEER,
+        "run the change-control gate": frozenset({_P.MANAGE_MODELS}),
+        "retrain": frozenset({_P.MANAGE_MODELS}),
+    }
+)
+
+
 def permissions_of(role: Role) -> frozenset[Permission]:
     """Everything ``role`` may do."""
     return ROLE_PERMISSIONS[role]
@@ -126,14 +167,17 @@ def can_any(user: SignedInUser | None, permissions: Iterable[Permission]) -> boo
     return any(can(user, p) for p in permissions)
 
 
-def require_any(user: SignedInUser | None, permissions: Sequence[Permission]) -> SignedInUser:
+def require_any(user: SignedInUser | None, permissions: Iterable[Permission]) -> SignedInUser:
     """Return ``user`` when their role allows any of ``permissions``; raise naming the first otherwise.
+
+    "First" is in :class:`Permission`'s order, so the message does not depend on a set's order.
 
     Raises
     ------
     PermissionDeniedError
         Nobody is signed in, or the role holds none of the permissions.
     """
-    if user is not None and can_any(user, permissions):
+    wanted = [p for p in Permission if p in frozenset(permissions)]
+    if user is not None and can_any(user, wanted):
         return user
-    return require(user, permissions[0])
+    return require(user, wanted[0])
