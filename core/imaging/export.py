@@ -15,6 +15,15 @@ frame of reference, no plane positions); it raises while building its dimension 
 fractional Segmentation carries the same values for non-negative maps, and the two-segment
 split keeps a signed map's information.
 
+Codes: every segment's category is DICOM's (130401, DCM, "Visual explanation"); a Grad-CAM
+segment's type is (130403, DCM, "Gradient-weighted class activation") and another non-negative
+map's (130404, DCM, "Saliency"). DICOM has no concept for the two halves of a signed map, so
+those two types come from Vigil's private coding scheme ``99VIGIL`` (the "99" prefix PS3.16
+reserves for private schemes), which the object identifies in its Coding Scheme Identification
+Sequence as PS3.3 C.12.1.1.4 asks.
+
+Both objects pass dciodvfy (dicom3tools) with zero errors (``tests/core/imaging/test_dciodvfy.py``).
+
 UIDs are derived from the explanation's SHA-256 and the source SOP Instance UID, so exporting
 the same explanation twice writes identical identities (idempotent for a PACS).
 """
@@ -35,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -47,6 +57,12 @@ __all__ = ["ExplanationExport", "ExportedObject", "check_export_dir", "export_ex
 _SC_SERIES_NUMBER: Final = 9001
 _SEG_SERIES_NUMBER: Final = 9002
 _SCHEME: Final = "99VIGIL"  # a private coding scheme (DICOM PS3.16: "99" prefix)
+_SCHEME_NAME: Final = "Vigil explanation concepts"
+_CATEGORY: Final = hd.sr.CodedConcept("130401", "DCM", "Visual explanation")
+_GRAD_CAM: Final = hd.sr.CodedConcept("130403", "DCM", "Gradient-weighted class activation")
+_SALIENCY: Final = hd.sr.CodedConcept("130404", "DCM", "Saliency")
+_EVIDENCE_FOR: Final = hd.sr.CodedConcept("EVIDENCE_FOR", _SCHEME, "Evidence for finding")
+_EVIDENCE_AGAINST: Final = hd.sr.CodedConcept("EVIDENCE_AGAINST", _SCHEME, "Evidence against finding")
 #: Patient and study attributes copied from the source so the objects file into its study.
 _COPIED: Final = (
     "PatientName",
@@ -154,6 +170,20 @@ def _check(source: Dataset, export: ExplanationExport) -> None:
         raise BadInputError(f"map values must be finite and in [{lo}, 1]")
 
 
+def _body_part_and_laterality(ds: Dataset, source: Dataset) -> None:
+    """Copy the source's body part and laterality, which General Series' Type 2C rule ties together.
+
+    Laterality must be present for a paired body part and absent for an unpaired one (a chest);
+    naming the body part tells a reader which case applies. Without one, an empty Laterality says
+    "unknown", the only honest value left.
+    """
+    for keyword in ("BodyPartExamined", "Laterality"):
+        if keyword in source:
+            setattr(ds, keyword, source.data_element(keyword).value)
+    if "BodyPartExamined" not in ds and "Laterality" not in ds:
+        ds.Laterality = ""
+
+
 def _secondary_capture(source: Dataset, export: ExplanationExport, path: Path) -> ExportedObject:
     series, software = _descriptions(export)
     sop_uid = _uid(export, source.SOPInstanceUID, "sc")
@@ -177,6 +207,7 @@ def _secondary_capture(source: Dataset, export: ExplanationExport, path: Path) -
     ds.DerivationDescription = f"{export.method_label} map of model {export.model_version} over the source image"[:1024]
     ds.ImageComments = f"explanation artifact sha256 {export.artifact_sha256}; not a diagnostic image"
     ds.BurnedInAnnotation = "NO"
+    _body_part_and_laterality(ds, source)
     source_ref = Dataset()
     source_ref.ReferencedSOPClassUID, source_ref.ReferencedSOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
     ds.SourceImageSequence = DicomSequence([source_ref])
@@ -190,13 +221,13 @@ def _secondary_capture(source: Dataset, export: ExplanationExport, path: Path) -
 
 
 def _segment(
-    number: int, label: str, code: str, meaning: str, algorithm: hd.AlgorithmIdentificationSequence
+    number: int, label: str, kind: hd.sr.CodedConcept, algorithm: hd.AlgorithmIdentificationSequence
 ) -> hd.seg.SegmentDescription:
     return hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=label,
-        segmented_property_category=hd.sr.CodedConcept("EXPLANATION", _SCHEME, "Model explanation"),
-        segmented_property_type=hd.sr.CodedConcept(code, _SCHEME, meaning),
+        segmented_property_category=_CATEGORY,
+        segmented_property_type=kind,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
     )
@@ -207,12 +238,22 @@ def _segment_planes(
 ) -> tuple[FloatArray, list[hd.seg.SegmentDescription]]:
     heat = export.heatmap.astype(np.float32)
     if not export.signed:
-        return heat[None, :, :, None], [_segment(1, export.method_label, "SALIENCY", "Saliency", algorithm)]
+        kind = _GRAD_CAM if export.method == "gradcam" else _SALIENCY
+        return heat[None, :, :, None], [_segment(1, export.method_label, kind, algorithm)]
     planes = np.stack([np.clip(heat, 0.0, 1.0), np.clip(-heat, 0.0, 1.0)], axis=-1)[None]
     return planes, [
-        _segment(1, "Evidence for finding", "EVIDENCE_FOR", "Evidence for finding", algorithm),
-        _segment(2, "Evidence against finding", "EVIDENCE_AGAINST", "Evidence against finding", algorithm),
+        _segment(1, "Evidence for finding", _EVIDENCE_FOR, algorithm),
+        _segment(2, "Evidence against finding", _EVIDENCE_AGAINST, algorithm),
     ]
+
+
+def _private_scheme() -> Dataset:
+    """The Coding Scheme Identification item that names ``99VIGIL`` (PS3.3 C.12.1.1.4)."""
+    item = Dataset()
+    item.CodingSchemeDesignator = _SCHEME
+    item.CodingSchemeName = _SCHEME_NAME
+    item.CodingSchemeResponsibleOrganization = "Vigil"
+    return item
 
 
 def _spacing(source: Dataset) -> list[float]:
@@ -255,6 +296,11 @@ def _segmentation(source: Dataset, export: ExplanationExport, path: Path) -> Exp
             pixel_measures=hd.PixelMeasuresSequence(pixel_spacing=_spacing(source), slice_thickness=1.0),
         )
     seg["SoftwareVersions"].value = software  # highdicom writes one value; keep both
+    # Type 2C in General Image: a projection radiograph has no Image Orientation (Patient), and
+    # the map shares the source's pixel grid, so the source's orientation is the map's.
+    seg.PatientOrientation = source.get("PatientOrientation", "")
+    if export.signed:
+        seg.CodingSchemeIdentificationSequence = DicomSequence([_private_scheme()])
     seg.save_as(path)
     return ExportedObject("segmentation", path, str(seg.SOPClassUID), sop_uid, series_uid, str(seg.StudyInstanceUID))
 
@@ -283,7 +329,7 @@ def export_explanation(source_path: Path, export: ExplanationExport, *, out_dir:
     check_export_dir(out_dir)
     try:
         source = dcmread(source_path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, InvalidDicomError) as exc:  # InvalidDicomError: not a DICOM file at all
         raise BadInputError(f"cannot read the source image {source_path}: {exc}") from exc
     _check(source, export)
     out_dir.mkdir(parents=True, exist_ok=True)

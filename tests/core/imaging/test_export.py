@@ -138,3 +138,43 @@ def test_a_file_is_not_an_export_folder(tmp_path: Path) -> None:
     # Execute / Assert
     with pytest.raises(BadInputError, match="must name a folder"):
         check_export_dir(taken)
+
+
+@pytest.mark.parametrize(
+    ("signed", "types"),
+    [
+        (False, [("130403", "DCM")]),  # Gradient-weighted class activation
+        (True, [("EVIDENCE_FOR", "99VIGIL"), ("EVIDENCE_AGAINST", "99VIGIL")]),
+    ],
+)
+def test_segments_use_registered_codes_and_name_the_private_scheme_they_need(
+    tmp_path: Path, signed: bool, types: list[tuple[str, str]]
+) -> None:
+    # Prepare
+    src = _dx(tmp_path / "src.dcm")
+    heat = np.zeros((ROWS, COLS))
+
+    # Execute
+    _, seg = export_explanation(src, _export(heat, signed=signed), out_dir=tmp_path / "out")
+
+    # Assert: DICOM's "Visual explanation" category; a private type only where DICOM has none, declared
+    ds = pydicom.dcmread(seg.path)
+    categories = {
+        (
+            s.SegmentedPropertyCategoryCodeSequence[0].CodeValue,
+            s.SegmentedPropertyCategoryCodeSequence[0].CodingSchemeDesignator,
+        )
+        for s in ds.SegmentSequence
+    }
+    assert categories == {("130401", "DCM")}
+    got = [
+        (
+            s.SegmentedPropertyTypeCodeSequence[0].CodeValue,
+            s.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator,
+        )
+        for s in ds.SegmentSequence
+    ]
+    assert got == types
+    declared = [item.CodingSchemeDesignator for item in ds.get("CodingSchemeIdentificationSequence", [])]
+    assert declared == (["99VIGIL"] if signed else [])
+    assert ds.PatientOrientation == ["L", "F"]
