@@ -76,6 +76,9 @@ class AuditAction(StrEnum):
     MODEL_PROMOTED = "model_promoted"
     MODEL_ROLLED_BACK = "model_rolled_back"
     SIGNATURE_FAILED = "signature_failed"
+    #: De-identification: a folder of DICOM files de-identified to the PS3.15 Basic Profile
+    #: for leaving the site; the payload holds counts, the table's version and hash, never a path or PHI.
+    DEID_EXPORTED = "deid_exported"
 
 
 @dataclass(frozen=True, slots=True)

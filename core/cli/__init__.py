@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from core.cli import commands
 from core.cli._output import emit, exit_code_for, one_line
 from core.cli.audit import checkpoint_after
+from core.cli.deid import register_deid
 from core.errors import VigilError
 
 __all__ = ["main", "build_parser"]
@@ -43,6 +44,7 @@ def build_parser() -> _Parser:
     parser = _Parser(prog="vigil", description="Vigil: review and vigilance for deployed imaging AI.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.register(sub, _add)
+    register_deid(sub, _add)
     return parser
 
 

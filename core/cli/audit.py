@@ -243,6 +243,7 @@ WRITING_COMMANDS = frozenset(
         "deploy",
         "holdout",
         "validate-change",
+        "deid",
     }
 )
 

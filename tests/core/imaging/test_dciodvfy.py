@@ -31,7 +31,7 @@ from core.sampledata import SITES, CohortSummary, generate_cohort, read_manifest
 #: writer's fix changes every file's bytes, and so the SHA-256 of the seed-0 training manifest
 #: that the bundled model card pins. Strict: once the fix lands, each passing site must lose its mark.
 DX_HELD_BACK = (
-    "issue 18 item 5: the DX writer's conformance fix would change the training manifest SHA-256 "
+    "the DX writer's conformance fix would change the training manifest SHA-256 "
     "pinned in the bundled card (training_data.manifest_sha256); waits for a re-issue of the card"
 )
 

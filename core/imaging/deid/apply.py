@@ -1,0 +1,311 @@
+"""Apply the Basic Profile to one dataset: a pure function from a pydicom Dataset to a :class:`DeidResult`.
+
+Every element at every depth gets the action the table gives its tag (items of sequences are
+datasets in their own right and are walked the same way). What the table does not list is kept,
+as the profile says, except where Vigil's documented rules beyond the table remove it (the table's
+``vigil`` section): free text, names, URLs, dates and times, unknown public elements, group lengths,
+whole overlay groups; and unlisted UIDs that are neither DICOM-registered nor the UID of a kind
+(a SOP class, a transfer syntax) are replaced like the profile's ``U``, because an instance UID the
+table happens not to list still points back to the patient's study.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydicom.datadict import dictionary_has_tag, keyword_for_tag
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
+
+from core.errors import BadInputError
+from core.imaging.deid.burned_in import burned_in_risk
+from core.imaging.deid.private import PrivateElement
+from core.imaging.deid.profile import Action, Profile, ProfileOption, load_profile
+from core.imaging.deid.uids import check_secret, pseudonymous_uid
+
+__all__ = [
+    "BASIC_PROFILE_CODE",
+    "PRIVATE_KEPT",
+    "PRIVATE_REMOVED",
+    "SAFE_PRIVATE_CODE",
+    "VIGIL_REMOVED",
+    "VIGIL_REPLACED_UID",
+    "DeidResult",
+    "deidentify",
+]
+
+#: DCM 113100, the code of the profile itself in DeidentificationMethodCodeSequence (CID 7050).
+BASIC_PROFILE_CODE: Final = ("113100", "Basic Application Confidentiality Profile")
+#: DCM 113111, recorded when the private allow-list kept at least one element.
+SAFE_PRIVATE_CODE: Final = ("113111", "Retain Safe Private Option")
+#: Keys of :attr:`DeidResult.actions` beside the table's codes (X, Z, D, U, K).
+PRIVATE_REMOVED: Final = "private_removed"
+PRIVATE_KEPT: Final = "private_kept"
+VIGIL_REMOVED: Final = "vigil_removed"
+VIGIL_REPLACED_UID: Final = "vigil_replaced_uid"
+
+_DATE_VRS: Final = frozenset({"DA", "DT", "TM"})
+_BINARY_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+# Eight zero bytes: a whole number of values for every binary VR (OD and OV have 8-byte values).
+_BINARY_DUMMY: Final = b"\x00" * 8
+_REGISTERED_UID_ROOT: Final = "1.2.840.10008."
+# Unlisted UIDs that name a kind of thing, not an instance: kept as they are.
+_KIND_UID_MARKERS: Final = ("ClassUID", "TransferSyntaxUID", "CodingSchemeUID")
+# Repeating groups: curves 5000-501E and overlays 6000-601E (even groups, PS3.5 7.6).
+_CURVE_GROUPS: Final = range(0x5000, 0x5020, 2)
+_OVERLAY_GROUPS: Final = range(0x6000, 0x6020, 2)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DeidResult:
+    """What de-identifying one dataset gave.
+
+    Attributes
+    ----------
+    dataset : Dataset or None
+        The de-identified copy (the input is never changed); None when quarantined.
+    quarantine_reason : str or None
+        One sentence when the object must not be released (burned-in annotation risk), naming
+        no value from the file; None when released.
+    actions : Mapping[str, int]
+        How many elements got each action, at every depth: the table's codes ``X``, ``Z``, ``D``,
+        ``U``, ``K`` (kept by an option) and Vigil's :data:`PRIVATE_REMOVED`, :data:`PRIVATE_KEPT`,
+        :data:`VIGIL_REMOVED`, :data:`VIGIL_REPLACED_UID`. Empty when quarantined.
+    profile_version : str
+        ``Profile.version`` of the table applied.
+    table_sha256 : str
+        ``Profile.sha256`` of the table applied.
+    options : tuple of str
+        The profile options that were on, sorted.
+    """
+
+    dataset: Dataset | None
+    quarantine_reason: str | None
+    actions: Mapping[str, int]
+    profile_version: str
+    table_sha256: str
+    options: tuple[str, ...]
+
+    @property
+    def released(self) -> bool:
+        """True when :attr:`dataset` may leave the site."""
+        return self.quarantine_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every element of one de-identification shares; ``counts`` is the one thing that grows."""
+
+    secret: bytes
+    options: frozenset[ProfileOption]
+    allowed: frozenset[tuple[int, str, int]]
+    profile: Profile
+    counts: Counter[str]
+
+
+def deidentify(
+    ds: Dataset,
+    *,
+    secret: bytes,
+    options: Iterable[ProfileOption | str] = (),
+    private_allowlist: Iterable[PrivateElement] = (),
+    profile: Profile | None = None,
+) -> DeidResult:
+    """Apply the Basic Application Level Confidentiality Profile to a copy of ``ds``.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Any DICOM dataset; it is not changed.
+    secret : bytes
+        The site's de-identification key (at least 16 bytes); UIDs are replaced by
+        :func:`~core.imaging.deid.uids.pseudonymous_uid` under it.
+    options : iterable of ProfileOption or str
+        Profile options to turn on; none by default.
+    private_allowlist : iterable of PrivateElement
+        Private elements to keep; every other private element is removed.
+    profile : Profile, optional
+        The table; the shipped one when omitted.
+
+    Returns
+    -------
+    DeidResult
+        Quarantined, with nothing de-identified, when :func:`burned_in_risk` finds a reason.
+        Otherwise the copy carries PatientIdentityRemoved ``YES``, DeidentificationMethod (the
+        profile, the table's version and its SHA-256), DeidentificationMethodCodeSequence
+        (113100 and the options' codes) and LongitudinalTemporalInformationModified.
+
+    Raises
+    ------
+    BadInputError
+        ``secret`` is too short, or an option is not one of :class:`ProfileOption`.
+    """
+    check_secret(secret)
+    table = profile if profile is not None else load_profile()
+    chosen = frozenset(_option(o) for o in options)
+    names = tuple(sorted(o.value for o in chosen))
+    reason = burned_in_risk(ds)
+    if reason is not None:
+        return DeidResult(None, reason, {}, table.version, table.sha256, names)
+    allowed = frozenset((p.group, p.creator.strip(), p.offset) for p in private_allowlist)
+    ctx = _Context(secret, chosen, allowed, table, Counter())
+    out = copy.deepcopy(ds)
+    _clean(out, ctx)
+    _mark(out, ctx)
+    return DeidResult(out, None, dict(sorted(ctx.counts.items())), table.version, table.sha256, names)
+
+
+def _option(value: ProfileOption | str) -> ProfileOption:
+    try:
+        return ProfileOption(value)
+    except ValueError:
+        choices = ", ".join(o.value for o in ProfileOption)
+        raise BadInputError(f"unknown de-identification option {value!r} (choose from {choices})") from None
+
+
+def _clean(ds: Dataset, ctx: _Context) -> None:
+    """De-identify ``ds`` in place: its private elements, then every public element, items included."""
+    _clean_private(ds, ctx)
+    for tag in [t for t in ds.keys() if not t.is_private]:
+        _apply(ds, ds[tag], ctx)
+
+
+def _apply(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
+    action, key = _action_for(elem, ctx)
+    if action is Action.REPLACE_UID and elem.VR != "UI":
+        action = Action.REMOVE  # a UID whose VR was lost (UN) cannot be remapped, so it goes
+    if action is Action.REMOVE:
+        del ds[elem.tag]
+    elif action is Action.EMPTY:
+        elem.value = DicomSequence() if elem.VR == "SQ" else None
+    elif action is Action.DUMMY:
+        _dummy(elem, ctx)
+    elif action is Action.REPLACE_UID:
+        _replace_uids(elem, ctx)
+    elif elem.VR == "SQ":
+        for item in elem.value:
+            _clean(item, ctx)
+    if key is not None:
+        ctx.counts[key] += 1
+
+
+def _action_for(elem: DataElement, ctx: _Context) -> tuple[Action, str | None]:
+    """The action for one public element and the count it adds to (None: kept without comment)."""
+    tag: BaseTag = elem.tag
+    if tag.element == 0:
+        return Action.REMOVE, VIGIL_REMOVED  # group length
+    if tag.group in _CURVE_GROUPS or tag.group in _OVERLAY_GROUPS:
+        return Action.REMOVE, Action.REMOVE.value
+    rule = ctx.profile.rules.get(int(tag))
+    if rule is not None:
+        action = rule.action_under(ctx.options)
+        return action, action.value
+    if not dictionary_has_tag(tag):
+        return Action.REMOVE, VIGIL_REMOVED
+    return _unlisted_action(elem, ctx)
+
+
+def _unlisted_action(elem: DataElement, ctx: _Context) -> tuple[Action, str | None]:
+    vr = elem.VR
+    if vr in _DATE_VRS and ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES in ctx.options:
+        return Action.KEEP, None
+    if vr in ctx.profile.remove_unlisted_vrs:
+        return Action.REMOVE, VIGIL_REMOVED
+    if vr == "UI" and _instance_uid(elem):
+        return Action.REPLACE_UID, VIGIL_REPLACED_UID
+    return Action.KEEP, None
+
+
+def _instance_uid(elem: DataElement) -> bool:
+    """True for an unlisted UID element that may identify an instance (not a kind, not DICOM-registered)."""
+    keyword = keyword_for_tag(elem.tag)
+    if any(marker in keyword for marker in _KIND_UID_MARKERS):
+        return False
+    return any(not str(v).startswith(_REGISTERED_UID_ROOT) for v in _values(elem.value))
+
+
+def _dummy(elem: DataElement, ctx: _Context) -> None:
+    vr = elem.VR
+    if vr == "SQ":
+        elem.value = DicomSequence()  # Vigil never invents sequence items (the table's vigil.sequence_dummy)
+    elif vr == "UI":
+        _replace_uids(elem, ctx)
+    elif vr in ctx.profile.dummies:
+        elem.value = ctx.profile.dummies[vr]
+    elif vr in _BINARY_VRS:
+        elem.value = _BINARY_DUMMY
+    else:
+        elem.value = 0  # US, SS, UL, SL, FL, FD, SV, UV, AT
+
+
+def _replace_uids(elem: DataElement, ctx: _Context) -> None:
+    new = [pseudonymous_uid(ctx.secret, str(v)) for v in _values(elem.value) if str(v).strip("\x00 ")]
+    elem.value = new[0] if len(new) == 1 else (new or None)
+
+
+def _values(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+
+
+def _clean_private(ds: Dataset, ctx: _Context) -> None:
+    """Remove every private element not allow-listed, and the creators of blocks left empty."""
+    private = [t for t in ds.keys() if t.is_private]
+    creators = {int(t): _text(ds[t].value) for t in private if 0x10 <= t.element <= 0xFF}
+    kept_blocks: set[int] = set()
+    for tag in private:
+        if tag.element <= 0xFF:
+            continue  # creators are settled below; group lengths and 0001-000F go with them
+        block = (tag.group << 16) | (tag.element >> 8)
+        if (tag.group, creators.get(block), tag.element & 0xFF) in ctx.allowed:
+            kept_blocks.add(block)
+            ctx.counts[PRIVATE_KEPT] += 1
+            if ds[tag].VR == "SQ":
+                for item in ds[tag].value:
+                    _clean(item, ctx)
+        else:
+            del ds[tag]
+            ctx.counts[PRIVATE_REMOVED] += 1
+    for tag in private:
+        if tag.element <= 0xFF and int(tag) not in kept_blocks:
+            del ds[tag]
+            ctx.counts[PRIVATE_REMOVED] += 1
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")  # a creator read as UN; latin-1 maps every byte
+    return str(value or "").strip()
+
+
+def _mark(ds: Dataset, ctx: _Context) -> None:
+    """Record on ``ds`` that, and how, it was de-identified (PS3.15 E.1.1, PS3.3 C.7.1.1)."""
+    table = ctx.profile
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = [
+        f"{BASIC_PROFILE_CODE[1]} (PS3.15 {table.edition})",
+        f"Vigil table {table.version}",
+        table.sha256,  # 64 hex digits: exactly the longest LO value
+    ]
+    codes = [BASIC_PROFILE_CODE, *(table.option_codes[o.value] for o in sorted(ctx.options))]
+    if ctx.counts[PRIVATE_KEPT]:
+        codes.append(SAFE_PRIVATE_CODE)
+    ds.DeidentificationMethodCodeSequence = DicomSequence([_code_item(value, meaning) for value, meaning in codes])
+    full_dates = ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES in ctx.options
+    ds.LongitudinalTemporalInformationModified = "UNMODIFIED" if full_dates else "REMOVED"
+
+
+def _code_item(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = meaning
+    return item

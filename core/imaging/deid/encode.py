@@ -1,0 +1,116 @@
+"""De-identify one DICOM file's bytes into new bytes: the edge the services call (they never touch pydicom).
+
+The file is parsed strictly (:func:`core.imaging.dicom.dataset_from_bytes`: a truncated or damaged
+file is refused, not half-read), de-identified by :func:`core.imaging.deid.apply.deidentify`, and
+written back in its own transfer syntax (pixel data, compressed or not, is carried unchanged). The
+file meta information is rebuilt from scratch, and the 128-byte preamble zeroed, because both can
+hold identifying data the profile's table does not reach (a source AE title, a TIFF header).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from pydicom import dcmwrite
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from core.errors import BadInputError, DicomRejectedError
+from core.imaging.deid.apply import deidentify
+from core.imaging.deid.private import PrivateElement
+from core.imaging.deid.profile import ProfileOption
+from core.imaging.dicom import dataset_from_bytes
+
+__all__ = ["DeidFile", "deidentify_bytes"]
+
+_PREAMBLE: Final = b"\x00" * 128
+
+
+@dataclass(frozen=True, slots=True)
+class DeidFile:
+    """One file de-identified, or quarantined.
+
+    Attributes
+    ----------
+    data : bytes or None
+        The de-identified DICOM Part 10 file; None when quarantined.
+    sop_instance_uid : str
+        The new SOPInstanceUID (names the output file); ``""`` when quarantined.
+    quarantine_reason : str or None
+        Why the file is not released (see :func:`core.imaging.deid.burned_in.burned_in_risk`).
+    actions : Mapping[str, int]
+        As :attr:`core.imaging.deid.apply.DeidResult.actions`.
+    profile_version, table_sha256 : str
+        The table applied.
+    """
+
+    data: bytes | None = field(repr=False)
+    sop_instance_uid: str
+    quarantine_reason: str | None
+    actions: Mapping[str, int]
+    profile_version: str
+    table_sha256: str
+
+
+def deidentify_bytes(
+    data: bytes,
+    path: Path,
+    *,
+    secret: bytes,
+    options: Iterable[ProfileOption | str] = (),
+    private_allowlist: Iterable[PrivateElement] = (),
+) -> DeidFile:
+    """Parse, de-identify and re-encode one file's bytes.
+
+    Parameters
+    ----------
+    data : bytes
+        A DICOM Part 10 file.
+    path : Path
+        Names the file in errors; it is not read.
+    secret, options, private_allowlist
+        As :func:`core.imaging.deid.apply.deidentify`.
+
+    Raises
+    ------
+    DicomRejectedError
+        Not DICOM, truncated or damaged, without a SOPInstanceUID to name the output by, or a
+        value pydicom cannot encode; the reason never quotes a value of the file.
+    BadInputError
+        As :func:`core.imaging.deid.apply.deidentify`.
+    """
+    ds = dataset_from_bytes(data, path)
+    if not str(ds.get("SOPInstanceUID", "") or "").strip("\x00 "):
+        raise DicomRejectedError(path, "it has no SOPInstanceUID, so its de-identified copy could not be named.")
+    try:
+        result = deidentify(ds, secret=secret, options=options, private_allowlist=private_allowlist)
+        out = result.dataset
+        encoded = None if out is None else _encode(out, ds)
+    except (DicomRejectedError, BadInputError):
+        raise
+    except Exception as exc:  # one hostile file must not end a folder's run; its message may quote a value
+        reason = f"it could not be de-identified and encoded again ({type(exc).__name__})."
+        raise DicomRejectedError(path, reason) from exc
+    return DeidFile(
+        data=encoded,
+        sop_instance_uid="" if out is None else str(out.SOPInstanceUID),
+        quarantine_reason=result.quarantine_reason,
+        actions=result.actions,
+        profile_version=result.profile_version,
+        table_sha256=result.table_sha256,
+    )
+
+
+def _encode(out: Dataset, source: Dataset) -> bytes:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = out.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+    meta.TransferSyntaxUID = source.file_meta.TransferSyntaxUID
+    out.file_meta = meta
+    out.preamble = _PREAMBLE
+    buffer = io.BytesIO()
+    dcmwrite(buffer, out, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,0 +1,383 @@
+"""De-identify a folder of DICOM files into an output folder, for images that leave the site.
+
+Each file is read (regular files only, bounded: ``core.imaging.files``), parsed strictly,
+de-identified to the PS3.15 Basic Profile (``core.imaging.deid``) under the site's
+de-identification key, and written as ``OUT/<new SOPInstanceUID>.dcm``. Output names never reuse
+the input's names, which can themselves be identifying (``DOE_JOHN/1.dcm``).
+
+- Nothing is half-written: each file goes to a hidden temporary file in ``OUT`` and is renamed
+  into place, so a crash leaves whole files or none.
+- Quarantined files (burned-in annotation risk) are only **listed**, never copied: ``OUT`` is what
+  leaves the site, and a quarantined file still holds identifying pixels.
+- Files that are not DICOM, or are damaged, are skipped and listed with one sentence each.
+- One audit entry (``deid_exported``) records the run: counts, actions by kind, the table's version
+  and SHA-256, the options and the key's id; never a path, a file name or a value of a file.
+
+The key is made on first use (32 random bytes, file mode 0600 in a 0700 folder) under
+``VIGIL_HOME/secrets/dicom-deid.key`` and never shown; its id is a hash of it, so two runs can be
+seen to have used the same key. Losing it means the same study gets new UIDs in later exports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import stat
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from core.audit.chain import to_recorded_at
+from core.audit.events import AuditAction
+from core.config import Settings
+from core.errors import DicomRejectedError, PathNotFoundError, PseudonymKeyError, UnusablePathError
+from core.imaging.deid import DeidFile, PrivateElement, ProfileOption, deidentify_bytes, load_profile
+from core.imaging.files import DEFAULT_MAX_FILE_BYTES, file_kind, read_regular_file
+from core.imaging.scan import iter_dicom_paths
+from core.store import audit_log, sites
+from core.store.engine import SessionFactory
+from core.types import JSONObject
+
+__all__ = [
+    "KEY_BYTES",
+    "DeidJob",
+    "DeidReport",
+    "Listed",
+    "Written",
+    "check_folders",
+    "check_request",
+    "deid_key_path",
+    "deid_secret",
+    "deidentify_folder",
+    "key_id",
+]
+
+#: Length of the de-identification key, in bytes.
+KEY_BYTES: Final = 32
+#: The audit subject of a run not tied to a registered site.
+NO_SITE: Final = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A file de-identified: where it came from and the output file's name (inside ``OUT``)."""
+
+    path: str
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A file quarantined or skipped, with one sentence saying why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeidReport:
+    """One run of :func:`deidentify_folder` (the ``vigil deid --json`` contract).
+
+    Paths are the site's own (shown to the operator, never audited).
+    """
+
+    site: str | None
+    out_dir: str
+    profile_version: str
+    table_sha256: str
+    options: tuple[str, ...]
+    key_id: str
+    written: list[Written] = field(default_factory=list)
+    quarantined: list[Listed] = field(default_factory=list)
+    skipped: list[Listed] = field(default_factory=list)
+    actions: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready, for the command line."""
+        return {
+            "site": self.site,
+            "out": self.out_dir,
+            "written": len(self.written),
+            "quarantined": [{"path": q.path, "reason": q.reason} for q in self.quarantined],
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "actions": dict(sorted(self.actions.items())),
+            "profile_version": self.profile_version,
+            "table_sha256": self.table_sha256,
+            "options": list(self.options),
+            "key_id": self.key_id,
+        }
+
+    def audit_payload(self, *, completed: bool) -> JSONObject:
+        """Counts only: no path, file name or value of a file (the audit trail holds no PHI)."""
+        reasons = Counter(q.reason for q in self.quarantined)  # constant sentences, no file values
+        return {
+            "completed": completed,
+            "files": len(self.written) + len(self.quarantined) + len(self.skipped),
+            "written": len(self.written),
+            "quarantined": len(self.quarantined),
+            "skipped": len(self.skipped),
+            "quarantine_reasons": dict(sorted(reasons.items())),
+            "actions": dict(sorted(self.actions.items())),
+            "profile_version": self.profile_version,
+            "table_sha256": self.table_sha256,
+            "options": list(self.options),
+            "key_id": self.key_id,
+        }
+
+
+def deid_key_path(settings: Settings) -> Path:
+    """``VIGIL_HOME/secrets/dicom-deid.key``."""
+    return settings.home / "secrets" / "dicom-deid.key"
+
+
+def deid_secret(settings: Settings) -> bytes:
+    """The installation's de-identification key, created (0600, folder 0700) on first use.
+
+    Atomic against a concurrent first use: the new key is written to a private temporary file and
+    hard-linked into place, which fails if another process got there first; that key is then used.
+
+    Raises
+    ------
+    PseudonymKeyError
+        The key file exists but is not a regular file of :data:`KEY_BYTES` bytes.
+    """
+    existing = _read_key(deid_key_path(settings))
+    return existing if existing is not None else _install_key(deid_key_path(settings))
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise PseudonymKeyError(path, f"it is {file_kind(info.st_mode)}, not a regular file")
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES:
+        raise PseudonymKeyError(path, f"holds {len(key)} bytes, expected {KEY_BYTES}; restore the site's key")
+    return key
+
+
+def _install_key(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(KEY_BYTES))
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    key = _read_key(path)
+    assert key is not None  # just linked, or another process's key was there first
+    return key
+
+
+def key_id(secret: bytes) -> str:
+    """16 hex digits naming a key without revealing it (SHA-256 over a label and the key)."""
+    return hashlib.sha256(b"vigil-deid-key-id\x1f" + secret).hexdigest()[:16]
+
+
+def check_folders(src: Path, out: Path) -> None:
+    """Refuse a source that is not a folder, and an output inside the source, before any work.
+
+    Raises
+    ------
+    PathNotFoundError
+        ``src`` does not exist.
+    UnusablePathError
+        ``src`` is not a folder (a file, a FIFO, a device), or ``out`` is ``src`` or inside it
+        (de-identified copies would mix with, and be read back as, the files they came from).
+    """
+    try:
+        info = src.stat()
+    except FileNotFoundError:
+        raise PathNotFoundError(src) from None
+    except OSError as exc:
+        raise UnusablePathError(src, exc.strerror or str(exc)) from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnusablePathError(src, f"it is {file_kind(info.st_mode)}; the source must be a folder of DICOM files")
+    src_r, out_r = src.resolve(), out.resolve()
+    if out_r == src_r or src_r in out_r.parents:
+        raise UnusablePathError(out, f"it is inside the source folder {src}; choose an output folder outside it")
+
+
+@dataclass(frozen=True, slots=True)
+class DeidJob:
+    """What to de-identify, where to, and how.
+
+    Attributes
+    ----------
+    src : Path
+        A folder, searched recursively (:func:`core.imaging.scan.iter_dicom_paths`).
+    out : Path
+        Created if needed; not ``src`` nor inside it. A file of the same name is replaced.
+    site : str or None
+        A registered site the files come from; the audit entry's subject.
+    options : tuple of ProfileOption
+        Profile options to turn on (none by default).
+    private_allowlist : tuple of PrivateElement
+        Private elements to keep (none by default).
+    max_file_bytes : int
+        Larger files are skipped unread (``Settings.max_file_bytes``).
+    """
+
+    src: Path
+    out: Path
+    site: str | None = None
+    options: tuple[ProfileOption, ...] = ()
+    private_allowlist: tuple[PrivateElement, ...] = ()
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+
+def check_request(session_factory: SessionFactory, job: DeidJob) -> str | None:
+    """Every check that can refuse a run, made before the key is read or made and before any file.
+
+    Returns
+    -------
+    str or None
+        The site's registered name, or None when no site was named.
+
+    Raises
+    ------
+    PathNotFoundError, UnusablePathError
+        As :func:`check_folders`.
+    UnknownSiteError
+        ``job.site`` is not registered.
+    """
+    check_folders(job.src, job.out)
+    if job.site is None:
+        return None
+    with session_factory() as session:
+        return sites.get_site(session, job.site).name
+
+
+def deidentify_folder(
+    session_factory: SessionFactory,
+    job: DeidJob,
+    *,
+    secret: bytes,
+    actor: str,
+    now: Callable[[], datetime],
+    progress: Callable[[int], None] | None = None,
+) -> DeidReport:
+    """De-identify every file under ``job.src`` into ``job.out`` and audit the run once.
+
+    Parameters
+    ----------
+    job : DeidJob
+    secret : bytes
+        The key (:func:`deid_secret`).
+    now : callable
+        Clock for the audit entry (UTC).
+    progress : callable, optional
+        Called with 1 after each file.
+
+    Returns
+    -------
+    DeidReport
+
+    Raises
+    ------
+    PathNotFoundError, UnusablePathError, UnknownSiteError
+        As :func:`check_request`; nothing is read or written.
+    """
+    site = check_request(session_factory, job)
+    table = load_profile()
+    options = tuple(sorted(set(job.options)))
+    report = DeidReport(
+        site, str(job.out), table.version, table.sha256, tuple(o.value for o in options), key_id(secret)
+    )
+    run = _Run(job.out, secret, options, job.private_allowlist, job.max_file_bytes)
+    files = iter_dicom_paths([job.src])
+    job.out.mkdir(parents=True, exist_ok=True)
+    try:
+        _process(run, files, report, progress)
+    except BaseException:
+        _audit(session_factory, report, actor=actor, now=now, completed=False)
+        raise
+    _audit(session_factory, report, actor=actor, now=now, completed=True)
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What every file of one run shares."""
+
+    out: Path
+    secret: bytes
+    options: tuple[ProfileOption, ...]
+    allowlist: tuple[PrivateElement, ...]
+    max_file_bytes: int
+
+
+def _process(run: _Run, files: list[Path], report: DeidReport, progress: Callable[[int], None] | None) -> None:
+    first: dict[str, str] = {}  # output name -> the source written under it in this run
+    for path in files:
+        _one(run, path, report, first)
+        if progress is not None:
+            progress(1)
+
+
+def _one(run: _Run, path: Path, report: DeidReport, first: dict[str, str]) -> None:
+    try:
+        data = read_regular_file(path, max_bytes=run.max_file_bytes)
+        result = deidentify_bytes(data, path, secret=run.secret, options=run.options, private_allowlist=run.allowlist)
+    except DicomRejectedError as exc:
+        report.skipped.append(Listed(str(path), exc.reason))
+        return
+    if result.data is None:
+        report.quarantined.append(Listed(str(path), result.quarantine_reason or "quarantined."))
+        return
+    name = f"{result.sop_instance_uid}.dcm"
+    if name in first:
+        report.skipped.append(Listed(str(path), f"it has the SOPInstanceUID of {first[name]}, already written."))
+        return
+    _write_atomically(run.out / name, result)
+    first[name] = str(path)
+    report.written.append(Written(str(path), name))
+    report.actions.update(result.actions)
+
+
+def _write_atomically(target: Path, result: DeidFile) -> None:
+    """Write to a hidden temporary file beside ``target``, flush it to disk, then rename it into place."""
+    assert result.data is not None
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".deid-", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(result.data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _audit(
+    session_factory: SessionFactory,
+    report: DeidReport,
+    *,
+    actor: str,
+    now: Callable[[], datetime],
+    completed: bool,
+) -> None:
+    with session_factory.begin() as session:
+        audit_log.append(
+            session,
+            actor=actor,
+            action=AuditAction.DEID_EXPORTED,
+            subject=report.site or NO_SITE,
+            payload=report.audit_payload(completed=completed),
+            recorded_at=to_recorded_at(now()),
+        )
