@@ -9,17 +9,71 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
-from core.errors import ConfigError, PathNotFoundError
+from core.errors import ConfigError, PacsConfigError, PathNotFoundError
 
-__all__ = ["Settings", "load_settings", "REPO_ROOT", "SAMPLE_DATA_DIR"]
+__all__ = ["PACS_AUTH_KINDS", "PacsEndpoint", "Settings", "load_settings", "REPO_ROOT", "SAMPLE_DATA_DIR"]
 
 #: The source checkout (editable install); bundled sample data lives beside ``core``.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = REPO_ROOT / "sample_data"
+
+#: How Vigil authenticates to a site's DICOMweb service: nothing, HTTP Basic, or a bearer token.
+PACS_AUTH_KINDS: Final = ("none", "basic", "bearer")
+
+
+@dataclass(frozen=True, slots=True)
+class PacsEndpoint:
+    """One site's DICOMweb service (a ``[pacs.SITE]`` table of ``vigil.toml``).
+
+    Attributes
+    ----------
+    site : str
+        The registered site whose studies this PACS holds (studies pulled from it are ingested there).
+    url : str
+        The DICOMweb base URL (``https://pacs.example.org/dicom-web``); never holds a credential.
+    auth : str
+        One of :data:`PACS_AUTH_KINDS`.
+    username : str
+        For ``basic``.
+    secret_env : str
+        The name of the environment variable holding the password (``basic``) or the token
+        (``bearer``): the secret itself is never written to the configuration or the database.
+    timeout_s : float
+        Seconds to wait for the server to connect and to answer each request.
+    max_attempts : int
+        Tries of one request when the server is unreachable or answers 408, 429 or 5xx.
+    page_size : int
+        Results asked for per QIDO-RS page (``limit``).
+    """
+
+    site: str
+    url: str
+    auth: str = "none"
+    username: str = ""
+    secret_env: str = ""
+    timeout_s: float = 30.0
+    max_attempts: int = 4
+    page_size: int = 100
+
+    def secret(self, environ: Mapping[str, str]) -> str:
+        """The password or token, read from ``environ`` (``os.environ`` at the edge); ``""`` for ``none``.
+
+        Raises
+        ------
+        PacsConfigError
+            The variable named by :attr:`secret_env` is unset or empty (its value is never shown).
+        """
+        if self.auth == "none":
+            return ""
+        value = environ.get(self.secret_env, "")
+        if not value:
+            raise PacsConfigError(self.site, f"environment variable {self.secret_env} ({self.auth} secret) is not set")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +107,8 @@ class Settings:
     change_control_plan : Path or None
         The change-control plan (TOML) ``vigil validate-change`` and the Deployment page judge
         challengers by; the bundled plan (``core/registry/default_plan.toml``) when not configured.
+    pacs : tuple of PacsEndpoint
+        Each site's DICOMweb service, from the ``[pacs.SITE]`` tables (none when not configured).
     """
 
     home: Path
@@ -65,6 +121,21 @@ class Settings:
     audit_checkpoint_every: int = 1000
     audit_checkpoint_minutes: int = 60
     change_control_plan: Path | None = None
+    pacs: tuple[PacsEndpoint, ...] = field(default=())
+
+    def pacs_endpoint(self, site: str) -> PacsEndpoint:
+        """The PACS of ``site``.
+
+        Raises
+        ------
+        PacsConfigError
+            No ``[pacs.SITE]`` table names it.
+        """
+        for endpoint in self.pacs:
+            if endpoint.site == site:
+                return endpoint
+        known = ", ".join(e.site for e in self.pacs) or "none"
+        raise PacsConfigError(site, f"no [pacs.{site}] table in the configuration (sites with a PACS: {known})")
 
     @property
     def max_file_bytes(self) -> int:
@@ -98,6 +169,7 @@ _TUNABLE = frozenset(
         "audit_checkpoint_every",
         "audit_checkpoint_minutes",
         "change_control_plan",
+        "pacs",
     }
 )
 #: The longest ``audit_checkpoint_minutes`` accepted (one week): entries should not wait longer unsigned.
@@ -162,6 +234,8 @@ def _tuned(values: Mapping[str, object], base: Path) -> dict[str, Any]:
             tuned[key] = _positive_int(key, value, _INTEGERS[key])
         elif key in _RESOLVED_PATHS:
             tuned[key] = _resolve(base, Path(str(value)))
+        elif key == "pacs":
+            tuned[key] = _pacs_endpoints(value)
         else:  # sample_data_dir
             tuned[key] = Path(str(value))
     return tuned
@@ -188,3 +262,77 @@ def _positive_int(key: str, value: object, limit: int | None = None) -> int:
     if limit is not None and value > limit:
         raise ConfigError(f"{key} must be at most {limit}, got {value!r}")
     return value
+
+
+#: The keys of a ``[pacs.SITE]`` table and what each must be; the secret is named, never given.
+_PACS_KEYS: Final[Mapping[str, type]] = {
+    "url": str,
+    "auth": str,
+    "username": str,
+    "password_env": str,
+    "token_env": str,
+    "timeout_s": float,
+    "max_attempts": int,
+    "page_size": int,
+}
+#: Upper bounds of the numeric PACS settings (a larger value is a typo, not a need).
+_PACS_LIMITS: Final[Mapping[str, float]] = {"timeout_s": 600.0, "max_attempts": 10, "page_size": 10_000}
+
+
+def _pacs_endpoints(value: object) -> tuple[PacsEndpoint, ...]:
+    """The ``[pacs]`` table: one :class:`PacsEndpoint` per site sub-table, checked, sorted by site."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"pacs must be a table of [pacs.SITE] tables, got {value!r}")
+    return tuple(_pacs_endpoint(str(site), table) for site, table in sorted(value.items()))
+
+
+def _pacs_endpoint(site: str, table: object) -> PacsEndpoint:
+    if not isinstance(table, dict):
+        raise PacsConfigError(site, f"[pacs.{site}] must be a table, got {table!r}")
+    unknown = sorted(set(table) - set(_PACS_KEYS))
+    if unknown:
+        raise PacsConfigError(site, f"unknown key(s) {', '.join(unknown)} (known: {', '.join(_PACS_KEYS)})")
+    values = {key: _pacs_value(site, key, raw) for key, raw in table.items()}
+    auth = values.get("auth", "none")
+    if auth not in PACS_AUTH_KINDS:
+        raise PacsConfigError(site, f"auth must be one of {', '.join(PACS_AUTH_KINDS)}, got {auth!r}")
+    secret_key = {"basic": "password_env", "bearer": "token_env"}.get(str(auth))
+    other = {"password_env", "token_env"} - {secret_key}
+    if secret_key is not None and not values.get(secret_key):
+        raise PacsConfigError(site, f"auth {auth!r} needs {secret_key} (the environment variable holding the secret)")
+    if misplaced := sorted(other & set(values)):
+        raise PacsConfigError(site, f"{', '.join(misplaced)} does not go with auth {auth!r}")
+    if auth == "basic" and not values.get("username"):
+        raise PacsConfigError(site, "auth 'basic' needs a username")
+    numbers: dict[str, Any] = {key: values[key] for key in _PACS_LIMITS if key in values}
+    return PacsEndpoint(
+        site=site,
+        url=_pacs_url(site, values.get("url")),
+        auth=str(auth),
+        username=str(values.get("username", "")),
+        secret_env=str(values.get(secret_key, "")) if secret_key else "",
+        **numbers,
+    )
+
+
+def _pacs_value(site: str, key: str, raw: object) -> object:
+    """One value of a ``[pacs.SITE]`` table, of the type :data:`_PACS_KEYS` names and within its bound."""
+    wanted = _PACS_KEYS[key]
+    if wanted is float and isinstance(raw, int) and not isinstance(raw, bool):
+        raw = float(raw)
+    if not isinstance(raw, wanted) or isinstance(raw, bool):
+        raise PacsConfigError(site, f"{key} must be a {wanted.__name__}, got {raw!r}")
+    limit = _PACS_LIMITS.get(key)
+    if limit is not None and not 0 < raw <= limit:  # type: ignore[operator]
+        raise PacsConfigError(site, f"{key} must be above 0 and at most {limit:g}, got {raw!r}")
+    return raw
+
+
+def _pacs_url(site: str, url: object) -> str:
+    """A DICOMweb base URL: http(s), a host, and no user name or password in it."""
+    parts = urlsplit(str(url or ""))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PacsConfigError(site, f"url must be an http(s) URL with a host, got {url!r}")
+    if parts.username or parts.password:
+        raise PacsConfigError(site, "url must not hold credentials: name them with username and password_env")
+    return str(url).rstrip("/")

@@ -60,6 +60,10 @@ __all__ = [
     "ChangePlanError",
     "NoModificationError",
     "HoldoutLeakError",
+    "PacsConfigError",
+    "PacsServerError",
+    "PacsUnreachableError",
+    "PacsAuthError",
 ]
 
 
@@ -520,3 +524,41 @@ class UnknownValidationError(BadInputError):
     def __init__(self, validation_id: int) -> None:
         super().__init__(f"unknown change-control validation: {validation_id}")
         self.validation_id = validation_id
+
+
+class PacsConfigError(ConfigError):
+    """A site's PACS endpoint that Vigil cannot use: not configured, a bad value, or its secret missing.
+
+    A secret is named by the environment variable that should hold it, never shown.
+    """
+
+    def __init__(self, site: str, reason: str) -> None:
+        super().__init__(f"PACS of site {site!r}: {reason}")
+        self.site = site
+        self.reason = reason
+
+
+class PacsServerError(BadInputError):
+    """A DICOMweb server answered with something Vigil cannot use (an error status after retries, a bad body).
+
+    ``endpoint`` is the service's base URL, which never carries a credential.
+    """
+
+    def __init__(self, endpoint: str, detail: str, status: int | None = None) -> None:
+        where = f"HTTP {status} from {endpoint}" if status is not None else endpoint
+        super().__init__(f"PACS error: {where}: {detail}")
+        self.endpoint = endpoint
+        self.detail = detail
+        self.status = status
+
+
+class PacsUnreachableError(PacsServerError):
+    """No answer from a DICOMweb server (refused, reset or timed out) after every retry."""
+
+    def __init__(self, endpoint: str, attempts: int, detail: str) -> None:
+        super().__init__(endpoint, f"unreachable after {attempts} attempt(s): {detail}")
+        self.attempts = attempts
+
+
+class PacsAuthError(PacsServerError):
+    """A DICOMweb server refused Vigil's credentials (401 or 403); the credentials are never shown."""

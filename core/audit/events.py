@@ -79,6 +79,11 @@ class AuditAction(StrEnum):
     #: De-identification: a folder of DICOM files de-identified to the PS3.15 Basic Profile
     #: for leaving the site; the payload holds counts, the table's version and hash, never a path or PHI.
     DEID_EXPORTED = "deid_exported"
+    #: PACS: a study's new instances were retrieved over DICOMweb and passed through the
+    #: ingest gate (each stored instance has its ``STUDY_INGESTED`` entry, each refusal its
+    #: ``INGEST_REJECTED``); objects Vigil made were sent to a PACS over STOW-RS.
+    PACS_STUDY_PULLED = "pacs_study_pulled"
+    PACS_PUSHED = "pacs_pushed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,6 +244,7 @@ WRITING_COMMANDS = frozenset(
         "holdout",
         "validate-change",
         "deid",
+        "pacs",
     }
 )
 

@@ -55,6 +55,7 @@ __all__ = [
     "EmrPatientRow",
     "EmrUnmappedCodeRow",
     "EmrPullMarkRow",
+    "PacsSeenRow",
 ]
 
 # Named constraints, so later migrations (batch mode on SQLite included) can address them.
@@ -663,3 +664,23 @@ class SignInThrottleRow(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     refused: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PacsSeenRow(Base):
+    """One instance a PACS pull has dealt with (migration ``0013``): never retrieved from that endpoint again.
+
+    ``outcome`` is ``stored`` (a new instance), ``duplicate`` (already in the store) or
+    ``rejected`` (the gate refused it, or the PACS could not serve it; ``reason`` says why).
+    """
+
+    __tablename__ = "pacs_seen"
+    __table_args__ = (UniqueConstraint("endpoint", "sop_instance_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(512))
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    study_uid: Mapped[str] = mapped_column(String(UID), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(UID))
+    outcome: Mapped[str] = mapped_column(String(CODE))
+    reason: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,264 @@
+"""PACS pull and push against a real Orthanc: once per study, predictions on arrival, bad input, outages."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from core.audit.events import AuditAction
+from core.config import PacsEndpoint
+from core.errors import BadInputError, PacsUnreachableError
+from core.imaging.dicomweb import DicomwebAuth, DicomwebClient, RetryPolicy, StudyQuery
+from core.sampledata import generate_cohort
+from core.services import pacs, sites
+from core.store import audit_log, pacs_seen, predictions, studies
+from core.store.engine import SessionFactory
+from tests.core.services.conftest import Env
+from tests.pacs_server import OrthancServer, orthanc, start_orthanc
+
+__all__ = ["orthanc"]
+
+SITE = "benchmark"
+
+
+@pytest.fixture(scope="module")
+def cohort_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    out = tmp_path_factory.mktemp("cohort")
+    generate_cohort(out, seed=5, studies_per_site={"benchmark": 4})
+    return sorted((out / "dicom" / "benchmark").glob("*.dcm"))
+
+
+@pytest.fixture
+def pacs_server(orthanc: OrthancServer, cohort_files: list[Path]) -> OrthancServer:
+    orthanc.clear()
+    orthanc.upload(cohort_files)
+    return orthanc
+
+
+def _client(server: OrthancServer, sleeps: list[float] | None = None) -> DicomwebClient:
+    return DicomwebClient(
+        server.dicomweb_url,
+        auth=DicomwebAuth("basic", server.username, server.password),
+        timeout_s=5,
+        retry=RetryPolicy(max_attempts=3, base_delay_s=0.01),
+        sleep=(sleeps.append if sleeps is not None else lambda _s: None),
+    )
+
+
+def _pull(env: Env, server: OrthancServer, *, predict: bool = True) -> pacs.SitePull:
+    predictor = (
+        pacs.make_predictor(env.sf, models_dir=env.models_dir, batch_size=4, actor="t", now=env.now)
+        if predict
+        else None
+    )
+    with _client(server) as client:
+        return pacs.pull_site(
+            env.sf,
+            client,
+            site=SITE,
+            query=StudyQuery(),
+            home=env.settings.home,
+            actor="t",
+            now=env.now,
+            predict=predictor,
+        )
+
+
+def _sop_uids(sf: SessionFactory) -> list[str]:
+    with sf() as session:
+        return sorted(
+            i.sop_instance_uid
+            for s in studies.list_studies(session)
+            for i in studies.list_instances(session, s.study_uid)
+        )
+
+
+def _non_image(study: Dataset) -> bytes:
+    """A Basic Text SR in ``study``: a real DICOM object the gate must refuse (no pixels)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "AccessionNumber"):
+        setattr(ds, keyword, study.data_element(keyword).value)
+    ds.SeriesInstanceUID, ds.Modality, ds.SeriesNumber, ds.InstanceNumber = generate_uid(), "SR", 77, 1
+    path_like = pydicom.filebase.DicomBytesIO()
+    ds.save_as(path_like, enforce_file_format=True)
+    return path_like.getvalue()
+
+
+def test_every_study_arrives_once_and_is_predicted(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
+    # Execute
+    first = _pull(env, pacs_server)
+    second = _pull(env, pacs_server)
+
+    # Assert: four studies stored and scored; the second pull retrieves nothing
+    expected = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in cohort_files)
+    assert _sop_uids(env.sf) == expected
+    assert (first.studies_found, first.retrieved, first.stored, first.rejected) == (4, 4, 4, ())
+    assert first.predicted == 4
+    assert (second.studies_found, second.studies_complete, second.retrieved, second.predicted) == (4, 4, 0, 0)
+    with env.sf() as session:
+        assert predictions.count_predictions(session) == 4
+        assert len(pacs_seen.list_seen(session, pacs_server.dicomweb_url)) == 4
+        pulled = [e for e in audit_log.iter_entries(session) if e.action == AuditAction.PACS_STUDY_PULLED]
+    assert len(pulled) == 4
+    assert not any((env.settings.home / pacs.STAGING_DIR).glob("run-*/*"))  # no staged file left
+
+
+def test_a_non_image_instance_is_reported_with_its_study_and_the_rest_goes_on(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
+    # Prepare: a report in the first study
+    study = pydicom.dcmread(cohort_files[0], stop_before_pixels=True)
+    pacs_server.upload_bytes(_non_image(study))
+
+    # Execute
+    first = _pull(env, pacs_server, predict=False)
+    second = _pull(env, pacs_server, predict=False)
+
+    # Assert: the image instances are stored; the report is refused once, with its study and the gate's reason
+    assert first.stored == 4
+    (rejection,) = first.rejected
+    assert rejection.study_uid == study.StudyInstanceUID
+    assert "pixel" in rejection.reason.lower() or "report" in rejection.reason.lower()
+    assert second.retrieved == 0 and second.rejected == ()
+    with env.sf() as session:
+        refused = [e for e in audit_log.iter_entries(session) if e.action == AuditAction.INGEST_REJECTED]
+    assert len(refused) == 1
+
+
+def test_an_interrupted_pull_resumes_without_duplicates(env: Env, pacs_server: OrthancServer) -> None:
+    # Prepare: a pull asked to stop after its first study (as SIGTERM does)
+    import threading
+
+    stop = threading.Event()
+    with _client(pacs_server) as client:
+        searched = client.search_studies
+
+        def stop_after_first(query: StudyQuery, *, page_size: int = 100):  # type: ignore[no-untyped-def]
+            for n, hit in enumerate(searched(query, page_size=page_size)):
+                if n == 1:
+                    stop.set()
+                yield hit
+
+        client.search_studies = stop_after_first  # type: ignore[method-assign]
+        partial = pacs.pull_site(
+            env.sf, client, site=SITE, query=StudyQuery(), home=env.settings.home, actor="t", now=env.now, stop=stop
+        )
+
+    # Execute
+    rest = _pull(env, pacs_server, predict=False)
+
+    # Assert
+    assert partial.stopped and partial.stored == 1
+    assert rest.stored == 3 and rest.retrieved == 3
+    assert len(_sop_uids(env.sf)) == len(set(_sop_uids(env.sf))) == 4
+
+
+def test_a_stopped_pacs_is_a_clear_error_and_nothing_is_half_written(env: Env) -> None:
+    # Prepare: a PACS that ran, then stopped
+    server = start_orthanc()
+    server.stop()
+    sleeps: list[float] = []
+
+    # Execute
+    with _client(server, sleeps) as client, pytest.raises(PacsUnreachableError) as caught:
+        pacs.pull_site(env.sf, client, site=SITE, query=StudyQuery(), home=env.settings.home, actor="t", now=env.now)
+
+    # Assert: bounded retries, the endpoint named, no row, no staged file
+    assert len(sleeps) == 2 and server.dicomweb_url in str(caught.value)
+    assert _sop_uids(env.sf) == []
+    with env.sf() as session:
+        assert pacs_seen.list_seen(session) == []
+    assert not any((env.settings.home / pacs.STAGING_DIR).glob("run-*"))
+
+
+def test_pull_sites_reports_a_failing_pacs_and_goes_on(env: Env, pacs_server: OrthancServer) -> None:
+    # Prepare: a second site whose PACS answers with the wrong password
+    from dataclasses import replace
+
+    sites.add_site(env.sf, "north", benchmark=False, actor="t", now=env.now)
+    good = PacsEndpoint(SITE, pacs_server.dicomweb_url, "basic", pacs_server.username, "GOOD", max_attempts=2)
+    bad = PacsEndpoint("north", pacs_server.dicomweb_url, "basic", pacs_server.username, "BAD", max_attempts=2)
+    settings = replace(env.settings, pacs=(good, bad))
+    secrets = {"GOOD": pacs_server.password, "BAD": "wrong"}
+
+    # Execute
+    report = pacs.pull_sites(
+        settings,
+        env.sf,
+        lambda e: pacs.client_for(e, e.secret(secrets)),
+        sites_=[SITE, "north"],
+        since=date(1900, 1, 1),
+        actor="t",
+        now=env.now,
+    )
+
+    # Assert
+    assert [s.site for s in report.sites] == [SITE] and report.sites[0].stored == 4
+    (failure,) = report.failures
+    assert failure.site == "north" and "401" in failure.reason and pacs_server.dicomweb_url in failure.reason
+
+
+def test_push_sends_the_explanation_objects_into_the_study(
+    env: Env, pacs_server: OrthancServer, tmp_path: Path, cohort_files: list[Path]
+) -> None:
+    # Prepare: a pulled, predicted study and its Grad-CAM exports
+    _pull(env, pacs_server)
+    study_uid = str(pydicom.dcmread(cohort_files[0], stop_before_pixels=True).StudyInstanceUID)
+    objects = pacs.explanation_objects(
+        env.sf, env.settings, study_uid, out_dir=tmp_path / "out", actor="t", now=env.now
+    )
+
+    # Execute
+    with _client(pacs_server) as client:
+        report = pacs.push_objects(env.sf, client, study_uid, objects, actor="t", now=env.now)
+
+    # Assert: Orthanc files both under the source study, and they re-read with pydicom
+    assert len(report.stored) == 2 and report.failed == ()
+    held = {str(i["MainDicomTags"]["SOPInstanceUID"]): str(i["ID"]) for i in pacs_server.study_instances(study_uid)}  # type: ignore[index]
+    assert set(report.stored) <= set(held)
+    for uid in report.stored:
+        ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(pacs_server.instance_file(held[uid])))
+        assert ds.StudyInstanceUID == study_uid and ds.SOPInstanceUID == uid
+    with env.sf() as session:
+        (entry,) = [e for e in audit_log.iter_entries(session) if e.action == AuditAction.PACS_PUSHED]
+    assert entry.subject == study_uid and sorted(entry.payload["stored"]) == sorted(report.stored)  # type: ignore[arg-type]
+
+
+def test_mark_seen_is_once_per_endpoint_and_instance(session_factory: SessionFactory, now: datetime) -> None:
+    # Prepare
+    from core.store import sites as site_store
+
+    with session_factory.begin() as session:
+        site_id = site_store.add_site(session, "north", now=now).id
+
+    # Execute
+    with session_factory.begin() as session:
+        marks = [
+            pacs_seen.mark_seen(
+                session, endpoint=e, site_id=site_id, study_uid="1.2", sop_instance_uid=u, outcome="stored", now=now
+            )
+            for e, u in (("http://a", "1.2.3"), ("http://a", "1.2.3"), ("http://a", "1.2.4"), ("http://b", "1.2.3"))
+        ]
+
+    # Assert
+    assert marks == [True, False, True, True]
+    with session_factory() as session:
+        assert pacs_seen.seen_uids(session, "http://a", "1.2") == {"1.2.3", "1.2.4"}
+        assert pacs_seen.counts_by_study(session, "http://a", ["1.2", "9.9"]) == {"1.2": 2}
+        assert [s.site for s in pacs_seen.list_seen(session, "http://b")] == ["north"]
+    with pytest.raises(BadInputError), session_factory.begin() as session:
+        pacs_seen.mark_seen(
+            session, endpoint="http://a", site_id=site_id, study_uid="1", sop_instance_uid="1", outcome="lost", now=now
+        )
