@@ -21,8 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +30,8 @@ from typing import Final
 
 import pytest
 import requests
+
+from tests.child_server import free_port, stop_and_remove, tail
 
 __all__ = ["OrthancError", "OrthancServer", "find_orthanc", "orthanc", "start_orthanc"]
 
@@ -142,21 +142,11 @@ class OrthancServer:
 
     def stop(self) -> None:
         """Stop the server and delete its storage; idempotent."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        stop_and_remove(self.process, self.root)
 
     def log(self) -> str:
         """The server's log, for a failing test's message."""
-        try:
-            return (self.root / "orthanc.log").read_text(encoding="utf-8", errors="replace")[-4000:]
-        except OSError:
-            return "(no log)"
+        return tail(self.root / "orthanc.log", missing="(no log)")
 
 
 def start_orthanc() -> OrthancServer:
@@ -169,7 +159,7 @@ def start_orthanc() -> OrthancServer:
     """
     binary, plugin = find_orthanc()
     root = Path(tempfile.mkdtemp(prefix="vigil-orthanc-"))
-    port, password = _free_port(), secrets.token_hex(16)
+    port, password = free_port(), secrets.token_hex(16)
     config = {
         "Name": "vigil-test",
         "StorageDirectory": str(root / "storage"),
@@ -207,13 +197,6 @@ def _wait_ready(server: OrthancServer) -> None:
             server.stop()
             raise OrthancError(f"Orthanc did not start within {START_TIMEOUT_S:.0f} s:\n{log}")
         time.sleep(0.1)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 #: The session's server, shared by every module that imports :func:`orthanc`.

@@ -23,7 +23,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from core.store.engine import make_engine, migrate
+from tests.child_server import free_port, stop_and_remove, tail
 
 __all__ = ["ENV_URL", "PostgresError", "PostgresServer", "find_bin_dir", "start_server"]
 
@@ -199,7 +199,7 @@ class _Cluster:
             initdb = [str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "vigil", "-E", "UTF8"]
             initdb += ["--locale=C", "--auth=scram-sha-256", f"--pwfile={root / 'pwfile'}", "--no-sync"]
             _run("initdb", [*run_as, *initdb], root)
-            port = _free_port()
+            port = free_port()
             settings = {**_SETTINGS, "port": str(port), "unix_socket_directories": str(root)}
             command = [*run_as, str(bin_dir / "postgres"), "-D", str(root / "data")]
             command += [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
@@ -215,14 +215,7 @@ class _Cluster:
 
     def stop(self) -> None:
         """Shut the server down ("fast": end sessions, no checkpoint wait) and delete its files; idempotent."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        stop_and_remove(self.process, self.root, sig=signal.SIGINT)
 
     def _wait_ready(self) -> None:
         engine = create_engine(self.url, poolclass=NullPool, connect_args={"connect_timeout": 2})
@@ -246,10 +239,7 @@ class _Cluster:
             return False
 
     def _log(self) -> str:
-        try:
-            return (self.root / "server.log").read_text(encoding="utf-8", errors="replace")[-4000:]
-        except OSError:
-            return "(no server log)"
+        return tail(self.root / "server.log", missing="(no server log)")
 
 
 def _account_prefix(root: Path) -> list[str]:
@@ -276,10 +266,3 @@ def _run(what: str, command: list[str], cwd: Path) -> None:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise PostgresError(f"{what} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -10,18 +10,12 @@ check stays open for load balancers).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Final
 
 from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["CLOSED_PREFIXES", "ClosedEndpoints", "is_closed"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Paths (after the base URL) refused for every method, and everything below them.
 CLOSED_PREFIXES: Final = ("_stcore/metrics", "_stcore/agent")
@@ -34,13 +28,8 @@ def is_closed(path: str) -> bool:
     Repeated and trailing slashes are ignored, and so is any base URL in front
     (``/vigil/_stcore/metrics`` is closed too).
     """
-    parts = [p for p in _SLASHES.split(path) if p]
-    for prefix in CLOSED_PREFIXES:
-        want = prefix.split("/")
-        for start in range(len(parts) - len(want) + 1):
-            if parts[start : start + len(want)] == want:
-                return True
-    return False
+    normal = _SLASHES.sub("/", f"/{path}/")
+    return any(f"/{prefix}/" in normal for prefix in CLOSED_PREFIXES)
 
 
 class ClosedEndpoints:

@@ -97,10 +97,6 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD, got {text!r}") from None
 
 
-def _sites(settings: Settings, site: str | None) -> list[str]:
-    return [site] if site is not None else [e.site for e in settings.pacs]
-
-
 def _configured_sites(settings: Settings, site: str | None) -> list[str]:
     """The sites to pull, each with a PACS configured.
 
@@ -111,9 +107,10 @@ def _configured_sites(settings: Settings, site: str | None) -> list[str]:
     """
     if site is not None:
         settings.pacs_endpoint(site)
-    elif not settings.pacs:
+        return [site]
+    if not settings.pacs:
         raise PacsConfigError("(any)", "no [pacs.SITE] table in the configuration (README: Connecting to the PACS)")
-    return _sites(settings, site)
+    return [e.site for e in settings.pacs]
 
 
 def _client(endpoint: PacsEndpoint) -> DicomwebClient:
@@ -145,22 +142,20 @@ def _predictor(settings: Settings, sf: SessionFactory, no_predict: bool) -> Pred
     )
 
 
-def _run_pull(
-    settings: Settings, sf: SessionFactory, args: argparse.Namespace, since: date, stop: threading.Event
+def _run_pull(  # noqa: PLR0913 - keyword-only; one poll's inputs, built once by the command
+    settings: Settings,
+    sf: SessionFactory,
+    *,
+    sites: list[str],
+    since: date,
+    predict: Predictor | None,
+    stop: threading.Event,
 ) -> PullReport:
     from core.services.pacs import pull_sites
     from core.services.store import utc_now
 
     return pull_sites(
-        settings,
-        sf,
-        _client,
-        sites_=_sites(settings, args.site),
-        since=since,
-        actor=_actor(),
-        now=utc_now,
-        predict=_predictor(settings, sf, args.no_predict),
-        stop=stop,
+        settings, sf, _client, sites_=sites, since=since, actor=_actor(), now=utc_now, predict=predict, stop=stop
     )
 
 
@@ -168,9 +163,17 @@ def _pull(args: argparse.Namespace) -> Outcome:
     from core.services.store import open_store
 
     settings = _settings()
-    _configured_sites(settings, args.site)
+    sites = _configured_sites(settings, args.site)
+    sf = open_store(settings)
     with _stop_on_signals() as stop:
-        report = _run_pull(settings, open_store(settings), args, args.since, stop)
+        report = _run_pull(
+            settings,
+            sf,
+            sites=sites,
+            since=args.since,
+            predict=_predictor(settings, sf, args.no_predict),
+            stop=stop,
+        )
     if args.site is not None and report.failures:  # the one site asked for: its error is the command's
         from core.errors import PacsServerError
 
@@ -183,9 +186,12 @@ def _watch(args: argparse.Namespace) -> Outcome:
     from core.services.store import open_store
 
     settings = _settings()
-    for site in _configured_sites(settings, args.site):  # a missing PACS or secret stops here, not in the loop
+    sites = _configured_sites(settings, args.site)
+    for site in sites:  # a missing PACS or secret stops here, not in the loop
         settings.pacs_endpoint(site).secret(os.environ)
     sf = open_store(settings)
+    # Built once: the predictor keeps the loaded model across polls (it reloads only after a switch).
+    predict = _predictor(settings, sf, args.no_predict)
     totals = {"cycles": 0, "stored": 0, "retrieved": 0, "rejected": 0, "failures": 0}
 
     def cycle_since() -> date:
@@ -201,7 +207,7 @@ def _watch(args: argparse.Namespace) -> Outcome:
 
     with _stop_on_signals() as stop:
         totals["cycles"] = watch(
-            lambda: _run_pull(settings, sf, args, cycle_since(), stop),
+            lambda: _run_pull(settings, sf, sites=sites, since=cycle_since(), predict=predict, stop=stop),
             interval_s=args.interval,
             stop=stop,
             on_cycle=on_cycle,
@@ -243,7 +249,7 @@ def _check(args: argparse.Namespace) -> Outcome:
 
     settings = _settings()
     rows = []
-    for site in _sites(settings, args.site):
+    for site in [args.site] if args.site is not None else [e.site for e in settings.pacs]:
         endpoint = settings.pacs_endpoint(site)
         try:
             with _client(endpoint) as client:

@@ -52,7 +52,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorag
 from core.errors import BadInputError
 from core.types import FloatArray
 
-__all__ = ["ExplanationExport", "ExportedObject", "check_export_dir", "export_explanation"]
+__all__ = ["ExplanationExport", "ExportedObject", "check_export_dir", "export_explanation", "read_source"]
 
 _SC_SERIES_NUMBER: Final = 9001
 _SEG_SERIES_NUMBER: Final = 9002
@@ -327,12 +327,23 @@ def export_explanation(source_path: Path, export: ExplanationExport, *, out_dir:
         ``out_dir`` is a file, the source cannot be read, or the map does not fit its image.
     """
     check_export_dir(out_dir)
-    try:
-        source = dcmread(source_path)
-    except (OSError, ValueError, InvalidDicomError) as exc:  # InvalidDicomError: not a DICOM file at all
-        raise BadInputError(f"cannot read the source image {source_path}: {exc}") from exc
+    source = read_source(source_path)
     _check(source, export)
     out_dir.mkdir(parents=True, exist_ok=True)
     sc = _secondary_capture(source, export, out_dir / f"{_uid(export, source.SOPInstanceUID, 'sc')}.dcm")
     seg = _segmentation(source, export, out_dir / f"{_uid(export, source.SOPInstanceUID, 'seg')}.dcm")
     return [sc, seg]
+
+
+def read_source(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
+    """The source image an exported object refers to.
+
+    Raises
+    ------
+    BadInputError
+        It cannot be read, or it is not a DICOM file at all.
+    """
+    try:
+        return dcmread(path, stop_before_pixels=stop_before_pixels)
+    except (OSError, ValueError, InvalidDicomError) as exc:
+        raise BadInputError(f"cannot read the source image {path}: {exc}") from exc

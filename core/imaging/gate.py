@@ -27,7 +27,7 @@ from core.imaging.files import DEFAULT_MAX_FILE_BYTES, read_regular_file
 from core.imaging.image import DicomImage, DicomMeta
 from core.imaging.values import AttributeReader
 
-__all__ = ["REQUIRED_ATTRIBUTES", "AcceptedInstance", "check_file"]
+__all__ = ["REQUIRED_ATTRIBUTES", "AcceptedInstance", "check_file", "is_dicom_uid"]
 
 #: Attributes without which an instance cannot be stored, grouped into studies or decoded
 #: (Type 1 in the SOP Common, General Study, General Series and Image Pixel modules).
@@ -127,5 +127,10 @@ def _check_required(ds: Dataset, path: Path) -> None:
         raise DicomRejectedError(path, f"missing required {noun} {shown}.")
     for keyword in _UID_KEYWORDS:
         uid = values.text(keyword)
-        if len(uid) > 64 or not _UID_PATTERN.fullmatch(uid):
+        if not is_dicom_uid(uid):
             raise DicomRejectedError(path, f"{keyword} {uid[:80]!r} is not a valid DICOM UID.")
+
+
+def is_dicom_uid(text: str) -> bool:
+    """Whether ``text`` is a DICOM UID: dot-separated digit runs, at most 64 characters (PS3.5 9.1)."""
+    return len(text) <= 64 and _UID_PATTERN.fullmatch(text) is not None

@@ -37,14 +37,12 @@ from pathlib import Path
 from typing import Final
 
 import highdicom as hd
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID, generate_uid
 
 from core.errors import BadInputError
-from core.imaging.export import ExportedObject, check_export_dir
+from core.imaging.export import ExportedObject, check_export_dir, read_source
 
 __all__ = [
     "ABSENT",
@@ -259,10 +257,7 @@ def write_model_result_sr(source_path: Path, result: ModelResult, *, out_dir: Pa
         refuses the inputs.
     """
     check_export_dir(out_dir)
-    try:
-        source = dcmread(source_path, stop_before_pixels=True)
-    except (OSError, ValueError, InvalidDicomError) as exc:
-        raise BadInputError(f"cannot read the source image {source_path}: {exc}") from exc
+    source = read_source(source_path, stop_before_pixels=True)
     sr = build_model_result_sr(source, result)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{sr.SOPInstanceUID}.dcm"

@@ -245,7 +245,7 @@ def verify_signature(  # noqa: PLR0913 - keyword-only; each is one fact of the s
     write_with_retries(
         session_factory,
         lambda s: _record_signature_failure(
-            s, name, keys, meaning=meaning, subject=subject, problem=problem, moment=moment
+            s, name, keys, meaning=meaning, subject=subject, problem=problem, guessed=user is None, moment=moment
         ),
     )
     raise SignatureFailedError(name, problem)
@@ -259,11 +259,12 @@ def _record_signature_failure(  # noqa: PLR0913 - one failure's every fact
     meaning: str,
     subject: str,
     problem: str,
+    guessed: bool,
     moment: datetime,
 ) -> None:
-    # A wrong password counts toward the lock; the right password with a role that may not sign
-    # guessed nothing, and clears the count as a successful sign-in would.
-    facts = _count_attempt(session, keys, succeeded=not problem.startswith("unknown signer"), moment=moment)
+    # A wrong password (``guessed``) counts toward the lock; the right password with a role that
+    # may not sign guessed nothing, and clears the count as a successful sign-in would.
+    facts = _count_attempt(session, keys, succeeded=not guessed, moment=moment)
     audit_log.append(
         session,
         actor=name,

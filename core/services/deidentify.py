@@ -20,7 +20,6 @@ seen to have used the same key. Losing it means the same study gets new UIDs in 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
@@ -36,10 +35,11 @@ from typing import Final
 from core.audit.chain import to_recorded_at
 from core.audit.events import AuditAction
 from core.config import Settings
-from core.errors import DicomRejectedError, PathNotFoundError, PseudonymKeyError, UnusablePathError
+from core.errors import DicomRejectedError, PathNotFoundError, UnusablePathError
 from core.imaging.deid import DeidFile, PrivateElement, ProfileOption, deidentify_bytes, load_profile
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES, file_kind, read_regular_file
 from core.imaging.scan import iter_dicom_paths
+from core.services.keyfile import install_key_file, read_key_file
 from core.store import audit_log, sites
 from core.store.engine import SessionFactory
 from core.types import JSONObject
@@ -139,47 +139,15 @@ def deid_key_path(settings: Settings) -> Path:
 def deid_secret(settings: Settings) -> bytes:
     """The installation's de-identification key, created (0600, folder 0700) on first use.
 
-    Atomic against a concurrent first use: the new key is written to a private temporary file and
-    hard-linked into place, which fails if another process got there first; that key is then used.
+    Atomic against a concurrent first use (:func:`core.services.keyfile.install_key_file`).
 
     Raises
     ------
     PseudonymKeyError
         The key file exists but is not a regular file of :data:`KEY_BYTES` bytes.
     """
-    existing = _read_key(deid_key_path(settings))
-    return existing if existing is not None else _install_key(deid_key_path(settings))
-
-
-def _read_key(path: Path) -> bytes | None:
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        raise PseudonymKeyError(path, f"it is {file_kind(info.st_mode)}, not a regular file")
-    key = path.read_bytes()
-    if len(key) != KEY_BYTES:
-        raise PseudonymKeyError(path, f"holds {len(key)} bytes, expected {KEY_BYTES}; restore the site's key")
-    return key
-
-
-def _install_key(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(secrets.token_bytes(KEY_BYTES))
-            out.flush()
-            os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    key = _read_key(path)
-    assert key is not None  # just linked, or another process's key was there first
-    return key
+    path = deid_key_path(settings)
+    return read_key_file(path, KEY_BYTES) or install_key_file(path, secrets.token_bytes(KEY_BYTES))
 
 
 def key_id(secret: bytes) -> str:

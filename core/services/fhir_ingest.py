@@ -14,12 +14,9 @@ arrived: at every ingest, and on :func:`relink` (``vigil fhir relink``). The lin
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
 import secrets
-import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +40,7 @@ from core.fhir import (
     parse_payload,
     pseudonym,
 )
+from core.services.keyfile import install_key_file, read_key_file
 from core.services.linkage import Link, LinkTarget, StudyIndex, StudyKeys, link
 from core.store import audit_log, emr, outcomes, record_hashes
 from core.store.emr import EvidenceIn, EvidenceRecord, PatientIn, RunIn, UnmappedIn, UnmappedRecord
@@ -194,45 +192,20 @@ def read_site_secret(settings: Settings) -> bytes | None:
     PseudonymKeyError
         As :func:`site_secret`.
     """
-    path = _key_path(settings)
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        raise PseudonymKeyError(path, "not a regular file")
-    key = path.read_bytes()
-    if len(key) != KEY_BYTES:
-        raise PseudonymKeyError(path, f"holds {len(key)} bytes, expected {KEY_BYTES}; restore the site's key")
-    return key
+    return read_key_file(_key_path(settings), KEY_BYTES)
 
 
 def install_site_secret(settings: Settings, key: bytes) -> bytes:
     """Store ``key`` as the site's pseudonym key unless one exists; return the key now on disk.
 
-    Atomic: the key is written to a private temporary file and hard-linked into place, which fails
-    if another process got there first; then that process's key is the site's, and is returned.
+    Atomic (:func:`core.services.keyfile.install_key_file`): if another process got there first,
+    that process's key is the site's, and is returned.
     A caller that pseudonymized with ``key`` before installing it must redo that work when the
     returned key differs.
     """
     if len(key) != KEY_BYTES:
         raise PseudonymKeyError("(new key)", f"holds {len(key)} bytes, expected {KEY_BYTES}")
-    path = _key_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(key)
-            out.flush()
-            os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    stored = read_site_secret(settings)
-    assert stored is not None  # it was just linked, or another process's was there
-    return stored
+    return install_key_file(_key_path(settings), key)
 
 
 def _key_path(settings: Settings) -> Path:

@@ -28,9 +28,8 @@ study (a Structured Report of the model's result) join the same list.
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +44,7 @@ from core.config import PacsEndpoint, Settings
 from core.errors import PacsAuthError, PacsServerError, PacsUnreachableError
 from core.imaging.dicomweb import DicomwebAuth, DicomwebClient, InstanceHit, Outgoing, RetryPolicy, StudyHit, StudyQuery
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES
+from core.imaging.gate import is_dicom_uid
 from core.services import ingestion
 from core.store import audit_log, pacs_seen, sites, studies
 from core.store.engine import SessionFactory, write_with_retries
@@ -72,8 +72,6 @@ __all__ = [
 
 #: Where retrieved instances wait for the gate, under ``VIGIL_HOME`` (one folder per running pull).
 STAGING_DIR: Final = "pacs-staging"
-#: What a PACS may name a study or an instance with: a DICOM UID (it becomes a staging file name).
-_UID: Final = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 Predictor = Callable[[str], int]
 """Scores the site's pending studies and returns how many it scored."""
@@ -302,17 +300,14 @@ def pull_site(  # noqa: PLR0913 - keyword-only; the ingest inputs, the search an
 
 def _pull_study(run: _Run, hit: StudyHit, tally: _Tally, stop: threading.Event | None) -> bool:
     """Deal with every unseen instance of one study; False when it was complete already."""
-    endpoint = run.client.base_url
     with run.sf() as session:
-        done = pacs_seen.counts_by_study(session, endpoint, [hit.study_uid]).get(hit.study_uid, 0)
-    if hit.n_instances is not None and done >= hit.n_instances:
+        seen = pacs_seen.seen_uids(session, run.client.base_url, hit.study_uid)
+    if hit.n_instances is not None and len(seen) >= hit.n_instances:
         tally.complete += 1
         return False
-    if not _UID.fullmatch(hit.study_uid) or len(hit.study_uid) > 64:
+    if not is_dicom_uid(hit.study_uid):  # it names a staging file
         tally.rejected.append(PacsRejection(hit.study_uid, "", "the PACS names the study with an invalid UID"))
         return False
-    with run.sf() as session:
-        seen = pacs_seen.seen_uids(session, endpoint, hit.study_uid)
     before = (tally.retrieved, tally.stored, tally.duplicates, len(tally.rejected))
     for instance in run.client.search_instances(hit.study_uid):
         if stop is not None and stop.is_set():
@@ -326,7 +321,7 @@ def _pull_study(run: _Run, hit: StudyHit, tally: _Tally, stop: threading.Event |
 def _pull_instance(run: _Run, instance: InstanceHit, tally: _Tally) -> None:
     """Retrieve, gate and store one instance, then mark it seen (see the module docstring for the order)."""
     uid = instance.sop_instance_uid
-    if not _UID.fullmatch(uid) or len(uid) > 64:
+    if not is_dicom_uid(uid):  # it names a staging file
         tally.rejected.append(PacsRejection(instance.study_uid, uid, "the PACS names the instance with an invalid UID"))
         return
     with run.sf() as session:
@@ -424,12 +419,8 @@ def _staging(root: Path) -> Iterator[Path]:
         pid = stale.name.split("-")[1]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-    folder = root / f"run-{os.getpid()}-{secrets.token_hex(4)}"
-    folder.mkdir()
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=f"run-{os.getpid()}-", ignore_cleanup_errors=True) as folder:
+        yield Path(folder)
 
 
 def _alive(pid: int) -> bool:

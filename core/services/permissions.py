@@ -177,7 +177,8 @@ def require_any(user: SignedInUser | None, permissions: Iterable[Permission]) ->
     PermissionDeniedError
         Nobody is signed in, or the role holds none of the permissions.
     """
-    wanted = [p for p in Permission if p in frozenset(permissions)]
+    allowed = frozenset(permissions)
+    wanted = [p for p in Permission if p in allowed]
     if user is not None and can_any(user, wanted):
         return user
     return require(user, wanted[0])

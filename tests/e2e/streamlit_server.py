@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.child_server import free_port
 from tests.ui.installation import Installation
 
 __all__ = ["ARTIFACTS", "CHROMIUM", "CHROMIUM_ARGS", "REPO", "serve"]
@@ -32,12 +32,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 START_TIMEOUT_S = 90.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -60,7 +54,7 @@ def serve(inst: Installation, log: Path, *, config: Path | None = None) -> Itera
 
     ``config`` is given to the server as ``VIGIL_CONFIG`` (none by default).
     """
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "VIGIL_CONFIG"} | inst.env | {"OMP_NUM_THREADS": "1"}
     if config is not None:
         env["VIGIL_CONFIG"] = str(config)
