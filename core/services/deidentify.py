@@ -163,8 +163,9 @@ def check_folders(src: Path, out: Path) -> None:
     PathNotFoundError
         ``src`` does not exist.
     UnusablePathError
-        ``src`` is not a folder (a file, a FIFO, a device), or ``out`` is ``src`` or inside it
-        (de-identified copies would mix with, and be read back as, the files they came from).
+        ``src`` is not a folder (a file, a FIFO, a device), or ``out`` is ``src``, inside it
+        (de-identified copies would mix with, and be read back as, the files they came from), or
+        holds it (``out`` is what leaves the site, and the originals would leave with it).
     """
     try:
         info = src.stat()
@@ -177,6 +178,8 @@ def check_folders(src: Path, out: Path) -> None:
     src_r, out_r = src.resolve(), out.resolve()
     if out_r == src_r or src_r in out_r.parents:
         raise UnusablePathError(out, f"it is inside the source folder {src}; choose an output folder outside it")
+    if out_r in src_r.parents:  # the identified originals would leave the site with it
+        raise UnusablePathError(out, f"it holds the source folder {src}; choose an output folder outside it")
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,10 @@ def _apply(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
         ctx.counts[key] += 1
 
 
+#: The first group of a data set's own attributes; lower groups are file meta and directory records.
+_FIRST_DATA_GROUP: Final = 0x0008
+
+
 def _action_for(elem: DataElement, ctx: _Context) -> tuple[Action, str | None]:
     """The action for one public element and the count it adds to (None: kept without comment)."""
     tag: BaseTag = elem.tag
@@ -207,7 +211,9 @@ def _action_for(elem: DataElement, ctx: _Context) -> tuple[Action, str | None]:
     if rule is not None:
         action = rule.action_under(ctx.options)
         return action, action.value
-    if not dictionary_has_tag(tag):
+    if not dictionary_has_tag(tag) or tag.group < _FIRST_DATA_GROUP:
+        # Below group 0008 only directory records are left (the file meta group is rebuilt):
+        # ReferencedFileID there is a file path, which sites often spell with the patient's name.
         return Action.REMOVE, VIGIL_REMOVED
     return _unlisted_action(elem, ctx)
 

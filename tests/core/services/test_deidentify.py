@@ -143,6 +143,8 @@ def test_refusals_come_before_any_file_or_key(
         deidentify.check_request(sf, DeidJob(source, source / "DOE_JOHN" / "out"))
     with pytest.raises(UnusablePathError, match="inside the source folder"):
         deidentify.check_request(sf, DeidJob(source, source))
+    with pytest.raises(UnusablePathError, match="holds the source folder"):
+        deidentify.check_request(sf, DeidJob(source, source.parent))
     with pytest.raises(PathNotFoundError, match="nowhere"):
         deidentify.check_request(sf, DeidJob(tmp_path / "nowhere", tmp_path / "out"))
     with pytest.raises(UnusablePathError, match="named pipe"):

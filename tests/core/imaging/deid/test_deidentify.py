@@ -109,6 +109,12 @@ def test_private_allow_list_entries_are_checked() -> None:
         PrivateElement(0x0008, "ACME", 1)
 
 
+def test_a_directory_record_file_path_is_removed(dx_files: list[Path]) -> None:
+    ds = pydicom.dcmread(dx_files[0])
+    ds.add_new(0x00041500, "CS", ["DOE_JOHN", "IMG1"])  # ReferencedFileID, spelled with the patient's name
+    assert not [e for e in _released(ds) if e.tag.group < 0x0008]
+
+
 def test_curves_overlays_and_other_patient_ids_are_removed(dx_files: list[Path]) -> None:
     ds = pydicom.dcmread(dx_files[0])
     ds.add_new(0x60000010, "US", 4)  # Overlay Rows
