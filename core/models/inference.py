@@ -28,6 +28,7 @@ from core.imaging.image import DicomImage
 from core.models.intended_use import check_intended_use
 from core.models.loading import LoadedModel
 from core.models.networks import build_network, freeze_for_inference
+from core.models.precision import autocast_dtype
 from core.models.preprocess import PreprocessParams, preprocess
 from core.types import FloatArray
 
@@ -65,7 +66,8 @@ class BatchScores:
         tensor memory in use during the call, weights included. CPU: how far the process's
         resident set rose above its size at the start of the call (see :func:`_cpu_peak`).
     amp : bool
-        Whether autocast (bf16, or fp16 where bf16 is unsupported) was used; CUDA only.
+        Whether autocast was used: only on CUDA, and only for a card validated at a reduced
+        precision (:mod:`core.models.precision`).
     fallback : str or None
         ``None``, or why the batch was rescored on the CPU after a CUDA failure.
     """
@@ -195,10 +197,6 @@ def _cpu_peak() -> Iterator[list[int]]:
 # --------------------------------------------------------------------------- forward
 
 
-def _amp_dtype() -> torch.dtype:
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def _logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
     if logits.ndim == 2 and logits.shape[1] == 1:
         logits = logits[:, 0]
@@ -207,11 +205,16 @@ def _logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits.float())
 
 
-def _forward(network: nn.Module, batch: torch.Tensor, device: torch.device, *, amp: bool) -> BatchScores:
-    """Score ``batch`` on ``device``; the clock covers the copies both ways."""
+def _forward(
+    network: nn.Module, batch: torch.Tensor, device: torch.device, *, dtype: torch.dtype | None
+) -> BatchScores:
+    """Score ``batch`` on ``device``, under autocast to ``dtype`` when one is given (CUDA only).
+
+    The clock covers the copies both ways.
+    """
     cuda = device.type == "cuda"
-    use_amp = amp and cuda
-    autocast = torch.autocast("cuda", dtype=_amp_dtype()) if use_amp else contextlib.nullcontext()
+    use_amp = dtype is not None and cuda
+    autocast = torch.autocast("cuda", dtype=dtype) if use_amp else contextlib.nullcontext()
     meter = contextlib.nullcontext([0]) if cuda else _cpu_peak()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -257,7 +260,9 @@ def predict_tensor(model: LoadedModel, batch: torch.Tensor, *, amp: bool = True)
     batch : Tensor of shape (n, 1, S, S), float32
         Output of :func:`core.models.preprocess.preprocess_batch`, on any device.
     amp : bool, default True
-        Use autocast on CUDA (ignored on the CPU, where scores are exact float32).
+        Serve at the precision the model's card was validated at (:mod:`core.models.precision`):
+        float32 unless the card re-validated a reduced one, and always float32 on the CPU.
+        False forces float32 everywhere (benchmarks comparing like with like).
 
     Returns
     -------
@@ -271,13 +276,14 @@ def predict_tensor(model: LoadedModel, batch: torch.Tensor, *, amp: bool = True)
     if batch.ndim != 4 or batch.shape[0] == 0:
         raise BadInputError(f"batch must have shape (n >= 1, C, H, W), got {tuple(batch.shape)}")
     try:
-        return _forward(model.network, batch, model.device, amp=amp)
+        dtype = autocast_dtype(model.card, model.device) if amp else None
+        return _forward(model.network, batch, model.device, dtype=dtype)
     except RuntimeError as exc:
         if model.device.type != "cuda" or not _is_cuda_failure(exc):
             raise
         reason = f"{model.device} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); scored on CPU"
     torch.cuda.empty_cache()
-    cpu = _forward(_cpu_copy(model), batch.detach().cpu(), torch.device("cpu"), amp=False)
+    cpu = _forward(_cpu_copy(model), batch.detach().cpu(), torch.device("cpu"), dtype=None)
     return BatchScores(cpu.scores, cpu.latency_ms, cpu.device, cpu.peak_memory_bytes, cpu.amp, fallback=reason)
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from core.errors import WeightsIntegrityError
 from core.models.card import ModelCard
 from core.models.networks import build_network, freeze_for_inference
+from core.models.precision import card_precision
 from core.models.preprocess import PreprocessParams
 
 __all__ = ["LoadedModel", "load_model", "sha256_file", "BUNDLED_DIR"]
@@ -58,7 +59,10 @@ def load_model(card: ModelCard, weights_dir: Path, *, device: torch.device | Non
     ------
     WeightsIntegrityError
         Missing file, SHA-256 mismatch, or a state dict that does not fit the network.
+    BadInputError
+        The card names an inference precision it holds no validated figures for.
     """
+    card_precision(card)
     path = weights_dir / str(card.weights["path"])
     if not path.is_file():
         raise WeightsIntegrityError(path, "file not found")

@@ -232,10 +232,12 @@ def test_cuda_failure_falls_back_to_a_cpu_copy(monkeypatch: pytest.MonkeyPatch) 
     model = _model(device="cuda")
     real_forward = inference._forward
 
-    def failing_on_cuda(net: nn.Module, batch: torch.Tensor, device: torch.device, *, amp: bool) -> BatchScores:
+    def failing_on_cuda(
+        net: nn.Module, batch: torch.Tensor, device: torch.device, *, dtype: torch.dtype | None
+    ) -> BatchScores:
         if device.type == "cuda":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_forward(net, batch, device, amp=amp)
+        return real_forward(net, batch, device, dtype=dtype)
 
     monkeypatch.setattr(inference, "_forward", failing_on_cuda)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
