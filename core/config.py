@@ -13,10 +13,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import ConfigError, PacsConfigError, PathNotFoundError
 
-__all__ = ["PACS_AUTH_KINDS", "PacsEndpoint", "Settings", "load_settings", "REPO_ROOT", "SAMPLE_DATA_DIR"]
+__all__ = [
+    "PACS_AUTH_KINDS",
+    "PACS_URL_MAX_CHARS",
+    "PacsEndpoint",
+    "Settings",
+    "load_settings",
+    "REPO_ROOT",
+    "SAMPLE_DATA_DIR",
+]
 
 #: The source checkout (editable install); bundled sample data lives beside ``core``.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +33,8 @@ SAMPLE_DATA_DIR = REPO_ROOT / "sample_data"
 
 #: How Vigil authenticates to a site's DICOMweb service: nothing, HTTP Basic, or a bearer token.
 PACS_AUTH_KINDS: Final = ("none", "basic", "bearer")
+#: The longest DICOMweb base URL: the store keys what each pull has seen by it (``pacs_seen.endpoint``).
+PACS_URL_MAX_CHARS: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,12 @@ class PacsEndpoint:
         Tries of one request when the server is unreachable or answers 408, 429 or 5xx.
     page_size : int
         Results asked for per QIDO-RS page (``limit``).
+    auto_push : bool
+        Send the result SR and the Grad-CAM objects of a study back to this PACS after a reader
+        records a verdict on it (``core.services.pacs_auto_push``); off unless the table says ``true``.
+    allow_insecure_http : bool
+        Send credentials over plain ``http`` to a host other than this machine; off unless the
+        table says ``true`` (the client refuses such a site otherwise).
     """
 
     site: str
@@ -59,6 +76,8 @@ class PacsEndpoint:
     timeout_s: float = 30.0
     max_attempts: int = 4
     page_size: int = 100
+    auto_push: bool = False
+    allow_insecure_http: bool = False
 
     def secret(self, environ: Mapping[str, str]) -> str:
         """The password or token, read from ``environ`` (``os.environ`` at the edge); ``""`` for ``none``.
@@ -109,6 +128,9 @@ class Settings:
         challengers by; the bundled plan (``core/registry/default_plan.toml``) when not configured.
     pacs : tuple of PacsEndpoint
         Each site's DICOMweb service, from the ``[pacs.SITE]`` tables (none when not configured).
+    display_timezone : str
+        The IANA zone the pages show times in (``"Europe/Berlin"``); the store and the audit log
+        keep UTC whatever this says. ``"UTC"`` when not configured.
     """
 
     home: Path
@@ -122,6 +144,7 @@ class Settings:
     audit_checkpoint_minutes: int = 60
     change_control_plan: Path | None = None
     pacs: tuple[PacsEndpoint, ...] = field(default=())
+    display_timezone: str = "UTC"
 
     def pacs_endpoint(self, site: str) -> PacsEndpoint:
         """The PACS of ``site``.
@@ -136,6 +159,11 @@ class Settings:
                 return endpoint
         known = ", ".join(e.site for e in self.pacs) or "none"
         raise PacsConfigError(site, f"no [pacs.{site}] table in the configuration (sites with a PACS: {known})")
+
+    @property
+    def display_zone(self) -> ZoneInfo:
+        """:attr:`display_timezone` as a zone (checked when the settings were loaded)."""
+        return ZoneInfo(self.display_timezone)
 
     @property
     def max_file_bytes(self) -> int:
@@ -170,6 +198,7 @@ _TUNABLE = frozenset(
         "audit_checkpoint_minutes",
         "change_control_plan",
         "pacs",
+        "display_timezone",
     }
 )
 #: The longest ``audit_checkpoint_minutes`` accepted (one week): entries should not wait longer unsigned.
@@ -236,9 +265,20 @@ def _tuned(values: Mapping[str, object], base: Path) -> dict[str, Any]:
             tuned[key] = _resolve(base, Path(str(value)))
         elif key == "pacs":
             tuned[key] = _pacs_endpoints(value)
+        elif key == "display_timezone":
+            tuned[key] = _zone_name(value)
         else:  # sample_data_dir
             tuned[key] = Path(str(value))
     return tuned
+
+
+def _zone_name(value: object) -> str:
+    """An IANA zone name the tz database knows (``Europe/Berlin``), or a ConfigError naming it."""
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"display_timezone must be an IANA time zone such as 'Europe/Berlin', got {value!r}") from exc
+    return str(value)
 
 
 def _resolve(base: Path, path: Path) -> Path:
@@ -274,6 +314,8 @@ _PACS_KEYS: Final[Mapping[str, type]] = {
     "timeout_s": float,
     "max_attempts": int,
     "page_size": int,
+    "auto_push": bool,
+    "allow_insecure_http": bool,
 }
 #: Upper bounds of the numeric PACS settings (a larger value is a typo, not a need).
 _PACS_LIMITS: Final[Mapping[str, float]] = {"timeout_s": 600.0, "max_attempts": 10, "page_size": 10_000}
@@ -311,6 +353,8 @@ def _pacs_endpoint(site: str, table: object) -> PacsEndpoint:
         auth=str(auth),
         username=str(values.get("username", "")),
         secret_env=str(values.get(secret_key, "")) if secret_key else "",
+        auto_push=bool(values.get("auto_push", False)),
+        allow_insecure_http=bool(values.get("allow_insecure_http", False)),
         **numbers,
     )
 
@@ -320,7 +364,7 @@ def _pacs_value(site: str, key: str, raw: object) -> object:
     wanted = _PACS_KEYS[key]
     if wanted is float and isinstance(raw, int) and not isinstance(raw, bool):
         raw = float(raw)
-    if not isinstance(raw, wanted) or isinstance(raw, bool):
+    if not isinstance(raw, wanted) or (isinstance(raw, bool) and wanted is not bool):  # TOML true is no number
         raise PacsConfigError(site, f"{key} must be a {wanted.__name__}, got {raw!r}")
     limit = _PACS_LIMITS.get(key)
     if limit is not None and not 0 < raw <= limit:  # type: ignore[operator]
@@ -335,4 +379,8 @@ def _pacs_url(site: str, url: object) -> str:
         raise PacsConfigError(site, f"url must be an http(s) URL with a host, got {url!r}")
     if parts.username or parts.password:
         raise PacsConfigError(site, "url must not hold credentials: name them with username and password_env")
-    return str(url).rstrip("/")
+    if len(base := str(url).rstrip("/")) > PACS_URL_MAX_CHARS:
+        raise PacsConfigError(
+            site, f"url is {len(base)} characters long, more than {PACS_URL_MAX_CHARS}: {base[:60]!r}…"
+        )
+    return base

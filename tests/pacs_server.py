@@ -12,6 +12,12 @@ here, as a child of the test process (``setpriv --pdeathsig`` stops it if the te
 tests fail, they are never skipped. The plugin is looked for where Debian puts it
 (``/usr/share/orthanc/plugins/libOrthancDicomWeb.so``, a link into ``/usr/lib/orthanc``), or at
 ``VIGIL_TEST_ORTHANC_PLUGIN``.
+
+Some behaviour no Orthanc shows on request: pages capped below the ``limit`` asked for (Orthanc
+1.10's ``LimitFindResults`` does cap them, but it also hides every study past the cap, whatever
+the ``offset``: measured, so it cannot test paging), a server that ignores ``offset``, malformed
+search results, oversized or endless answers, an error body that echoes the request's headers.
+:class:`ScriptedDicomweb` is a few-line HTTP server on loopback that answers what a test scripts.
 """
 
 from __future__ import annotations
@@ -23,17 +29,31 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Final
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
 
 from tests.child_server import free_port, stop_and_remove, tail
 
-__all__ = ["OrthancError", "OrthancServer", "find_orthanc", "orthanc", "start_orthanc"]
+__all__ = [
+    "Answer",
+    "OrthancError",
+    "OrthancServer",
+    "ScriptedDicomweb",
+    "find_orthanc",
+    "json_answer",
+    "orthanc",
+    "qido_pages",
+    "start_orthanc",
+    "study_item",
+]
 
 #: Overrides the plugin's path (a build of one's own).
 ENV_PLUGIN: Final = "VIGIL_TEST_ORTHANC_PLUGIN"
@@ -215,3 +235,99 @@ def orthanc() -> Iterator[OrthancServer]:
     yield _SHARED[0]
     if owner:
         _SHARED.pop().stop()
+
+
+# --- a scripted DICOMweb server ------------------------------------------------------------------
+
+#: What a scripted server sends: status, headers, and the body in chunks (no ``Content-Length``
+#: header: the body ends when the connection closes, so its size is known only by reading it).
+Answer = tuple[int, dict[str, str], Iterable[bytes]]
+#: Scripts an answer from the request's method, path, query and headers.
+Script = Callable[[str, str, dict[str, str], dict[str, str]], Answer]
+
+
+class ScriptedDicomweb:
+    """An HTTP server on 127.0.0.1 (a free port, a thread of the test process) answering as ``script`` says.
+
+    Use as a context manager; :attr:`requests` lists ``(method, path, query)`` of each request.
+    """
+
+    def __init__(self, script: Script) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_POST(self) -> None:
+                self._answer()
+
+            def _answer(self) -> None:
+                parts = urlsplit(self.path)
+                query = dict(parse_qsl(parts.query))
+                outer.requests.append((self.command, parts.path, query))
+                status, headers, body = script(self.command, parts.path, query, dict(self.headers.items()))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    for chunk in body:
+                        self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):  # the client refused to read on
+                    pass
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The DICOMweb base URL."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/dicom-web"
+
+    def __enter__(self) -> ScriptedDicomweb:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def json_answer(value: object, *, status: int = 200) -> Answer:
+    """``value`` as a DICOM JSON answer."""
+    return status, {"Content-Type": "application/dicom+json"}, [json.dumps(value).encode("utf-8")]
+
+
+def study_item(uid: str, *, day: str = "20240105", count: object = 1) -> dict[str, object]:
+    """One QIDO-RS study result; ``count=None`` leaves NumberOfStudyRelatedInstances out."""
+    item: dict[str, object] = {
+        "0020000D": {"vr": "UI", "Value": [uid]},
+        "00080020": {"vr": "DA", "Value": [day]},
+        "00080061": {"vr": "CS", "Value": ["DX"]},
+    }
+    if count is not None:
+        item["00201208"] = {"vr": "IS", "Value": [count]}
+    return item
+
+
+def qido_pages(items: list[dict[str, object]], *, cap: int | None = None, ignore_offset: bool = False) -> Script:
+    """Answer study searches from ``items``: at most ``cap`` per page, and ``offset`` honoured or not.
+
+    A search for a study's instances answers an empty list.
+    """
+
+    def script(_method: str, path: str, query: dict[str, str], _headers: dict[str, str]) -> Answer:
+        if not path.endswith("/studies"):
+            return json_answer([])
+        limit = int(query.get("limit", len(items)))
+        offset = 0 if ignore_offset else int(query.get("offset", 0))
+        return json_answer(items[offset : offset + min(limit, cap or limit)])
+
+    return script

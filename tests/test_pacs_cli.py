@@ -18,7 +18,7 @@ import pydicom
 import pytest
 
 from core.audit.events import AuditAction
-from core.config import Settings, load_settings
+from core.config import PACS_URL_MAX_CHARS, Settings, load_settings
 from core.errors import ConfigError, PacsConfigError
 from core.sampledata import generate_cohort
 from core.services import models, sites
@@ -99,6 +99,10 @@ max_attempts = 2
     yield Home(tmp_path, env, sf)
 
 
+def _study_uids(files: list[Path]) -> set[str]:
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in files}
+
+
 def _vigil(home: Home, *argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [VIGIL, *argv],
@@ -117,18 +121,22 @@ def test_pull_stores_every_study_once_predicts_and_a_second_pull_fetches_nothing
     code2, second, _ = run_json(capsys, "pacs", "pull", "--since", "1900-01-01", "--site", SITE)
 
     # Assert
+    n_studies, n_instances = len(_study_uids(cohort_files)), len(cohort_files)
     assert code == code2 == 0
-    assert (first["stored"], first["retrieved"], first["rejected"]) == (12, 12, 0)
-    assert first["sites"][0]["predicted"] == 12  # type: ignore[index]
+    assert (first["stored"], first["retrieved"], first["rejected"]) == (n_instances, n_instances, 0)
+    assert first["sites"][0]["predicted"] == n_studies  # type: ignore[index]
     assert (second["stored"], second["retrieved"]) == (0, 0)
-    assert second["sites"][0]["studies_complete"] == 12  # type: ignore[index]
+    assert second["sites"][0]["studies_complete"] == n_studies  # type: ignore[index]
     assert sorted(home.sop_uids()) == sorted(str(pydicom.dcmread(p).SOPInstanceUID) for p in cohort_files)
     with home.sf() as session:
-        assert predictions.count_predictions(session) == 12
+        assert predictions.count_predictions(session) == n_studies
 
 
-def test_a_pull_killed_midway_resumes_with_nothing_duplicated_and_nothing_missing(home: Home) -> None:
+def test_a_pull_killed_midway_resumes_with_nothing_duplicated_and_nothing_missing(
+    home: Home, cohort_files: list[Path]
+) -> None:
     # Prepare: a pull that predicts on arrival (slow enough to be caught midway)
+    n_studies, n_instances = len(_study_uids(cohort_files)), len(cohort_files)
     pull = _vigil(home, "pacs", "pull", "--since", "1900-01-01", "--site", SITE, "--json")
     deadline = time.monotonic() + 120
     while home.seen() < 2 and pull.poll() is None and time.monotonic() < deadline:
@@ -142,28 +150,29 @@ def test_a_pull_killed_midway_resumes_with_nothing_duplicated_and_nothing_missin
     out, err = rerun.communicate(timeout=300)
 
     # Assert: the kill came midway; afterwards every instance is stored, audited and scored exactly once
-    assert pull.returncode == -signal.SIGKILL and 2 <= at_kill < 12, at_kill
+    assert pull.returncode == -signal.SIGKILL and 2 <= at_kill < n_instances, at_kill
     assert rerun.returncode == 0, err
     report = json.loads(out)
-    assert report["stored"] + report["sites"][0]["duplicates"] >= 12 - at_kill
+    assert report["stored"] + report["sites"][0]["duplicates"] >= n_instances - at_kill
     uids = home.sop_uids()
-    assert len(uids) == len(set(uids)) == 12
+    assert len(uids) == len(set(uids)) == n_instances
     with home.sf() as session:
         ingested = Counter(
             e.payload["sop_instance_uid"]
             for e in audit_log.iter_entries(session)
             if e.action == AuditAction.STUDY_INGESTED
         )
-        assert predictions.count_predictions(session) == 12
-    assert set(ingested.values()) == {1} and len(ingested) == 12
-    assert home.seen() == 12
+        assert predictions.count_predictions(session) == n_studies
+    assert set(ingested.values()) == {1} and len(ingested) == n_instances
+    assert home.seen() == n_instances
 
 
-def test_watch_polls_until_sigterm_and_stops_cleanly(home: Home) -> None:
+def test_watch_polls_until_sigterm_and_stops_cleanly(home: Home, cohort_files: list[Path]) -> None:
     # Prepare
+    n_instances = len(cohort_files)
     watch = _vigil(home, "pacs", "watch", "--interval", "1", "--since", "1900-01-01", "--no-predict", "--json")
     deadline = time.monotonic() + 120
-    while home.seen() < 12 and watch.poll() is None and time.monotonic() < deadline:
+    while home.seen() < n_instances and watch.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.5)  # at least one more (empty) poll
 
@@ -174,8 +183,8 @@ def test_watch_polls_until_sigterm_and_stops_cleanly(home: Home) -> None:
     # Assert
     assert watch.returncode == 0, err
     totals = json.loads(out)
-    assert totals["cycles"] >= 2 and totals["stored"] == 12 and totals["failures"] == 0
-    assert len(home.sop_uids()) == 12
+    assert totals["cycles"] >= 2 and totals["stored"] == n_instances and totals["failures"] == 0
+    assert len(home.sop_uids()) == n_instances
 
 
 def test_wrong_credentials_exit_2_naming_the_endpoint(
@@ -189,8 +198,49 @@ def test_wrong_credentials_exit_2_naming_the_endpoint(
 
     # Assert
     assert code == 2 and data == {}
-    assert orthanc.dicomweb_url in err and "401" in err and "not-the-password" not in err
+    assert err.count(orthanc.dicomweb_url) == 1 and "401" in err and "not-the-password" not in err  # said once
     assert home.sop_uids() == []
+
+
+def test_a_token_no_http_header_can_carry_exits_2_without_showing_it(
+    home: Home,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    orthanc: OrthancServer,
+) -> None:
+    # Prepare: a bearer token read from a file with its line break kept
+    config = tmp_path / "bearer.toml"
+    table = f'[pacs.{SITE}]\nurl = "{orthanc.dicomweb_url}"\nauth = "bearer"\ntoken_env = "{SECRET_ENV}"\n'
+    config.write_text(table, encoding="utf-8")
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    monkeypatch.setenv(SECRET_ENV, "hunter2-token\n")
+
+    # Execute
+    code, _, err = run_json(capsys, "pacs", "pull", "--since", "1900-01-01", "--site", SITE)
+
+    # Assert
+    assert code == 2 and SECRET_ENV in err and SITE in err and "hunter2" not in err
+
+
+def test_credentials_over_plain_http_to_another_host_exit_2_naming_the_site_and_url(
+    home: Home, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Prepare: a remote PACS over http with a password (a reserved address: never asked)
+    url = "http://192.0.2.10:8042/dicom-web"
+    config = tmp_path / "remote.toml"
+    table = f'[pacs.{SITE}]\nurl = "{url}"\nauth = "basic"\nusername = "u"\npassword_env = "{SECRET_ENV}"\n'
+    config.write_text(table, encoding="utf-8")
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+
+    # Execute
+    code, _, err = run_json(capsys, "pacs", "pull", "--since", "1900-01-01", "--site", SITE)
+    config.write_text(table + "allow_insecure_http = true\nmax_attempts = 1\ntimeout_s = 0.2\n", encoding="utf-8")
+    code_allowed, _, err_allowed = run_json(capsys, "pacs", "pull", "--since", "1900-01-01", "--site", SITE)
+
+    # Assert: refused before any request; allowed when the site says so (then unreachable here)
+    assert code == 2 and repr(SITE) in err and url in err and "allow_insecure_http" in err
+    assert code_allowed == 2 and "unreachable" in err_allowed
 
 
 def test_a_missing_secret_exits_2_naming_the_variable(
@@ -236,6 +286,15 @@ def test_push_of_an_unknown_study_exits_2(home: Home, capsys: pytest.CaptureFixt
 # --- configuration ------------------------------------------------------------------------------
 
 
+def test_allow_insecure_http_is_read_per_site(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path,
+        '[pacs.north]\nurl = "http://10.0.0.5/dw"\nallow_insecure_http = true\n[pacs.south]\nurl = "https://x"\n',
+    )
+    assert settings.pacs_endpoint("north").allow_insecure_http is True
+    assert settings.pacs_endpoint("south").allow_insecure_http is False
+
+
 def _settings(tmp_path: Path, table: str) -> Settings:
     (tmp_path / "v.toml").write_text(table, encoding="utf-8")
     return load_settings({"VIGIL_CONFIG": str(tmp_path / "v.toml"), "VIGIL_HOME": str(tmp_path)})
@@ -272,6 +331,8 @@ def test_pacs_tables_are_read_per_site(tmp_path: Path) -> None:
         ('[pacs.n]\nurl = "https://x"\npassword = "secret"\n', "password"),
         ('[pacs.n]\nurl = "https://x"\nmax_attempts = 0\n', "max_attempts"),
         ('[pacs.n]\nurl = "https://x"\ntimeout_s = "slow"\n', "timeout_s"),
+        ('[pacs.n]\nurl = "https://x"\nallow_insecure_http = "yes"\n', "allow_insecure_http"),
+        (f'[pacs.n]\nurl = "https://x/{"d" * PACS_URL_MAX_CHARS}"\n', f"more than {PACS_URL_MAX_CHARS}"),
     ],
 )
 def test_bad_pacs_tables_are_refused_naming_the_value(tmp_path: Path, table: str, needle: str) -> None:

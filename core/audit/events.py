@@ -84,6 +84,10 @@ class AuditAction(StrEnum):
     #: ``INGEST_REJECTED``); objects Vigil made were sent to a PACS over STOW-RS.
     PACS_STUDY_PULLED = "pacs_study_pulled"
     PACS_PUSHED = "pacs_pushed"
+    #: PACS status (issue 18): a site's DICOMweb connection was tested (the payload holds the
+    #: result, never a secret); a push after a reader's verdict failed before the PACS stored anything.
+    PACS_CHECKED = "pacs_checked"
+    PACS_PUSH_FAILED = "pacs_push_failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,9 @@ Wired into the command tree by ``register_pacs(sub, add)``. Each site's endpoint
 environment variable that table names. Services (and through them requests, pydicom and torch)
 are imported inside the handlers, so building the parser stays cheap.
 
-SIGTERM or SIGINT stops a pull or a watch after the instance in hand: what was ingested stays,
-marked, and the next run resumes after it.
+SIGTERM or SIGINT stops a pull or a watch after the instance in hand, or at once during a pause
+between retries (the clients wait on the same event): what was ingested stays, marked, and the
+next run resumes after it.
 """
 
 from __future__ import annotations
@@ -113,10 +114,20 @@ def _configured_sites(settings: Settings, site: str | None) -> list[str]:
     return [e.site for e in settings.pacs]
 
 
-def _client(endpoint: PacsEndpoint) -> DicomwebClient:
+def _clients(settings: Settings, stop: threading.Event | None = None) -> Callable[[PacsEndpoint], DicomwebClient]:
+    """What builds each site's client: answers capped at ``max_file_mb``, retry pauses ended by ``stop``."""
     from core.services.pacs import client_for
 
-    return client_for(endpoint, endpoint.secret(os.environ))  # the edge: the secret's only read
+    def make(endpoint: PacsEndpoint) -> DicomwebClient:
+        secret = endpoint.secret(os.environ)  # the edge: the secret's only read
+        return client_for(endpoint, secret, stop=stop, max_response_bytes=settings.max_file_bytes)
+
+    return make
+
+
+def _client(endpoint: PacsEndpoint) -> DicomwebClient:
+    """One site's client, for a connection test (no stop event: a test is one short request)."""
+    return _clients(_settings())(endpoint)
 
 
 @contextmanager
@@ -154,8 +165,9 @@ def _run_pull(  # noqa: PLR0913 - keyword-only; one poll's inputs, built once by
     from core.services.pacs import pull_sites
     from core.services.store import utc_now
 
+    clients = _clients(settings, stop)
     return pull_sites(
-        settings, sf, _client, sites_=sites, since=since, actor=_actor(), now=utc_now, predict=predict, stop=stop
+        settings, sf, clients, sites_=sites, since=since, actor=_actor(), now=utc_now, predict=predict, stop=stop
     )
 
 
@@ -175,9 +187,7 @@ def _pull(args: argparse.Namespace) -> Outcome:
             stop=stop,
         )
     if args.site is not None and report.failures:  # the one site asked for: its error is the command's
-        from core.errors import PacsServerError
-
-        raise PacsServerError(settings.pacs_endpoint(args.site).url, report.failures[0].reason)
+        raise report.failures[0].error
     return Outcome(report.to_dict(), report.summary(), ok=not report.failures)
 
 
@@ -229,7 +239,7 @@ def _push(args: argparse.Namespace) -> Outcome:
     sf = open_store(settings)
     site = pacs.study_site(sf, args.study_uid)  # an unknown study stops before anything is made
     endpoint = settings.pacs_endpoint(site)
-    client = _client(endpoint)
+    client = _clients(settings)(endpoint)
     settings.home.mkdir(parents=True, exist_ok=True)
     with client, tempfile.TemporaryDirectory(dir=settings.home, prefix="pacs-outbox-") as outbox:
         # The result first: a study the serving model has not scored is refused before anything is explained.
@@ -245,19 +255,18 @@ def _push(args: argparse.Namespace) -> Outcome:
 
 
 def _check(args: argparse.Namespace) -> Outcome:
-    from core.errors import PacsServerError
+    from core.services.pacs_status import check_endpoint
+    from core.services.store import open_store, utc_now
 
     settings = _settings()
-    rows = []
-    for site in [args.site] if args.site is not None else [e.site for e in settings.pacs]:
-        endpoint = settings.pacs_endpoint(site)
-        try:
-            with _client(endpoint) as client:
-                client.check()
-            rows.append({"site": site, "endpoint": endpoint.url, "ok": True, "reason": ""})
-        except PacsServerError as exc:
-            rows.append({"site": site, "endpoint": endpoint.url, "ok": False, "reason": str(exc)})
+    endpoints = [settings.pacs_endpoint(args.site)] if args.site is not None else list(settings.pacs)
+    if not endpoints:
+        return Outcome({"sites": []}, "no site has a PACS configured")
+    sf = open_store(settings)  # each test is audited, and is the status the PACS page shows
+    rows = [check_endpoint(sf, endpoint, _client, actor=_actor(), now=utc_now) for endpoint in endpoints]
     text = "\n".join(
-        f"{r['site']}: {'OK' if r['ok'] else 'FAILED ' + str(r['reason'])} ({r['endpoint']})" for r in rows
+        f"{r.site}: {'OK' if r.ok else 'FAILED ' + r.error} ({r.url}"
+        + (f", {r.latency_ms:.0f} ms)" if r.latency_ms is not None else ")")
+        for r in rows
     )
-    return Outcome({"sites": rows}, text or "no site has a PACS configured", ok=all(r["ok"] for r in rows))
+    return Outcome({"sites": [r.to_dict() for r in rows]}, text, ok=all(r.ok for r in rows))

@@ -1,61 +1,38 @@
-"""Pull new studies from a site's PACS over DICOMweb through the ingest gate; push Vigil's objects back.
+"""A site's PACS over DICOMweb: the client of a configured endpoint, and the public names of pull and push.
 
-**Pull.** For each study a QIDO-RS search finds, the instances not yet dealt with from that
-endpoint (``core.store.pacs_seen``) are retrieved one at a time over WADO-RS, written to a
-staging folder under ``VIGIL_HOME`` and ingested by :func:`core.services.ingestion.ingest_paths`:
-the same strict gate, the same content-addressed store, the same audit entries and the same
-rejections as ``vigil ingest``. Only after that ingest has committed is the instance marked as
-seen, in a transaction of its own. So a pull killed at any point (``kill -9`` included) resumes
-on its next run with exactly the instances it has not finished:
-
-- an instance ingested but not yet marked is found in the store by its SOP Instance UID and
-  marked without being retrieved again;
-- an instance refused by the gate but not yet marked is retrieved and refused once more (a second
-  ``ingest_rejected`` audit entry; the store is unchanged);
-- an instance the PACS could not serve is reported, never marked, and tried again next pull.
-
-Studies whose every instance is marked (``NumberOfStudyRelatedInstances`` says how many) are
-skipped without listing their instances. After each study with new instances, and once at the
-end of each site's pull (which catches a resumed run's leftovers), pending studies are scored by
-the serving model: studies are predicted on arrival.
-
-**Push.** :func:`push_objects` sends any list of DICOM objects (datasets or files) into a study
-over STOW-RS with one audit entry; :func:`explanation_objects` makes the Grad-CAM Secondary
-Capture and Segmentation Vigil exports, which ``vigil pacs push`` sends. Other objects about the
-study (a Structured Report of the model's result) join the same list.
+Pulling lives in :mod:`core.services.pacs_pull` (search, retrieve through the ingest gate,
+once per instance, one pull per endpoint at a time) and pushing in
+:mod:`core.services.pacs_push` (STOW-RS of the result SR and the Grad-CAM objects). Callers
+import both through this module.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
 
-from core.audit.events import AuditAction
-from core.config import PacsEndpoint, Settings
-from core.errors import PacsAuthError, PacsServerError, PacsUnreachableError
-from core.imaging.dicomweb import DicomwebAuth, DicomwebClient, InstanceHit, Outgoing, RetryPolicy, StudyHit, StudyQuery
+from core.config import PacsEndpoint
+from core.errors import BadInputError, PacsConfigError
+from core.imaging.dicomweb import DicomwebAuth, DicomwebClient, RetryPolicy
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES
-from core.imaging.gate import is_dicom_uid
-from core.services import ingestion
-from core.store import audit_log, pacs_seen, sites, studies
-from core.store.engine import SessionFactory, write_with_retries
-from core.types import JSONObject
-
-if TYPE_CHECKING:
-    from core.models.loading import LoadedModel
+from core.services.pacs_pull import (
+    STAGING_DIR,
+    PacsRejection,
+    Predictor,
+    PullReport,
+    SiteFailure,
+    SitePull,
+    make_predictor,
+    pull_site,
+    pull_sites,
+    watch,
+)
+from core.services.pacs_push import PushReport, explanation_objects, push_objects, study_site
 
 __all__ = [
     "STAGING_DIR",
     "PacsRejection",
+    "Predictor",
     "PullReport",
     "PushReport",
     "SiteFailure",
@@ -70,553 +47,47 @@ __all__ = [
     "watch",
 ]
 
-#: Where retrieved instances wait for the gate, under ``VIGIL_HOME`` (one folder per running pull).
-STAGING_DIR: Final = "pacs-staging"
 
-Predictor = Callable[[str], int]
-"""Scores the site's pending studies and returns how many it scored."""
-
-
-@dataclass(frozen=True, slots=True)
-class PacsRejection:
-    """An instance not stored: the gate's sentence, or why the PACS could not serve it."""
-
-    study_uid: str
-    sop_instance_uid: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class SitePull:
-    """What one pull from one site's PACS did.
-
-    Attributes
-    ----------
-    studies_found : int
-        Studies the search matched.
-    studies_complete : int
-        Of those, studies skipped because every instance had been dealt with before.
-    retrieved : int
-        Instances retrieved over WADO-RS in this run.
-    stored, duplicates : int
-        Instances the gate accepted and stored, and those the store already held.
-    rejected : tuple of PacsRejection
-        Refused by the gate (marked seen), or not served by the PACS (tried again next pull).
-    predicted : int
-        Studies scored on arrival.
-    stopped : bool
-        True when asked to stop (SIGTERM) before the search was exhausted.
-    """
-
-    site: str
-    endpoint: str
-    studies_found: int
-    studies_complete: int
-    retrieved: int
-    stored: int
-    duplicates: int
-    rejected: tuple[PacsRejection, ...]
-    predicted: int
-    stopped: bool = False
-
-    def to_dict(self) -> JSONObject:
-        """JSON-ready."""
-        return {
-            "site": self.site,
-            "endpoint": self.endpoint,
-            "studies_found": self.studies_found,
-            "studies_complete": self.studies_complete,
-            "retrieved": self.retrieved,
-            "stored": self.stored,
-            "duplicates": self.duplicates,
-            "rejected": [
-                {"study_uid": r.study_uid, "sop_instance_uid": r.sop_instance_uid, "reason": r.reason}
-                for r in self.rejected
-            ],
-            "predicted": self.predicted,
-            "stopped": self.stopped,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SiteFailure:
-    """A site whose PACS could not be pulled (unreachable, credentials refused, an error status)."""
-
-    site: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class PullReport:
-    """A pull over one or more sites."""
-
-    sites: tuple[SitePull, ...]
-    failures: tuple[SiteFailure, ...] = ()
-
-    def to_dict(self) -> JSONObject:
-        """JSON-ready (what ``vigil pacs pull --json`` prints)."""
-        return {
-            "sites": [s.to_dict() for s in self.sites],
-            "failures": [{"site": f.site, "reason": f.reason} for f in self.failures],
-            "stored": sum(s.stored for s in self.sites),
-            "retrieved": sum(s.retrieved for s in self.sites),
-            "rejected": sum(len(s.rejected) for s in self.sites),
-        }
-
-    def summary(self) -> str:
-        """One line per site, one per rejection and one per failed site."""
-        lines = [
-            f"{s.site}: {s.studies_found} studies found ({s.studies_complete} already complete), "
-            f"{s.retrieved} instances retrieved, {s.stored} stored, {s.duplicates} duplicates, "
-            f"{len(s.rejected)} rejected, {s.predicted} predicted from {s.endpoint}"
-            + (" (stopped)" if s.stopped else "")
-            for s in self.sites
-        ]
-        lines += [f"  rejected {r.study_uid} {r.sop_instance_uid}: {r.reason}" for s in self.sites for r in s.rejected]
-        lines += [f"{f.site}: FAILED: {f.reason}" for f in self.failures]
-        return "\n".join(lines) or "no site has a PACS configured"
-
-
-@dataclass(frozen=True, slots=True)
-class PushReport:
-    """What a STOW-RS push stored, and what the PACS refused (``(uid, reason)``)."""
-
-    study_uid: str
-    endpoint: str
-    stored: tuple[str, ...]
-    failed: tuple[tuple[str, str], ...]
-
-    def to_dict(self) -> JSONObject:
-        """JSON-ready (what ``vigil pacs push --json`` prints)."""
-        return {
-            "study_uid": self.study_uid,
-            "endpoint": self.endpoint,
-            "stored": list(self.stored),
-            "failed": [{"sop_instance_uid": uid, "reason": reason} for uid, reason in self.failed],
-        }
-
-
-def client_for(endpoint: PacsEndpoint, secret: str, *, sleep: Callable[[float], None] | None = None) -> DicomwebClient:
-    """The DICOMweb client of a configured endpoint, given its secret (read from the environment at the edge)."""
-    auth = DicomwebAuth(endpoint.auth, endpoint.username, secret)
-    retry = RetryPolicy(max_attempts=endpoint.max_attempts)
-    return DicomwebClient(endpoint.url, auth=auth, timeout_s=endpoint.timeout_s, retry=retry, sleep=sleep or time.sleep)
-
-
-# --- pull -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """What every instance of one site's pull shares."""
-
-    sf: SessionFactory
-    client: DicomwebClient
-    site: str
-    site_id: int
-    staging: Path
-    dicom_dir: Path
-    actor: str
-    now: Callable[[], datetime]
-    max_file_bytes: int
-
-
-@dataclass
-class _Tally:
-    """Running counts of one site's pull (frozen into a :class:`SitePull` at the end)."""
-
-    found: int = 0
-    complete: int = 0
-    retrieved: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    predicted: int = 0
-    rejected: list[PacsRejection] = field(default_factory=list)
-
-
-def pull_site(  # noqa: PLR0913 - keyword-only; the ingest inputs, the search and the hooks
-    sf: SessionFactory,
-    client: DicomwebClient,
+def client_for(
+    endpoint: PacsEndpoint,
+    secret: str,
     *,
-    site: str,
-    query: StudyQuery,
-    home: Path,
-    actor: str,
-    now: Callable[[], datetime],
-    predict: Predictor | None = None,
     stop: threading.Event | None = None,
-    page_size: int = 100,
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-) -> SitePull:
-    """Retrieve every new instance of the studies ``query`` finds on ``client``'s PACS into ``site``.
+    sleep: Callable[[float], object] | None = None,
+    max_response_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> DicomwebClient:
+    """The DICOMweb client of a configured endpoint, given its secret (read from the environment at the edge).
 
     Parameters
     ----------
-    home : Path
-        ``VIGIL_HOME``: the DICOM store is ``home/dicom``, the staging folder ``home/pacs-staging``.
-    predict : callable, optional
-        Scores ``site``'s pending studies (see the module docstring); None skips prediction.
     stop : threading.Event, optional
-        Set (by a SIGTERM handler) to stop after the instance in hand.
-
-    Raises
-    ------
-    UnknownSiteError
-        ``site`` is not registered; nothing is asked of the PACS.
-    PacsUnreachableError, PacsAuthError
-        The PACS cannot be reached after the retries, or refuses the credentials: what was
-        ingested before stays, marked, and the next pull resumes after it.
-    PacsServerError
-        The search itself failed (an instance the PACS cannot serve is reported, not raised).
-    """
-    with sf() as session:
-        site_id = sites.get_site(session, site).id
-    tally = _Tally()
-    with _staging(home / STAGING_DIR) as staging:
-        run = _Run(sf, client, site, site_id, staging, home / "dicom", actor, now, max_file_bytes)
-        for hit in client.search_studies(query, page_size=page_size):
-            if stop is not None and stop.is_set():
-                break
-            tally.found += 1
-            stored_before = tally.stored
-            if _pull_study(run, hit, tally, stop) and predict is not None and tally.stored > stored_before:
-                tally.predicted += predict(site)
-        stopped = stop is not None and stop.is_set()
-    if predict is not None and not stopped:
-        tally.predicted += predict(site)  # a resumed run's stored-but-unscored studies
-    return SitePull(
-        site,
-        client.base_url,
-        tally.found,
-        tally.complete,
-        tally.retrieved,
-        tally.stored,
-        tally.duplicates,
-        tuple(tally.rejected),
-        tally.predicted,
-        stopped,
-    )
-
-
-def _pull_study(run: _Run, hit: StudyHit, tally: _Tally, stop: threading.Event | None) -> bool:
-    """Deal with every unseen instance of one study; False when it was complete already."""
-    with run.sf() as session:
-        seen = pacs_seen.seen_uids(session, run.client.base_url, hit.study_uid)
-    if hit.n_instances is not None and len(seen) >= hit.n_instances:
-        tally.complete += 1
-        return False
-    if not is_dicom_uid(hit.study_uid):  # it names a staging file
-        tally.rejected.append(PacsRejection(hit.study_uid, "", "the PACS names the study with an invalid UID"))
-        return False
-    before = (tally.retrieved, tally.stored, tally.duplicates, len(tally.rejected))
-    for instance in run.client.search_instances(hit.study_uid):
-        if stop is not None and stop.is_set():
-            break
-        if instance.sop_instance_uid not in seen:
-            _pull_instance(run, instance, tally)
-    _audit_study(run, hit.study_uid, before, tally)
-    return True
-
-
-def _pull_instance(run: _Run, instance: InstanceHit, tally: _Tally) -> None:
-    """Retrieve, gate and store one instance, then mark it seen (see the module docstring for the order)."""
-    uid = instance.sop_instance_uid
-    if not is_dicom_uid(uid):  # it names a staging file
-        tally.rejected.append(PacsRejection(instance.study_uid, uid, "the PACS names the instance with an invalid UID"))
-        return
-    with run.sf() as session:
-        stored = studies.find_instance_by_uid(session, uid) is not None
-    if stored:  # ingested by an earlier, interrupted pull (or from a file): no need to fetch it
-        tally.duplicates += 1
-        _mark(run, instance, "duplicate")
-        return
-    try:
-        data = run.client.retrieve_instance(instance)
-    except (PacsUnreachableError, PacsAuthError):
-        raise
-    except PacsServerError as exc:  # this instance only; the rest of the study goes on
-        tally.rejected.append(PacsRejection(instance.study_uid, uid, f"the PACS could not serve it: {exc.detail}"))
-        return
-    tally.retrieved += 1
-    report = _ingest_bytes(run, instance, data)
-    if report.ingested:
-        tally.stored += 1
-        _mark(run, instance, "stored")
-    elif report.duplicates:
-        tally.duplicates += 1
-        _mark(run, instance, "duplicate")
-    else:
-        reason = report.rejected[0].reason if report.rejected else "refused by the ingest gate"
-        tally.rejected.append(PacsRejection(instance.study_uid, uid, reason))
-        _mark(run, instance, "rejected", reason)
-
-
-def _ingest_bytes(run: _Run, instance: InstanceHit, data: bytes) -> ingestion.IngestReport:
-    """Stage the bytes as ``<study>/<sop>.dcm`` and put them through the file ingest (same gate, same audit)."""
-    folder = run.staging / instance.study_uid
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{instance.sop_instance_uid}.dcm"
-    path.write_bytes(data)
-    try:
-        return ingestion.ingest_paths(
-            run.sf,
-            [path],
-            site=run.site,
-            dicom_dir=run.dicom_dir,
-            actor=run.actor,
-            now=run.now,
-            max_file_bytes=run.max_file_bytes,
-        )
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _mark(run: _Run, instance: InstanceHit, outcome: str, reason: str = "") -> None:
-    write_with_retries(
-        run.sf,
-        lambda session: pacs_seen.mark_seen(
-            session,
-            endpoint=run.client.base_url,
-            site_id=run.site_id,
-            study_uid=instance.study_uid,
-            sop_instance_uid=instance.sop_instance_uid,
-            outcome=outcome,
-            reason=reason,
-            now=run.now(),
-        ),
-    )
-
-
-def _audit_study(run: _Run, study_uid: str, before: tuple[int, int, int, int], tally: _Tally) -> None:
-    """One ``pacs_study_pulled`` entry per study this run did something for."""
-    after = (tally.retrieved, tally.stored, tally.duplicates, len(tally.rejected))
-    if after == before:
-        return
-    retrieved, stored, duplicates, rejected = (a - b for a, b in zip(after, before, strict=True))
-    with run.sf.begin() as session:
-        audit_log.append(
-            session,
-            actor=run.actor,
-            action=AuditAction.PACS_STUDY_PULLED,
-            subject=study_uid,
-            payload={
-                "endpoint": run.client.base_url,
-                "site": run.site,
-                "retrieved": retrieved,
-                "stored": stored,
-                "duplicates": duplicates,
-                "rejected": rejected,
-            },
-            recorded_at=run.now().isoformat(),
-        )
-
-
-@contextmanager
-def _staging(root: Path) -> Iterator[Path]:
-    """A staging folder of this process's own, removed afterwards; folders of dead pulls are removed first."""
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob("run-*"):
-        pid = stale.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=f"run-{os.getpid()}-", ignore_cleanup_errors=True) as folder:
-        yield Path(folder)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def pull_sites(  # noqa: PLR0913 - keyword-only; the pull inputs and its hooks
-    settings: Settings,
-    sf: SessionFactory,
-    clients: Callable[[PacsEndpoint], DicomwebClient],
-    *,
-    sites_: Sequence[str],
-    since: date,
-    actor: str,
-    now: Callable[[], datetime],
-    predict: Predictor | None = None,
-    stop: threading.Event | None = None,
-) -> PullReport:
-    """Pull studies dated ``since`` or later from the PACS of each of ``sites_``; a failing PACS does not stop the rest.
+        Ends the client's retry pauses (the SIGTERM/Ctrl-C event of a pull or watch).
+    sleep : callable, optional
+        Pauses instead (tests pass one that skips or records them).
+    max_response_bytes : int
+        The largest answer read (``Settings.max_file_bytes``).
 
     Raises
     ------
     PacsConfigError
-        A site has no PACS configured, or its secret is not set; nothing is asked of any PACS.
+        The secret cannot travel in an HTTP header, or the site would send credentials over
+        plain http to another host without ``allow_insecure_http``; it names the site, the URL
+        or the variable, never the secret.
     """
-    endpoints = [settings.pacs_endpoint(site) for site in sites_]
-    made = [(endpoint, clients(endpoint)) for endpoint in endpoints]  # every secret checked before any request
-    pulls, failures = [], []
-    for endpoint, client in made:
-        if stop is not None and stop.is_set():
-            break
-        try:
-            with client:
-                pulls.append(
-                    pull_site(
-                        sf,
-                        client,
-                        site=endpoint.site,
-                        query=StudyQuery(date_from=since),
-                        home=settings.home,
-                        actor=actor,
-                        now=now,
-                        predict=predict,
-                        stop=stop,
-                        page_size=endpoint.page_size,
-                        max_file_bytes=settings.max_file_bytes,
-                    )
-                )
-        except PacsServerError as exc:
-            failures.append(SiteFailure(endpoint.site, str(exc)))
-    return PullReport(tuple(pulls), tuple(failures))
-
-
-def watch(
-    cycle: Callable[[], PullReport],
-    *,
-    interval_s: float,
-    stop: threading.Event,
-    on_cycle: Callable[[PullReport], None],
-) -> int:
-    """Run ``cycle`` every ``interval_s`` seconds until ``stop`` is set; returns the number of cycles run.
-
-    A cycle's PACS failures are in its report (the next cycle tries again); ``stop`` ends the wait
-    between cycles at once, and a cycle at the instance in hand.
-    """
-    cycles = 0
-    while not stop.is_set():
-        report = cycle()
-        cycles += 1
-        on_cycle(report)
-        stop.wait(interval_s)
-    return cycles
-
-
-def make_predictor(
-    sf: SessionFactory, *, models_dir: Path, batch_size: int, actor: str, now: Callable[[], datetime]
-) -> Predictor:
-    """A :data:`Predictor` that scores with the serving model, as ``vigil predict`` does.
-
-    The model is loaded on the first call and kept; a promotion or rollback mid-pull makes the
-    next batch load the version that serves then (see :mod:`core.services.prediction`). Calling
-    it raises ``BadInputError`` when no model version is serving.
-    """
-    from core.services import models as model_service  # torch: only when a pull predicts
-    from core.services import prediction
-
-    loaded: list[LoadedModel] = []
-
-    def predict(site: str) -> int:
-        scored = 0
-        while True:
-            if not loaded:
-                loaded.append(model_service.load_serving(sf, models_dir=models_dir))
-            report = prediction.predict_pending(sf, loaded[0], site=site, batch_size=batch_size, actor=actor, now=now)
-            scored += report.scored
-            if not report.superseded:
-                return scored
-            loaded.clear()
-
-    return predict
-
-
-# --- push -----------------------------------------------------------------------------------------
-
-
-def study_site(sf: SessionFactory, study_uid: str) -> str:
-    """The site a stored study belongs to (its PACS is where results go back).
-
-    Raises
-    ------
-    UnknownStudyError
-    """
-    with sf() as session:
-        return studies.get_study(session, study_uid).site_name
-
-
-def push_objects(
-    sf: SessionFactory,
-    client: DicomwebClient,
-    study_uid: str,
-    objects: Sequence[Outgoing],
-    *,
-    actor: str,
-    now: Callable[[], datetime],
-) -> PushReport:
-    """Send ``objects`` into ``study_uid`` on ``client``'s PACS (STOW-RS), with one audit entry.
-
-    Parameters
-    ----------
-    objects : sequence of Dataset or Path
-        DICOM objects of the study: the Grad-CAM exports (:func:`explanation_objects`), and any
-        other object Vigil makes about it (a Structured Report of the model's result).
-
-    Raises
-    ------
-    UnknownStudyError
-        The study is not stored; nothing is sent.
-    BadInputError
-        An object cannot be read or belongs to another study; nothing is sent.
-    PacsUnreachableError, PacsAuthError, PacsServerError
-        Nothing was stored (and nothing is audited).
-    """
-    study_site(sf, study_uid)
-    result = client.store(objects, study_uid=study_uid)
-    with sf.begin() as session:
-        audit_log.append(
-            session,
-            actor=actor,
-            action=AuditAction.PACS_PUSHED,
-            subject=study_uid,
-            payload={
-                "endpoint": client.base_url,
-                "stored": list(result.stored),
-                "failed": [{"sop_instance_uid": uid, "reason": reason} for uid, reason in result.failed],
-            },
-            recorded_at=now().isoformat(),
+    try:
+        auth = DicomwebAuth(endpoint.auth, endpoint.username, secret)
+    except BadInputError as exc:
+        raise PacsConfigError(endpoint.site, f"{exc} (environment variable {endpoint.secret_env})") from None
+    try:
+        return DicomwebClient(
+            endpoint.url,
+            auth=auth,
+            timeout_s=endpoint.timeout_s,
+            retry=RetryPolicy(max_attempts=endpoint.max_attempts),
+            stop=stop,
+            sleep=sleep,
+            max_response_bytes=max_response_bytes,
+            allow_insecure_http=endpoint.allow_insecure_http,
         )
-    return PushReport(study_uid, client.base_url, result.stored, result.failed)
-
-
-def explanation_objects(
-    sf: SessionFactory,
-    settings: Settings,
-    study_uid: str,
-    *,
-    out_dir: Path,
-    actor: str,
-    now: Callable[[], datetime],
-) -> list[Path]:
-    """The Grad-CAM Secondary Capture and Segmentation of ``study_uid``, exported into ``out_dir`` (audited).
-
-    Explains with the serving model as ``vigil explain --method gradcam --export-dicom`` does.
-
-    Raises
-    ------
-    UnknownStudyError, BadInputError, PixelsUnreadableError
-        As :func:`core.services.explanation.explain_study` and ``export_dicom``.
-    """
-    from core.services import explanation  # torch and captum: only when something is explained
-    from core.services import models as model_service
-
-    model = model_service.load_serving(sf, models_dir=settings.home / "models")
-    stored = explanation.explain_study(
-        sf,
-        model,
-        study_uid,
-        method=explanation.ExplainMethod.GRADCAM,
-        artifacts_dir=settings.artifacts_dir,
-        lock=None,
-        actor=actor,
-        now=now,
-    )
-    return [o.path for o in explanation.export_dicom(sf, stored, out_dir=out_dir, actor=actor, now=now)]
+    except BadInputError as exc:
+        raise PacsConfigError(endpoint.site, str(exc)) from None

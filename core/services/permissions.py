@@ -58,6 +58,8 @@ class Permission(StrEnum):
     EXPORT_EVIDENCE = "export_evidence"
     MANAGE_USERS = "manage_users"
     VIEW_DEPLOYMENTS = "view_deployments"  # serving version, registry, gate reports, deployment history
+    VIEW_PACS = "view_pacs"  # each site's PACS endpoint, its last connection test, failed pushes
+    CHECK_PACS = "check_pacs"  # test a site's PACS connection (the action issue 18 calls "pacs.check")
 
 
 _P = Permission
@@ -69,10 +71,22 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
             {_P.REVIEW_STUDIES, _P.RECORD_FEEDBACK, _P.ADJUDICATE, _P.VIEW_PERFORMANCE, _P.VIEW_MODEL_CARDS}
         ),
         Role.CMIO: frozenset(
-            {_P.VIEW_PERFORMANCE, _P.APPROVE_DEPLOYMENT, _P.VIEW_MODEL_CARDS, _P.VIEW_AUDIT_LOG, _P.VIEW_DEPLOYMENTS}
+            {
+                _P.VIEW_PERFORMANCE,
+                _P.APPROVE_DEPLOYMENT,
+                _P.VIEW_MODEL_CARDS,
+                _P.VIEW_AUDIT_LOG,
+                _P.VIEW_DEPLOYMENTS,
+                _P.VIEW_PACS,
+            }
         ),
-        Role.ML_ENGINEER: frozenset({_P.VIEW_PERFORMANCE, _P.MANAGE_MODELS, _P.VIEW_MODEL_CARDS, _P.VIEW_DEPLOYMENTS}),
-        Role.ADMIN: frozenset({_P.MANAGE_USERS, _P.VIEW_MODEL_CARDS, _P.VIEW_AUDIT_LOG, _P.VIEW_DEPLOYMENTS}),
+        Role.ML_ENGINEER: frozenset(
+            {_P.VIEW_PERFORMANCE, _P.MANAGE_MODELS, _P.VIEW_MODEL_CARDS, _P.VIEW_DEPLOYMENTS, _P.VIEW_PACS}
+        ),
+        # Only the administrator tests connections: a test sends the site's credentials to its PACS.
+        Role.ADMIN: frozenset(
+            {_P.MANAGE_USERS, _P.VIEW_MODEL_CARDS, _P.VIEW_AUDIT_LOG, _P.VIEW_DEPLOYMENTS, _P.VIEW_PACS, _P.CHECK_PACS}
+        ),
         Role.AUDITOR: frozenset({_P.VIEW_AUDIT_LOG, _P.EXPORT_EVIDENCE, _P.VIEW_MODEL_CARDS, _P.VIEW_DEPLOYMENTS}),
     }
 )
@@ -133,6 +147,8 @@ ACTIONS: Final[Mapping[str, frozenset[Permission]]] = MappingProxyType(
         "roll back": APPROVER_OR_ENGINEER,
         "run the change-control gate": frozenset({_P.MANAGE_MODELS}),
         "retrain": frozenset({_P.MANAGE_MODELS}),
+        "see PACS connection status": frozenset({_P.VIEW_PACS}),
+        "test a PACS connection": frozenset({_P.CHECK_PACS}),
     }
 )
 

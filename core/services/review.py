@@ -12,10 +12,11 @@ The lesion mask of the synthetic cohort is ground truth for evaluation: nothing 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,8 @@ from core.explain.overlay import COLORMAPS, DIVERGING_COLORMAPS, blend
 from core.imaging.dicom import read_dicom
 from core.imaging.window import apply_window, default_window
 from core.models.card import ModelCard
+from core.services import feedback
+from core.services.feedback import FeedbackForm, FeedbackRecord, FeedbackSaved
 from core.services.permissions import Permission, SignedInUser, require
 from core.store import model_versions, predictions, studies
 from core.store.engine import SessionFactory
@@ -43,6 +46,7 @@ __all__ = [
     "WindowPreset",
     "load_case_image",
     "open_case",
+    "record_verdict",
     "render_view",
 ]
 
@@ -234,6 +238,39 @@ def open_case(session_factory: SessionFactory, user: SignedInUser, study_uid: st
         else CasePrediction(pred.id, serving.version, pred.score, pred.label, pred.threshold, pred.fallback)
     )
     return CaseInfo(study=case_study, prediction=prediction, card=card)
+
+
+H = TypeVar("H")
+
+
+def record_verdict(
+    session_factory: SessionFactory,
+    user: SignedInUser,
+    form: FeedbackForm,
+    *,
+    now: Callable[[], datetime],
+    after_commit: Callable[[FeedbackRecord], H],
+) -> tuple[FeedbackSaved, H | None]:
+    """Record a reader's verdict, then run ``after_commit`` on the committed row.
+
+    The verdict commits first, in its own transaction with its audit entry
+    (:func:`core.services.feedback.record_feedback`); ``after_commit`` (the PACS auto-push,
+    ``core.services.pacs_auto_push.push_after_verdict``) runs afterwards, so nothing it does can
+    delay, fail or undo the verdict. It runs once per verdict: not for a repeated submission of
+    the same form.
+
+    Returns
+    -------
+    tuple of (FeedbackSaved, H or None)
+        The stored verdict, and what ``after_commit`` returned (None when it did not run).
+
+    Raises
+    ------
+    PermissionDeniedError, BadInputError, FeedbackConflictError, UnknownStudyError, UnknownUserError
+        As ``record_feedback``; then nothing is stored and ``after_commit`` does not run.
+    """
+    saved = feedback.record_feedback(session_factory, user, form, now=now)
+    return saved, (after_commit(saved.record) if saved.created else None)
 
 
 def load_case_image(session_factory: SessionFactory, user: SignedInUser, study_uid: str) -> CaseImage:

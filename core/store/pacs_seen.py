@@ -3,7 +3,9 @@
 A row is written after the instance's ingest has committed (stored, a duplicate, or refused by
 the gate with its audit entry), so a pull killed at any point finds on its next run exactly the
 instances it still has to retrieve. Keyed by the endpoint's base URL and the SOP Instance UID:
-the same instance on two PACS is two rows.
+the same instance on two PACS is two rows. The endpoint column holds
+:data:`core.config.PACS_URL_MAX_CHARS` characters (the configuration refuses a longer URL, and
+:func:`check_endpoint` refuses one given in code, before PostgreSQL would).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.config import PACS_URL_MAX_CHARS
 from core.errors import BadInputError
 from core.store.tables import PacsSeenRow, SiteRow
 
-__all__ = ["OUTCOMES", "SeenInstance", "counts_by_study", "list_seen", "mark_seen", "seen_uids"]
+__all__ = ["OUTCOMES", "SeenInstance", "check_endpoint", "counts_by_study", "list_seen", "mark_seen", "seen_uids"]
 
 #: What became of a seen instance.
 OUTCOMES: Final = ("stored", "duplicate", "rejected")
@@ -52,6 +55,22 @@ class SeenInstance:
     seen_at: datetime
 
 
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` when it fits the endpoint column; a pull checks it before asking anything of the PACS.
+
+    Raises
+    ------
+    BadInputError
+        Longer than :data:`~core.config.PACS_URL_MAX_CHARS` characters (the start of it is shown).
+    """
+    if len(endpoint) > PACS_URL_MAX_CHARS:
+        raise BadInputError(
+            f"PACS URL {endpoint[:60]!r}… is {len(endpoint)} characters long; at most {PACS_URL_MAX_CHARS} "
+            "can be recorded"
+        )
+    return endpoint
+
+
 def mark_seen(  # noqa: PLR0913 - keyword-only; one row's columns
     session: Session,
     *,
@@ -71,8 +90,9 @@ def mark_seen(  # noqa: PLR0913 - keyword-only; one row's columns
     Raises
     ------
     BadInputError
-        ``outcome`` is not one of :data:`OUTCOMES`.
+        ``outcome`` is not one of :data:`OUTCOMES`, or ``endpoint`` is too long.
     """
+    check_endpoint(endpoint)
     if outcome not in OUTCOMES:
         raise BadInputError(f"unknown PACS outcome {outcome!r} (one of {', '.join(OUTCOMES)})")
     exists = session.scalars(

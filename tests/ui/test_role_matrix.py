@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Settings
+from core.config import PacsEndpoint, Settings
 from core.errors import PermissionDeniedError, UnknownStudyError, VigilError
+from core.imaging.dicomweb import DicomwebClient
 from core.models.finetune import FinetuneConfig
 from core.models.loading import LoadedModel
 from core.services import (
@@ -24,6 +25,7 @@ from core.services import (
     feedback,
     monitoring,
     monitoring_incidents,
+    pacs_status,
     retrain,
     review,
     worklist,
@@ -48,6 +50,10 @@ def test_the_committed_roles_table_is_generated_from_the_code() -> None:
 
 Action = Callable[[SessionFactory, SignedInUser, Path], object]
 UID = "1.2.3"
+
+
+def _no_client(_endpoint: PacsEndpoint) -> DicomwebClient:
+    raise AssertionError("no site has a PACS here: the test stops before a client is built")
 
 
 def _no_model() -> tuple[LoadedModel, threading.Lock]:
@@ -114,6 +120,12 @@ CALLS: dict[str, Action] = {
     ),
     "retrain": lambda sf, u, home: retrain.retrain_as(
         sf, u, "v", version="w", seed=0, config=FinetuneConfig(), models_dir=home, work_dir=home, now=_now
+    ),
+    "see PACS connection status": lambda sf, u, home: pacs_status.overview(
+        sf, u, Settings(home=home, database_url="sqlite://")
+    ),
+    "test a PACS connection": lambda sf, u, home: pacs_status.check_site_as(
+        sf, u, Settings(home=home, database_url="sqlite://"), "nowhere", _no_client, now=_now
     ),
 }
 

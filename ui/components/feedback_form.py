@@ -18,7 +18,7 @@ from core.services import feedback
 from core.services.feedback import ExplanationRating, FeedbackForm, FeedbackRecord, Finding
 from core.services.permissions import Permission, SignedInUser, can
 from core.services.review import CaseInfo
-from ui import resources, state
+from ui import pacs, state
 
 __all__ = ["render"]
 
@@ -38,6 +38,7 @@ def render(user: SignedInUser, info: CaseInfo, history: list[FeedbackRecord]) ->
     pred = info.prediction
     if not can(user, Permission.RECORD_FEEDBACK):
         return
+    pacs.push_notice()
     if pred is None or pred.score is None:
         st.info("Feedback on the model needs a model score; this study has none.")
         return
@@ -99,7 +100,7 @@ def render(user: SignedInUser, info: CaseInfo, history: list[FeedbackRecord]) ->
 
 def _save(user: SignedInUser, form: FeedbackForm) -> None:
     try:
-        saved = feedback.record_feedback(resources.session_factory(), user, form, now=resources.utc_now)
+        saved = pacs.record_verdict(user, form)  # then the PACS auto-push, after the verdict committed
     except VigilError as exc:
         st.error(str(exc))
         return

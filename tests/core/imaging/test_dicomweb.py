@@ -9,8 +9,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from core.errors import BadInputError, PacsAuthError, PacsUnreachableError
-from core.imaging.dicomweb import DicomwebAuth, DicomwebClient, RetryPolicy, StudyQuery
+from core.errors import BadInputError, PacsAuthError, PacsServerError, PacsUnreachableError
+from core.imaging.dicomweb import DicomwebAuth, DicomwebClient, RetryPolicy, StudyHit, StudyQuery
 from core.sampledata import generate_cohort
 from tests.pacs_server import OrthancServer, orthanc, start_orthanc
 
@@ -47,10 +47,9 @@ def test_search_walks_every_page(pacs: OrthancServer, cohort_files: list[Path]) 
     with _client(pacs) as client:
         hits = list(client.search_studies(StudyQuery(), page_size=2))
 
-    # Assert: five studies over three pages, none twice, each with its instance count
-    assert [h.study_uid for h in hits].count(hits[0].study_uid) == 1
-    assert {h.study_uid for h in hits} == expected
-    assert all(h.n_instances == 1 and h.modalities == ("DX",) for h in hits)
+    # Assert: every study once (over several pages), each with its instance count
+    assert sorted(h.study_uid for h in hits) == sorted(expected)
+    assert all(isinstance(h, StudyHit) and h.n_instances == 1 and h.modalities == ("DX",) for h in hits)
 
 
 def test_search_filters_by_date_accession_and_patient(pacs: OrthancServer, cohort_files: list[Path]) -> None:
@@ -69,7 +68,7 @@ def test_search_filters_by_date_accession_and_patient(pacs: OrthancServer, cohor
     assert [h.study_uid for h in by_accession] == [first.StudyInstanceUID]
     assert [h.study_uid for h in by_patient] == [first.StudyInstanceUID]
     assert first.StudyInstanceUID in {h.study_uid for h in on_day}
-    assert all(h.study_date == first.StudyDate for h in on_day)
+    assert all(isinstance(h, StudyHit) and h.study_date == first.StudyDate for h in on_day)
     assert later == []
 
 
@@ -87,6 +86,25 @@ def test_retrieve_gives_back_the_stored_file_byte_for_byte(pacs: OrthancServer, 
     # Assert: the gate will hash what the modality sent
     assert hashlib.sha256(one).hexdigest() == hashlib.sha256(source.read_bytes()).hexdigest()
     assert whole == [one]
+
+
+def test_an_instance_larger_than_the_answer_limit_is_refused(pacs: OrthancServer, cohort_files: list[Path]) -> None:
+    # Prepare: a limit one byte below the instance's size
+    source = cohort_files[0]
+    study_uid = str(pydicom.dcmread(source, stop_before_pixels=True).StudyInstanceUID)
+    limit = source.stat().st_size - 1
+
+    with _client(pacs) as client:
+        (instance,) = client.search_instances(study_uid)
+    auth = DicomwebAuth("basic", pacs.username, pacs.password)
+
+    # Execute
+    with DicomwebClient(pacs.dicomweb_url, auth=auth, max_response_bytes=limit) as client:
+        with pytest.raises(PacsServerError) as caught:
+            client.retrieve_instance(instance)
+
+    # Assert
+    assert f"limit of {limit} bytes" in str(caught.value) and instance.sop_instance_uid in str(caught.value)
 
 
 def test_store_files_and_datasets_into_a_study(pacs: OrthancServer, cohort_files: list[Path]) -> None:

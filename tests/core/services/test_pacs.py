@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
@@ -11,15 +14,24 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from core.audit.events import AuditAction
-from core.config import PacsEndpoint
-from core.errors import BadInputError, PacsUnreachableError
-from core.imaging.dicomweb import DicomwebAuth, DicomwebClient, RetryPolicy, StudyQuery
+from core.config import PACS_URL_MAX_CHARS, PacsEndpoint
+from core.errors import BadInputError, PacsAuthError, PacsServerError, PacsUnreachableError
+from core.imaging.dicomweb import (
+    MAX_SEARCH_RESULTS,
+    DicomwebAuth,
+    DicomwebClient,
+    RetryPolicy,
+    StudyHit,
+    StudyQuery,
+    UnreadableStudy,
+)
 from core.sampledata import generate_cohort
 from core.services import pacs, sites
 from core.store import audit_log, pacs_seen, predictions, studies
 from core.store.engine import SessionFactory
+from core.store.tables import PacsSeenRow
 from tests.core.services.conftest import Env
-from tests.pacs_server import OrthancServer, orthanc, start_orthanc
+from tests.pacs_server import OrthancServer, ScriptedDicomweb, orthanc, qido_pages, start_orthanc, study_item
 
 __all__ = ["orthanc"]
 
@@ -94,25 +106,46 @@ def _non_image(study: Dataset) -> bytes:
     return path_like.getvalue()
 
 
+def _study_uids(files: list[Path]) -> set[str]:
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in files}
+
+
+def _staged(env: Env) -> list[Path]:
+    return [p for p in (env.settings.home / pacs.STAGING_DIR).rglob("*") if p.is_file() and p.suffix != ".lock"]
+
+
 def test_every_study_arrives_once_and_is_predicted(
     env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
 ) -> None:
+    # Prepare
+    n_studies, n_instances = len(_study_uids(cohort_files)), len(cohort_files)
+
     # Execute
     first = _pull(env, pacs_server)
     second = _pull(env, pacs_server)
 
-    # Assert: four studies stored and scored; the second pull retrieves nothing
+    # Assert: every study stored and scored; the second pull retrieves nothing
     expected = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in cohort_files)
     assert _sop_uids(env.sf) == expected
-    assert (first.studies_found, first.retrieved, first.stored, first.rejected) == (4, 4, 4, ())
-    assert first.predicted == 4
-    assert (second.studies_found, second.studies_complete, second.retrieved, second.predicted) == (4, 4, 0, 0)
+    assert (first.studies_found, first.retrieved, first.stored, first.rejected) == (
+        n_studies,
+        n_instances,
+        n_instances,
+        (),
+    )
+    assert first.predicted == n_studies
+    assert (second.studies_found, second.studies_complete, second.retrieved, second.predicted) == (
+        n_studies,
+        n_studies,
+        0,
+        0,
+    )
     with env.sf() as session:
-        assert predictions.count_predictions(session) == 4
-        assert len(pacs_seen.list_seen(session, pacs_server.dicomweb_url)) == 4
+        assert predictions.count_predictions(session) == n_studies
+        assert len(pacs_seen.list_seen(session, pacs_server.dicomweb_url)) == n_instances
         pulled = [e for e in audit_log.iter_entries(session) if e.action == AuditAction.PACS_STUDY_PULLED]
-    assert len(pulled) == 4
-    assert not any((env.settings.home / pacs.STAGING_DIR).glob("run-*/*"))  # no staged file left
+    assert len(pulled) == n_studies
+    assert _staged(env) == []  # no staged file left
 
 
 def test_a_non_image_instance_is_reported_with_its_study_and_the_rest_goes_on(
@@ -127,7 +160,7 @@ def test_a_non_image_instance_is_reported_with_its_study_and_the_rest_goes_on(
     second = _pull(env, pacs_server, predict=False)
 
     # Assert: the image instances are stored; the report is refused once, with its study and the gate's reason
-    assert first.stored == 4
+    assert first.stored == len(cohort_files)
     (rejection,) = first.rejected
     assert rejection.study_uid == study.StudyInstanceUID
     assert "pixel" in rejection.reason.lower() or "report" in rejection.reason.lower()
@@ -137,7 +170,9 @@ def test_a_non_image_instance_is_reported_with_its_study_and_the_rest_goes_on(
     assert len(refused) == 1
 
 
-def test_an_interrupted_pull_resumes_without_duplicates(env: Env, pacs_server: OrthancServer) -> None:
+def test_an_interrupted_pull_resumes_without_duplicates(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
     # Prepare: a pull asked to stop after its first study (as SIGTERM does)
     import threading
 
@@ -145,8 +180,10 @@ def test_an_interrupted_pull_resumes_without_duplicates(env: Env, pacs_server: O
     with _client(pacs_server) as client:
         searched = client.search_studies
 
-        def stop_after_first(query: StudyQuery, *, page_size: int = 100):  # type: ignore[no-untyped-def]
-            for n, hit in enumerate(searched(query, page_size=page_size)):
+        def stop_after_first(
+            query: StudyQuery, *, page_size: int = 100, max_results: int = MAX_SEARCH_RESULTS
+        ) -> Iterator[StudyHit | UnreadableStudy]:
+            for n, hit in enumerate(searched(query, page_size=page_size, max_results=max_results)):
                 if n == 1:
                     stop.set()
                 yield hit
@@ -160,9 +197,10 @@ def test_an_interrupted_pull_resumes_without_duplicates(env: Env, pacs_server: O
     rest = _pull(env, pacs_server, predict=False)
 
     # Assert
+    n = len(cohort_files)
     assert partial.stopped and partial.stored == 1
-    assert rest.stored == 3 and rest.retrieved == 3
-    assert len(_sop_uids(env.sf)) == len(set(_sop_uids(env.sf))) == 4
+    assert rest.stored == n - 1 and rest.retrieved == n - 1
+    assert len(_sop_uids(env.sf)) == len(set(_sop_uids(env.sf))) == n
 
 
 def test_a_stopped_pacs_is_a_clear_error_and_nothing_is_half_written(env: Env) -> None:
@@ -180,10 +218,12 @@ def test_a_stopped_pacs_is_a_clear_error_and_nothing_is_half_written(env: Env) -
     assert _sop_uids(env.sf) == []
     with env.sf() as session:
         assert pacs_seen.list_seen(session) == []
-    assert not any((env.settings.home / pacs.STAGING_DIR).glob("run-*"))
+    assert _staged(env) == []
 
 
-def test_pull_sites_reports_a_failing_pacs_and_goes_on(env: Env, pacs_server: OrthancServer) -> None:
+def test_pull_sites_reports_a_failing_pacs_and_goes_on(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
     # Prepare: a second site whose PACS answers with the wrong password
     from dataclasses import replace
 
@@ -205,9 +245,135 @@ def test_pull_sites_reports_a_failing_pacs_and_goes_on(env: Env, pacs_server: Or
     )
 
     # Assert
-    assert [s.site for s in report.sites] == [SITE] and report.sites[0].stored == 4
+    assert [s.site for s in report.sites] == [SITE] and report.sites[0].stored == len(cohort_files)
     (failure,) = report.failures
-    assert failure.site == "north" and "401" in failure.reason and pacs_server.dicomweb_url in failure.reason
+    assert failure.site == "north" and isinstance(failure.error, PacsAuthError) and failure.error.status == 401
+    assert failure.reason.count(pacs_server.dicomweb_url) == 1  # said once, not wrapped twice
+
+
+def test_unreadable_search_results_are_rejected_naming_the_value_and_the_other_sites_go_on(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
+    # Prepare: a second site whose PACS lists studies with values that cannot be read
+    from dataclasses import replace
+
+    sites.add_site(env.sf, "north", benchmark=False, actor="t", now=env.now)
+    bad = [study_item("1.2.826.0.7", count="²"), study_item("1.2.abc"), study_item("1.2.826.0.8", day="20241345")]
+    with ScriptedDicomweb(qido_pages(bad)) as north:
+        endpoints = (
+            PacsEndpoint("north", north.url, max_attempts=1),
+            PacsEndpoint(SITE, pacs_server.dicomweb_url, "basic", pacs_server.username, "GOOD", max_attempts=2),
+        )
+        settings = replace(env.settings, pacs=endpoints)
+
+        # Execute
+        report = pacs.pull_sites(
+            settings,
+            env.sf,
+            lambda e: pacs.client_for(e, e.secret({"GOOD": pacs_server.password})),
+            sites_=["north", SITE],
+            since=date(1900, 1, 1),
+            actor="t",
+            now=env.now,
+        )
+
+    # Assert: each bad study rejected with its value named; the other site pulled in full
+    assert report.failures == ()
+    by_site = {s.site: s for s in report.sites}
+    reasons = [r.reason for r in by_site["north"].rejected]
+    assert len(reasons) == 3 and "'²'" in reasons[0] and "'1.2.abc'" in reasons[1] and "'20241345'" in reasons[2]
+    assert by_site["north"].studies_found == 3 and by_site["north"].retrieved == 0
+    assert by_site[SITE].stored == len(cohort_files)
+
+
+def test_a_study_whose_instance_count_is_zero_or_missing_is_not_taken_as_complete(env: Env) -> None:
+    # Prepare: a PACS that says "0 instances" for one study and nothing for another
+    items = [study_item("1.2.826.0.10", count=0), study_item("1.2.826.0.11", count=None)]
+
+    # Execute
+    with ScriptedDicomweb(qido_pages(items)) as server, DicomwebClient(server.url) as client:
+        pulled = pacs.pull_site(
+            env.sf, client, site=SITE, query=StudyQuery(), home=env.settings.home, actor="t", now=env.now
+        )
+        listed = [path for _, path, _ in server.requests if path.endswith("/instances")]
+
+    # Assert: both studies' instances were asked for
+    assert (pulled.studies_found, pulled.studies_complete) == (2, 0)
+    assert sorted(listed) == [f"/dicom-web/studies/{uid}/instances" for uid in ("1.2.826.0.10", "1.2.826.0.11")]
+
+
+_HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from core.services.pacs_pull import pull_lock
+with pull_lock(Path(sys.argv[1]), sys.argv[2]) as staging:
+    (staging / "1.2.3").mkdir()
+    (staging / "1.2.3" / "1.2.3.4.dcm").write_bytes(b"half a file")
+    print(staging, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_one_pull_per_endpoint_and_a_killed_pulls_staging_is_cleared_by_the_next(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
+    # Prepare: another process pulling from the same PACS, holding the lock with a file staged
+    root = env.settings.home / pacs.STAGING_DIR
+    other = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_LOCK, str(root), pacs_server.dicomweb_url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        staged = Path(other.stdout.readline().strip())  # type: ignore[union-attr]
+
+        # Execute: a pull while it runs, then (after kill -9) a pull again
+        with pytest.raises(PacsServerError) as caught:
+            _pull(env, pacs_server, predict=False)
+        assert (staged / "1.2.3" / "1.2.3.4.dcm").exists()  # the live pull's staging is left alone
+    finally:
+        other.kill()
+        other.wait()
+    after = _pull(env, pacs_server, predict=False)
+
+    # Assert: the busy pull fetched nothing and said why; the next one ran and cleared the dead run's file
+    assert "another pull" in str(caught.value) and pacs_server.dicomweb_url in str(caught.value)
+    assert after.stored == len(cohort_files)
+    assert _staged(env) == []
+
+
+def test_an_endpoint_url_longer_than_the_store_keeps_is_refused_before_any_request(env: Env) -> None:
+    # Prepare: a URL the pacs_seen column cannot hold (PostgreSQL would refuse the row mid-pull)
+    url = "http://127.0.0.1:1/" + "d" * PACS_URL_MAX_CHARS
+
+    # Execute
+    with DicomwebClient(url, retry=RetryPolicy(max_attempts=1)) as client, pytest.raises(BadInputError) as caught:
+        pacs.pull_site(env.sf, client, site=SITE, query=StudyQuery(), home=env.settings.home, actor="t", now=env.now)
+
+    # Assert: refused for its length, not after trying to reach it
+    assert not isinstance(caught.value, PacsServerError)
+    assert str(PACS_URL_MAX_CHARS) in str(caught.value)
+    assert PacsSeenRow.__table__.c.endpoint.type.length == PACS_URL_MAX_CHARS  # type: ignore[attr-defined]
+
+
+def test_an_instance_past_the_answer_limit_is_reported_and_tried_again(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
+    # Prepare: answers limited to less than the smallest instance
+    limit = min(p.stat().st_size for p in cohort_files) - 1
+    auth = DicomwebAuth("basic", pacs_server.username, pacs_server.password)
+
+    # Execute
+    with DicomwebClient(pacs_server.dicomweb_url, auth=auth, max_response_bytes=limit) as client:
+        pulled = pacs.pull_site(
+            env.sf, client, site=SITE, query=StudyQuery(), home=env.settings.home, actor="t", now=env.now
+        )
+
+    # Assert: each instance refused with the limit named, none stored or marked (the next pull tries again)
+    assert pulled.stored == 0 and len(pulled.rejected) == len(cohort_files)
+    assert all(f"limit of {limit} bytes" in r.reason for r in pulled.rejected)
+    with env.sf() as session:
+        assert pacs_seen.list_seen(session) == []
 
 
 def test_push_sends_the_explanation_objects_into_the_study(
