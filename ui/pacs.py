@@ -44,7 +44,8 @@ _PUSH_NOTICE: Final = "vigil.pacs.push_notice"
 
 def clients(endpoint: PacsEndpoint) -> DicomwebClient:
     """The endpoint's client, its secret read from this process's environment (``PacsConfigError`` if unset)."""
-    return pacs.client_for(endpoint, endpoint.secret(os.environ))
+    limit = resources.settings().max_file_bytes  # the cap `vigil pacs` puts on an answer, too
+    return pacs.client_for(endpoint, endpoint.secret(os.environ), max_response_bytes=limit)
 
 
 def load(user: SignedInUser) -> PacsOverview:

@@ -17,7 +17,6 @@ import getpass
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -230,25 +229,15 @@ def _watch(args: argparse.Namespace) -> Outcome:
 
 
 def _push(args: argparse.Namespace) -> Outcome:
-    from pathlib import Path
-
-    from core.services import pacs, result_report
+    from core.services import pacs
+    from core.services.pacs_auto_push import push_study
     from core.services.store import open_store, utc_now
 
     settings = _settings()
     sf = open_store(settings)
     site = pacs.study_site(sf, args.study_uid)  # an unknown study stops before anything is made
-    endpoint = settings.pacs_endpoint(site)
-    client = _clients(settings)(endpoint)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with client, tempfile.TemporaryDirectory(dir=settings.home, prefix="pacs-outbox-") as outbox:
-        # The result first: a study the serving model has not scored is refused before anything is explained.
-        report_sr = result_report.export_result_sr(sf, args.study_uid, out_dir=Path(outbox))
-        objects = [
-            report_sr.path,
-            *pacs.explanation_objects(sf, settings, args.study_uid, out_dir=Path(outbox), actor=_actor(), now=utc_now),
-        ]
-        report = pacs.push_objects(sf, client, args.study_uid, objects, actor=_actor(), now=utc_now)
+    with _clients(settings)(settings.pacs_endpoint(site)) as client:
+        report = push_study(sf, settings, client, args.study_uid, actor=_actor(), now=utc_now)
     lines = [f"pushed {len(report.stored)} objects of {report.study_uid} to {report.endpoint}"]
     lines += [f"  refused {uid}: {reason}" for uid, reason in report.failed]
     return Outcome({**report.to_dict(), "site": site}, "\n".join(lines), ok=not report.failed)
