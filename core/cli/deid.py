@@ -66,13 +66,14 @@ def _deid(args: argparse.Namespace) -> Outcome:
         options=tuple(ProfileOption(o) for o in args.retain),
         max_file_bytes=settings.max_file_bytes,
     )
-    # Every refusal comes before the key is made on first use and before any file is written.
+    # Refused here before a progress bar is drawn; the service checks again, and makes the key on
+    # first use only after every check passed.
     deidentify.check_request(sf, job)
     with progress_bar(0, "deid", enabled=not args.json) as advance:
         report = deidentify.deidentify_folder(
             sf,
             job,
-            secret=deidentify.deid_secret(settings),
+            key=lambda: deidentify.deid_secret(settings),
             actor=f"cli:{getpass.getuser()}",
             now=utc_now,
             progress=advance,
@@ -86,6 +87,10 @@ def _text(report: Any) -> str:
         f"(quarantined {len(report.quarantined)}, skipped {len(report.skipped)}); "
         f"table {report.profile_version}, SHA-256 {report.table_sha256}"
     ]
+    if report.replaced:
+        lines.append(f"  {len(report.replaced)} of these outputs were already in {report.out_dir} and were rewritten")
+    if report.stale_parts_removed:
+        lines.append(f"  removed {report.stale_parts_removed} temporary files an interrupted run had left")
     lines += [f"  quarantined {q.path}: {q.reason}" for q in report.quarantined]
     lines += [f"  skipped {s.path}: {s.reason}" for s in report.skipped]
     return "\n".join(lines)

@@ -30,6 +30,7 @@ _KINDS: Final = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISFIFO, "a named pipe (FIFO)"),
     (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),  # seen only through lstat(): callers that do not follow links
 )
 
 

@@ -5,8 +5,12 @@ de-identified to the PS3.15 Basic Profile (``core.imaging.deid``) under the site
 de-identification key, and written as ``OUT/<new SOPInstanceUID>.dcm``. Output names never reuse
 the input's names, which can themselves be identifying (``DOE_JOHN/1.dcm``).
 
-- Nothing is half-written: each file goes to a hidden temporary file in ``OUT`` and is renamed
-  into place, so a crash leaves whole files or none.
+- Nothing is half-written: each file goes to a hidden temporary file in ``OUT``
+  (``.deid-*.part``, created 0600 whatever the umask: its content derives from PHI) and is
+  renamed into place, so a crash, even ``kill -9``, leaves whole files or none. A crash can leave
+  a ``.part`` file behind; the next run into ``OUT`` removes every one before it writes, and its
+  audit entry counts them, and the outputs it replaced (files an interrupted, unaudited run had
+  already renamed into place: the same input always gives the same name and bytes).
 - Quarantined files (burned-in annotation risk) are only **listed**, never copied: ``OUT`` is what
   leaves the site, and a quarantined file still holds identifying pixels.
 - Files that are not DICOM, or are damaged, are skipped and listed with one sentence each.
@@ -16,6 +20,12 @@ the input's names, which can themselves be identifying (``DOE_JOHN/1.dcm``).
 The key is made on first use (32 random bytes, file mode 0600 in a 0700 folder) under
 ``VIGIL_HOME/secrets/dicom-deid.key`` and never shown; its id is a hash of it, so two runs can be
 seen to have used the same key. Losing it means the same study gets new UIDs in later exports.
+A key file that group or others may read is refused (:func:`core.services.keyfile.read_key_file`).
+
+``OUT`` is created 0700 when missing. A symbolic link as ``OUT`` is followed when it points to a
+folder (the checks that keep ``OUT`` apart from ``SRC`` compare the resolved folders); a dangling
+link, or one to anything but a folder, is refused, as is an ``OUT`` that is a file, a FIFO or a
+device.
 """
 
 from __future__ import annotations
@@ -24,7 +34,6 @@ import hashlib
 import os
 import secrets
 import stat
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +45,7 @@ from core.audit.chain import to_recorded_at
 from core.audit.events import AuditAction
 from core.config import Settings
 from core.errors import DicomRejectedError, PathNotFoundError, UnusablePathError
-from core.imaging.deid import DeidFile, PrivateElement, ProfileOption, deidentify_bytes, load_profile
+from core.imaging.deid import PrivateElement, ProfileOption, deidentify_bytes, load_profile
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES, file_kind, read_regular_file
 from core.imaging.scan import iter_dicom_paths
 from core.services.keyfile import install_key_file, read_key_file
@@ -62,6 +71,12 @@ __all__ = [
 KEY_BYTES: Final = 32
 #: The audit subject of a run not tied to a registered site.
 NO_SITE: Final = "-"
+#: Temporary files of a run, in ``OUT``: ``.deid-<random>.part``; stale ones are removed by the next run.
+PART_PREFIX: Final = ".deid-"
+PART_SUFFIX: Final = ".part"
+#: Outputs and temporary files are private to the account that runs Vigil (PHI-derived).
+FILE_MODE: Final = 0o600
+OUT_MODE: Final = 0o700
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +99,9 @@ class Listed:
 class DeidReport:
     """One run of :func:`deidentify_folder` (the ``vigil deid --json`` contract).
 
-    Paths are the site's own (shown to the operator, never audited).
+    Paths are the site's own (shown to the operator, never audited). ``stale_parts_removed``
+    counts the temporary files an interrupted run had left in ``OUT``; ``replaced`` names the
+    outputs that were already in ``OUT`` (from an interrupted or earlier run) and were rewritten.
     """
 
     site: str | None
@@ -97,6 +114,8 @@ class DeidReport:
     quarantined: list[Listed] = field(default_factory=list)
     skipped: list[Listed] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)
+    stale_parts_removed: int = 0
+    replaced: list[str] = field(default_factory=list)
 
     def to_dict(self) -> JSONObject:
         """JSON-ready, for the command line."""
@@ -104,6 +123,8 @@ class DeidReport:
             "site": self.site,
             "out": self.out_dir,
             "written": len(self.written),
+            "replaced": len(self.replaced),
+            "stale_parts_removed": self.stale_parts_removed,
             "quarantined": [{"path": q.path, "reason": q.reason} for q in self.quarantined],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "actions": dict(sorted(self.actions.items())),
@@ -120,6 +141,8 @@ class DeidReport:
             "completed": completed,
             "files": len(self.written) + len(self.quarantined) + len(self.skipped),
             "written": len(self.written),
+            "replaced": len(self.replaced),
+            "stale_parts_removed": self.stale_parts_removed,
             "quarantined": len(self.quarantined),
             "skipped": len(self.skipped),
             "quarantine_reasons": dict(sorted(reasons.items())),
@@ -156,14 +179,15 @@ def key_id(secret: bytes) -> str:
 
 
 def check_folders(src: Path, out: Path) -> None:
-    """Refuse a source that is not a folder, and an output inside the source, before any work.
+    """Refuse a source that is not a folder, and an output that is not (or cannot be) one, before any work.
 
     Raises
     ------
     PathNotFoundError
         ``src`` does not exist.
     UnusablePathError
-        ``src`` is not a folder (a file, a FIFO, a device), or ``out`` is ``src``, inside it
+        ``src`` is not a folder (a file, a FIFO, a device); ``out`` is a file, a FIFO, a device, a
+        dangling symbolic link, or lies under a file; or ``out`` is ``src``, inside it
         (de-identified copies would mix with, and be read back as, the files they came from), or
         holds it (``out`` is what leaves the site, and the originals would leave with it).
     """
@@ -175,11 +199,35 @@ def check_folders(src: Path, out: Path) -> None:
         raise UnusablePathError(src, exc.strerror or str(exc)) from exc
     if not stat.S_ISDIR(info.st_mode):
         raise UnusablePathError(src, f"it is {file_kind(info.st_mode)}; the source must be a folder of DICOM files")
+    _check_out(out)
     src_r, out_r = src.resolve(), out.resolve()
     if out_r == src_r or src_r in out_r.parents:
         raise UnusablePathError(out, f"it is inside the source folder {src}; choose an output folder outside it")
     if out_r in src_r.parents:  # the identified originals would leave the site with it
         raise UnusablePathError(out, f"it holds the source folder {src}; choose an output folder outside it")
+
+
+def _check_out(out: Path) -> None:
+    """``out`` is a folder, a link to one, or nothing yet under a folder."""
+    for place in (out, *out.parents):
+        try:
+            info = place.stat()  # follows a symbolic link: a link to a folder is that folder
+        except (FileNotFoundError, NotADirectoryError):  # nothing there, or a file above it (found next)
+            if place.is_symlink():
+                raise UnusablePathError(
+                    out, f"{_where(place, out)} a symbolic link to {os.readlink(place)!r}, which does not exist"
+                ) from None
+            continue  # created by the run
+        except OSError as exc:
+            raise UnusablePathError(out, exc.strerror or str(exc)) from exc
+        if not stat.S_ISDIR(info.st_mode):
+            kind = file_kind(info.st_mode)
+            raise UnusablePathError(out, f"{_where(place, out)} {kind}; the output must be a folder")
+        return
+
+
+def _where(place: Path, out: Path) -> str:
+    return "it is" if place == out else f"{place}, above it, is"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +284,7 @@ def deidentify_folder(
     session_factory: SessionFactory,
     job: DeidJob,
     *,
-    secret: bytes,
+    key: Callable[[], bytes],
     actor: str,
     now: Callable[[], datetime],
     progress: Callable[[int], None] | None = None,
@@ -246,8 +294,9 @@ def deidentify_folder(
     Parameters
     ----------
     job : DeidJob
-    secret : bytes
-        The key (:func:`deid_secret`).
+    key : callable
+        Returns the de-identification key (``lambda: deid_secret(settings)``); called only after
+        every check of :func:`check_request` passed, so that a refused run never makes a key.
     now : callable
         Clock for the audit entry (UTC).
     progress : callable, optional
@@ -260,17 +309,27 @@ def deidentify_folder(
     Raises
     ------
     PathNotFoundError, UnusablePathError, UnknownSiteError
-        As :func:`check_request`; nothing is read or written.
+        As :func:`check_request`; nothing is read or written, and ``key`` is not called.
+    PseudonymKeyError
+        As :func:`deid_secret`, from ``key``; nothing is written.
     """
     site = check_request(session_factory, job)
+    secret = key()
     table = load_profile()
     options = tuple(sorted(set(job.options)))
+    files = iter_dicom_paths([job.src])
+    job.out.mkdir(mode=OUT_MODE, parents=True, exist_ok=True)
+    stale = _remove_stale_parts(job.out)
     report = DeidReport(
-        site, str(job.out), table.version, table.sha256, tuple(o.value for o in options), key_id(secret)
+        site,
+        str(job.out),
+        table.version,
+        table.sha256,
+        tuple(o.value for o in options),
+        key_id(secret),
+        stale_parts_removed=stale,
     )
     run = _Run(job.out, secret, options, job.private_allowlist, job.max_file_bytes)
-    files = iter_dicom_paths([job.src])
-    job.out.mkdir(parents=True, exist_ok=True)
     try:
         _process(run, files, report, progress)
     except BaseException:
@@ -289,6 +348,20 @@ class _Run:
     options: tuple[ProfileOption, ...]
     allowlist: tuple[PrivateElement, ...]
     max_file_bytes: int
+
+
+def _remove_stale_parts(out: Path) -> int:
+    """Remove the temporary files a killed run left in ``out``; return how many.
+
+    Only regular files named like this module's temporary files go (never through a link); a run
+    into ``OUT`` is the only writer of such names there.
+    """
+    removed = 0
+    for part in out.glob(f"{PART_PREFIX}*{PART_SUFFIX}"):
+        if stat.S_ISREG(part.lstat().st_mode):
+            part.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _process(run: _Run, files: list[Path], report: DeidReport, progress: Callable[[int], None] | None) -> None:
@@ -313,26 +386,35 @@ def _one(run: _Run, path: Path, report: DeidReport, first: dict[str, str]) -> No
     if name in first:
         report.skipped.append(Listed(str(path), f"it has the SOPInstanceUID of {first[name]}, already written."))
         return
-    _write_atomically(run.out / name, result)
+    if _write_atomically(run.out / name, result.data):
+        report.replaced.append(name)
     first[name] = str(path)
     report.written.append(Written(str(path), name))
     report.actions.update(result.actions)
 
 
-def _write_atomically(target: Path, result: DeidFile) -> None:
-    """Write to a hidden temporary file beside ``target``, flush it to disk, then rename it into place."""
-    assert result.data is not None
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".deid-", suffix=".part")
-    tmp = Path(tmp_name)
+def _write_atomically(target: Path, data: bytes) -> bool:
+    """Write a private (0600) temporary file beside ``target``, flush it to disk, rename it into place.
+
+    Returns
+    -------
+    bool
+        True when ``target`` was already there (an earlier, interrupted or repeated, run's output).
+    """
+    tmp = target.with_name(f"{PART_PREFIX}{secrets.token_hex(8)}{PART_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
     try:
+        os.fchmod(fd, FILE_MODE)  # the umask may have taken bits from the mode os.open was given
         with os.fdopen(fd, "wb") as handle:
-            handle.write(result.data)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        existed = os.path.lexists(target)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return existed
 
 
 def _audit(

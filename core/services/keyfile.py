@@ -12,11 +12,15 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Final
 
 from core.errors import PseudonymKeyError
 from core.imaging.files import file_kind
 
 __all__ = ["install_key_file", "read_key_file"]
+
+#: Permission bits for anyone but the owner; a key file must have none of them.
+_GROUP_OR_OTHERS: Final = 0o077
 
 
 def read_key_file(path: Path, size: int) -> bytes | None:
@@ -25,7 +29,9 @@ def read_key_file(path: Path, size: int) -> bytes | None:
     Raises
     ------
     PseudonymKeyError
-        ``path`` exists but is not a regular file of ``size`` bytes.
+        ``path`` exists but is not a regular file of ``size`` bytes (a symbolic link is refused,
+        not followed), or its permissions let group or others read, write or run it: a key
+        others can read no longer protects anything, so it is refused, not used.
     """
     try:
         info = path.lstat()
@@ -36,7 +42,18 @@ def read_key_file(path: Path, size: int) -> bytes | None:
     key = path.read_bytes()
     if len(key) != size:
         raise PseudonymKeyError(path, f"holds {len(key)} bytes, expected {size}; restore the site's key")
+    if open_bits := stat.S_IMODE(info.st_mode) & _GROUP_OR_OTHERS:
+        raise PseudonymKeyError(
+            path,
+            f"its mode is {stat.S_IMODE(info.st_mode):04o}, open to {_who(open_bits)}; "
+            f"a key must be private to its owner (chmod 600 {path})",
+        )
     return key
+
+
+def _who(bits: int) -> str:
+    group, others = bool(bits & 0o070), bool(bits & 0o007)
+    return "group and others" if group and others else "group" if group else "others"
 
 
 def install_key_file(path: Path, key: bytes) -> bytes:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pydicom.datadict import dictionary_has_tag, keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -26,6 +26,7 @@ from pydicom.tag import BaseTag
 
 from core.errors import BadInputError
 from core.imaging.deid.burned_in import burned_in_risk
+from core.imaging.deid.depth import dataset_depth, depth_refusal
 from core.imaging.deid.private import PrivateElement
 from core.imaging.deid.profile import Action, Profile, ProfileOption, load_profile
 from core.imaging.deid.uids import check_secret, pseudonymous_uid
@@ -58,8 +59,7 @@ _BINARY_DUMMY: Final = b"\x00" * 8
 _REGISTERED_UID_ROOT: Final = "1.2.840.10008."
 # Unlisted UIDs that name a kind of thing, not an instance: kept as they are.
 _KIND_UID_MARKERS: Final = ("ClassUID", "TransferSyntaxUID", "CodingSchemeUID")
-# Repeating groups: curves 5000-501E and overlays 6000-601E (even groups, PS3.5 7.6).
-_CURVE_GROUPS: Final = range(0x5000, 0x5020, 2)
+# Overlays: the even groups 6000-601E (PS3.5 7.6); the table's switch may remove them whole.
 _OVERLAY_GROUPS: Final = range(0x6000, 0x6020, 2)
 
 
@@ -145,9 +145,13 @@ def deidentify(
     Raises
     ------
     BadInputError
-        ``secret`` is too short, or an option is not one of :class:`ProfileOption`.
+        ``secret`` is too short, an option is not one of :class:`ProfileOption`, or ``ds`` nests
+        sequences deeper than :data:`~core.imaging.deid.depth.MAX_SEQUENCE_DEPTH` (measured
+        without recursion, before anything is copied: copying recurses once per level).
     """
     check_secret(secret)
+    if (too_deep := depth_refusal(dataset_depth(ds))) is not None:
+        raise BadInputError(f"the data set cannot be de-identified: {too_deep}")
     table = profile if profile is not None else load_profile()
     chosen = frozenset(_option(o) for o in options)
     names = tuple(sorted(o.value for o in chosen))
@@ -179,6 +183,8 @@ def _clean(ds: Dataset, ctx: _Context) -> None:
 
 def _apply(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
     action, key = _action_for(elem, ctx)
+    if action is Action.DUMMY and elem.VR == "SQ":
+        action = ctx.profile.sequence_dummy  # the table's vigil.sequence_dummy: Vigil never invents items
     if action is Action.REPLACE_UID and elem.VR != "UI":
         action = Action.REMOVE  # a UID whose VR was lost (UN) cannot be remapped, so it goes
     if action is Action.REMOVE:
@@ -203,17 +209,22 @@ _FIRST_DATA_GROUP: Final = 0x0008
 def _action_for(elem: DataElement, ctx: _Context) -> tuple[Action, str | None]:
     """The action for one public element and the count it adds to (None: kept without comment)."""
     tag: BaseTag = elem.tag
-    if tag.element == 0:
-        return Action.REMOVE, VIGIL_REMOVED  # group length
-    if tag.group in _CURVE_GROUPS or tag.group in _OVERLAY_GROUPS:
-        return Action.REMOVE, Action.REMOVE.value
-    rule = ctx.profile.rules.get(int(tag))
+    table = ctx.profile
+    if tag.element == 0:  # a group length: structure, judged by its own switch alone
+        return (Action.REMOVE, VIGIL_REMOVED) if table.remove_group_lengths else (Action.KEEP, None)
+    if (pattern := table.pattern_action(int(tag))) is not None:
+        return pattern, pattern.value  # curves, overlay data and comments
+    if tag.group in _OVERLAY_GROUPS and table.remove_whole_overlay_groups:
+        return Action.REMOVE, VIGIL_REMOVED
+    rule = table.rules.get(int(tag))
     if rule is not None:
         action = rule.action_under(ctx.options)
         return action, action.value
-    if not dictionary_has_tag(tag) or tag.group < _FIRST_DATA_GROUP:
+    if tag.group < _FIRST_DATA_GROUP:
         # Below group 0008 only directory records are left (the file meta group is rebuilt):
         # ReferencedFileID there is a file path, which sites often spell with the patient's name.
+        return Action.REMOVE, VIGIL_REMOVED
+    if table.remove_unknown_public and not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
         return Action.REMOVE, VIGIL_REMOVED
     return _unlisted_action(elem, ctx)
 
@@ -239,9 +250,7 @@ def _instance_uid(elem: DataElement) -> bool:
 
 def _dummy(elem: DataElement, ctx: _Context) -> None:
     vr = elem.VR
-    if vr == "SQ":
-        elem.value = DicomSequence()  # Vigil never invents sequence items (the table's vigil.sequence_dummy)
-    elif vr == "UI":
+    if vr == "UI":
         _replace_uids(elem, ctx)
     elif vr in ctx.profile.dummies:
         elem.value = ctx.profile.dummies[vr]

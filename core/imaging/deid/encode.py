@@ -1,10 +1,13 @@
 """De-identify one DICOM file's bytes into new bytes: the edge the services call (they never touch pydicom).
 
-The file is parsed strictly (:func:`core.imaging.dicom.dataset_from_bytes`: a truncated or damaged
-file is refused, not half-read), de-identified by :func:`core.imaging.deid.apply.deidentify`, and
-written back in its own transfer syntax (pixel data, compressed or not, is carried unchanged). The
-file meta information is rebuilt from scratch, and the 128-byte preamble zeroed, because both can
-hold identifying data the profile's table does not reach (a source AE title, a TIFF header).
+Before pydicom parses anything, the nesting of the file's sequences is measured on its bytes
+(:mod:`core.imaging.deid.depth`): a file nested deeper than ``MAX_SEQUENCE_DEPTH`` is refused,
+because pydicom reads, copies and writes sequences by recursion. The file is then parsed strictly
+(:func:`core.imaging.dicom.dataset_from_bytes`: a truncated or damaged file is refused, not
+half-read), de-identified by :func:`core.imaging.deid.apply.deidentify`, and written back in its
+own transfer syntax (pixel data, compressed or not, is carried unchanged). The file meta
+information is rebuilt from scratch, and the 128-byte preamble zeroed, because both can hold
+identifying data the profile's table does not reach (a source AE title, a TIFF header).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 
 from core.errors import BadInputError, DicomRejectedError
 from core.imaging.deid.apply import deidentify
+from core.imaging.deid.depth import dataset_depth, depth_refusal, sequence_depth
 from core.imaging.deid.private import PrivateElement
 from core.imaging.deid.profile import ProfileOption
 from core.imaging.dicom import dataset_from_bytes
@@ -77,15 +81,22 @@ def deidentify_bytes(
     Raises
     ------
     DicomRejectedError
-        Not DICOM, truncated or damaged, without a SOPInstanceUID to name the output by, or a
+        Sequences nested deeper than ``MAX_SEQUENCE_DEPTH`` (checked first), not DICOM, truncated
+        or damaged, without a SOPInstanceUID to name the output by, or a
         value pydicom cannot encode; the reason never quotes a value of the file.
     BadInputError
         As :func:`core.imaging.deid.apply.deidentify`.
     """
+    if (too_deep := depth_refusal(sequence_depth(data))) is not None:
+        raise DicomRejectedError(path, too_deep)
     ds = dataset_from_bytes(data, path)
     if not str(ds.get("SOPInstanceUID", "") or "").strip("\x00 "):
         raise DicomRejectedError(path, "it has no SOPInstanceUID, so its de-identified copy could not be named.")
     try:
+        # The parsed data set is measured again: a nesting the byte walk could not follow (it stops
+        # at what it cannot make sense of) must still be refused before anything copies it.
+        if (too_deep := depth_refusal(dataset_depth(ds))) is not None:
+            raise DicomRejectedError(path, too_deep)
         result = deidentify(ds, secret=secret, options=options, private_allowlist=private_allowlist)
         out = result.dataset
         encoded = None if out is None else _encode(out, ds)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from core.services.deidentify import DeidJob
 from core.services.store import open_store
 from core.store import audit_log
 from core.store.engine import SessionFactory
+from tests.core.imaging.deid.nesting import nested_file
 
 
 def clock() -> datetime:
@@ -68,7 +70,7 @@ def test_a_folder_is_written_quarantined_and_skipped_as_documented(
     report = deidentify.deidentify_folder(
         sf,
         DeidJob(source, out, site="northfield"),
-        secret=deidentify.deid_secret(settings),
+        key=lambda: deidentify.deid_secret(settings),
         actor="t",
         now=clock,
     )
@@ -97,7 +99,7 @@ def test_one_audit_entry_holds_counts_and_no_phi(
     report = deidentify.deidentify_folder(
         sf,
         DeidJob(source, tmp_path / "out", site="northfield"),
-        secret=deidentify.deid_secret(settings),
+        key=lambda: deidentify.deid_secret(settings),
         actor="t",
         now=clock,
     )
@@ -124,7 +126,7 @@ def test_runs_are_deterministic_and_the_key_is_private(
     outputs = []
     for name in ("a", "b"):
         job = DeidJob(source, tmp_path / name)
-        deidentify.deidentify_folder(sf, job, secret=deidentify.deid_secret(settings), actor="t", now=clock)
+        deidentify.deidentify_folder(sf, job, key=lambda: deidentify.deid_secret(settings), actor="t", now=clock)
         outputs.append({p.name: p.read_bytes() for p in (tmp_path / name).iterdir()})
 
     # Assert: the same names and bytes, no temporary file left, a 0600 key in a 0700 folder
@@ -135,25 +137,76 @@ def test_runs_are_deterministic_and_the_key_is_private(
     assert len(key.read_bytes()) == deidentify.KEY_BYTES
 
 
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _file(path: Path) -> Path:
+    path.write_bytes(b"x")
+    return path
+
+
+def _dangling(path: Path) -> Path:
+    path.symlink_to(path.parent / "nothing-there")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_job", "error", "needle", "named"),
+    [
+        (lambda s, t: DeidJob(s, s / "DOE_JOHN" / "out"), UnusablePathError, "inside the source folder", "out"),
+        (lambda s, t: DeidJob(s, s), UnusablePathError, "inside the source folder", "out"),
+        (lambda s, t: DeidJob(s, s.parent), UnusablePathError, "holds the source folder", "out"),
+        (lambda s, t: DeidJob(t / "nowhere", t / "out"), PathNotFoundError, "path not found", "src"),
+        (lambda s, t: DeidJob(s / "DOE_JOHN" / "pipe", t / "out"), UnusablePathError, "named pipe", "src"),
+        (lambda s, t: DeidJob(s, t / "out", site="nowhere"), UnknownSiteError, "'nowhere'", None),
+        (lambda s, t: DeidJob(s, _file(t / "out")), UnusablePathError, "it is a regular file; the output", "out"),
+        (
+            lambda s, t: DeidJob(s, _fifo(t / "out")),
+            UnusablePathError,
+            r"it is a named pipe \(FIFO\); the output",
+            "out",
+        ),
+        (lambda s, t: DeidJob(s, _dangling(t / "out")), UnusablePathError, "symbolic link to .*does not exist", "out"),
+        (lambda s, t: DeidJob(s, _file(t / "f") / "out"), UnusablePathError, "above it, is a regular file", "out"),
+    ],
+    ids=[
+        "out-inside-src",
+        "out-is-src",
+        "out-holds-src",
+        "no-src",
+        "src-is-fifo",
+        "unknown-site",
+        "out-is-file",
+        "out-is-fifo",
+        "out-is-dangling-link",
+        "out-under-a-file",
+    ],
+)
 def test_refusals_come_before_any_file_or_key(
-    installation: tuple[Settings, SessionFactory], source: Path, tmp_path: Path
+    installation: tuple[Settings, SessionFactory],
+    source: Path,
+    tmp_path: Path,
+    make_job: Callable[[Path, Path], DeidJob],
+    error: type[Exception],
+    needle: str,
+    named: str | None,
 ) -> None:
+    # Prepare
     settings, sf = installation
-    with pytest.raises(UnusablePathError, match="inside the source folder"):
-        deidentify.check_request(sf, DeidJob(source, source / "DOE_JOHN" / "out"))
-    with pytest.raises(UnusablePathError, match="inside the source folder"):
-        deidentify.check_request(sf, DeidJob(source, source))
-    with pytest.raises(UnusablePathError, match="holds the source folder"):
-        deidentify.check_request(sf, DeidJob(source, source.parent))
-    with pytest.raises(PathNotFoundError, match="nowhere"):
-        deidentify.check_request(sf, DeidJob(tmp_path / "nowhere", tmp_path / "out"))
-    with pytest.raises(UnusablePathError, match="named pipe"):
-        deidentify.check_request(sf, DeidJob(source / "DOE_JOHN" / "pipe", tmp_path / "out"))
-    with pytest.raises(UnknownSiteError, match="'nowhere'"):
-        deidentify.deidentify_folder(
-            sf, DeidJob(source, tmp_path / "out", site="nowhere"), secret=b"k" * 32, actor="t", now=clock
-        )
-    assert not (tmp_path / "out").exists() and _entries(sf) == []
+    job = make_job(source, tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    # Execute: through the service, which must refuse before it asks for (and so makes) the key
+    with pytest.raises(error, match=needle) as caught:
+        deidentify.deidentify_folder(sf, job, key=lambda: deidentify.deid_secret(settings), actor="t", now=clock)
+
+    # Assert: one clear error naming the bad path; no folder made, no audit entry, no key
+    if named is not None:
+        assert str(job.out if named == "out" else job.src) in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert _entries(sf) == []
     assert not deidentify.deid_key_path(settings).exists()
 
 
@@ -165,3 +218,104 @@ def test_a_damaged_key_is_refused_without_showing_it(installation: tuple[Setting
     with pytest.raises(PseudonymKeyError, match="holds 5 bytes") as caught:
         deidentify.deid_secret(settings)
     assert "short" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o640, "group"), (0o604, "others"), (0o644, "group and others")])
+def test_a_key_others_can_read_is_refused_naming_its_path_and_mode(
+    installation: tuple[Settings, SessionFactory], mode: int, who: str
+) -> None:
+    # Prepare: a whole key, made as the service makes it, then opened up
+    settings, _ = installation
+    deidentify.deid_secret(settings)
+    key = deidentify.deid_key_path(settings)
+    key.chmod(mode)
+
+    # Execute / Assert
+    with pytest.raises(PseudonymKeyError, match=f"its mode is {mode:04o}, open to {who}") as caught:
+        deidentify.deid_secret(settings)
+    assert str(key) in str(caught.value)
+    assert key.read_bytes().hex() not in str(caught.value)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_outputs_are_private_whatever_the_umask(
+    installation: tuple[Settings, SessionFactory], source: Path, tmp_path: Path, umask: int
+) -> None:
+    # Prepare: the key first, under the usual umask (the umask under test is the operator's)
+    settings, sf = installation
+    secret = deidentify.deid_secret(settings)
+    out = tmp_path / "out"
+
+    # Execute
+    previous = os.umask(umask)
+    try:
+        report = deidentify.deidentify_folder(sf, DeidJob(source, out), key=lambda: secret, actor="t", now=clock)
+    finally:
+        os.umask(previous)
+
+    # Assert: 0600 files (PHI-derived) in a 0700 folder, not what the umask would have made
+    assert len(report.written) == 4
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in out.iterdir()} == {oct(0o600)}
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700 & ~umask
+
+
+def test_an_output_link_to_a_folder_is_followed(
+    installation: tuple[Settings, SessionFactory], source: Path, tmp_path: Path
+) -> None:
+    # Prepare: OUT is a link to a real folder outside the source
+    settings, sf = installation
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+
+    # Execute
+    report = deidentify.deidentify_folder(
+        sf, DeidJob(source, tmp_path / "link"), key=lambda: deidentify.deid_secret(settings), actor="t", now=clock
+    )
+
+    # Assert: written into the folder the link names; the link is still a link
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == sorted(w.output for w in report.written)
+    assert (tmp_path / "link").is_symlink() and len(report.written) == 4
+
+
+def test_a_link_into_the_source_is_refused(
+    installation: tuple[Settings, SessionFactory], source: Path, tmp_path: Path
+) -> None:
+    settings, sf = installation
+    (tmp_path / "link").symlink_to(source / "DOE_JOHN")
+    with pytest.raises(UnusablePathError, match="inside the source folder"):
+        deidentify.deidentify_folder(
+            sf, DeidJob(source, tmp_path / "link"), key=lambda: deidentify.deid_secret(settings), actor="t", now=clock
+        )
+
+
+def test_a_key_that_is_a_symbolic_link_is_refused_as_one(installation: tuple[Settings, SessionFactory]) -> None:
+    # Prepare: a private, whole key elsewhere, and the key path a link to it
+    settings, _ = installation
+    key = deidentify.deid_key_path(settings)
+    key.parent.mkdir(parents=True)
+    elsewhere = key.parent / "elsewhere.key"
+    elsewhere.write_bytes(b"k" * deidentify.KEY_BYTES)
+    elsewhere.chmod(0o600)
+    key.symlink_to(elsewhere)
+
+    # Execute / Assert: named for what it is (file_kind knows links), not followed
+    with pytest.raises(PseudonymKeyError, match="it is a symbolic link, not a regular file"):
+        deidentify.deid_secret(settings)
+
+
+def test_a_file_nested_too_deep_is_skipped_and_the_run_goes_on(
+    installation: tuple[Settings, SessionFactory], source: Path, tmp_path: Path
+) -> None:
+    # Prepare
+    settings, sf = installation
+    (source / "DOE_JOHN" / "deep.dcm").write_bytes(nested_file(500))
+
+    # Execute
+    report = deidentify.deidentify_folder(
+        sf, DeidJob(source, tmp_path / "out"), key=lambda: deidentify.deid_secret(settings), actor="t", now=clock
+    )
+
+    # Assert: listed with the depth, the four images written all the same
+    skipped = {Path(s.path).name: s.reason for s in report.skipped}
+    assert skipped["deep.dcm"].startswith("its sequences nest 500 levels deep")
+    assert len(report.written) == 4

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import re
 from importlib import resources
 
 import pytest
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataset import Dataset
 
-from core.imaging.deid import Action, ProfileOption, load_profile, table_sha256
+from core.errors import ConfigError
+from core.imaging.deid import Action, Profile, ProfileOption, deidentify, load_profile, table_sha256
+from core.imaging.deid.profile import profile_from_document
+from tests.core.imaging.deid.conftest import SECRET
 
 
 def _document() -> dict[str, object]:
@@ -81,3 +88,94 @@ def test_every_offered_option_has_its_dcm_code() -> None:
     codes = load_profile().option_codes
     assert {o.value for o in ProfileOption} <= set(codes)
     assert codes["retain_longitudinal_full_dates"][0] == "113106"
+
+
+# --- the table's vigil switches drive behaviour --------------------------------------------------
+
+
+def _variant(**switches: object) -> Profile:
+    """The shipped table with some of its ``vigil`` switches changed."""
+    doc = copy.deepcopy(_document())
+    doc["vigil"].update(switches)  # type: ignore[attr-defined]
+    return profile_from_document(doc)
+
+
+def _probe() -> Dataset:
+    """A header with one element for each switch to act on."""
+    ds = Dataset()
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.3"
+    ds.add_new(0x00100000, "UL", 8)  # a group length
+    ds.add_new(0x0042FFF0, "LO", "not in the dictionary")  # an unknown public element
+    ds.add_new(0x60000010, "US", 512)  # OverlayRows: in no table row, in an overlay group
+    ds.add_new(0x60003000, "OW", b"\x00\x00")  # OverlayData: a wildcard row
+    ds.ContentSequence = [Dataset()]  # D in the table, on a sequence
+    return ds
+
+
+def _kept(profile: Profile) -> set[int]:
+    result = deidentify(_probe(), secret=SECRET, profile=profile)
+    assert result.dataset is not None
+    return {int(t) for t in result.dataset.keys()}
+
+
+def test_every_vigil_switch_is_read() -> None:
+    # Every key of the section but its notes must change the loaded profile when it changes.
+    shipped = load_profile()
+    flipped = {
+        "sequence_dummy": "X",
+        "remove_unknown_public": False,
+        "remove_group_lengths": False,
+        "remove_whole_overlay_groups": False,
+        "remove_unlisted_vrs": ["PN"],
+        "dummies": {"LO": "REDACTED"},
+    }
+    assert set(flipped) == set(_document()["vigil"]) - {"notes"}  # type: ignore[call-overload]
+    for name, value in flipped.items():
+        variant = _variant(**{name: value})
+        assert variant != dataclasses.replace(shipped, sha256=variant.sha256), name
+
+
+def test_the_shipped_switches_remove_what_their_notes_say() -> None:
+    kept = _kept(load_profile())
+    assert {0x00100000, 0x0042FFF0, 0x60000010, 0x60003000} & kept == set()
+    assert 0x0040A730 in kept  # ContentSequence emptied (sequence_dummy Z), not removed
+
+
+@pytest.mark.parametrize(
+    ("switch", "value", "tag"),
+    [
+        ("remove_group_lengths", False, 0x00100000),
+        ("remove_unknown_public", False, 0x0042FFF0),
+        ("remove_whole_overlay_groups", False, 0x60000010),
+    ],
+)
+def test_turning_a_removal_switch_off_keeps_its_element(switch: str, value: bool, tag: int) -> None:
+    assert tag in _kept(_variant(**{switch: value}))
+
+
+def test_overlay_data_goes_by_its_wildcard_row_whatever_the_switch() -> None:
+    assert 0x60003000 not in _kept(_variant(remove_whole_overlay_groups=False))
+
+
+def test_sequence_dummy_x_removes_a_d_sequence() -> None:
+    assert 0x0040A730 not in _kept(_variant(sequence_dummy="X"))
+
+
+@pytest.mark.parametrize(
+    ("switches", "message"),
+    [
+        ({"sequence_dummy": "D"}, "vigil.sequence_dummy is 'D'"),
+        ({"remove_group_lengths": "yes"}, "vigil.remove_group_lengths is 'yes'"),
+    ],
+)
+def test_a_switch_value_vigil_does_not_apply_is_refused(switches: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _variant(**switches)
+
+
+def test_the_offered_options_are_exactly_the_ones_vigil_implements() -> None:
+    doc = copy.deepcopy(_document())
+    doc["options"]["retain_uids"]["offered"] = True  # type: ignore[index]
+    with pytest.raises(ConfigError, match="'retain_uids' is offered"):
+        profile_from_document(doc)
+    assert load_profile().offered_options == {o.value for o in ProfileOption}
