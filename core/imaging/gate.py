@@ -16,6 +16,7 @@ from typing import Final
 from pydicom.dataset import Dataset
 
 from core.errors import DicomRejectedError
+from core.imaging.depth import depth_refusal, sequence_depth
 from core.imaging.dicom import (
     dataset_from_bytes,
     has_pixel_data,
@@ -97,7 +98,8 @@ def check_file(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Accept
     Raises
     ------
     DicomRejectedError
-        Not a regular file or over ``max_bytes``; not DICOM; truncated or a bad element length;
+        Not a regular file or over ``max_bytes``; sequences nested deeper than
+        :data:`~core.imaging.depth.MAX_SEQUENCE_DEPTH`; not DICOM; truncated or a bad element length;
         a non-image SOP class; a missing or invalid required attribute; multi-frame or colour;
         a codestream of another kind or size than the header states; pixels that cannot be decoded
         by the one plugin trusted for the transfer syntax, or decoded values Bits Stored cannot
@@ -105,6 +107,9 @@ def check_file(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Accept
     """
     data = read_regular_file(path, max_bytes=max_bytes)
     try:
+        # Before pydicom parses anything: it reads, copies and writes nested sequences by recursion.
+        if (too_deep := depth_refusal(sequence_depth(data))) is not None:
+            raise DicomRejectedError(path, too_deep)
         ds = dataset_from_bytes(data, path)
         _check_required(ds, path)
         image = image_from_dataset(ds, path)

@@ -5,7 +5,7 @@
 - :mod:`~core.imaging.deid.uids`: keyed pseudonymous UIDs;
 - :mod:`~core.imaging.deid.burned_in`: which objects are quarantined for burned-in text;
 - :mod:`~core.imaging.deid.private`: the private-element allow-list;
-- :mod:`~core.imaging.deid.depth`: how deeply sequences nest, counted without recursion;
+- :mod:`~core.imaging.depth`: how deeply sequences nest, counted without recursion;
 - :mod:`~core.imaging.deid.encode`: bytes in, bytes out, for the services.
 """
 
@@ -20,11 +20,11 @@ from core.imaging.deid.apply import (
     deidentify,
 )
 from core.imaging.deid.burned_in import burned_in_risk
-from core.imaging.deid.depth import MAX_SEQUENCE_DEPTH
 from core.imaging.deid.encode import DeidFile, deidentify_bytes
 from core.imaging.deid.private import PrivateElement, parse_private_element
 from core.imaging.deid.profile import Action, Profile, ProfileOption, Rule, load_profile, table_sha256
 from core.imaging.deid.uids import MIN_SECRET_BYTES, pseudonymous_uid
+from core.imaging.depth import MAX_SEQUENCE_DEPTH
 
 __all__ = [
     "MAX_SEQUENCE_DEPTH",

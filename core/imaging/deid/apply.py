@@ -26,10 +26,10 @@ from pydicom.tag import BaseTag
 
 from core.errors import BadInputError
 from core.imaging.deid.burned_in import burned_in_risk
-from core.imaging.deid.depth import dataset_depth, depth_refusal
 from core.imaging.deid.private import PrivateElement
 from core.imaging.deid.profile import Action, Profile, ProfileOption, load_profile
 from core.imaging.deid.uids import check_secret, pseudonymous_uid
+from core.imaging.depth import dataset_depth, depth_refusal
 
 __all__ = [
     "BASIC_PROFILE_CODE",
@@ -146,7 +146,7 @@ def deidentify(
     ------
     BadInputError
         ``secret`` is too short, an option is not one of :class:`ProfileOption`, or ``ds`` nests
-        sequences deeper than :data:`~core.imaging.deid.depth.MAX_SEQUENCE_DEPTH` (measured
+        sequences deeper than :data:`~core.imaging.depth.MAX_SEQUENCE_DEPTH` (measured
         without recursion, before anything is copied: copying recurses once per level).
     """
     check_secret(secret)

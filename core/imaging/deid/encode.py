@@ -1,7 +1,7 @@
 """De-identify one DICOM file's bytes into new bytes: the edge the services call (they never touch pydicom).
 
 Before pydicom parses anything, the nesting of the file's sequences is measured on its bytes
-(:mod:`core.imaging.deid.depth`): a file nested deeper than ``MAX_SEQUENCE_DEPTH`` is refused,
+(:mod:`core.imaging.depth`): a file nested deeper than ``MAX_SEQUENCE_DEPTH`` is refused,
 because pydicom reads, copies and writes sequences by recursion. The file is then parsed strictly
 (:func:`core.imaging.dicom.dataset_from_bytes`: a truncated or damaged file is refused, not
 half-read), de-identified by :func:`core.imaging.deid.apply.deidentify`, and written back in its
@@ -23,9 +23,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 
 from core.errors import BadInputError, DicomRejectedError
 from core.imaging.deid.apply import deidentify
-from core.imaging.deid.depth import dataset_depth, depth_refusal, sequence_depth
 from core.imaging.deid.private import PrivateElement
 from core.imaging.deid.profile import ProfileOption
+from core.imaging.depth import dataset_depth, depth_refusal, sequence_depth
 from core.imaging.dicom import dataset_from_bytes
 
 __all__ = ["DeidFile", "deidentify_bytes"]

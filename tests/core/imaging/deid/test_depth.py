@@ -24,7 +24,7 @@ from pydicom.uid import (
 
 from core.errors import BadInputError, DicomRejectedError
 from core.imaging.deid import deidentify, deidentify_bytes
-from core.imaging.deid.depth import MAX_SEQUENCE_DEPTH, dataset_depth, sequence_depth
+from core.imaging.depth import MAX_SEQUENCE_DEPTH, dataset_depth, sequence_depth
 from tests.core.imaging.deid.conftest import SECRET
 from tests.core.imaging.deid.nesting import nested_file
 
@@ -107,7 +107,7 @@ def test_500_levels_are_refused_first_quickly_and_in_little_memory(tmp_path: Pat
     measured = json.loads(child.stdout)
     print(f"\n500 levels ({'defined' if defined else 'undefined'} lengths): {measured}")  # noqa: T201
     assert measured["outcome"] == f"DicomRejectedError: {path}: " + (
-        "its sequences nest 500 levels deep; Vigil de-identifies at most 64 "
+        "its sequences nest 500 levels deep; Vigil reads at most 64 "
         "(deeper nesting is refused: reading and writing it would recurse once per level)."
     )
     assert measured["seconds"] < 5 and measured["peak_mib"] < 400

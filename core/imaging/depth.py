@@ -6,7 +6,8 @@ file whose sequences nest 250 levels deep with defined lengths: it reads without
 grew the process past 24 GB of memory in 100 s; with undefined lengths the read itself fails
 with a RecursionError from about 200 levels. No real object nests more than a few levels (a
 structured report's content tree is the deepest, rarely past 10), so a file nested deeper than
-:data:`MAX_SEQUENCE_DEPTH` is refused before pydicom parses it.
+:data:`MAX_SEQUENCE_DEPTH` is refused before pydicom parses it: by the ingest gate and by
+de-identification alike.
 
 The walk follows PS3.5 7.5: a sequence holds items; each is closed by its defined length or by a
 delimiter. An element whose explicit VR is SQ, an undefined-length element other than
@@ -29,7 +30,7 @@ from core.imaging.structure import UNDEFINED_LENGTH
 
 __all__ = ["MAX_SEQUENCE_DEPTH", "dataset_depth", "depth_refusal", "sequence_depth"]
 
-#: The deepest nesting of sequences Vigil de-identifies (a top-level sequence's items are level 1).
+#: The deepest nesting of sequences Vigil ingests or de-identifies (a top-level sequence's items are level 1).
 MAX_SEQUENCE_DEPTH: Final = 64
 
 # Past this many levels the walk stops counting: the file is refused anyway, and the stack of
@@ -123,7 +124,7 @@ def depth_refusal(depth: int) -> str | None:
         return None
     levels = f"more than {_COUNT_LIMIT}" if depth > _COUNT_LIMIT else str(depth)
     return (
-        f"its sequences nest {levels} levels deep; Vigil de-identifies at most {MAX_SEQUENCE_DEPTH} "
+        f"its sequences nest {levels} levels deep; Vigil reads at most {MAX_SEQUENCE_DEPTH} "
         "(deeper nesting is refused: reading and writing it would recurse once per level)."
     )
 
