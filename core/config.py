@@ -274,11 +274,14 @@ def _tuned(values: Mapping[str, object], base: Path) -> dict[str, Any]:
 
 def _zone_name(value: object) -> str:
     """An IANA zone name the tz database knows (``Europe/Berlin``), or a ConfigError naming it."""
+    problem = ConfigError(f"display_timezone must be an IANA time zone such as 'Europe/Berlin', got {value!r}")
+    if not isinstance(value, str):
+        raise problem
     try:
-        ZoneInfo(str(value))
+        ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"display_timezone must be an IANA time zone such as 'Europe/Berlin', got {value!r}") from exc
-    return str(value)
+        raise problem from exc
+    return value
 
 
 def _resolve(base: Path, path: Path) -> Path:

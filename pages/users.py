@@ -11,10 +11,13 @@ from ui.components import account
 
 user = auth.require_page(Permission.MANAGE_USERS)
 st.title("Users")
-users = auth_service.list_users(resources.read_session_factory())
-account.users_table(users)
+table = st.container()  # drawn above the forms, filled after them
 left, right = st.columns(2)
 with left:
     account.add_user_form(user)
+# Read after the form: the list (and the reset form's choices) already hold a user just added.
+users = auth_service.list_users(resources.read_session_factory())
+with table:
+    account.users_table(users)
 with right:
     account.reset_password_form(user, [u.username for u in users])

@@ -12,7 +12,7 @@ moves, so the counts and tables drawn after it are the new state, never the one 
 from __future__ import annotations
 
 import threading
-from datetime import date
+from datetime import date, timedelta
 from typing import Final
 
 import numpy as np
@@ -46,12 +46,16 @@ __all__ = [
     "novelty_timeline",
     "run_controls",
     "settings_caption",
+    "site_counts_text",
     "site_picker",
     "stream_panel",
 ]
 
-_ALARM_COLOURS: Final = {"cusum": "#d62728", "ewma": "#ff7f0e", "bocpd": "#9467bd"}
-_STATUS_ICONS: Final = {"open": "🔴", "acknowledged": "🟠", "resolved": "🟢"}
+# Okabe-Ito colours: told apart with any common colour-vision deficiency.
+_ALARM_COLOURS: Final = {"cusum": "#D55E00", "ewma": "#E69F00", "bocpd": "#CC79A7"}
+#: Plotly's date ticks: days, never "23:59:59.999" hour ticks on a range of a day or two.
+_DATE_TICKS: Final = "%Y-%m-%d"
+_DAY_MS: Final = 86_400_000
 #: Session-state key of the message an action leaves for the rerun that shows its result.
 _FLASH: Final = "drift-flash"
 
@@ -97,16 +101,28 @@ def settings_caption(view: MonitoringView) -> None:
 
 
 def site_picker(view: MonitoringView) -> SiteMonitoring | None:
-    """Choose a site; None when no deployment site is registered."""
+    """Choose a site, then its counts from ``view``; None when no deployment site is registered.
+
+    The options are the bare site names: a count inside an option's label stayed stale in the
+    browser after an action (Streamlit keeps a keyed selectbox's shown label), so the counts
+    are drawn beside it, fresh on every run.
+    """
     names = [s.site for s in view.sites]
     if not names:
-        st.info("No deployment site yet: register one with `vigil site add` and ingest studies.")
+        st.info("No deployment site is registered yet; an ML engineer or administrator adds sites.")
         return None
-    counts = {n: len(view.unresolved_incidents(n)) for n in names}
-    choice = st.selectbox(
-        "Site", names, format_func=lambda n: f"{n} ({_plural(counts[n], 'unresolved incident')})", key="drift-site"
-    )
+    left, right = st.columns([2, 3], vertical_alignment="bottom")
+    choice = left.selectbox("Site", names, key="drift-site")
+    right.markdown(site_counts_text(view, choice))
     return next(s for s in view.sites if s.site == choice)
+
+
+def site_counts_text(view: MonitoringView, site: str) -> str:
+    """``riverside: **1 unresolved incident** · 2 alerts`` and the other sites' unresolved counts."""
+    alerts = sum(a.site == site for a in view.alerts)
+    others = " · ".join(f"{s.site} {len(view.unresolved_incidents(s.site))}" for s in view.sites if s.site != site)
+    head = f"{site}: **{_plural(len(view.unresolved_incidents(site)), 'unresolved incident')}**"
+    return f"{head} · {_plural(alerts, 'alert')}" + (f"  \nOther sites, unresolved: {others}" if others else "")
 
 
 def _plural(n: int, word: str) -> str:
@@ -125,8 +141,17 @@ def run_controls(user: SignedInUser) -> None:
         st.success(message)
     if not st.button("Run monitors now", icon=":material/monitoring:", key="drift-run"):
         return
-    model, lock = resources.model()
-    run = _run(user, model, lock)
+    # The run takes half a minute on 2 cores: name each stage instead of greying the page.
+    with st.status("Running the drift monitors…", expanded=True) as progress:
+        st.write(":material/memory: Loading the serving model")
+        model, lock = resources.model()
+        st.write(
+            ":material/query_stats: Caching image features, running every monitor over every site, "
+            "raising alerts and grouping them into incidents (about half a minute)"
+        )
+        run = _run(user, model, lock)
+        st.write(":material/refresh: Reading the new state from the store")
+        progress.update(label="Monitors ran", state="complete", expanded=False)
     _flash(
         f"Monitors ran: {run.features_computed} studies' image features cached, "
         f"{_plural(len(run.raised), 'new alarm')} in {_plural(len(run.opened), 'new incident')}."
@@ -157,7 +182,7 @@ def _incident_rows(incidents: list[Incident]) -> list[dict[str, object]]:
     return [
         {
             "id": i.id,
-            "status": f"{_STATUS_ICONS[str(i.status)]} {i.status}",
+            "status": str(i.status),
             "family": str(i.family),
             "first alarm": i.record.first_alarm_date.isoformat(),
             "change from": i.record.change_date.isoformat() if i.record.change_date else "",
@@ -173,7 +198,7 @@ def _alert_rows(alerts: list[AlertRecord]) -> list[dict[str, object]]:
     return [
         {
             "id": a.id,
-            "status": f"{_STATUS_ICONS[str(a.status)]} {a.status}",
+            "status": str(a.status),
             "alarm": a.alarm_date.isoformat(),
             "stream": a.stream,
             "detector": a.detector,
@@ -286,6 +311,7 @@ def chart_figure(report: StreamReport) -> go.Figure:
         fig.add_vline(x=alarm.alarm_date.isoformat(), line={"color": colour, "width": 2})
         fig.add_vline(x=alarm.change_date.isoformat(), line={"color": colour, "width": 1, "dash": "dot"})
     fig.update_layout(height=520, margin={"l": 40, "r": 10, "t": 40, "b": 30}, legend={"orientation": "h"})
+    fig.update_xaxes(type="date", tickformat=_DATE_TICKS)
     return fig
 
 
@@ -347,10 +373,19 @@ def novelty_figure(site: SiteMonitoring) -> go.Figure:
             mode="markers+text",
             text=[e.value for e in events],
             textposition="top center",
-            marker={"size": 12, "symbol": "diamond", "color": "#d62728"},
+            marker={"size": 12, "symbol": "diamond", "color": _ALARM_COLOURS["cusum"]},
         )
     )
     fig.update_layout(height=220, margin={"l": 40, "r": 10, "t": 10, "b": 30})
+    first, last = min(e.study_date for e in events), max(e.study_date for e in events)
+    # At least a week wide and whole days only: one event alone made plotly tick the hours of its day.
+    pad = timedelta(days=max(1, (7 - (last - first).days) // 2 + 1))
+    fig.update_xaxes(
+        type="date",
+        tickformat=_DATE_TICKS,
+        range=[(first - pad).isoformat(), (last + pad).isoformat()],
+        dtick=_DAY_MS if (last - first).days < 14 else None,
+    )
     return fig
 
 

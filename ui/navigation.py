@@ -2,19 +2,34 @@
 
 ``app.py`` builds ``st.navigation`` from :func:`pages_for`, so a role never sees a page it may
 not use. To add a page, add one :class:`PageSpec` here.
+
+Deep links: every page has the same URL (``/case_review?study=UID``) in every navigation. Before
+sign-in each URL shows the sign-in form; after it the same URL, query parameters included, runs
+the page (Streamlit keys a page by its URL path, so the rerun after signing in lands on it). A
+page the role may not use stays reachable by URL only to say which role it needs, instead of
+Streamlit's "Page not found".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Final
 
 import streamlit as st
 
 from core.services.permissions import ACTIONS, ROLE_PERMISSIONS, Permission, Role, SignedInUser, can
 
-__all__ = ["PAGES", "PageSpec", "pages_for", "role_matrix_markdown", "sign_in_navigation"]
+__all__ = [
+    "PAGES",
+    "PageSpec",
+    "pages_for",
+    "refusal_text",
+    "role_matrix_markdown",
+    "roles_with",
+    "sign_in_navigation",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +42,11 @@ class PageSpec:
     section: str
     permission: Permission | None
     default: bool = False
+
+    @property
+    def url_path(self) -> str:
+        """The page's URL path (``case_review``), the same before and after sign-in."""
+        return PurePosixPath(self.path).stem
 
 
 PAGES: Final[tuple[PageSpec, ...]] = (
@@ -58,18 +78,63 @@ PAGES: Final[tuple[PageSpec, ...]] = (
 
 
 def pages_for(user: SignedInUser) -> dict[str, list[st.Page]]:
-    """The sections and pages ``user``'s role may use, in :data:`PAGES` order."""
+    """The sections and pages ``user``'s role may use, in :data:`PAGES` order.
+
+    The others are hidden pages at their usual URL that only say which role they need.
+    """
     sections: dict[str, list[st.Page]] = {}
+    refused: list[st.Page] = []
     for spec in PAGES:
         if spec.permission is None or can(user, spec.permission):
-            page = st.Page(spec.path, title=spec.title, icon=spec.icon, default=spec.default)
+            page = st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=spec.default)
             sections.setdefault(spec.section, []).append(page)
+        else:
+            refused.append(_hidden(spec, _refusal(refusal_text(spec, user))))
+    # Hidden pages go into a section that has visible ones, so no empty heading appears.
+    next(iter(sections.values())).extend(refused)
     return sections
 
 
-def sign_in_navigation(render: Callable[[], None]) -> list[st.Page]:
-    """The only page an anonymous session can reach."""
-    return [st.Page(render, title="Sign in", icon=":material/login:", url_path="signin", default=True)]
+def sign_in_navigation(render: Callable[[str | None], None]) -> list[st.Page]:
+    """What an anonymous session can reach: the sign-in form, at its own URL and at every page's.
+
+    ``render(title)`` draws the form; ``title`` is the page the visitor asked for (None at the root).
+    """
+    pages = [st.Page(lambda: render(None), title="Sign in", icon=":material/login:", url_path="signin", default=True)]
+    return pages + [_hidden(spec, _bound(render, spec.title)) for spec in PAGES if not spec.default]
+
+
+def roles_with(permission: Permission) -> list[Role]:
+    """The roles that hold ``permission``, in :class:`Role` order."""
+    return [r for r in Role if permission in ROLE_PERMISSIONS[r]]
+
+
+def refusal_text(spec: PageSpec, user: SignedInUser) -> str:
+    """Why ``user`` cannot open ``spec``: the page, the roles it needs and the user's own role."""
+    assert spec.permission is not None  # pages without a permission are never refused
+    needed = " or ".join(r.value.replace("_", " ") for r in roles_with(spec.permission))
+    return (
+        f"The {spec.title} page needs the {needed} role; you are signed in as "
+        f"{user.username} ({user.role.value.replace('_', ' ')}). Ask an administrator if you need it."
+    )
+
+
+def _hidden(spec: PageSpec, body: Callable[[], None]) -> st.Page:
+    return st.Page(body, title=spec.title, icon=spec.icon, url_path=spec.url_path, visibility="hidden")
+
+
+def _bound(render: Callable[[str | None], None], title: str) -> Callable[[], None]:
+    def page() -> None:
+        render(title)
+
+    return page
+
+
+def _refusal(text: str) -> Callable[[], None]:
+    def page() -> None:
+        st.error(text, icon=":material/lock:")
+
+    return page
 
 
 def role_matrix_markdown() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Final
 
 import pandas as pd
@@ -34,17 +35,48 @@ __all__ = [
     "render",
     "report_html",
     "roc_figure",
+    "site_sentence",
     "site_table",
     "strata_heatmap",
+    "Evidence",
+    "evidence",
+    "forest_range",
 ]
 
-_STATUS_COLOURS: Final = {
-    GapStatus.REFERENCE: "#4c78a8",
-    GapStatus.WITHIN: "#2e7d32",
-    GapStatus.OUTSIDE: "#c62828",
-    GapStatus.NOT_ENOUGH_DATA: "#9e9e9e",
+
+class Evidence(StrEnum):
+    """What a site's gap interval shows, in the words a quality committee reads."""
+
+    REFERENCE = "reference"
+    GAP = "interval beyond the target"  # the whole interval is above the target gap
+    WITHIN = "interval within the target"  # the whole interval is at or below the target gap
+    NO_EVIDENCE = "interval includes no difference"  # the interval reaches zero: not evidence of a gap
+    UNDECIDED = "interval includes the target"  # above zero, but reaching the target
+    NOT_ENOUGH_DATA = "not enough data"
+
+
+# Okabe-Ito colours: told apart with every common colour-vision deficiency, and only a whole
+# interval beyond the target is painted as a gap (a point estimate alone never is).
+_EVIDENCE_COLOURS: Final = {
+    Evidence.REFERENCE: "#0072B2",
+    Evidence.GAP: "#D55E00",
+    Evidence.WITHIN: "#009E73",
+    Evidence.NO_EVIDENCE: "#999999",
+    Evidence.UNDECIDED: "#E69F00",
+    Evidence.NOT_ENOUGH_DATA: "#BBBBBB",
 }
 _HEAT_DIMENSIONS: Final = ("vendor", "protocol", "software", "age_band")
+#: The site table's columns shown before the reader picks others (they fit a 1600-px page).
+DEFAULT_COLUMNS: Final = (
+    "Site",
+    "Status",
+    "Evidence",
+    "Labelled",
+    "AUC [95% CI]",
+    "Gap [95% CI]",
+    "Sensitivity",
+    "Specificity",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +149,52 @@ def _needed(s: SiteSummary) -> str:
     return "unreachable" if s.required.n_total is None else str(s.required.n_total)
 
 
+def evidence(s: SiteSummary, max_gap: float) -> Evidence:
+    """What ``s``'s 95% gap interval shows against no difference (0) and the target ``max_gap``."""
+    if s.status is GapStatus.REFERENCE:
+        return Evidence.REFERENCE
+    gap = s.gap
+    if gap is None or math.isnan(gap.estimate) or math.isnan(gap.lower) or math.isnan(gap.upper):
+        return Evidence.NOT_ENOUGH_DATA
+    if gap.lower > max_gap:
+        return Evidence.GAP
+    if gap.upper <= max_gap:
+        return Evidence.WITHIN
+    return Evidence.NO_EVIDENCE if gap.lower <= 0.0 else Evidence.UNDECIDED
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}".replace("-", "−")
+
+
+def site_sentence(s: SiteSummary, max_gap: float) -> str:
+    """One plain sentence on ``s``: its gap, the interval, and whether the interval excludes the target.
+
+    ``eastgate: gap +0.26, 95% CI −0.04 to +0.56: the interval includes no difference, so this is
+    not evidence of a gap (it also reaches the target +0.03: more labelled cases are needed).``
+    """
+    kind = evidence(s, max_gap)
+    if kind is Evidence.REFERENCE:
+        return f"{s.site}: the retrospective benchmark every site is compared with."
+    if kind is Evidence.NOT_ENOUGH_DATA or s.gap is None:
+        return f"{s.site}: not enough labelled cases to judge ({s.reason})."
+    head = f"{s.site}: gap {_signed(s.gap.estimate)}, 95% CI {_signed(s.gap.lower)} to {_signed(s.gap.upper)}"
+    target = _signed(max_gap)
+    return (
+        head
+        + {
+            Evidence.GAP: f": the whole interval is above the target {target}, evidence the site does worse than "
+            "the benchmark by more than the target.",
+            Evidence.WITHIN: f": the whole interval is within the target {target}, evidence the site performs "
+            "within target.",
+            Evidence.NO_EVIDENCE: f": the interval includes no difference, so this is not evidence of a gap (it also "
+            f"reaches the target {target}: more labelled cases are needed to decide).",
+            Evidence.UNDECIDED: f": the interval excludes no difference but includes the target {target}, so it is "
+            "undecided whether the gap exceeds the target.",
+        }[kind]
+    )
+
+
 def site_table(report: ValidationReport) -> pd.DataFrame:
     """One row per site, benchmark first: counts, label sources, AUC, gap, p, operating point, ECE, cases needed."""
     sources = {c.site: ", ".join(f"{k} {v}" for k, v in sorted(c.by_source.items())) or "none" for c in report.labels}
@@ -125,7 +203,8 @@ def site_table(report: ValidationReport) -> pd.DataFrame:
     for s in (report.drift.benchmark, *report.drift.sites):
         op, cal = s.operating_point, s.calibration
         rows.append({
-            "Site": s.site, "Status": str(s.status), "Labelled": s.n_labelled, "Positive": s.n_positive,
+            "Site": s.site, "Status": str(s.status), "Evidence": str(evidence(s, report.drift.max_gap)),
+            "Labelled": s.n_labelled, "Positive": s.n_positive,
             "Unlabelled (unknown)": unlabelled.get(s.site, 0), "Label sources": sources.get(s.site, "none"),
             "AUC [95% CI]": _fmt(s.auc), "Gap [95% CI]": _fmt(s.gap, signed=True), "p (no gap)": _p(s.p_value),
             "Sensitivity": _fmt(op.sensitivity if op else None), "Specificity": _fmt(op.specificity if op else None),
@@ -135,17 +214,29 @@ def site_table(report: ValidationReport) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def forest_range(report: ValidationReport) -> tuple[float, float]:
+    """The AUC axis: from 0.5 (or the lowest interval end) to past 1.0, so no interval is clipped."""
+    ends = [v for s in (report.drift.benchmark, *report.drift.sites) if s.auc is not None
+            for v in (s.auc.lower, s.auc.upper) if not math.isnan(v)]  # fmt: skip
+    low = min([0.5, *ends]) - 0.02
+    return low, max([1.0, *ends]) + 0.02  # an end at exactly 1.0 would sit on the frame, half drawn
+
+
 def forest_figure(report: ValidationReport) -> go.Figure:
-    """Per-site AUC with its interval against the benchmark's interval (band) and the target (dashed)."""
+    """Per-site AUC with its interval against the benchmark's interval (band) and the target (dashed).
+
+    A marker's colour is its gap interval's evidence (:func:`evidence`), not its point estimate.
+    """
     fig = go.Figure()
     bench = report.drift.benchmark
     if bench.auc is not None:
-        fig.add_vrect(x0=bench.auc.lower, x1=bench.auc.upper, fillcolor="#4c78a8", opacity=0.15, line_width=0)
-        fig.add_vline(x=bench.auc.estimate, line_color="#4c78a8", annotation_text="benchmark")
+        blue = _EVIDENCE_COLOURS[Evidence.REFERENCE]
+        fig.add_vrect(x0=bench.auc.lower, x1=bench.auc.upper, fillcolor=blue, opacity=0.15, line_width=0)
+        fig.add_vline(x=bench.auc.estimate, line_color=blue, annotation_text="benchmark")
         fig.add_vline(
             x=bench.auc.estimate - report.drift.max_gap,
             line_dash="dash",
-            line_color="#c62828",
+            line_color=_EVIDENCE_COLOURS[Evidence.GAP],
             annotation_text=f"target (−{report.drift.max_gap:g})",
             annotation_position="bottom left",
         )
@@ -162,16 +253,16 @@ def forest_figure(report: ValidationReport) -> go.Figure:
             continue
         fig.add_trace(go.Scatter(
             x=[s.auc.estimate], y=[s.site], mode="markers", name=s.site, showlegend=False,
-            marker={"size": 11, "color": _STATUS_COLOURS[s.status]},
+            marker={"size": 11, "color": _EVIDENCE_COLOURS[evidence(s, report.drift.max_gap)]},
             error_x={"type": "data", "symmetric": False, "array": [s.auc.upper - s.auc.estimate],
                      "arrayminus": [s.auc.estimate - s.auc.lower]},
-            hovertemplate=f"{html.escape(s.site)}: AUC %{{x:.3f}} ({s.status})<extra></extra>",
+            hovertemplate=f"{html.escape(s.site)}: AUC %{{x:.3f}} ({evidence(s, report.drift.max_gap)})<extra></extra>",
         ))  # fmt: skip
     fig.update_layout(
         title="AUC by site (95% DeLong interval)",
         xaxis_title="AUC",
         height=120 + 45 * (1 + len(report.drift.sites)),
-        xaxis_range=[0.5, 1.0],
+        xaxis_range=list(forest_range(report)),
         yaxis={"autorange": "reversed", "type": "category"},
     )
     return fig
@@ -237,14 +328,16 @@ def strata_heatmap(report: ValidationReport, dimensions: tuple[str, ...] = _HEAT
         i, j = sites.index(r.site), columns.index((r.dimension, r.level))
         gap = None if r.gap is None or math.isnan(r.gap.estimate) else r.gap.estimate
         z[i][j] = gap
-        text[i][j] = f"n={r.n_labelled}" if gap is None else f"{gap:+.3f}<br>n={r.n_labelled}"
+        ci = "" if gap is None or r.gap is None else f"<br>[{r.gap.lower:+.2f}, {r.gap.upper:+.2f}]"
+        text[i][j] = f"n={r.n_labelled}" if gap is None else f"{gap:+.3f}{ci}<br>n={r.n_labelled}"
+    # Blue-to-orange diverging scale (colour-blind safe), centred on the target; 13-px cell text.
     fig = go.Figure(go.Heatmap(
         z=z, x=[f"{d}: {lv}" for d, lv in columns], y=sites, text=text, texttemplate="%{text}",
-        colorscale="RdYlGn_r", zmid=report.drift.max_gap, colorbar={"title": "gap"},
+        textfont={"size": 13}, colorscale="PuOr_r", zmid=report.drift.max_gap, colorbar={"title": "gap"},
         hovertemplate="%{y} · %{x}<br>%{text}<extra></extra>",
     ))  # fmt: skip
     fig.update_layout(
-        title="AUC gap to the benchmark by stratum", height=160 + 40 * len(sites), xaxis={"tickangle": -30}
+        title="AUC gap to the benchmark by stratum", height=160 + 60 * len(sites), xaxis={"tickangle": -30}
     )
     return fig
 
@@ -254,8 +347,8 @@ def counts_figure(report: ValidationReport) -> go.Figure:
     names = [s.site for s in report.drift.sites]
     needed = [s.required.n_total if s.required and s.required.n_total else None for s in report.drift.sites]
     fig = go.Figure([
-        go.Bar(name="labelled", x=names, y=[s.n_labelled for s in report.drift.sites], marker_color="#4c78a8"),
-        go.Bar(name="needed", x=names, y=needed, marker_color="#f58518"),
+        go.Bar(name="labelled", x=names, y=[s.n_labelled for s in report.drift.sites], marker_color="#0072B2"),
+        go.Bar(name="needed", x=names, y=needed, marker_color="#E69F00"),
     ])  # fmt: skip
     fig.update_layout(
         barmode="group", title=f"Labelled cases vs cases needed (gap {report.drift.max_gap:g}, 80% power)", height=380
@@ -265,10 +358,19 @@ def counts_figure(report: ValidationReport) -> go.Figure:
 
 def _verdict(report: ValidationReport) -> None:
     judged = "upper bound of the gap" if report.drift.use_ci_bound else "gap estimate"
+    by_site = {s.site: s for s in report.drift.sites}
+    shown = [n for n in report.drift.failing_sites if evidence(by_site[n], report.drift.max_gap) is Evidence.GAP]
     if report.passed:
         st.success(f"Every site with enough labelled cases is within the target ({report.drift.max_gap:g}, {judged}).")
-    else:
+    elif shown:
         st.error(f"Outside the target ({report.drift.max_gap:g}, {judged}): {', '.join(report.drift.failing_sites)}.")
+    else:
+        # Red only when an interval shows it: a point estimate whose interval reaches zero is no evidence.
+        st.warning(
+            f"Point estimates outside the target ({report.drift.max_gap:g}) at "
+            f"{', '.join(report.drift.failing_sites)}, "
+            "but no interval excludes no difference: not evidence of a gap yet; more labelled cases are needed."
+        )
     st.caption(
         f"Model {report.model_version} at threshold {report.threshold:g}; benchmark site "
         f"{report.benchmark}; taxonomies: vendor {report.vendor_taxonomy}, protocol {report.protocol_taxonomy}. "
@@ -279,7 +381,17 @@ def _verdict(report: ValidationReport) -> None:
 def render(report: ValidationReport) -> None:
     """The whole dashboard for one report: verdict, table, charts, admin lists and the download."""
     _verdict(report)
-    st.dataframe(site_table(report), hide_index=True, width="stretch")
+    for s in (report.drift.benchmark, *report.drift.sites):
+        st.markdown(f"- {site_sentence(s, report.drift.max_gap)}")
+    table = site_table(report)
+    columns = st.multiselect(
+        "Columns",
+        list(table.columns),
+        default=list(DEFAULT_COLUMNS),
+        key="perf.columns",
+        help="Every column of the report can be shown; the default set fits the page.",
+    )
+    st.dataframe(table[["Site", *[c for c in columns if c != "Site"]]], hide_index=True, width="stretch")
     tabs = st.tabs(["Forest plot", "ROC", "Calibration", "Strata", "Labelled cases", "Admin"])
     with tabs[0]:
         st.plotly_chart(forest_figure(report), width="stretch")
@@ -314,7 +426,7 @@ def _strata_table(report: ValidationReport) -> pd.DataFrame:
 
 def _calibrators(report: ValidationReport) -> None:
     if not report.calibrators:
-        st.caption("No site calibrator fitted yet (`vigil calibrator fit SITE`); only approved ones are applied.")
+        st.caption("No site calibrator fitted yet (an ML engineer fits one per site); only approved ones are applied.")
         return
     st.dataframe(pd.DataFrame([
         {"Id": c.id, "Site": c.site, "Revision": c.revision, "Method": c.method, "Status": str(c.status),

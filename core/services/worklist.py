@@ -7,19 +7,20 @@ prediction; the filters and the order are the ones ``core.store.reviews`` define
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from core.errors import BadInputError
 from core.services.permissions import Permission, SignedInUser, require
 from core.store import model_versions, reviews, sites, users
 from core.store.engine import SessionFactory
-from core.store.reviews import ReviewStatus, ScoreBand, WorklistOrder, WorklistQuery, WorklistRow
+from core.store.reviews import Cohort, ReviewStatus, ScoreBand, WorklistOrder, WorklistQuery, WorklistRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "Cohort",
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
     "Neighbours",
@@ -32,6 +33,7 @@ __all__ = [
     "data_version",
     "neighbours",
     "site_names",
+    "turnaround",
     "worklist_page",
 ]
 
@@ -42,14 +44,19 @@ MAX_PAGE_SIZE: Final = 100
 
 @dataclass(frozen=True, slots=True)
 class WorklistFilter:
-    """What the reader asked to see; hashable, so UI caches can key on it."""
+    """What the reader asked to see; hashable, so UI caches can key on it.
+
+    The default is a triage list: live studies only (the retrospective benchmark studies are a
+    separate cohort), not yet read by me, model-positive and high-score studies first.
+    """
 
     sites: tuple[str, ...] = ()
     date_from: date | None = None
     date_to: date | None = None
     band: ScoreBand = ScoreBand.ANY
     status: ReviewStatus = ReviewStatus.NOT_REVIEWED_BY_ME
-    order: WorklistOrder = WorklistOrder.ARRIVAL
+    order: WorklistOrder = WorklistOrder.PRIORITY
+    cohort: Cohort = Cohort.LIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +140,25 @@ def neighbours(session_factory: SessionFactory, user: SignedInUser, flt: Worklis
         )
 
 
+def turnaround(row: WorklistRow, now: datetime) -> timedelta:
+    """Arrival to first read, or arrival to ``now`` while nobody has read the study.
+
+    Parameters
+    ----------
+    row : WorklistRow
+        A study as the worklist shows it (``arrived_at`` and ``first_read_at`` in UTC).
+    now : datetime
+        Aware; the clock for a study still waiting.
+
+    Returns
+    -------
+    timedelta
+        Never negative (a clock skew between writers does not show as time travel).
+    """
+    end = row.first_read_at if row.first_read_at is not None else now
+    return max(timedelta(0), end - row.arrived_at)
+
+
 def site_names(session_factory: SessionFactory, user: SignedInUser) -> list[str]:
     """Registered sites, by name, for the site filter."""
     require(user, Permission.REVIEW_STUDIES)
@@ -162,5 +188,6 @@ def _query(session: Session, user: SignedInUser, flt: WorklistFilter) -> tuple[W
         band=flt.band,
         status=flt.status,
         order=flt.order,
+        cohort=flt.cohort,
     )
     return query, None if serving is None else serving.version

@@ -36,6 +36,7 @@ from core.store.tables import FeedbackRow, InstanceRow, ModelVersionRow, Predict
 
 __all__ = [
     "BORDERLINE_MARGIN",
+    "Cohort",
     "ReviewStatus",
     "ScoreBand",
     "WorklistOrder",
@@ -75,8 +76,17 @@ class ReviewStatus(StrEnum):
 class WorklistOrder(StrEnum):
     """How a worklist is sorted; ties and the rest by arrival."""
 
+    PRIORITY = "priority"  # model-positive first, then highest score, unscored last
     ARRIVAL = "arrival"  # oldest stored first
     SCORE = "score"  # highest score first, unscored last
+
+
+class Cohort(StrEnum):
+    """Live studies from deployment sites, the retrospective benchmark studies, or both."""
+
+    LIVE = "live"  # sites without ``is_benchmark``
+    BENCHMARK = "benchmark"
+    ANY = "any"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,8 @@ class WorklistQuery:
         Site names to include; empty for every site.
     date_from, date_to : date or None
         Inclusive study-date bounds; a study without a date is left out when either is set.
+    cohort : Cohort
+        Live studies only (the default), benchmark studies only, or both.
     """
 
     model_version_id: int | None
@@ -103,11 +115,16 @@ class WorklistQuery:
     band: ScoreBand = ScoreBand.ANY
     status: ReviewStatus = ReviewStatus.ANY
     order: WorklistOrder = WorklistOrder.ARRIVAL
+    cohort: Cohort = Cohort.ANY
 
 
 @dataclass(frozen=True, slots=True)
 class WorklistRow:
-    """One study as a worklist shows it; prediction fields are None when it has no prediction."""
+    """One study as a worklist shows it; prediction fields are None when it has no prediction.
+
+    ``arrived_at`` is when Vigil stored the study and ``first_read_at`` when the first reader
+    recorded feedback on it (None while nobody has), both UTC.
+    """
 
     study_id: int
     study_uid: str
@@ -123,6 +140,8 @@ class WorklistRow:
     fallback: str | None
     readers: int
     reviewed_by_me: bool
+    arrived_at: datetime
+    first_read_at: datetime | None
 
 
 def worklist_rows(session: Session, query: WorklistQuery, *, limit: int, offset: int = 0) -> list[WorklistRow]:
@@ -130,7 +149,7 @@ def worklist_rows(session: Session, query: WorklistQuery, *, limit: int, offset:
     stmt = _filtered(_select(query), query).order_by(*_order(query)).limit(limit).offset(offset)
     rows = session.execute(stmt).all()
     readers = _readers(session, [r.study_id for r in rows])
-    return [_row(r, readers.get(r.study_id, 0)) for r in rows]
+    return [_row(r, *readers.get(r.study_id, (0, None))) for r in rows]
 
 
 def count_worklist(session: Session, query: WorklistQuery) -> int:
@@ -150,7 +169,7 @@ def worklist_row(session: Session, query: WorklistQuery, study_uid: str) -> Work
     row = session.execute(_select(query).where(StudyRow.study_uid == study_uid)).one_or_none()
     if row is None:
         raise UnknownStudyError(study_uid)
-    return _row(row, _readers(session, [row.study_id]).get(row.study_id, 0))
+    return _row(row, *_readers(session, [row.study_id]).get(row.study_id, (0, None)))
 
 
 def neighbour(session: Session, query: WorklistQuery, current: WorklistRow, *, forward: bool) -> str | None:
@@ -160,7 +179,15 @@ def neighbour(session: Session, query: WorklistQuery, current: WorklistRow, *, f
     reviewed leaves a "not reviewed by me" list), the next one is still the right one.
     """
     stmt = _filtered(_select(query), query)
-    if query.order is WorklistOrder.SCORE:
+    if query.order is WorklistOrder.PRIORITY:
+        key = tuple_(_positive_key(), _score_key(), StudyRow.id)
+        here = tuple_(
+            literal(0 if current.label else 1),
+            literal(_score_key_value(current.score)),
+            literal(current.study_id),
+        )
+        stmt = stmt.where(key > here if forward else key < here)
+    elif query.order is WorklistOrder.SCORE:
         key = tuple_(_score_key(), StudyRow.id)
         here = tuple_(literal(_score_key_value(current.score)), literal(current.study_id))
         stmt = stmt.where(key > here if forward else key < here)
@@ -204,6 +231,7 @@ def _select(query: WorklistQuery) -> Select[*tuple[Any, ...]]:
             StudyRow.study_date,
             StudyRow.vendor,
             StudyRow.view_position,
+            StudyRow.created_at.label("arrived_at"),
             PredictionRow.id.label("prediction_id"),
             PredictionRow.score,
             PredictionRow.label,
@@ -221,6 +249,8 @@ def _select(query: WorklistQuery) -> Select[*tuple[Any, ...]]:
 
 def _filtered(stmt: Select[*tuple[Any, ...]], query: WorklistQuery) -> Select[*tuple[Any, ...]]:
     conditions: list[ColumnElement[bool]] = []
+    if query.cohort is not Cohort.ANY:
+        conditions.append(SiteRow.is_benchmark.is_(query.cohort is Cohort.BENCHMARK))
     if query.sites:
         conditions.append(SiteRow.name.in_(query.sites))
     if query.date_from is not None:
@@ -263,29 +293,37 @@ def _score_key() -> ColumnElement[float]:
     return case((PredictionRow.score.is_(None), 2.0), else_=-PredictionRow.score)
 
 
+def _positive_key() -> ColumnElement[int]:
+    # Model-positive first: 0 for a score at or above its threshold, 1 otherwise (and unscored).
+    return case((PredictionRow.label.is_(True), 0), else_=1)
+
+
 def _score_key_value(score: float | None) -> float:
     return 2.0 if score is None else -score
 
 
 def _order(query: WorklistQuery) -> list[ColumnElement[Any]]:
+    if query.order is WorklistOrder.PRIORITY:
+        return [_positive_key(), _score_key(), StudyRow.id.expression]
     if query.order is WorklistOrder.SCORE:
         return [_score_key(), StudyRow.id.expression]
     return [StudyRow.id.expression]
 
 
-def _readers(session: Session, study_ids: Sequence[int]) -> dict[int, int]:
-    """Distinct readers with feedback on each of ``study_ids`` (one grouped query per page)."""
+def _readers(session: Session, study_ids: Sequence[int]) -> dict[int, tuple[int, datetime | None]]:
+    """Distinct readers and the first feedback time on each of ``study_ids`` (one grouped query per page)."""
     if not study_ids:
         return {}
     stmt = (
-        select(FeedbackRow.study_id, func.count(func.distinct(FeedbackRow.user_id)))
+        select(FeedbackRow.study_id, func.count(func.distinct(FeedbackRow.user_id)), func.min(FeedbackRow.created_at))
         .where(FeedbackRow.study_id.in_(study_ids))
         .group_by(FeedbackRow.study_id)
     )
-    return {int(study_id): int(n) for study_id, n in session.execute(stmt)}
+    # min() keeps its argument's UTCDateTime type, so the first read comes back aware (UTC).
+    return {int(study_id): (int(n), first) for study_id, n, first in session.execute(stmt)}
 
 
-def _row(r: Any, readers: int) -> WorklistRow:
+def _row(r: Any, readers: int, first_read_at: datetime | None) -> WorklistRow:
     return WorklistRow(
         study_id=r.study_id,
         study_uid=r.study_uid,
@@ -301,6 +339,8 @@ def _row(r: Any, readers: int) -> WorklistRow:
         fallback=r.fallback,
         readers=readers,
         reviewed_by_me=bool(r.reviewed_by_me),
+        arrived_at=r.arrived_at,
+        first_read_at=first_read_at,
     )
 
 

@@ -142,13 +142,12 @@ def test_a_radiologist_typing_the_audit_address_gets_no_audit_data(served: tuple
             _sign_in(page, "radiologist")
             expect(page.get_by_text("Welcome, radiologist")).to_be_visible()
 
-            # A typed address loads the app afresh: the page does not exist for this session ...
+            # A typed address loads the app afresh: sign-in first, saying which page it leads to ...
             page.goto(f"{url}/audit?seq=0")
-            expect(page.get_by_text("Page not found")).to_be_visible()
-            page.keyboard.press("Escape")
-            # ... and signing in there as the radiologist still gives no audit page and no entry.
+            expect(page.get_by_text("Sign in to open the Audit page.")).to_be_visible()
+            # ... and signing in there as the radiologist gives the role the page needs, no entry.
             _sign_in(page, "radiologist")
-            expect(page.get_by_text("Welcome, radiologist")).to_be_visible()
+            expect(page.get_by_text("The Audit page needs the")).to_be_visible()
             expect(page.get_by_role("link", name="Audit")).to_have_count(0)
             expect(page.get_by_role("heading", name="Audit")).to_have_count(0)
             expect(page.get_by_role("button", name="Verify ledger")).to_have_count(0)

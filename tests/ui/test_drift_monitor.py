@@ -64,7 +64,8 @@ def _seed_incident(inst: Installation, site: str = "riverside") -> tuple[int, li
 
 
 def _riverside_label(at: AppTest) -> str:
-    return next(o for o in at.selectbox(key="drift-site").options if o.startswith("riverside"))
+    # The counts are drawn beside the (bare-name) site picker, fresh on every run.
+    return next(m.value for m in at.markdown if m.value.startswith("riverside:")).split(" · ")[0]
 
 
 def test_cmio_sees_settings_sites_and_warming_up_streams(installation: Installation) -> None:
@@ -105,7 +106,7 @@ def test_the_site_count_is_unresolved_incidents(installation: Installation) -> N
 
     # Assert: one incident to handle, with both alerts as its evidence
     assert not at.exception
-    assert _riverside_label(at) == "riverside (1 unresolved incident)"
+    assert _riverside_label(at) == "riverside: **1 unresolved incident**"
     incidents = at.dataframe[0].value
     assert list(incidents["family"]) == ["image"] and list(incidents["alarms"]) == [2]
     assert list(incidents["streams"]) == ["Noise estimate, Intensity mean"]
@@ -147,7 +148,7 @@ def test_resolving_an_incident_updates_the_count_at_once(installation: Installat
     incident_id, _ = _seed_incident(installation)
     at = _page(Role.ML_ENGINEER)
     at.selectbox(key="drift-site").select_index(3).run()
-    assert _riverside_label(at) == "riverside (1 unresolved incident)"
+    assert _riverside_label(at) == "riverside: **1 unresolved incident**"
 
     # Execute
     at.text_input[0].input("retrained on the new software")
@@ -155,7 +156,7 @@ def test_resolving_an_incident_updates_the_count_at_once(installation: Installat
 
     # Assert: no stale count, no action left to take
     assert not at.exception and not at.error
-    assert _riverside_label(at) == "riverside (0 unresolved incidents)"
+    assert _riverside_label(at) == "riverside: **0 unresolved incidents**"
     assert [str(v).split()[-1] for v in at.dataframe[0].value["status"]] == ["resolved"]
     assert not [b for b in at.button if b.label == "Acknowledge"]
     with installation.session_factory()() as session:

@@ -1,23 +1,39 @@
-"""Worklist widgets: the filter bar, the page table, the pager and the "open a study" controls."""
+"""Worklist widgets: the filter bar, the page table, the pager and the "open a study" controls.
+
+The default list is a triage list: live studies only, model-positive and high-score studies
+first, each with its arrival time (display zone) and turnaround. The whole page of 25 rows is
+drawn at its full height, so nothing hides in an inner scroll on a 1000-px screen.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Final
 
 import streamlit as st
 
 from core.services.worklist import (
+    Cohort,
     ReviewStatus,
     ScoreBand,
     WorklistFilter,
     WorklistOrder,
     WorklistPage,
     WorklistRow,
+    turnaround,
 )
-from ui import state
+from ui import localtime, state
 
-__all__ = ["filter_bar", "label_text", "open_controls", "pager", "table"]
+__all__ = [
+    "filter_bar",
+    "label_text",
+    "open_controls",
+    "pager",
+    "table",
+    "table_height",
+    "table_rows",
+    "turnaround_text",
+]
 
 CASE_PAGE: Final = "pages/case_review.py"
 
@@ -34,12 +50,35 @@ _STATUSES: Final = {
     ReviewStatus.UNREVIEWED: "Read by nobody",
     ReviewStatus.ANY: "All",
 }
-_ORDERS: Final = {WorklistOrder.ARRIVAL: "Oldest first", WorklistOrder.SCORE: "Highest score first"}
+_ORDERS: Final = {
+    WorklistOrder.PRIORITY: "Positive first (triage)",
+    WorklistOrder.SCORE: "Highest score first",
+    WorklistOrder.ARRIVAL: "Oldest first",
+}
+_COHORTS: Final = {
+    Cohort.LIVE: "Live studies",
+    Cohort.BENCHMARK: "Benchmark (retrospective)",
+    Cohort.ANY: "Both",
+}
+_COHORT_ICONS: Final = {
+    Cohort.LIVE: ":material/sensors:",
+    Cohort.BENCHMARK: ":material/inventory_2:",
+    Cohort.ANY: ":material/select_all:",
+}
 
 
 def filter_bar(sites: list[str], current: WorklistFilter) -> WorklistFilter:
-    """Site, date, score band, review status and order; returns the filter the reader chose."""
-    cols = st.columns([3, 2, 2, 3, 3, 2])
+    """Cohort, site, date, score band, review status and order; returns the filter the reader chose."""
+    cohorts = list(_COHORTS)
+    cohort = st.segmented_control(
+        "Studies",
+        cohorts,
+        default=current.cohort,
+        required=True,
+        format_func=lambda c: f"{_COHORT_ICONS[c]} {_COHORTS[c]}",
+        key="wl-cohort",
+    )
+    cols = st.columns([3, 2, 2, 3, 3, 3])
     chosen = cols[0].multiselect(
         "Sites", sites, default=[s for s in current.sites if s in sites], placeholder="All sites", key="wl-sites"
     )
@@ -65,7 +104,8 @@ def filter_bar(sites: list[str], current: WorklistFilter) -> WorklistFilter:
         date_to=date_to if isinstance(date_to, date) else None,
         band=band or ScoreBand.ANY,
         status=status or ReviewStatus.ANY,
-        order=order or WorklistOrder.ARRIVAL,
+        order=order or WorklistOrder.PRIORITY,
+        cohort=cohort,
     )
 
 
@@ -77,25 +117,54 @@ def label_text(row: WorklistRow) -> str:
     return f"{'Positive' if row.label else 'Negative'} ({row.score:.2f} {side} {row.threshold:.2f})"
 
 
+def turnaround_text(row: WorklistRow, now: datetime) -> str:
+    """``read after 2 h 05 min`` once someone read the study, ``waiting 3 d 4 h`` until then."""
+    span = localtime.duration_text(turnaround(row, now))
+    return f"read after {span}" if row.first_read_at is not None else f"waiting {span}"
+
+
+def table_rows(items: tuple[WorklistRow, ...], now: datetime) -> dict[str, list[object]]:
+    """The table's columns for ``items``: the model's call first, then arrival and turnaround."""
+    tz = localtime.zone()
+    return {
+        "Model call": [label_text(r) for r in items],
+        "Score": [r.score for r in items],
+        "Accession": [r.accession_number for r in items],
+        "Site": [r.site_name for r in items],
+        "Arrived": [localtime.local_text(r.arrived_at, tz) for r in items],
+        "Turnaround": [turnaround_text(r, now) for r in items],
+        "Study date": [r.study_date for r in items],
+        "Vendor": [r.vendor for r in items],
+        "Readers": [r.readers for r in items],
+        "Read by me": [r.reviewed_by_me for r in items],
+    }
+
+
+#: Streamlit's data-grid geometry (px): header and row height, and the frame around them.
+_ROW_PX: Final = 35
+_FRAME_PX: Final = 3
+
+
+def table_height(n_rows: int) -> int:
+    """Pixels that show ``n_rows`` rows and the header with no inner scroll bar.
+
+    Streamlit's automatic height stops at about ten rows and scrolls the rest inside the table,
+    which hid 15 of the 25 studies of a page on a 1000-px reading-room screen.
+    """
+    return (n_rows + 1) * _ROW_PX + _FRAME_PX
+
+
 def table(page: WorklistPage) -> str | None:
     """The page's studies as one table; returns the StudyInstanceUID of a clicked row, if any."""
     if not page.items:
         st.info("No studies match these filters.")
         return None
-    data = {
-        "Accession": [r.accession_number for r in page.items],
-        "Site": [r.site_name for r in page.items],
-        "Study date": [r.study_date for r in page.items],
-        "Vendor": [r.vendor for r in page.items],
-        "Score": [r.score for r in page.items],
-        "Model call": [label_text(r) for r in page.items],
-        "Readers": [r.readers for r in page.items],
-        "Read by me": [r.reviewed_by_me for r in page.items],
-    }
     event = st.dataframe(
-        data,
+        table_rows(page.items, datetime.now(UTC)),
         hide_index=True,
         width="stretch",
+        height=table_height(len(page.items)),
+        row_height=_ROW_PX,
         on_select="rerun",
         selection_mode="single-row",
         key=f"wl-table-{page.page}",
@@ -111,14 +180,19 @@ def table(page: WorklistPage) -> str | None:
 def pager(page: WorklistPage) -> None:
     """Previous / next page buttons (keys P and N) and where this page sits."""
     left, middle, right = st.columns([1, 2, 1])
-    if left.button("Previous page", icon=":material/chevron_left:", disabled=page.page == 0, shortcut="P"):
+    # Stable keys: the buttons (and their N / P shortcuts) stay the same widgets across page
+    # changes and a return from the case page, whatever this page's label or disabled state.
+    if left.button(
+        "Previous page", icon=":material/chevron_left:", disabled=page.page == 0, shortcut="P", key="wl-prev"
+    ):
         state.set_worklist_page(page.page - 1)
         st.rerun()
     middle.caption(
         f"Page {page.page + 1} of {page.pages} · {page.total} studies · scores from "
         f"{page.model_version or 'no serving model'}"
     )
-    if right.button("Next page", icon=":material/chevron_right:", disabled=page.page >= page.pages - 1, shortcut="N"):
+    last = page.page >= page.pages - 1
+    if right.button("Next page", icon=":material/chevron_right:", disabled=last, shortcut="N", key="wl-next"):
         state.set_worklist_page(page.page + 1)
         st.rerun()
 

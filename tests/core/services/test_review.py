@@ -18,7 +18,7 @@ from core.services import models as model_service
 from core.services.explanation import ExplainMethod
 from core.services.permissions import Role, SignedInUser
 from core.services.review import ViewSettings
-from core.services.worklist import ReviewStatus, ScoreBand, WorklistFilter, WorklistOrder
+from core.services.worklist import Cohort, ReviewStatus, ScoreBand, WorklistFilter, WorklistOrder
 from core.store import model_versions, reviews, sites
 from core.store.engine import SessionFactory
 from core.store.tables import ExplanationRow, InstanceRow, StudyRow
@@ -26,7 +26,8 @@ from tests.ui.installation import Installation, clock, copy_installation, shared
 
 RADIOLOGIST = SignedInUser("radiologist", Role.RADIOLOGIST)
 CHAMPION = SignedInUser("champion", Role.CHAMPION)
-EVERYTHING = WorklistFilter(status=ReviewStatus.ANY)
+# Every study of both cohorts, in arrival order (the default is a live-only triage list).
+EVERYTHING = WorklistFilter(status=ReviewStatus.ANY, order=WorklistOrder.ARRIVAL, cohort=Cohort.ANY)
 
 
 @pytest.fixture
