@@ -1,4 +1,4 @@
-"""Case review: the image with its explanation overlays (Grad-CAM, GradientShap, KernelShap), the call, the feedback."""
+"""Case review: the image in the DICOM viewer with its explanation layer, the model's call, the feedback."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ui.components import case, feedback_form, viewer
 
 user = auth.require_page(Permission.REVIEW_STUDIES)
 reads = cached.reads(user)
-study_uid = state.current_study()
+study_uid = case.study_from_url()
 if study_uid is None:
     st.title("Case review")
     st.info("Open a study from the worklist to review it.")
@@ -18,12 +18,21 @@ if study_uid is None:
         st.switch_page("pages/worklist.py")
     st.stop()
 
+# One core.services.case_view call gives everything shown; ?study= opens and then follows the case.
+view = viewer.load(reads, study_uid)
+if view is None:
+    st.title("Case review")
+    st.error("No study with the UID in this link is in Vigil: check the link, or open a study from the worklist.")
+    if st.button("Go to the worklist", type="primary", shortcut="W"):
+        st.switch_page("pages/worklist.py")
+    st.stop()
+
+case.sync_url(study_uid)
 state.begin_visit(study_uid)
 if message := state.pop_flash():
     st.success(message)
 case.navigation_bar(reads.neighbours(state.worklist_filter(), study_uid))
-info = reads.case_info(study_uid)
-case.header(info)
+case.header(view.info, overlay_hidden=viewer.overlay_hidden(study_uid))
 if can(user, Permission.ADJUDICATE):
     st.page_link(
         "pages/adjudication.py",
@@ -33,9 +42,8 @@ if can(user, Permission.ADJUDICATE):
     )
 image_col, side_col = st.columns([3, 2], gap="medium")
 with image_col:
-    viewer.render(user, info)
+    viewer.render(user, view)
 with side_col:
-    history = reads.history(study_uid)
-    feedback_form.render(user, info, history)
-    case.history(history, user)
-    case.details(info)
+    feedback_form.render(user, view.info, list(view.history))
+    case.history(view.history, user)
+    case.details(view.info)

@@ -223,7 +223,8 @@ def settle(user: SignedInUser, reads: Reads, study_uid: str, *, key: str) -> Non
     case.header(info)
     image_col, side_col = st.columns([3, 2], gap="medium")
     with image_col:
-        viewer.render(user, info)
+        if (view := viewer.load(reads, study_uid)) is not None:
+            viewer.render(user, view)
     with side_col:
         case_evidence(evidence)
         label_form(user, study_uid, info.study.site, key=key)

@@ -5,7 +5,7 @@
 object: interleaved median rerun times, the counters and the element count of every page.
 
 What is timed (BENCHMARKING.md, protocol step 2): a warm rerun of the case review page after a
-widget change (the overlay opacity slider, alternating between two values) on each database,
+widget change (the overlay toggle, alternating between off and on) on each database,
 interleaved with a warm rerun of an empty page in the same process; each sample is :data:`REPS`
 reruns, and medians are divided by :data:`REPS`. What is counted during
 those warm reruns: Grad-CAM computations, forward calls of any ``torch.nn.Module`` and DICOM
@@ -144,14 +144,18 @@ def _case_app(env: dict[str, str], study_uid: str) -> AppTest:
 
 
 def _rerun_after_widget_change(env: dict[str, str], at: AppTest) -> Callable[[], None]:
-    """:data:`REPS` reruns of ``at``, each after moving the overlay opacity slider (0.3, 0.4, 0.3, ...)."""
+    """:data:`REPS` reruns of ``at``, each after flipping the overlay toggle.
+
+    The viewer's other controls (window, zoom, opacity) run in the browser and never rerun the page.
+    """
     turn = [0]
+    key = f"view-overlay-{at.session_state['vigil.case.study']}"
 
     def rerun() -> None:
         with _database(env):
             for _ in range(REPS):
                 turn[0] += 1
-                at.slider(key="view-opacity").set_value((0.3, 0.4)[turn[0] % 2]).run()
+                at.toggle(key=key).set_value(bool(turn[0] % 2)).run()
 
     return rerun
 

@@ -94,7 +94,9 @@ def test_a_champion_adjudicates_a_disagreement_and_sees_the_site_change(
             pick = page.get_by_role("combobox", name="Study to adjudicate")
             expect(pick).to_be_visible()
             assert f"#1 · P1 · {SITE} · …{uid[-10:]}" in pick.aria_snapshot()
-            expect(page.get_by_text("zoom 1×")).to_be_visible()
+            expect(page.frame_locator("iframe[src*=vigil_dicom_viewer]").locator("body")).to_have_attribute(
+                "data-state", "ready"
+            )
 
             # Record "finding present" with a reason.
             form = page.get_by_test_id("stForm").first  # the Queue tab's (the plan tab has its own)

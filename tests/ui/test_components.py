@@ -1,23 +1,10 @@
-"""Pure helpers of the UI components: the fast PNG encoder and the verbatim metadata table."""
+"""Pure helpers of the UI components: the verbatim metadata table."""
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
-from PIL import Image
 
 from ui.components.case import _escape, _shorten
-from ui.components.viewer import png_bytes
-
-
-@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 3), (256, 320, 3)])
-def test_png_bytes_is_lossless(shape: tuple[int, int, int]) -> None:
-    rgb = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
-    decoded = Image.open(io.BytesIO(png_bytes(rgb)))
-    assert decoded.format == "PNG" and decoded.mode == "RGB"
-    assert np.array_equal(np.asarray(decoded), rgb)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import streamlit as st
@@ -13,9 +14,30 @@ from core.services.worklist import Neighbours
 from ui import state
 from ui.components.frame import DEMO_NOTICE
 
-__all__ = ["details", "header", "history", "navigation_bar"]
+__all__ = ["details", "header", "history", "navigation_bar", "study_from_url", "sync_url"]
 
 WORKLIST_PAGE: Final = "pages/worklist.py"
+#: The ``?study=`` value this session last wrote, to tell a new deep link from our own echo.
+_SYNCED: Final = "vigil.case.url_study"
+
+
+def study_from_url() -> str | None:
+    """The study to show: a new ``?study=UID`` deep link wins, else the session's current study.
+
+    The URL is then kept in step with the case shown (:func:`sync_url`), so after J / K the old
+    value in the address bar is recognised as our own and not reopened.
+    """
+    wanted = st.query_params.get("study")
+    if wanted and wanted != st.session_state.get(_SYNCED):
+        state.open_study(wanted)
+    return state.current_study()
+
+
+def sync_url(study_uid: str) -> None:
+    """Write ``?study=UID`` for the case on screen, so the address can be sent to a colleague."""
+    st.session_state[_SYNCED] = study_uid
+    if st.query_params.get("study") != study_uid:
+        st.query_params["study"] = study_uid
 
 
 def navigation_bar(nav: Neighbours) -> None:
@@ -33,8 +55,12 @@ def navigation_bar(nav: Neighbours) -> None:
         st.rerun()
 
 
-def header(info: CaseInfo) -> None:
-    """The study's title line and the model's call on it, in one block."""
+def header(info: CaseInfo, *, overlay_hidden: bool = False) -> None:
+    """The study's title line and the model's call on it, in one block.
+
+    ``overlay_hidden``: the reader switched the explanation overlay off on this case; said here,
+    so it is never off without the reader seeing that it is.
+    """
     s = info.study
     title = f"### {_escape(s.accession_number or s.study_uid)} · {_escape(s.site)} · {s.study_date or 'no date'}"
     pred = info.prediction
@@ -50,6 +76,11 @@ def header(info: CaseInfo) -> None:
             f"`{pred.model_version}`"
         )
     st.markdown(f"{title}\n\n{call}")
+    if overlay_hidden:
+        st.warning(
+            "The explanation overlay is **off** on this case (your choice); it is on again at the next case.",
+            icon=":material/visibility_off:",
+        )
 
 
 def details(info: CaseInfo) -> None:
@@ -103,7 +134,7 @@ def _metadata(s: CaseStudy) -> list[tuple[str, str]]:
     ]
 
 
-def history(records: list[FeedbackRecord], user: SignedInUser) -> None:
+def history(records: Sequence[FeedbackRecord], user: SignedInUser) -> None:
     """The study's feedback, oldest first; corrected rows say which row replaced them."""
     st.markdown("**History**")
     if not can(user, Permission.ADJUDICATE) and not any(r.username == user.username for r in records):

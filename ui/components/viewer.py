@@ -1,237 +1,177 @@
-"""The image viewer: window / level, zoom and pan, and the explanation overlay with its controls.
+"""The review viewer: one cached case-view read, the Cornerstone3D component, and the explanation switch.
 
-The viewer is a fragment: moving one of its controls reruns the viewer alone, which only windows,
-blends and crops a cached image (``render_view``) and sends it as an uncompressed PNG. The
-DICOM file is read once per study and each method's map (Grad-CAM, GradientShap, KernelShap) is
-computed at most once per prediction (see ``ui.cached``). Reader preferences (method, zoom,
-overlay, opacity, colour maps) carry over from case to case; the window starts at each file's own.
+:func:`load` is the page's only read for a case: it calls ``core.services.case_view`` once
+(cached per user, study, map choice and data version) for the image, the maps, the report's
+verdicts, the card essentials and the history. :func:`render` draws the method switch, the
+overlay toggle and the browser viewer, where window / level, zoom, pan, measuring and the
+overlay's opacity, threshold, outline and flash run without a rerun.
+
+Safe defaults: every case opens with the overlay shown (the toggle's key names the study, so a
+reader's "off" never carries to the next case, and the case header says when it is off); the
+map is drawn in a perceptually uniform colour map, transparent below a threshold; methods the
+explanation report marks "not supported" are only offered under "Experimental", with its reason.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
-from collections.abc import Iterable
 from typing import Final
 
-import numpy as np
-import numpy.typing as npt
 import streamlit as st
 
-from core.services import explanation, review
-from core.services.explanation import ExplainMethod, StoredExplanation
-from core.services.permissions import SignedInUser
-from core.services.review import COLORMAPS, DIVERGING_COLORMAPS, ZOOM_LEVELS, CaseImage, CaseInfo, ViewSettings
+from core.errors import UnknownStudyError
+from core.services import case_view, explanation
+from core.services.case_view import CaseView
+from core.services.explanation import ExplainMethod
+from core.services.permissions import Permission, SignedInUser, require
 from ui import cached, explanations, resources, state
-from ui.cached import Unavailable
-from ui.explanations import ExplanationPanel
+from ui.components import dicom_viewer
+from ui.components.dicom_viewer.payload import viewer_args
 
-__all__ = ["png_bytes", "render"]
+__all__ = ["load", "overlay_hidden", "render"]
 
-_PREFS: Final = {
-    "view-zoom": 1.0,
-    "view-overlay": True,
-    "view-opacity": 0.35,
-    "view-cmap": "jet",
-    "view-cmap-signed": "coolwarm",
-}
-
-Shown = StoredExplanation | Unavailable
+DEFAULT_METHOD: Final = ExplainMethod.GRADCAM
+_METHOD_KEY: Final = "view-method"
+#: The component keeps one iframe across cases (a stable key), so Cornerstone starts once.
+_VIEWER_KEY: Final = "dicom-viewer"
 
 
-@st.fragment
-def render(user: SignedInUser, info: CaseInfo) -> None:
-    """The case's image with its overlay (or a side-by-side compare); an unreadable image shows a message."""
-    uid = info.study.study_uid
-    image = cached.case_image(user, uid)
-    if isinstance(image, Unavailable):
-        st.error(f"This study's image cannot be shown: {image.reason}", icon=":material/broken_image:")
+def _overlay_key(uid: str) -> str:
+    return f"view-overlay-{uid}"
+
+
+def _experimental_key(uid: str) -> str:
+    return f"view-experimental-{uid}"
+
+
+def _experimental_method_key(uid: str) -> str:
+    return f"view-experimental-method-{uid}"
+
+
+def overlay_hidden(study_uid: str) -> bool:
+    """True when the reader switched the overlay off on this case (the header says so)."""
+    return st.session_state.get(_overlay_key(study_uid)) is False
+
+
+def _requested(uid: str) -> tuple[ExplainMethod, bool]:
+    """The map the reader asked for on this case, and whether it was asked for as experimental."""
+    if st.session_state.get(_experimental_key(uid)) is True:
+        chosen = st.session_state.get(_experimental_method_key(uid))
+        if isinstance(chosen, ExplainMethod):
+            return chosen, True
+    chosen = st.session_state.get(_METHOD_KEY)
+    return (chosen if isinstance(chosen, ExplainMethod) else DEFAULT_METHOD), False
+
+
+def load(reads: cached.Reads, study_uid: str) -> CaseView | None:
+    """Everything the case page shows, from one ``case_view`` call (cached at ``reads``' data version).
+
+    Returns None when no study has that UID (a mistyped or stale link).
+
+    Raises
+    ------
+    PermissionDeniedError
+        ``reads.user`` may not review studies.
+    """
+    require(reads.user, Permission.REVIEW_STUDIES)
+    method, experimental = _requested(study_uid)
+    try:
+        return _case_view(reads.url, reads.user, study_uid, (method.value,), experimental, reads.version)
+    except UnknownStudyError:
+        return None
+
+
+@st.cache_data(show_spinner="Opening the case...", max_entries=64)
+def _case_view(
+    url: str, user: SignedInUser, study_uid: str, methods: tuple[str, ...], experimental: bool, version: str
+) -> CaseView:
+    # Keyed on the user too: the history a reader may see depends on who asks.
+    return case_view.open_case_view(
+        resources.session_factory(),
+        user,
+        study_uid,
+        model=resources.model,
+        artifacts_dir=resources.settings().artifacts_dir,
+        now=resources.utc_now,
+        methods=tuple(ExplainMethod(m) for m in methods),
+        experimental=experimental,
+    )
+
+
+def render(user: SignedInUser, view: CaseView) -> None:
+    """The method switch, the overlay toggle, the viewer, and the words that go with the map."""
+    uid = view.study_uid
+    if view.image is None:
+        st.error(f"This study's image cannot be shown: {view.image_problem}", icon=":material/broken_image:")
         st.caption("Nothing else is affected: use Next / Previous, or go back to the worklist.")
         return
-    _restore_prefs()
-    pick = st.columns([3, 2], vertical_alignment="bottom")
-    with pick[0]:
-        method = explanations.method_picker(key="view-method")
-    with pick[1]:
-        compare = explanations.compare_picker(key="view-compare")
-    methods = compare if len(compare) >= 2 else [method]
-    shown = {m: _explanation(user, info, m) for m in methods}
-    view = _controls(image, method=method, has_map=any(_has_map(e) for e in shown.values()))
-    _save_prefs()
-    trust = cached.reads(user).trust_sentences(_version(info, shown)) if shown else {}
-    if len(methods) == 1:
-        expl = shown[method]
-        heat = expl.heatmap if isinstance(expl, StoredExplanation) and _has_map(expl) else None
-        rgb = review.render_view(image, heat, view, signed=method.signed)
-        st.image(png_bytes(rgb), width="stretch", caption=_caption(view, method, heat is not None))
-        if heat is not None and view.overlay:
-            explanations.legend(method)
-        if isinstance(expl, StoredExplanation):
-            explanations.version_notice(expl)
-        _status(method, expl)
-        explanations.trust_note(method, _sentence(trust, method, info, expl))
-    else:
-        explanations.render_panels(
-            [_panel(image, view, m, shown[m], _sentence(trust, m, info, shown[m])) for m in methods]
+    method, experimental = _controls(view)
+    overlay = bool(st.session_state.get(_overlay_key(uid), True))
+    # ``?renderer=cpu`` forces Cornerstone's CPU rendering (thin clients with broken WebGL, tests).
+    renderer = "cpu" if st.query_params.get("renderer") == "cpu" else "auto"
+    args = viewer_args(view, method if method in view.maps else None, overlay=overlay, renderer=renderer)
+    dicom_viewer.render(args, key=_VIEWER_KEY)
+    _words(view, method, experimental=experimental, overlay=overlay)
+    if overlay and method in view.maps:
+        _audit_view(user, view, method)
+
+
+def _controls(view: CaseView) -> tuple[ExplainMethod, bool]:
+    """Main switch (supported methods), overlay toggle, and the "Experimental" control."""
+    uid = view.study_uid
+    main = view.main_methods
+    if st.session_state.get(_METHOD_KEY) not in main:
+        st.session_state.pop(_METHOD_KEY, None)  # never keep a choice the switch no longer offers
+    cols = st.columns([3, 2], vertical_alignment="bottom")
+    with cols[0]:
+        chosen = st.segmented_control(
+            "Explanation",
+            main,
+            default=DEFAULT_METHOD if DEFAULT_METHOD in main else (main[0] if main else None),
+            format_func=lambda m: m.label,
+            key=_METHOD_KEY,
+            help="Methods the explanation report supports (or has not judged) for this model version.",
         )
-    if view.overlay:
-        _audit_views(user, uid, shown.values())
+    cols[1].toggle("Show explanation overlay", value=True, key=_overlay_key(uid), help="On at the start of every case.")
+    method = chosen if isinstance(chosen, ExplainMethod) else DEFAULT_METHOD
+    experimental = _experimental(view)
+    return (experimental, True) if experimental is not None else (method, False)
 
 
-def _explanation(user: SignedInUser, info: CaseInfo, method: ExplainMethod) -> Shown:
-    pred = info.prediction
-    if pred is None or pred.score is None:
-        return Unavailable("the study has no model score.")
-    return cached.method_explanation(user, info.study.study_uid, pred.prediction_id, method)
+def _experimental(view: CaseView) -> ExplainMethod | None:
+    """The experimental method the reader switched on for this case, or None."""
+    methods = view.experimental_methods
+    if not methods:
+        return None
+    uid = view.study_uid
+    with st.expander("Experimental explanations: not supported by the explanation report", icon=":material/science:"):
+        for m in methods:
+            st.warning(f"**{m.label}**: {view.trust[m].sentence}", icon=":material/report:")
+        on = st.toggle("Show an experimental map on this case", value=False, key=_experimental_key(uid))
+        chosen = st.radio(
+            "Experimental method", methods, format_func=lambda m: m.label, key=_experimental_method_key(uid)
+        )
+    return chosen if on and isinstance(chosen, ExplainMethod) else None
 
 
-def _has_map(expl: Shown) -> bool:
-    return isinstance(expl, StoredExplanation) and bool(np.any(expl.heatmap))
-
-
-def _version(info: CaseInfo, shown: dict[ExplainMethod, Shown]) -> str:
-    """The model version whose report applies: the one that made the maps, else the one that scored."""
-    made = [e.model_version for e in shown.values() if isinstance(e, StoredExplanation)]
-    if made:
-        return made[0]
-    return info.prediction.model_version if info.prediction is not None else ""
-
-
-def _sentence(trust: dict[ExplainMethod, str], method: ExplainMethod, info: CaseInfo, expl: Shown) -> str:
-    if method in trust:
-        return trust[method]
-    version = expl.model_version if isinstance(expl, StoredExplanation) else _version(info, {})
-    return f"No faithfulness report for this model version yet: run `vigil explain-report {version}`."
-
-
-def _panel(image: CaseImage, view: ViewSettings, method: ExplainMethod, expl: Shown, trust: str) -> ExplanationPanel:
-    """One compare column: the same window, zoom and opacity, with this method's map and colour map."""
-    cmap = str(st.session_state["view-cmap-signed" if method.signed else "view-cmap"])
-    settings = ViewSettings(
-        view.center, view.width, view.zoom, view.pan_x, view.pan_y, view.overlay, view.opacity, cmap
-    )
-    if not isinstance(expl, StoredExplanation):
-        return ExplanationPanel(method, review.render_view(image, None, settings), trust, None, _why(method, expl))
-    if not _has_map(expl):
-        flat = _why(method, expl)
-        return ExplanationPanel(method, review.render_view(image, None, settings), trust, expl, flat)
-    rgb = review.render_view(image, expl.heatmap, settings, signed=method.signed)
-    return ExplanationPanel(method, rgb, trust, expl)
-
-
-def _why(method: ExplainMethod, expl: Shown) -> str:
-    if isinstance(expl, Unavailable):
-        return f"No {method.label} overlay: {expl.reason}"
-    return f"The {method.label} map is flat: nothing raised or lowered the model's score."
-
-
-def _status(method: ExplainMethod, expl: Shown) -> None:
-    """Say why there is no overlay."""
-    if isinstance(expl, Unavailable) or not _has_map(expl):
-        st.caption(_why(method, expl))
-
-
-def _audit_views(user: SignedInUser, uid: str, shown: Iterable[Shown]) -> None:
-    """Audit, once per session, case and explanation (so once per method), that a map was shown."""
-    for expl in shown:
-        if isinstance(expl, StoredExplanation) and _has_map(expl) and not state.viewed(uid, expl.explanation_id):
-            explanation.record_viewed(resources.session_factory(), user, expl, now=resources.utc_now)
-            state.mark_viewed(uid, expl.explanation_id)
-
-
-def _restore_prefs() -> None:
-    for key, default in _PREFS.items():
-        st.session_state.setdefault(key, st.session_state.get(f"vigil.pref.{key}", default))
-
-
-def _save_prefs() -> None:
-    for key in _PREFS:
-        st.session_state[f"vigil.pref.{key}"] = st.session_state[key]
-
-
-def _controls(image: CaseImage, *, method: ExplainMethod, has_map: bool) -> ViewSettings:
-    uid = image.study_uid
-    presets = {p.name: p for p in image.presets}
-    center_key, width_key, preset_key = f"view-center-{uid}", f"view-width-{uid}", f"view-preset-{uid}"
-    st.session_state.setdefault(center_key, image.default.center)
-    st.session_state.setdefault(width_key, image.default.width)
-    c_lo, c_hi, w_hi, step = _bounds(image)
-    top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
-    top[0].selectbox("Window preset", list(presets), key=preset_key, on_change=_apply_preset, args=(image,))
-    zoom = top[1].select_slider("Zoom", ZOOM_LEVELS, format_func=lambda z: f"{z:g}×", key="view-zoom")
-    overlay = top[2].toggle("Overlay", key="view-overlay", disabled=not has_map)
-    if method.signed:
-        cmap = top[3].selectbox("Colour map", DIVERGING_COLORMAPS, key="view-cmap-signed", disabled=not has_map)
+def _words(view: CaseView, method: ExplainMethod, *, experimental: bool, overlay: bool) -> None:
+    """Legend, version notice, why there is no map, and the report's verdict."""
+    shown = view.maps.get(method)
+    if experimental:
+        st.warning(f"Experimental: the report says not to rely on {method.label}.", icon=":material/science:")
+    if shown is None:
+        reason = view.map_problems.get(method, "no map was made for this study.")
+        st.caption(f"No {method.label} overlay: {reason}")
     else:
-        cmap = top[3].selectbox("Colour map", COLORMAPS, key="view-cmap", disabled=not has_map)
-    row = st.columns(3)
-    center = row[0].slider("Window centre", c_lo, c_hi, step=step, key=center_key)
-    width = row[1].slider("Window width", 1.0, w_hi, step=step, key=width_key)
-    opacity = row[2].slider("Overlay opacity", 0.0, 1.0, step=0.05, key="view-opacity", disabled=not has_map)
-    pan_x = pan_y = 0.5
-    if zoom > 1.0:
-        pan = st.columns(2)
-        pan_x = pan[0].slider("Pan left ↔ right", 0.0, 1.0, 0.5, 0.05, key=f"view-pan-x-{uid}")
-        pan_y = pan[1].slider("Pan up ↕ down", 0.0, 1.0, 0.5, 0.05, key=f"view-pan-y-{uid}")
-    return ViewSettings(
-        center=float(center),
-        width=float(width),
-        zoom=float(zoom),
-        pan_x=pan_x,
-        pan_y=pan_y,
-        overlay=overlay,
-        opacity=float(opacity),
-        cmap=str(cmap),
-    )
+        if overlay:
+            explanations.legend(method)
+            st.caption("Colour only where the map is at or above the threshold (magma colour map); keys: F flash.")
+        explanations.version_notice(shown)
+    explanations.trust_note(method, view.trust[method].sentence)
 
 
-def png_bytes(rgb: npt.NDArray[np.uint8]) -> bytes:
-    """Encode an RGB image as a PNG with stored (uncompressed) deflate blocks.
-
-    Lossless, as a reading tool must be, and about a millisecond for a few hundred pixels a side,
-    where a compressing encoder takes 10 to 30 times longer on every widget change (Streamlit's
-    own default for arrays is lossy JPEG). The larger file (3 bytes a pixel) only crosses the
-    server's local link.
-
-    Parameters
-    ----------
-    rgb : ndarray of shape (h, w, 3), uint8
-    """
-    h, w, _ = rgb.shape
-    rows = np.zeros((h, 1 + 3 * w), dtype=np.uint8)  # a leading 0 per row: PNG filter "None"
-    rows[:, 1:] = rgb.reshape(h, 3 * w)
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit truecolour, no interlace
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 0))
-        + _chunk(b"IEND", b"")
-    )
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _apply_preset(image: CaseImage) -> None:
-    uid = image.study_uid
-    chosen = next(p for p in image.presets if p.name == st.session_state[f"view-preset-{uid}"])
-    st.session_state[f"view-center-{uid}"] = chosen.center
-    st.session_state[f"view-width-{uid}"] = chosen.width
-
-
-def _bounds(image: CaseImage) -> tuple[float, float, float, float]:
-    """Slider bounds that hold every preset: centre range, largest width, and a step of ~1/400."""
-    lo, hi = image.value_range
-    centers = [p.center for p in image.presets]
-    widths = [p.width for p in image.presets]
-    span = max(hi - lo, 1.0)
-    step = float(max(1.0, round(span / 400.0)))
-    return float(min(lo, *centers)), float(max(hi, *centers)), float(max(2.0 * span, *widths)), step
-
-
-def _caption(view: ViewSettings, method: ExplainMethod, overlaid: bool) -> str:
-    parts = [f"Window C {view.center:.0f} / W {view.width:.0f}", f"zoom {view.zoom:g}×"]
-    if overlaid and view.overlay:
-        parts.append(f"{method.label} overlay, opacity {view.opacity:.2f}, {view.cmap}")
-    return " · ".join(parts)
+def _audit_view(user: SignedInUser, view: CaseView, method: ExplainMethod) -> None:
+    """Audit, once per session, case and explanation, that a map was shown."""
+    shown = view.maps[method]
+    if not state.viewed(view.study_uid, shown.explanation_id):
+        explanation.record_viewed(resources.session_factory(), user, shown, now=resources.utc_now)
+        state.mark_viewed(view.study_uid, shown.explanation_id)

@@ -1,0 +1,371 @@
+// Vigil's DICOM viewer: Cornerstone3D's stack viewport and tools inside a Streamlit component.
+//
+// Python sends the image as float32 pixels in modality units (the modality LUT already applied
+// by core.imaging, so no DICOM parsing or file URL reaches the browser) and the explanation map
+// as uint8. Every interaction (window/level, zoom, pan, measure, probe, overlay opacity,
+// threshold, outline, flash) runs here, without a Streamlit rerun.
+
+import {
+  Enums,
+  RenderingEngine,
+  cache,
+  eventTarget,
+  imageLoader,
+  init as initCore,
+  setUseCPURendering,
+  utilities,
+} from "@cornerstonejs/core";
+import {
+  Enums as ToolEnums,
+  LengthTool,
+  PanTool,
+  ToolGroupManager,
+  WindowLevelTool,
+  ZoomTool,
+  addTool,
+  init as initTools,
+} from "@cornerstonejs/tools";
+
+import { decodeMap, drawLayer, paintMap } from "./overlay.js";
+import { connect, setFrameHeight } from "./streamlit.js";
+
+const ENGINE_ID = "vigil-engine";
+const VIEWPORT_ID = "vigil-stack";
+const GROUP_ID = "vigil-tools";
+const { MouseBindings } = ToolEnums;
+// Keys the page itself binds (next/previous case, worklist, feedback): passed up to Streamlit.
+const PAGE_KEYS = new Set(["j", "k", "w", "n", "o", "p"]);
+const FLASH_MS = 600;
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  ready: null, // Promise of the initialised engine
+  engine: null,
+  viewport: null,
+  study: null,
+  args: null,
+  imageId: null,
+  mapValues: null,
+  mapCanvas: null,
+  mode: "wl",
+  flashing: false,
+  inverted: false,
+  generation: 0,
+};
+
+function hasWebGL() {
+  try {
+    const canvas = document.createElement("canvas");
+    return Boolean(canvas.getContext("webgl2") || canvas.getContext("webgl"));
+  } catch {
+    return false;
+  }
+}
+
+async function initialise(forceCpu) {
+  // Headless browsers and some thin clients have no WebGL: Cornerstone3D then draws 2D images on
+  // the CPU. Detected here rather than configured, so the same bundle serves both.
+  const cpu = forceCpu || !hasWebGL();
+  await initCore();
+  if (cpu) setUseCPURendering(true);
+  // Images are made from Python's pixels (createAndCacheLocalImage); the stack loads them by id
+  // through this loader, which only hands back what is already cached: nothing is fetched.
+  imageLoader.registerImageLoader("vigil", (imageId) => ({
+    promise: cache.getImage(imageId)
+      ? Promise.resolve(cache.getImage(imageId))
+      : Promise.reject(new Error(`image ${imageId} is not in the viewer's cache`)),
+  }));
+  eventTarget.addEventListener(Enums.Events.IMAGE_LOAD_ERROR, (event) => {
+    const d = Array.isArray(event.detail) ? { error: event.detail[0] && event.detail[0].reason } : event.detail || {};
+    $("error").textContent = `The image could not be shown: ${d.error && d.error.message ? d.error.message : String(d.error)}`;
+    console.error("vigil load error", d.error && d.error.stack);
+  });
+  initTools();
+  for (const tool of [WindowLevelTool, PanTool, ZoomTool, LengthTool]) addTool(tool);
+  const engine = new RenderingEngine(ENGINE_ID);
+  engine.enableElement({
+    viewportId: VIEWPORT_ID,
+    type: Enums.ViewportType.STACK,
+    element: $("viewport"),
+    defaultOptions: { background: [0, 0, 0] },
+  });
+  const group = ToolGroupManager.createToolGroup(GROUP_ID);
+  for (const tool of [WindowLevelTool, PanTool, ZoomTool, LengthTool]) group.addTool(tool.toolName);
+  group.addViewport(VIEWPORT_ID, ENGINE_ID);
+  state.engine = engine;
+  state.group = group;
+  state.viewport = engine.getViewport(VIEWPORT_ID);
+  document.body.dataset.renderer = cpu ? "cpu" : "webgl";
+  $("renderer").textContent = cpu ? "CPU rendering" : "WebGL rendering";
+  setMode("wl");
+  const element = $("viewport");
+  element.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
+  element.addEventListener("mousemove", onProbe);
+  element.addEventListener("contextmenu", (e) => e.preventDefault());
+  return engine;
+}
+
+function setMode(mode) {
+  const group = state.group;
+  state.mode = mode;
+  const primary = { Wl: WindowLevelTool, pan: PanTool, measure: LengthTool }[mode === "wl" ? "Wl" : mode];
+  for (const tool of [WindowLevelTool, PanTool, ZoomTool, LengthTool]) group.setToolPassive(tool.toolName);
+  const bindings = new Map([[primary.toolName, [{ mouseButton: MouseBindings.Primary }]]]);
+  // Always available, whatever the left button does: middle drag pans, right drag and wheel zoom.
+  const add = (tool, binding) => bindings.set(tool.toolName, [...(bindings.get(tool.toolName) || []), binding]);
+  add(PanTool, { mouseButton: MouseBindings.Auxiliary });
+  add(ZoomTool, { mouseButton: MouseBindings.Secondary });
+  add(ZoomTool, { mouseButton: MouseBindings.Wheel });
+  for (const [name, list] of bindings) group.setToolActive(name, { bindings: list });
+  for (const button of document.querySelectorAll("[data-mode]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.mode === mode));
+  }
+  document.body.dataset.mode = mode;
+}
+
+function float32(bytes) {
+  // The bytes arrive as a Uint8Array view that may not be 4-byte aligned: copy once.
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new Float32Array(copy.buffer);
+}
+
+async function showStudy(args) {
+  const generation = ++state.generation;
+  const imageId = `vigil:${args.study_uid}:${generation}`;
+  const spacing = args.spacing || [1, 1];
+  imageLoader.createAndCacheLocalImage(imageId, {
+    scalarData: float32(args.pixels),
+    dimensions: [args.columns, args.rows],
+    spacing: [spacing[1], spacing[0]],
+    frameOfReferenceUID: args.study_uid,
+  });
+  // The modules Cornerstone and its tools read besides the plane and pixel modules: the pixels
+  // are already in modality units (slope 1, intercept 0), windowed from the file's own window.
+  const first = args.presets[0];
+  const add = (type, metadata) => utilities.genericMetadataProvider.add(imageId, { type, metadata });
+  add("generalSeriesModule", { modality: args.modality, seriesInstanceUID: args.study_uid });
+  add("modalityLutModule", { rescaleSlope: 1, rescaleIntercept: 0 });
+  add("voiLutModule", { windowCenter: [first.center], windowWidth: [first.width] });
+  await state.viewport.setStack([imageId], 0);
+  if (generation !== state.generation) return;
+  state.imageId = imageId;
+  state.study = args.study_uid;
+  state.inverted = false;
+  state.mapValues = args.map ? decodeMap(args.map, args.map_signed) : null;
+  $("opacity").value = String(args.opacity);
+  $("threshold").value = String(args.threshold);
+  $("outline").checked = false;
+  setWindow(args.presets[0]);
+  fit();
+  repaintMap();
+  document.body.dataset.study = args.study_uid;
+  document.body.dataset.state = "ready";
+}
+
+function setWindow(preset) {
+  const lower = preset.center - preset.width / 2;
+  state.viewport.setProperties({ voiRange: { lower, upper: lower + preset.width } });
+  state.viewport.render();
+}
+
+function fit() {
+  state.viewport.resetCamera();
+  state.viewport.render();
+}
+
+function invert() {
+  state.inverted = !state.inverted;
+  state.viewport.setProperties({ invert: state.inverted });
+  state.viewport.render();
+  $("invert").setAttribute("aria-pressed", String(state.inverted));
+}
+
+function overlayOn() {
+  return Boolean(state.args && state.args.overlay && state.mapValues && !state.flashing);
+}
+
+function repaintMap() {
+  const args = state.args;
+  state.mapCanvas = state.mapValues
+    ? paintMap(state.mapValues, args.columns, args.rows, {
+        threshold: Number($("threshold").value),
+        outline: $("outline").checked,
+        signed: args.map_signed,
+      })
+    : null;
+  drawOverlay();
+}
+
+function imageCorners() {
+  const vp = state.viewport;
+  const { rows, columns } = state.args;
+  const topLeft = vp.worldToCanvas(utilities.imageToWorldCoords(state.imageId, [0, 0]));
+  const bottomRight = vp.worldToCanvas(utilities.imageToWorldCoords(state.imageId, [columns, rows]));
+  return [topLeft, bottomRight];
+}
+
+function drawOverlay() {
+  const layer = $("overlay");
+  const element = $("viewport");
+  const dpr = window.devicePixelRatio || 1;
+  const width = Math.round(element.clientWidth * dpr);
+  const height = Math.round(element.clientHeight * dpr);
+  if (layer.width !== width || layer.height !== height) {
+    layer.width = width;
+    layer.height = height;
+  }
+  const shown = overlayOn();
+  layer.dataset.shown = String(shown);
+  if (!state.imageId) return;
+  drawLayer(layer, shown ? state.mapCanvas : null, imageCorners(), Number($("opacity").value));
+}
+
+function onRendered() {
+  const vp = state.viewport;
+  const { voiRange } = vp.getProperties();
+  if (voiRange) {
+    const width = voiRange.upper - voiRange.lower;
+    $("window").textContent = `Window C ${(voiRange.lower + width / 2).toFixed(0)} / W ${width.toFixed(0)}`;
+    document.body.dataset.window = `${(voiRange.lower + width / 2).toFixed(1)}/${width.toFixed(1)}`;
+  }
+  const zoom = vp.getZoom ? vp.getZoom() : 1;
+  $("zoom").textContent = `zoom ${zoom.toFixed(2)}×`;
+  document.body.dataset.zoom = zoom.toFixed(3);
+  drawOverlay();
+}
+
+function onProbe(event) {
+  if (!state.imageId) return;
+  const rect = $("viewport").getBoundingClientRect();
+  const world = state.viewport.canvasToWorld([event.clientX - rect.left, event.clientY - rect.top]);
+  const [x, y] = utilities.worldToImageCoords(state.imageId, world).map(Math.floor);
+  const { rows, columns, value_unit: unit } = state.args;
+  if (x < 0 || y < 0 || x >= columns || y >= rows) {
+    $("probe").textContent = "";
+    return;
+  }
+  const value = state.viewport.getImageData().scalarData
+    ? state.viewport.getImageData().scalarData[y * columns + x]
+    : float32(state.args.pixels)[y * columns + x];
+  $("probe").textContent = `(${x}, ${y}): ${Number(value).toFixed(1)} ${unit}`;
+}
+
+function flash() {
+  // Hide the map for a moment so the reader sees the film under it, then bring it back.
+  state.flashing = true;
+  drawOverlay();
+  document.body.dataset.flashed = String(Number(document.body.dataset.flashed || 0) + 1);
+  setTimeout(() => {
+    state.flashing = false;
+    drawOverlay();
+  }, FLASH_MS);
+}
+
+function onKey(event) {
+  if (event.target instanceof HTMLInputElement && event.target.type !== "checkbox") return;
+  const key = event.key.toLowerCase();
+  const presets = state.args ? state.args.presets : [];
+  if (/^[1-9]$/.test(key) && Number(key) <= presets.length) {
+    setWindow(presets[Number(key) - 1]);
+  } else if (key === "i") invert();
+  else if (key === "0" || key === "r") fit();
+  else if (key === "m") setMode("measure");
+  else if (key === "h") setMode("pan");
+  else if (key === "escape") setMode("wl");
+  else if (key === "f") flash();
+  else if (key === "t") {
+    $("outline").checked = !$("outline").checked;
+    repaintMap();
+  } else if (PAGE_KEYS.has(key) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+    forwardKey(event);
+    return;
+  } else return;
+  event.preventDefault();
+}
+
+function forwardKey(event) {
+  // The page's shortcuts listen on the parent document; a focused iframe would swallow them.
+  try {
+    const init = { key: event.key, code: event.code, bubbles: true, cancelable: true };
+    window.parent.document.dispatchEvent(new KeyboardEvent("keydown", init));
+  } catch {
+    // A cross-origin parent: the reader clicks outside the viewer to use the page's keys.
+  }
+}
+
+function onLength(event) {
+  // The distance between the line's end points in world coordinates, which Cornerstone lays out
+  // in millimetres from the image's pixel spacing (in pixels when the file states none). Read
+  // from the handles rather than the tool's cached text, which may lag one render behind.
+  const data = event.detail.annotation && event.detail.annotation.data;
+  const points = data && data.handles && data.handles.points;
+  if (!points || points.length < 2) return;
+  const length = Math.hypot(...points[1].map((v, k) => v - points[0][k]));
+  const unit = state.args.spacing ? "mm" : "px";
+  $("length").textContent = `Length ${length.toFixed(1)} ${unit}`;
+  document.body.dataset.length = length.toFixed(2);
+}
+
+function controls(args) {
+  const box = $("presets");
+  box.replaceChildren(
+    ...args.presets.map((p, i) => {
+      const b = document.createElement("button");
+      b.textContent = `${i + 1} ${p.name}`;
+      b.title = `Window C ${p.center.toFixed(0)} / W ${p.width.toFixed(0)} (key ${i + 1})`;
+      b.addEventListener("click", () => setWindow(p));
+      return b;
+    }),
+  );
+  $("spacing").textContent = args.spacing_note;
+  $("map-controls").hidden = !args.map;
+  $("map-label").textContent = args.map_label || "";
+}
+
+async function onRender(args) {
+  $("stage").style.height = `${args.height}px`;
+  setFrameHeight(document.body.scrollHeight);
+  const first = !state.ready;
+  if (first) state.ready = initialise(args.renderer === "cpu");
+  await state.ready;
+  const newStudy = !state.args || args.study_uid !== state.args.study_uid || args.generation !== state.args.generation;
+  state.args = args;
+  controls(args);
+  if (newStudy) {
+    await showStudy(args);
+  } else {
+    drawOverlay();
+  }
+}
+
+function wire() {
+  for (const button of document.querySelectorAll("[data-mode]")) {
+    button.addEventListener("click", () => setMode(button.dataset.mode));
+  }
+  $("invert").addEventListener("click", invert);
+  $("fit").addEventListener("click", fit);
+  $("flash").addEventListener("click", flash);
+  $("opacity").addEventListener("input", drawOverlay);
+  $("threshold").addEventListener("input", repaintMap);
+  $("outline").addEventListener("change", repaintMap);
+  window.addEventListener("keydown", onKey);
+  // The toolbar wraps on narrow columns: keep the iframe as tall as its content.
+  new ResizeObserver(() => setFrameHeight(document.body.scrollHeight)).observe(document.body);
+  window.addEventListener("resize", () => state.engine && state.engine.resize(true, true));
+  eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_COMPLETED, onLength);
+  eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_MODIFIED, onLength);
+  connect((args) => {
+    onRender(args).catch((error) => {
+      document.body.dataset.state = "error";
+      $("error").textContent = `The viewer failed: ${error && error.message ? error.message : error}`;
+      console.error(error);
+    });
+  });
+}
+
+wire();
+
+// For browser tests and support: the viewer's state, read-only by convention.
+window.vigilViewer = state;
+state.toWorld = (imageId, point) => utilities.imageToWorldCoords(imageId, point);
