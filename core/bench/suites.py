@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.bench import alerts, audit, drift, fhir, gradcam, imaging, inference, metrics, shap, ui
+from core.bench import alerts, audit, drift, fhir, gradcam, imaging, inference, metrics, shap, throughput, ui
 from core.bench.harness import BenchResult
 from core.errors import BadInputError, PathNotFoundError
 from core.imaging.dicom import read_dicom
@@ -94,6 +94,9 @@ SUITES: dict[str, Callable[[Path, int], list[BenchResult]]] = {
     "fhir": lambda sample_dir, rounds: fhir.run(sample_dir, rounds=rounds),
     # Issue 15: the audit ledger's append, verify, scaling and `vigil audit verify`, on SYNTHETIC entries.
     "audit": lambda _sample_dir, rounds: audit.run(rounds=rounds),
+    # Issue 19: files → stored scores through the streaming pipeline against the decode floor, on a
+    # generated cohort (default size; `run_suite(..., throughput=...)` sets studies and workers).
+    "throughput": lambda _sample_dir, rounds: throughput.run(throughput.ThroughputConfig(), rounds=rounds),
 }
 
 
@@ -119,14 +122,29 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def run_suite(name: str, *, sample_dir: Path, rounds: int, threads: int = 2) -> SuiteRun:
-    """Run one suite with pinned threads (BENCHMARKING.md, protocol step 1)."""
+def run_suite(
+    name: str,
+    *,
+    sample_dir: Path,
+    rounds: int,
+    threads: int = 2,
+    throughput_config: throughput.ThroughputConfig | None = None,
+) -> SuiteRun:
+    """Run one suite with pinned threads (BENCHMARKING.md, protocol step 1).
+
+    ``throughput_config`` sizes the ``throughput`` suite (studies, workers, batch); refused for any other.
+    """
     if name not in SUITES:
         raise BadInputError(f"unknown benchmark suite {name!r} (choose one of {', '.join(SUITES)})")
     if rounds < 1:
         raise BadInputError(f"rounds must be at least 1, got {rounds}")
+    if throughput_config is not None and name != "throughput":
+        raise BadInputError(f"studies, workers and batch size size the throughput suite, not {name!r}")
     pin_threads(threads)
-    results = SUITES[name](sample_dir, rounds)
+    if throughput_config is not None:
+        results = throughput.run(throughput_config, rounds=rounds)
+    else:
+        results = SUITES[name](sample_dir, rounds)
     return SuiteRun(name, results, environment(), datetime.now(UTC).isoformat(timespec="seconds"))
 
 

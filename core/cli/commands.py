@@ -27,7 +27,7 @@ from core.cli._args import (
     seed,
     version_name,
 )
-from core.cli._output import Outcome, progress_bar
+from core.cli._output import Advance, Outcome, progress_bar
 from core.cli._paths import check_existing_path, check_input_dir
 from core.cli.audit import register_audit
 from core.cli.change import register_change
@@ -42,10 +42,22 @@ from core.config import Settings, load_settings
 from core.errors import BadInputError
 
 if TYPE_CHECKING:  # torch is imported by the train command only, sqlalchemy by the commands using the store
+    from core.bench.throughput import ThroughputConfig
     from core.models.training import TrainingConfig
+    from core.services.ingestion import IngestReport
+    from core.services.prediction import PredictReport
     from core.store.engine import SessionFactory
 
-__all__ = ["BENCH_SUITES", "MAX_EPOCHS", "MAX_LOCALIZATION_WEIGHT", "MAX_ROUNDS", "MAX_STUDIES_PER_SITE", "register"]
+__all__ = [
+    "BENCH_SUITES",
+    "MAX_BENCH_STUDIES",
+    "MAX_EPOCHS",
+    "MAX_LOCALIZATION_WEIGHT",
+    "MAX_ROUNDS",
+    "MAX_STUDIES_PER_SITE",
+    "MAX_WORKERS",
+    "register",
+]
 
 AddParser = Callable[[Any, str, str], argparse.ArgumentParser]
 
@@ -88,6 +100,8 @@ def register(sub: Any, add: AddParser) -> None:
 #: ``core.sampledata.cohort.MAX_STUDIES_PER_SITE`` (copied so that building the parser does not import
 #: the generator; a test keeps the copies equal). 5000 at each of the five sites is about 2 GB of DICOM.
 MAX_STUDIES_PER_SITE = 5000
+#: The most worker processes ``vigil ingest --workers`` starts (a typo must not fork ten thousand).
+MAX_WORKERS = 512
 
 
 def _register_setup(sub: Any, add: AddParser) -> None:
@@ -179,6 +193,18 @@ def _register_studies(sub: Any, add: AddParser) -> None:
     p = add(sub, "ingest", "ingest DICOM files or folders through the strict gate")
     p.add_argument("paths", nargs="+", type=existing_path, metavar="PATH")
     p.add_argument("--site", required=True, help="a registered site")
+    p.add_argument(
+        "--predict",
+        action="store_true",
+        help="also score each stored study with the serving model as it is stored (the streaming pipeline)",
+    )
+    p.add_argument(
+        "--workers",
+        type=bounded_int(1, MAX_WORKERS),
+        default=None,
+        help=f"gate (and preprocess) in this many worker processes, 1 to {MAX_WORKERS} "
+        "(default: one per core with --predict; without either flag files are gated one at a time)",
+    )
     p.set_defaults(handler=_ingest)
     p = add(sub, "predict", "predict studies without a prediction from the serving model")
     p.add_argument("--site", default=None, help="only this site")
@@ -199,11 +225,13 @@ def _register_studies(sub: Any, add: AddParser) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> Outcome:
+    for path in args.paths:
+        check_existing_path(path)
+    if args.predict or args.workers is not None:
+        return _ingest_streaming(args)
     from core.services import ingestion
     from core.services.store import utc_now
 
-    for path in args.paths:
-        check_existing_path(path)
     settings = _settings()
     sf = _store()
     with progress_bar(0, "ingest", enabled=not args.json) as advance:
@@ -217,37 +245,94 @@ def _ingest(args: argparse.Namespace) -> Outcome:
             progress=advance,
             max_file_bytes=settings.max_file_bytes,
         )
-    data = {
+    return _ingest_outcome(report)
+
+
+def _ingest_outcome(report: IngestReport, extra: dict[str, object] | None = None, tail: str = "") -> Outcome:
+    data: dict[str, object] = {
         "site": report.site,
         "ingested": len(report.ingested),
         "duplicates": len(report.duplicates),
         "rejected": [{"path": r.path, "reason": r.reason} for r in report.rejected],
+        **(extra or {}),
     }
     lines = [
         f"ingested {len(report.ingested)}, duplicates {len(report.duplicates)}, "
-        f"rejected {len(report.rejected)} into site {report.site}"
+        f"rejected {len(report.rejected)} into site {report.site}{tail}"
     ]
     lines += [f"  rejected {r.path}: {r.reason}" for r in report.rejected]
     return Outcome(data, "\n".join(lines))
 
 
-def _predict(args: argparse.Namespace) -> Outcome:
+def _ingest_streaming(args: argparse.Namespace) -> Outcome:
+    """``vigil ingest --predict`` / ``--workers``: the streaming pipeline (gate in workers, batched store)."""
+    from core.pipeline import FlowLimits, StreamingPipeline
     from core.services import models as model_service
-    from core.services import prediction
     from core.services.store import utc_now
 
     settings = _settings()
     sf = _store()
+    model = model_service.load_serving(sf, models_dir=settings.home / "models") if args.predict else None
+    limits = FlowLimits.for_workers(args.workers, settings.batch_size)
+    desc = "ingest+predict" if args.predict else "ingest"
+    with progress_bar(0, desc, enabled=not args.json, unit="study") as advance:
+        pipe = StreamingPipeline(
+            sf,
+            dicom_dir=settings.home / "dicom",
+            model=model,
+            limits=limits,
+            actor=_actor(),
+            now=utc_now,
+            max_file_bytes=settings.max_file_bytes,
+        )
+        with pipe:
+            report = pipe.run(args.paths, site=args.site, progress=advance, on_total=lambda n: advance(0, total=n))
+        # The serving version changed mid-run: what was stored after the switch is scored by the new one.
+        later = _predict_until_current(sf, settings, args.site, advance) if report.superseded else []
+    extra: dict[str, object] = {"workers": limits.workers}
+    if not args.predict:
+        return _ingest_outcome(report.ingest, extra)
+    version = later[-1].model_version if later else report.model_version
+    scored = report.scored + sum(r.scored for r in later)
+    positives = report.positives + sum(r.positives for r in later)
+    extra["predict"] = {  # the shape of `vigil predict --json`
+        "model_version": version,
+        "scored": scored,
+        "skipped": report.skipped + sum(r.skipped for r in later),
+        "positives": positives,
+        "device": report.device,
+        "superseded": [{"model_version": report.model_version, "scored": report.scored}] if later else [],
+    }
+    tail = f"; scored {scored} with {version} on {report.device} ({positives} above threshold)"
+    return _ingest_outcome(report.ingest, extra, tail)
+
+
+def _predict_until_current(
+    sf: SessionFactory, settings: Settings, site: str | None, advance: Advance
+) -> list[PredictReport]:
+    """Score what is pending with the serving version, again after each promotion or rollback mid-run."""
+    from core.services import models as model_service
+    from core.services import prediction
+    from core.services.store import utc_now
+
     reports = []
+    while True:
+        model = model_service.load_serving(sf, models_dir=settings.home / "models")
+        report = prediction.predict_pending(
+            sf, model, site=site, batch_size=settings.batch_size, actor=_actor(), now=utc_now, progress=advance
+        )
+        reports.append(report)
+        if not report.superseded:
+            return reports
+
+
+def _predict(args: argparse.Namespace) -> Outcome:
+    settings = _settings()
+    sf = _store()
     with progress_bar(0, "predict", enabled=not args.json) as advance:
-        while True:  # a promotion or rollback mid-run: go on with the version that serves now
-            model = model_service.load_serving(sf, models_dir=settings.home / "models")
-            report = prediction.predict_pending(
-                sf, model, site=args.site, batch_size=settings.batch_size, actor=_actor(), now=utc_now, progress=advance
-            )
-            reports.append(report)
-            if not report.superseded:
-                break
+        # a promotion or rollback mid-run: go on with the version that serves now
+        reports = _predict_until_current(sf, settings, args.site, advance)
+    report = reports[-1]
     data = {
         "model_version": report.model_version,
         "scored": report.scored,
@@ -387,7 +472,9 @@ _DEFAULT_CROP_EPOCHS = 56
 _DEFAULT_PRECISION = "float64"
 _DEFAULT_LOCALIZATION_WEIGHT = 1.0
 #: ``core.bench.suites.SUITES``' names (copied for the same reason; a test keeps them equal).
-BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations", "alerts", "fhir", "audit")
+BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations", "alerts", "fhir", "audit", "throughput")
+#: The most studies ``vigil bench --suite throughput`` generates (about 1.3 GB of DICOM at sample sizes).
+MAX_BENCH_STUDIES = 100_000
 #: Bounds that keep a typo from running for days (the bundled recipe uses 6 and 56 epochs, 5 rounds).
 MAX_EPOCHS = 1000
 MAX_ROUNDS = 100
@@ -460,6 +547,32 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
         type=bounded_int(1, MAX_ROUNDS),
         default=5,
         help=f"interleaved timing rounds, 1 to {MAX_ROUNDS} (default 5)",
+    )
+    p.add_argument(
+        "--studies",
+        type=bounded_int(1, MAX_BENCH_STUDIES),
+        default=None,
+        help=f"throughput suite: studies generated, 1 to {MAX_BENCH_STUDIES} (default 300)",
+    )
+    p.add_argument(
+        "--workers",
+        type=bounded_int(1, MAX_WORKERS),
+        default=None,
+        help=f"throughput suite: worker processes, 1 to {MAX_WORKERS} (default: one per core)",
+    )
+    p.add_argument(
+        "--film-size",
+        type=bounded_int(64, 4096),
+        default=None,
+        metavar="PIXELS",
+        help="throughput suite: enlarge every generated film to PIXELS² (2048: a real chest radiograph), "
+        "64 to 4096 (default: the generator's 240 to 320)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=bounded_int(1, 4096),
+        default=None,
+        help="throughput suite: studies per forward pass and transaction, 1 to 4096 (default 64)",
     )
     p.add_argument("--record", type=output_dir, default=None, help="write <DIR>/<suite>.json with the figures")
     p.add_argument(
@@ -562,13 +675,37 @@ def _retrain(args: argparse.Namespace) -> Outcome:
     )
 
 
+def _throughput_config(args: argparse.Namespace) -> ThroughputConfig | None:
+    """The throughput suite's size from its four options; None when none is given."""
+    if all(v is None for v in (args.studies, args.workers, args.batch_size, args.film_size)):
+        return None
+    if args.suite != "throughput":
+        raise BadInputError(
+            f"--studies, --workers, --batch-size and --film-size size the throughput suite, not {args.suite!r}"
+        )
+    from core.bench.throughput import ThroughputConfig
+
+    default = ThroughputConfig()
+    return ThroughputConfig(
+        studies=args.studies or default.studies,
+        workers=args.workers,
+        batch_size=args.batch_size or default.batch_size,
+        film_size=args.film_size,
+    )
+
+
 def _bench(args: argparse.Namespace) -> Outcome:
     from core.bench.report import render_markdown
     from core.bench.suites import record, run_suite
 
     if args.markdown is not None and args.record is None:
         raise BadInputError(f"--markdown {args.markdown} is written from --record DIR's figures: give --record too")
-    run = run_suite(args.suite, sample_dir=_settings().sample_data_dir, rounds=args.rounds)
+    run = run_suite(
+        args.suite,
+        sample_dir=_settings().sample_data_dir,
+        rounds=args.rounds,
+        throughput_config=_throughput_config(args),
+    )
     if args.record is not None:
         record(run, args.record)
         if args.markdown is not None:

@@ -3,7 +3,9 @@
 The gate (:func:`core.imaging.gate.check_file`) reads and decodes every file before
 anything is written. An accepted file's bytes (those the gate hashed) are written into the
 content-addressed DICOM store under ``VIGIL_HOME`` and recorded with its study, instance and
-audit entry in one transaction; a rejected file leaves only its audit entry behind.
+audit entry in one transaction; a rejected file leaves only its audit entry behind. The streaming
+pipeline (:mod:`core.pipeline`) gates in worker processes and stores many files per transaction
+through the same code (:func:`record_batch`), each file still with its own rows and audit entry.
 
 Several ingests may run at once, from processes or threads, on the same files: a stored file
 is written, and removed when its rows do not commit, only under a lock on its content address
@@ -12,32 +14,46 @@ and only when no committed row points to it; an ingest that loses a race reports
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from core.audit.events import AuditAction
 from core.errors import DicomRejectedError
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES
-from core.imaging.gate import AcceptedInstance, check_file
+from core.imaging.gate import check_file
 from core.imaging.harmonize import harmonize_vendor
 from core.imaging.image import DicomMeta
 from core.imaging.scan import iter_dicom_paths
 from core.services.locks import content_lock
 from core.store import audit_log, sites, studies
 from core.store.engine import SessionFactory, write_with_retries
-from core.store.studies import InstanceIn, StudyIn
+from core.store.studies import InstanceIn, InstanceRecord, StudyIn
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["Rejection", "IngestReport", "ingest_paths", "stored_path"]
+__all__ = [
+    "GatedFile",
+    "IngestOutcome",
+    "IngestReport",
+    "IngestRun",
+    "Recorded",
+    "Rejection",
+    "add_to_report",
+    "ingest_paths",
+    "record_batch",
+    "stored_path",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +80,54 @@ def stored_path(dicom_dir: Path, sha256: str) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
-class _Run:
-    """What every file of one ingest run shares."""
+class IngestRun:
+    """What every file of one ingest run shares (the serial path and :mod:`core.pipeline` alike)."""
 
     session_factory: SessionFactory
     site: str
     dicom_dir: Path
     actor: str
     now: Callable[[], datetime]
-    max_file_bytes: int
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
 
-class _Outcome(Enum):
+class IngestOutcome(Enum):
+    """What became of one gated file."""
+
     STORED = "stored"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
+
+
+class GatedFile(Protocol):
+    """A file that passed the gate, as the store needs it: :class:`core.imaging.gate.AcceptedInstance` is one.
+
+    The pipeline's workers send back this much and not the decoded pixels.
+    """
+
+    @property
+    def path(self) -> Path: ...  # noqa: D102 - named in the class docstring
+    @property
+    def sha256(self) -> str: ...  # noqa: D102
+    @property
+    def data(self) -> bytes: ...  # noqa: D102
+    @property
+    def meta(self) -> DicomMeta: ...  # noqa: D102
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One file's outcome; ``instance`` is the stored row it now maps to (new or duplicate), else None."""
+
+    outcome: IngestOutcome
+    reason: str = ""
+    instance: InstanceRecord | None = None
+
+
+T = TypeVar("T")
+
+#: Threads writing a batch's files at once (their fsyncs overlap); a few saturate one disk's queue.
+_PLACING_THREADS = 8
 
 
 def ingest_paths(
@@ -122,7 +171,7 @@ def ingest_paths(
     with session_factory() as session:
         sites.get_site(session, site)
     files = iter_dicom_paths(paths)
-    run = _Run(session_factory, site, dicom_dir, actor, now, max_file_bytes)
+    run = IngestRun(session_factory, site, dicom_dir, actor, now, max_file_bytes)
     report = IngestReport(site=site)
     for path in files:
         _ingest_one(run, path, report)
@@ -131,48 +180,114 @@ def ingest_paths(
     return report
 
 
-def _ingest_one(run: _Run, path: Path, report: IngestReport) -> None:
+def _ingest_one(run: IngestRun, path: Path, report: IngestReport) -> None:
     """Gate one file, then record it (or its rejection) in one transaction."""
+    item: GatedFile | Rejection
     try:
-        accepted = check_file(path, max_bytes=run.max_file_bytes)
+        item = check_file(path, max_bytes=run.max_file_bytes)
     except DicomRejectedError as exc:
-        with run.session_factory.begin() as session:
-            _append_rejection(session, run, path, exc.reason)
-        report.rejected.append(Rejection(str(path), exc.reason))
-        return
-    outcome, reason = _store_accepted(run, accepted)
-    if outcome is _Outcome.STORED:
-        report.ingested.append(accepted.meta.sop_instance_uid)
-    elif outcome is _Outcome.DUPLICATE:
-        report.duplicates.append(str(path))
+        item = Rejection(str(path), exc.reason)
+    (recorded,), _ = record_batch(run, [item])
+    add_to_report(report, item, recorded)
+
+
+def add_to_report(report: IngestReport, item: GatedFile | Rejection, recorded: Recorded) -> None:
+    """Count one file's outcome into ``report`` (the ``vigil ingest --json`` shape)."""
+    if isinstance(item, Rejection):
+        report.rejected.append(item)
+    elif recorded.outcome is IngestOutcome.STORED:
+        report.ingested.append(item.meta.sop_instance_uid)
+    elif recorded.outcome is IngestOutcome.DUPLICATE:
+        report.duplicates.append(str(item.path))
     else:
-        report.rejected.append(Rejection(str(path), reason))
+        report.rejected.append(Rejection(str(item.path), recorded.reason))
 
 
-def _store_accepted(run: _Run, accepted: AcceptedInstance) -> tuple[_Outcome, str]:
-    """Put the file's bytes in the store and record it, safely against concurrent ingests.
+def record_batch(
+    run: IngestRun,
+    items: Sequence[GatedFile | Rejection],
+    *,
+    then: Callable[[Session, list[Recorded]], T] | None = None,
+) -> tuple[list[Recorded], T | None]:
+    """Store and record a batch of gated files and rejections in one transaction.
 
-    Every ingest of the same content holds the same lock from writing the file until its
-    clean-up, so the file is removed only when no committed row points to it: no concurrent run
-    can commit a row for it in between, or have its own committed file deleted.
+    Each file is placed in the content-addressed store and recorded with its own audit entry,
+    each rejection gets its own audit entry, exactly as one file at a time would; only the
+    transaction is shared. Safe against concurrent ingests of the same content: every ingest
+    holds the content locks of its files from writing them until their clean-up, so a file is
+    removed only when no committed row points to it (no concurrent run can commit a row for it in
+    between, or have its own committed file deleted). Locks are taken in sorted order, so two
+    batches never wait on each other in a cycle.
+
+    Parameters
+    ----------
+    run : IngestRun
+    items : sequence of GatedFile or Rejection
+        In the order their audit entries are appended.
+    then : callable, optional
+        ``then(session, recorded)`` runs last inside the same transaction (the pipeline records
+        the batch's predictions there); whatever it raises rolls the whole batch back.
+
+    Returns
+    -------
+    tuple of (list of Recorded, then's result or None)
+        One :class:`Recorded` per item, in order.
     """
-    target = stored_path(run.dicom_dir, accepted.sha256)
-    with content_lock(run.dicom_dir, accepted.sha256):
-        created = _place_content(accepted, target)
+    accepted = [(i, item) for i, item in enumerate(items) if not isinstance(item, Rejection)]
+    targets = {i: stored_path(run.dicom_dir, item.sha256) for i, item in accepted}
+    with contextlib.ExitStack() as locks:
+        for prefix in sorted({item.sha256[:2].lower() for _, item in accepted}):
+            locks.enter_context(content_lock(run.dicom_dir, prefix))
+        created = _place_all({targets[i]: item for i, item in reversed(accepted)})  # one write per content
         try:
-            outcome, reason = write_with_retries(
-                run.session_factory, lambda session: _record(session, run, accepted, target)
+            recorded, extra = write_with_retries(
+                run.session_factory, functools.partial(_record_all, run=run, items=items, targets=targets, then=then)
             )
         except BaseException:
-            if created:
+            for target in created:
                 _remove_unreferenced(run.session_factory, target)
             raise
-        if created and outcome is not _Outcome.STORED:
+        kept = {targets[i] for i, _ in accepted if recorded[i].outcome is IngestOutcome.STORED}
+        for target in created - kept:
             _remove_unreferenced(run.session_factory, target)
-    return outcome, reason
+    return recorded, extra
 
 
-def _record(session: Session, run: _Run, accepted: AcceptedInstance, target: Path) -> tuple[_Outcome, str]:
+def _place_all(contents: dict[Path, GatedFile]) -> set[Path]:
+    """Place every content under its target; the targets this call wrote.
+
+    Several at once from threads: each write ends in an fsync, which releases the GIL and waits
+    on the disk, so a batch's files share that wait instead of paying it one after another.
+    """
+    if len(contents) <= 1:
+        return {target for target, item in contents.items() if _place_content(item, target)}
+    with ThreadPoolExecutor(max_workers=min(_PLACING_THREADS, len(contents))) as pool:
+        made = list(pool.map(lambda kv: _place_content(kv[1], kv[0]), contents.items()))
+    return {target for target, wrote in zip(contents, made, strict=True) if wrote}
+
+
+def _record_all(
+    session: Session,
+    *,
+    run: IngestRun,
+    items: Sequence[GatedFile | Rejection],
+    targets: dict[int, Path],
+    then: Callable[[Session, list[Recorded]], T] | None,
+) -> tuple[list[Recorded], T | None]:
+    """Stage every item's rows and audit entries (and ``then``'s) inside the caller's transaction."""
+    recorded = []
+    site_id = sites.get_site(session, run.site).id if targets else None  # once per transaction, not per file
+    for i, item in enumerate(items):
+        if isinstance(item, Rejection):
+            _append_rejection(session, run, Path(item.path), item.reason)
+            recorded.append(Recorded(IngestOutcome.REJECTED, item.reason))
+        else:
+            assert site_id is not None  # every accepted item has a target
+            recorded.append(_record(session, run, site_id, item, targets[i]))
+    return recorded, (then(session, recorded) if then is not None else None)
+
+
+def _record(session: Session, run: IngestRun, site_id: int, accepted: GatedFile, target: Path) -> Recorded:
     """Decide duplicate, conflict or new inside the caller's write transaction, and stage the result.
 
     SQLite serializes writers at ``BEGIN IMMEDIATE``, so these reads see every committed ingest;
@@ -180,28 +295,27 @@ def _record(session: Session, run: _Run, accepted: AcceptedInstance, target: Pat
     """
     conflict = studies.find_instance_by_uid(session, accepted.meta.sop_instance_uid)
     if conflict is not None and conflict.sha256 == accepted.sha256:
-        return _Outcome.DUPLICATE, ""
+        return Recorded(IngestOutcome.DUPLICATE, "", conflict)
     if conflict is not None:
         reason = (
             f"SOPInstanceUID {accepted.meta.sop_instance_uid} is already stored with different content "
             f"(SHA-256 {conflict.sha256[:12]}...); refusing to store two images under one UID"
         )
         _append_rejection(session, run, accepted.path, reason)
-        return _Outcome.REJECTED, reason
+        return Recorded(IngestOutcome.REJECTED, reason)
     try:
         with session.begin_nested():  # a refused study leaves the transaction usable for its rejection
-            _add_rows(session, run, accepted, target)
+            instance = _add_rows(session, run, site_id, accepted, target)
     except DicomRejectedError as exc:  # e.g. the study UID is already stored for another site
         _append_rejection(session, run, accepted.path, exc.reason)
-        return _Outcome.REJECTED, exc.reason
-    return _Outcome.STORED, ""
+        return Recorded(IngestOutcome.REJECTED, exc.reason)
+    return Recorded(IngestOutcome.STORED, "", instance)
 
 
-def _add_rows(session: Session, run: _Run, accepted: AcceptedInstance, target: Path) -> None:
-    site_rec = sites.get_site(session, run.site)
+def _add_rows(session: Session, run: IngestRun, site_id: int, accepted: GatedFile, target: Path) -> InstanceRecord:
     stored = studies.add_study_with_instance(
         session,
-        site_id=site_rec.id,
+        site_id=site_id,
         study=_study_in(accepted.meta),
         instance=_instance_in(accepted, path=target),
         now=run.now(),
@@ -220,9 +334,10 @@ def _add_rows(session: Session, run: _Run, accepted: AcceptedInstance, target: P
         },
         recorded_at=run.now().isoformat(),
     )
+    return stored.instance
 
 
-def _append_rejection(session: Session, run: _Run, path: Path, reason: str) -> None:
+def _append_rejection(session: Session, run: IngestRun, path: Path, reason: str) -> None:
     audit_log.append(
         session,
         actor=run.actor,
@@ -233,7 +348,7 @@ def _append_rejection(session: Session, run: _Run, path: Path, reason: str) -> N
     )
 
 
-def _place_content(accepted: AcceptedInstance, target: Path) -> bool:
+def _place_content(accepted: GatedFile, target: Path) -> bool:
     """Make ``target`` hold exactly the accepted bytes; True when this call wrote it.
 
     The bytes written are the ones the gate hashed (the source may have changed since). Called
@@ -296,7 +411,7 @@ def _study_in(meta: DicomMeta) -> StudyIn:
     )
 
 
-def _instance_in(accepted: AcceptedInstance, *, path: Path) -> InstanceIn:
+def _instance_in(accepted: GatedFile, *, path: Path) -> InstanceIn:
     meta = accepted.meta
     row_mm, col_mm = meta.pixel_spacing_mm if meta.pixel_spacing_mm else (None, None)
     return InstanceIn(

@@ -38,7 +38,7 @@ from core.store.studies import InstanceRecord
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["PredictReport", "predict_pending"]
+__all__ = ["PredictReport", "predict_pending", "record_predictions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ def predict_pending(
         chunk = pending[start : start + batch_size]
         results = _predict_chunk(model, chunk, batch_size=batch_size)
         record = functools.partial(
-            _record, model=model, model_version=mv, chunk=chunk, results=results, actor=actor, now=now
+            record_predictions, model=model, model_version=mv, chunk=chunk, results=results, actor=actor, now=now
         )
         try:
             recorded = write_with_retries(session_factory, record)
@@ -134,7 +134,7 @@ def _unreadable(model: LoadedModel, inst: InstanceRecord, reason: str) -> ImageP
     )
 
 
-def _record(
+def record_predictions(
     session: Session,
     *,
     model: LoadedModel,
@@ -146,6 +146,9 @@ def _record(
 ) -> list[ImagePrediction]:
     """Stage the chunk's predictions and audit entries; return the ones this call recorded.
 
+    Shared by :func:`predict_pending` and the streaming pipeline (:mod:`core.pipeline`), so a
+    prediction row and its audit payload are the same whichever path made them.
+
     An instance that another ``vigil predict`` scored with the same model while this one was
     computing is left as that run recorded it: one prediction per instance and model, ever.
 
@@ -153,6 +156,11 @@ def _record(
     output, the model version's weights SHA-256 and the SHA-256 of its stored card (which pins the
     preprocessing, threshold and network), latency, device, peak memory, autocast and any fallback;
     and ``record_sha256``, the hash of the row as stored (``core.audit.records``).
+
+    Raises
+    ------
+    ServingVersionChangedError
+        ``model_version`` no longer serves; nothing may be recorded for it (roll back).
     """
     model_version_id = model_version.id
     audit_log.lock_head(session)  # serializes with a deployment switch before the pointer is read

@@ -1,0 +1,12 @@
+"""The streaming path from files to stored scores, with bounded memory.
+
+Gate and preprocess in worker processes (:mod:`core.pipeline.work`, :mod:`core.pipeline.pool`);
+store, score and audit in batches in the main process (:mod:`core.pipeline.run`).
+"""
+
+from __future__ import annotations
+
+from core.pipeline.pool import FlowLimits, default_workers
+from core.pipeline.run import PipelineReport, StreamingPipeline
+
+__all__ = ["FlowLimits", "PipelineReport", "StreamingPipeline", "default_workers"]

@@ -1,0 +1,274 @@
+"""The streaming pipeline: files → gate and preprocess in workers → store, score and audit per batch.
+
+Each batch is one transaction that stores its files and records their studies, instances,
+rejections and predictions, with one audit entry per study action exactly as ``vigil ingest``
+followed by ``vigil predict`` would (the record-and-audit code is theirs:
+:func:`core.services.ingestion.record_batch`, :func:`core.services.prediction.record_predictions`).
+
+Resumable and exactly-once: a batch commits whole or not at all, files are content-addressed,
+an instance is stored once per (UID, content) and scored once per model version. A run killed at
+any point (even ``kill -9``) and run again stores and scores what the first run did not commit,
+and reports what it did commit as duplicates.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from core.errors import ServingVersionChangedError
+from core.imaging.files import DEFAULT_MAX_FILE_BYTES
+from core.imaging.scan import iter_dicom_paths
+from core.models.inference import ImagePrediction
+from core.models.loading import LoadedModel
+from core.pipeline.pool import Arrived, FlowLimits, make_pool, stream_batches
+from core.pipeline.scoring import score_prepared
+from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
+from core.services.ingestion import IngestReport, IngestRun, Recorded, Rejection, add_to_report, record_batch
+from core.services.prediction import record_predictions
+from core.store import model_versions, sites
+from core.store.engine import SessionFactory
+from core.store.model_versions import ModelVersionRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = ["PipelineReport", "StreamingPipeline"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineReport:
+    """What one pipeline run did.
+
+    Attributes
+    ----------
+    ingest : IngestReport
+        As ``vigil ingest`` reports it.
+    model_version : str or None
+        The model that scored; None when the run only ingested.
+    scored, skipped, positives : int
+        Predictions this run recorded (as ``vigil predict`` counts them).
+    superseded : bool
+        The serving version changed mid-run: from then on files were stored but not scored, so
+        the caller scores them with the version now serving (``predict_pending``).
+    latencies_s : tuple of float
+        Per file, seconds from entering the pipeline to its batch's commit.
+    peak_in_flight : int
+        The most files held at once (submitted and not yet stored).
+    """
+
+    ingest: IngestReport
+    model_version: str | None
+    device: str
+    scored: int = 0
+    skipped: int = 0
+    positives: int = 0
+    superseded: bool = False
+    latencies_s: tuple[float, ...] = field(default=(), repr=False)
+    peak_in_flight: int = 0
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Counters a run accumulates batch by batch."""
+
+    scored: int = 0
+    skipped: int = 0
+    positives: int = 0
+    superseded: bool = False
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, made: Sequence[ImagePrediction]) -> None:
+        self.scored += sum(p.score is not None for p in made)
+        self.skipped += sum(p.score is None for p in made)
+        self.positives += sum(bool(p.label) for p in made)
+
+
+class StreamingPipeline:
+    """A pool of gate-and-preprocess workers and the main-process loop that stores and scores.
+
+    Use as a context manager; the workers live until it exits, so several runs (or a benchmark's
+    lone studies arriving at an idle pipeline) reuse warm workers.
+
+    Parameters
+    ----------
+    session_factory : SessionFactory
+    dicom_dir : Path
+        Root of the content-addressed DICOM store.
+    model : LoadedModel or None
+        The serving model; None ingests only.
+    limits : FlowLimits
+    actor : str
+    now : callable
+        Clock for ``created_at`` and audit timestamps (UTC).
+    max_file_bytes : int
+        Files larger than this are rejected unread.
+    """
+
+    def __init__(  # noqa: PLR0913 - the run's collaborators, named
+        self,
+        session_factory: SessionFactory,
+        *,
+        dicom_dir: Path,
+        model: LoadedModel | None,
+        limits: FlowLimits,
+        actor: str,
+        now: Callable[[], datetime],
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
+        self._sf = session_factory
+        self._dicom_dir = dicom_dir
+        self._model = model
+        self._limits = limits
+        self._actor = actor
+        self._now = now
+        self._max_file_bytes = max_file_bytes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> StreamingPipeline:
+        self._pool = make_pool(self._limits.workers)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def warm_up(self) -> None:
+        """Start every worker now (each imports torch and pydicom once), so no run pays for it."""
+        pool = self._require_pool()
+        for future in [pool.submit(time.sleep, 0.05) for _ in range(self._limits.workers)]:
+            future.result()
+
+    def run(
+        self,
+        paths: Sequence[Path],
+        *,
+        site: str,
+        progress: Callable[[int], None] | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> PipelineReport:
+        """Ingest, and score when a model was given, every file under ``paths`` into ``site``.
+
+        Parameters
+        ----------
+        paths : sequence of Path
+            Files or folders (searched recursively), as for ``vigil ingest``.
+        site : str
+            A registered site; checked before any file is read.
+        progress : callable, optional
+            Called with the number of files just stored (pass ``tqdm.update``).
+        on_total : callable, optional
+            Told how many files there are before work starts.
+
+        Raises
+        ------
+        UnknownSiteError
+            ``site`` is not registered; nothing is read or written.
+        PathNotFoundError
+            A path does not exist; nothing is read or written.
+        """
+        pool = self._require_pool()
+        mv = self._check(site)
+        files = iter_dicom_paths(paths)
+        if on_total:
+            on_total(len(files))
+        run = IngestRun(self._sf, site, self._dicom_dir, self._actor, self._now, self._max_file_bytes)
+        model = self._model
+        order = WorkOrder(
+            self._max_file_bytes,
+            preprocessing=model.preprocessing if model else None,
+            intended_use=model.card.intended_use if model else None,
+        )
+        report, tally, peak = IngestReport(site=site), _Tally(), [0]
+        work = functools.partial(prepare, order=order)
+        for batch in stream_batches(pool, files, work, self._limits, peak=peak):
+            self._store(run, mv, batch, report, tally)
+            if progress:
+                progress(len(batch))
+        return PipelineReport(
+            ingest=report,
+            model_version=model.card.version if model else None,
+            device=str(model.device) if model else "none",
+            scored=tally.scored,
+            skipped=tally.skipped,
+            positives=tally.positives,
+            superseded=tally.superseded,
+            latencies_s=tuple(tally.latencies),
+            peak_in_flight=peak[0],
+        )
+
+    def _require_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            raise RuntimeError("StreamingPipeline is used as a context manager: `with StreamingPipeline(...) as p:`")
+        return self._pool
+
+    def _check(self, site: str) -> ModelVersionRecord | None:
+        """The site must exist; the model's stored version row (None when ingesting only)."""
+        with self._sf() as session:
+            sites.get_site(session, site)
+            return model_versions.get_by_version(session, self._model.card.version) if self._model else None
+
+    def _store(
+        self,
+        run: IngestRun,
+        mv: ModelVersionRecord | None,
+        batch: list[Arrived[Prepared | GateFailure]],
+        report: IngestReport,
+        tally: _Tally,
+    ) -> None:
+        """One transaction: the batch's files, rows, predictions and audit entries."""
+        items = [_ingest_item(a.result) for a in batch]
+        then = None
+        if self._model is not None and mv is not None and not tally.superseded:
+            prepared = [a.result for a in batch]
+            preds = score_prepared(self._model, [p for p in prepared if isinstance(p, Prepared)])
+            then = functools.partial(self._record_scores, model=self._model, mv=mv, prepared=prepared, preds=preds)
+        try:
+            recorded, made = record_batch(run, items, then=then)
+        except ServingVersionChangedError:
+            # Scored by a version that stopped serving: store the files, leave the scores to the new one.
+            tally.superseded = True
+            recorded, made = record_batch(run, items)
+        stored_at = time.perf_counter()
+        tally.latencies.extend(stored_at - a.submitted_at for a in batch)
+        for item, rec in zip(items, recorded, strict=True):
+            add_to_report(report, item, rec)
+        tally.add(made or [])
+
+    def _record_scores(
+        self,
+        session: Session,
+        recorded: list[Recorded],
+        *,
+        model: LoadedModel,
+        mv: ModelVersionRecord,
+        prepared: list[Prepared | GateFailure],
+        preds: list[ImagePrediction],
+    ) -> list[ImagePrediction]:
+        """Inside the batch's transaction: score every stored instance (new or duplicate) not yet scored."""
+        pred_of = iter(preds)
+        chunk, results = [], []
+        for item, rec in zip(prepared, recorded, strict=True):
+            if isinstance(item, GateFailure):
+                continue
+            pred = next(pred_of)
+            if rec.instance is not None:
+                chunk.append(rec.instance)
+                results.append(pred)
+        return record_predictions(
+            session, model=model, model_version=mv, chunk=chunk, results=results, actor=self._actor, now=self._now
+        )
+
+
+def _ingest_item(result: Prepared | GateFailure) -> Prepared | Rejection:
+    return Rejection(str(result.path), result.reason) if isinstance(result, GateFailure) else result
