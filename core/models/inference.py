@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from core.errors import BadInputError
-from core.imaging.image import DicomImage
+from core.imaging.image import DicomImage, DicomMeta
 from core.models.intended_use import check_intended_use
 from core.models.loading import LoadedModel
 from core.models.networks import build_network, freeze_for_inference
@@ -40,6 +40,8 @@ __all__ = [
     "pin_threads",
     "predict_images",
     "predict_tensor",
+    "refused_prediction",
+    "score_inputs",
 ]
 
 _PROC_STATUS: Final = Path("/proc/self/status")
@@ -290,10 +292,11 @@ def predict_tensor(model: LoadedModel, batch: torch.Tensor, *, amp: bool = True)
 # --------------------------------------------------------------------------- images
 
 
-def _refused(model: LoadedModel, image: DicomImage, reason: str) -> ImagePrediction:
+def refused_prediction(model: LoadedModel, meta: DicomMeta, reason: str) -> ImagePrediction:
+    """The row for an image outside the intended use: the reason recorded, never sent to the model."""
     return ImagePrediction(
-        sop_instance_uid=image.meta.sop_instance_uid,
-        study_instance_uid=image.meta.study_instance_uid,
+        sop_instance_uid=meta.sop_instance_uid,
+        study_instance_uid=meta.study_instance_uid,
         model_version=model.card.version,
         score=None,
         label=None,
@@ -306,16 +309,28 @@ def _refused(model: LoadedModel, image: DicomImage, reason: str) -> ImagePredict
     )
 
 
-def _scored(model: LoadedModel, pending: list[tuple[int, DicomImage, FloatArray, str]]) -> list[ImagePrediction]:
-    """Score the pending images as one batch, in their order."""
-    batch = torch.from_numpy(np.stack([x for _, _, x, _ in pending]))
+def score_inputs(model: LoadedModel, inputs: Sequence[tuple[DicomMeta, FloatArray, str]]) -> list[ImagePrediction]:
+    """Score preprocessed inputs as one batch, in their order.
+
+    Parameters
+    ----------
+    model : LoadedModel
+    inputs : sequence of (DicomMeta, ndarray of shape (1, S, S) float32, str)
+        Each image's header, its model input and that input's :func:`input_sha256`; not empty.
+
+    Returns
+    -------
+    list of ImagePrediction
+        One per input; each carries the batch's latency share, device, peak memory and precision.
+    """
+    batch = torch.from_numpy(np.stack([x for _, x, _ in inputs]))
     out = predict_tensor(model, batch)
-    share_ms = out.latency_ms / len(pending)
+    share_ms = out.latency_ms / len(inputs)
     threshold = model.card.operating_threshold
     return [
         ImagePrediction(
-            sop_instance_uid=image.meta.sop_instance_uid,
-            study_instance_uid=image.meta.study_instance_uid,
+            sop_instance_uid=meta.sop_instance_uid,
+            study_instance_uid=meta.study_instance_uid,
             model_version=model.card.version,
             score=float(score),
             label=bool(score >= threshold),
@@ -326,7 +341,7 @@ def _scored(model: LoadedModel, pending: list[tuple[int, DicomImage, FloatArray,
             amp=out.amp,
             fallback=out.fallback,
         )
-        for (_, image, _, digest), score in zip(pending, out.scores, strict=True)
+        for (meta, _, digest), score in zip(inputs, out.scores, strict=True)
     ]
 
 
@@ -362,7 +377,8 @@ def predict_images(
     pending: list[tuple[int, DicomImage, FloatArray, str]] = []
 
     def flush() -> None:
-        for (i, *_), pred in zip(pending, _scored(model, pending), strict=True):
+        scored = score_inputs(model, [(image.meta, x, digest) for _, image, x, digest in pending])
+        for (i, *_), pred in zip(pending, scored, strict=True):
             results[i] = pred
         if progress is not None:
             progress(len(pending))
@@ -371,7 +387,7 @@ def predict_images(
     for i, image in enumerate(images):
         reason = check_intended_use(image.meta, model.card.intended_use)
         if reason is not None:
-            results[i] = _refused(model, image, reason)
+            results[i] = refused_prediction(model, image.meta, reason)
             if progress is not None:
                 progress(1)
             continue
