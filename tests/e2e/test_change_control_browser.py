@@ -58,7 +58,8 @@ def _deployment(page: Any, user: str) -> None:
     from playwright.sync_api import expect
 
     _sign_in(page, user)
-    expect(page.get_by_text(f"Welcome, {user}")).to_be_visible()
+    # Signing in keeps the address: Home the first time, the Deployment page after a sign-out there.
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     page.get_by_role("link", name="Deployment").click()
     expect(page.get_by_role("heading", name="Deployment", exact=True)).to_be_visible()
 

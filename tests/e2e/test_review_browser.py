@@ -72,6 +72,8 @@ def test_sign_in_review_a_study_and_leave_feedback(served: tuple[str, Installati
 
             # Record a read; "j" and "k" in the comment must not step to another study.
             form = page.get_by_test_id("stForm")
+            # Under load a rerun can briefly leave the previous case's form beside the new one.
+            expect(form.get_by_text("Agree", exact=True)).to_have_count(1)
             for label in ("Agree", "Absent", "4", "Partly"):
                 form.get_by_text(label, exact=True).click()
             form.get_by_role("textbox").fill("Lungs clear; overlay on the clavicles. jk")
