@@ -3,8 +3,7 @@
 The heavy steps run once per study, never per widget change: :func:`load_case_image` reads and
 decodes the DICOM file, and ``core.services.explanation.explain_case`` reuses a stored
 explanation artifact when one exists (checked against its SHA-256) and computes and stores one
-otherwise. :func:`render_view` is the per-rerun step: windowing, blending and cropping an image
-of a few hundred pixels.
+otherwise. Windowing, zoom and the overlay run in the browser's viewer (``ui.components.dicom_viewer``).
 
 The lesion mask of the synthetic cohort is ground truth for evaluation: nothing here reads it.
 """
@@ -19,12 +18,11 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from core.errors import BadInputError, DicomRejectedError, PixelsUnreadableError
-from core.explain.overlay import COLORMAPS, DIVERGING_COLORMAPS, blend
+from core.explain.overlay import COLORMAPS, DIVERGING_COLORMAPS
 from core.imaging.dicom import read_dicom
-from core.imaging.window import apply_window, default_window
+from core.imaging.window import default_window
 from core.models.card import ModelCard
 from core.services import feedback
 from core.services.feedback import FeedbackForm, FeedbackRecord, FeedbackSaved
@@ -36,21 +34,17 @@ from core.types import FloatArray
 __all__ = [
     "COLORMAPS",
     "DIVERGING_COLORMAPS",
-    "ZOOM_LEVELS",
     "CardEssentials",
     "CaseImage",
     "CaseInfo",
     "CasePrediction",
     "CaseStudy",
-    "ViewSettings",
     "WindowPreset",
     "load_case_image",
     "open_case",
     "record_verdict",
-    "render_view",
 ]
 
-ZOOM_LEVELS: Final = (1.0, 1.5, 2.0, 3.0, 4.0)
 #: (name, low percentile, high percentile) of the pixel values each preset window spans.
 _PRESET_PERCENTILES: Final = (
     ("Full range", 0.5, 99.5),
@@ -155,37 +149,6 @@ class CaseImage:
     def default(self) -> WindowPreset:
         """The window the file asks for (or its percentile range when it names none)."""
         return self.presets[0]
-
-
-@dataclass(frozen=True, slots=True)
-class ViewSettings:
-    """How the reader wants the image shown.
-
-    Attributes
-    ----------
-    center, width : float
-        Window in modality units (``width >= 1``).
-    zoom : float
-        Magnification, one of :data:`ZOOM_LEVELS` or any value >= 1.
-    pan_x, pan_y : float
-        Centre of the zoomed view as fractions of the width and height, in [0, 1].
-    overlay : bool
-        Show the heat map.
-    opacity : float
-        Weight of the heat map colour, in [0, 1].
-    cmap : str
-        One of :data:`COLORMAPS` (a signed map falls back to "coolwarm" unless it is one of
-        :data:`DIVERGING_COLORMAPS`).
-    """
-
-    center: float
-    width: float
-    zoom: float = 1.0
-    pan_x: float = 0.5
-    pan_y: float = 0.5
-    overlay: bool = True
-    opacity: float = 0.35
-    cmap: str = "jet"
 
 
 def open_case(session_factory: SessionFactory, user: SignedInUser, study_uid: str) -> CaseInfo:
@@ -303,58 +266,6 @@ def load_case_image(session_factory: SessionFactory, user: SignedInUser, study_u
         presets.append(WindowPreset(name, (lo + hi) / 2 + 0.5, max(hi - lo + 1.0, 1.0)))
     pixels.setflags(write=False)
     return CaseImage(study_uid, pixels, tuple(presets), (float(finite.min()), float(finite.max())))
-
-
-def render_view(
-    image: CaseImage, heatmap: FloatArray | None, view: ViewSettings, *, signed: bool = False
-) -> npt.NDArray[np.uint8]:
-    """Window the image, blend the heat map over it when asked, and crop to the zoomed view.
-
-    Parameters
-    ----------
-    image : CaseImage
-    heatmap : ndarray of shape (rows, columns), or None
-        In [0, 1] (Grad-CAM), or in [-1, 1] when ``signed`` (the SHAP methods). None (or
-        ``view.overlay`` False) shows the greyscale image alone.
-    view : ViewSettings
-    signed : bool, default False
-        Blend with a diverging colour map weighted by magnitude (``core.explain.overlay.blend``).
-
-    Returns
-    -------
-    ndarray of shape (h, w, 3), uint8
-        ``h = round(rows / zoom)``, ``w = round(columns / zoom)`` (at least 1); the browser scales
-        it to the viewport.
-
-    Raises
-    ------
-    BadInputError
-        An undefined window, zoom below 1, an opacity outside [0, 1], an unknown colour map, or
-        a map outside its range.
-    """
-    if view.zoom < 1.0:
-        raise BadInputError(f"zoom must be at least 1, got {view.zoom}")
-    if view.cmap not in COLORMAPS and view.cmap not in DIVERGING_COLORMAPS:
-        raise BadInputError(f"unknown colour map {view.cmap!r}; choose one of {COLORMAPS + DIVERGING_COLORMAPS}")
-    gray = np.nan_to_num(apply_window(image.pixels, center=view.center, width=view.width), nan=0.0)
-    if view.overlay and heatmap is not None:
-        rgb = blend(gray, heatmap, opacity=view.opacity, cmap=view.cmap, signed=signed)
-    else:
-        rgb = np.repeat(np.rint(gray * 255.0).astype(np.uint8)[..., None], 3, axis=2)
-    return _crop(rgb, view)
-
-
-def _crop(rgb: npt.NDArray[np.uint8], view: ViewSettings) -> npt.NDArray[np.uint8]:
-    rows, cols = rgb.shape[:2]
-    h, w = max(1, round(rows / view.zoom)), max(1, round(cols / view.zoom))
-    top = _start(view.pan_y, h, rows)
-    left = _start(view.pan_x, w, cols)
-    return np.ascontiguousarray(rgb[top : top + h, left : left + w])
-
-
-def _start(centre: float, size: int, total: int) -> int:
-    """First index of a window of ``size`` centred at fraction ``centre`` of ``total``, kept inside."""
-    return min(max(round(min(max(centre, 0.0), 1.0) * total - size / 2), 0), total - size)
 
 
 def _essentials(card: ModelCard) -> CardEssentials:

@@ -17,7 +17,6 @@ from core.services import explanation, feedback, review, worklist
 from core.services import models as model_service
 from core.services.explanation import ExplainMethod
 from core.services.permissions import Role, SignedInUser
-from core.services.review import ViewSettings
 from core.services.worklist import Cohort, ReviewStatus, ScoreBand, WorklistFilter, WorklistOrder
 from core.store import model_versions, reviews, sites
 from core.store.engine import SessionFactory
@@ -281,54 +280,3 @@ def test_a_tampered_artifact_is_not_shown_but_recomputed(sf: SessionFactory, ins
     # Assert
     assert calls == [1, 1] and not first.reused and not again.reused
     assert np.array_equal(again.heatmap, first.heatmap)
-
-
-# --- rendering ------------------------------------------------------------------------------------
-
-
-def _image() -> review.CaseImage:
-    pixels = np.arange(100 * 80, dtype=np.float32).reshape(100, 80)
-    return review.CaseImage("1.2.3", pixels, (review.WindowPreset("File default", 4000.5, 8000.0),), (0.0, 7999.0))
-
-
-def test_render_view_crops_to_the_zoom_and_keeps_the_pan_inside() -> None:
-    image, heat = _image(), np.full((100, 80), 0.5, dtype=np.float32)
-    base = ViewSettings(center=4000.5, width=8000.0)
-    assert review.render_view(image, heat, base).shape == (100, 80, 3)
-    assert review.render_view(image, heat, replace(base, zoom=2.0)).shape == (50, 40, 3)
-    corner = review.render_view(image, None, replace(base, zoom=4.0, pan_x=0.0, pan_y=0.0, overlay=False))
-    far = review.render_view(image, None, replace(base, zoom=4.0, pan_x=1.0, pan_y=1.0, overlay=False))
-    assert corner.shape == far.shape == (25, 20, 3)
-    assert corner[0, 0, 0] < far[-1, -1, 0]
-    with pytest.raises(BadInputError):
-        review.render_view(image, heat, replace(base, zoom=0.5))
-
-
-def test_overlay_off_or_transparent_shows_the_plain_windowed_image() -> None:
-    image, heat = _image(), np.linspace(0, 1, 8000, dtype=np.float32).reshape(100, 80)
-    base = ViewSettings(center=4000.5, width=8000.0)
-    plain = review.render_view(image, None, base)
-    assert np.array_equal(review.render_view(image, heat, replace(base, overlay=False)), plain)
-    assert np.array_equal(review.render_view(image, heat, replace(base, opacity=0.0)), plain)
-    assert not np.array_equal(review.render_view(image, heat, replace(base, opacity=0.5)), plain)
-    assert (plain[..., 0] == plain[..., 1]).all()
-
-
-def test_signed_maps_blend_with_a_diverging_map_weighted_by_magnitude() -> None:
-    # Prepare: evidence against on the left half, for on the right, none in one row
-    image = _image()
-    signed = np.zeros((100, 80), dtype=np.float32)
-    signed[1:, :40], signed[1:, 40:] = -1.0, 1.0
-    view = ViewSettings(center=4000.5, width=8000.0, opacity=1.0, cmap="coolwarm")
-
-    # Execute
-    rgb = review.render_view(image, signed, view, signed=True)
-    plain = review.render_view(image, None, view)
-
-    # Assert: no evidence leaves the image untouched; blue against, red for
-    assert np.array_equal(rgb[0], plain[0])
-    assert rgb[50, 10, 2] > rgb[50, 10, 0] and rgb[50, 70, 0] > rgb[50, 70, 2]
-    with pytest.raises(BadInputError, match=r"must lie in \[0, 1\]"):
-        review.render_view(image, signed, replace(view, cmap="jet"))  # a signed map is not a Grad-CAM map
-    with pytest.raises(BadInputError, match="unknown colour map"):
-        review.render_view(image, signed, replace(view, cmap="rainbow"), signed=True)
