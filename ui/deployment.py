@@ -18,7 +18,7 @@ from core.models.finetune import FinetuneConfig
 from core.services import change_control, deployment, retrain, sites
 from core.services.deployment import DeploymentOverview
 from core.services.permissions import ACTIONS, Permission, SignedInUser, can, can_any
-from ui import resources
+from ui import localtime, resources
 
 __all__ = [
     "gate_form",
@@ -57,7 +57,7 @@ def status(view: DeploymentOverview) -> None:
     cols[1].metric("Slot", current.slot)
     cols[2].metric("A rollback returns to", view.rollback_to or "nothing")
     signed = f", signed by {current.signer} ({current.signature_meaning})" if current.signer else ""
-    st.caption(f"Since {current.switched_at:%Y-%m-%d %H:%M:%S} UTC by {current.action}{signed}.")
+    st.caption(f"Since {localtime.local_text(current.switched_at)} by {current.action}{signed}.")
 
 
 def registry_table(view: DeploymentOverview) -> None:
@@ -72,7 +72,7 @@ def registry_table(view: DeploymentOverview) -> None:
             "serving": "serving" if r.version == serving else "",
             "tags": ", ".join(view.tags.get(r.version, ())),
             "content address": (r.content_sha256 or "")[:16],
-            "registered (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+            "registered": localtime.local_text(r.created_at),
         }
         for r in view.versions
     ]
@@ -93,7 +93,7 @@ def gate_reports(user: SignedInUser, view: DeploymentOverview) -> None:
             "result": "passed" if v.passed else "FAILED",
             "failed criteria": "; ".join(v.failed),
             "significant change": "yes" if v.significant_change else "",
-            "when (UTC)": f"{v.created_at:%Y-%m-%d %H:%M}",
+            "when": localtime.local_text(v.created_at),
         }
         for v in view.validations
     ]

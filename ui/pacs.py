@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime
 from functools import partial
 from typing import Final
 
@@ -25,7 +24,7 @@ from core.services.feedback import FeedbackForm, FeedbackRecord, FeedbackSaved
 from core.services.pacs_auto_push import AutoPush, PushOutcome
 from core.services.pacs_status import PacsOverview, PacsStatus
 from core.services.permissions import Permission, SignedInUser, can
-from ui import resources
+from ui import localtime, resources
 
 __all__ = [
     "clients",
@@ -78,7 +77,7 @@ def sites_table(view: PacsOverview) -> None:
             "auth": s.auth,
             "auto-push": "on" if s.auto_push else "off",
             "last test": _verdict(s.last_check),
-            "tested (UTC)": _when(s.last_check.checked_at) if s.last_check else "",
+            "tested": localtime.local_text(s.last_check.checked_at) if s.last_check else "",
             "latency (ms)": _latency(s.last_check),
             "by": s.last_check.checked_by if s.last_check else "",
             "error": s.last_check.error if s.last_check else "",
@@ -111,7 +110,7 @@ def failures_table(view: PacsOverview) -> None:
         {
             "study": f.study_uid,
             "site": f.site,
-            "failed (UTC)": _when(f.failed_at),
+            "failed": localtime.local_text(f.failed_at),
             "after the verdict of": f.actor,
             "error": f.error,
             "retry": f"vigil pacs push {f.study_uid}",
@@ -190,7 +189,3 @@ def _verdict(status: PacsStatus | None) -> str:
 
 def _latency(status: PacsStatus | None) -> str:
     return "" if status is None or status.latency_ms is None else f"{status.latency_ms:.0f}"
-
-
-def _when(at: datetime) -> str:
-    return f"{at:%Y-%m-%d %H:%M:%S}"

@@ -44,3 +44,24 @@ def test_durations_read_as_a_reader_says_them() -> None:
     assert duration_text(timedelta(hours=2, minutes=5)) == "2 h 05 min"
     assert duration_text(timedelta(days=3, hours=4, minutes=59)) == "3 d 4 h"
     assert duration_text(timedelta(minutes=-5)) == "0 min"
+
+
+def test_the_users_page_shows_account_creation_in_the_display_zone(
+    app,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: vigil.toml says Europe/Berlin; the store keeps UTC
+    from core.services.permissions import Role
+
+    config = tmp_path / "vigil.toml"
+    config.write_text('display_timezone = "Europe/Berlin"\n', encoding="utf-8")
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+
+    # Execute
+    at = app(Role.ADMIN).switch_page("pages/users.py").run()
+
+    # Assert: before, the column read "Created (UTC)" with bare UTC times
+    assert not at.exception
+    created = list(at.dataframe[0].value["Created"])
+    assert created and all(t.endswith(("CET", "CEST")) for t in created)

@@ -8,7 +8,7 @@ from core.errors import VigilError
 from core.services import auth as auth_service
 from core.services.auth import UserInfo
 from core.services.permissions import Permission, Role, SignedInUser, permissions_of
-from ui import resources
+from ui import localtime, resources
 
 __all__ = ["add_user_form", "change_password_form", "profile", "reset_password_form", "users_table"]
 
@@ -50,7 +50,7 @@ def users_table(users: list[UserInfo]) -> None:
         {
             "Username": [u.username for u in users],
             "Role": [u.role for u in users],
-            "Created (UTC)": [u.created_at.strftime("%Y-%m-%d %H:%M") for u in users],
+            "Created": [localtime.local_text(u.created_at) for u in users],
         },
         hide_index=True,
         width="stretch",
