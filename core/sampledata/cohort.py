@@ -34,7 +34,7 @@ from core.types import BoolArray, JSONObject, JSONValue
 
 __all__ = ["COHORT_INFO_NAME", "GENERATOR_VERSION", "MAX_STUDIES_PER_SITE", "CohortSummary", "generate_cohort"]
 
-GENERATOR_VERSION: Final = "1.0.0"
+GENERATOR_VERSION: Final = "1.1.0"
 COHORT_INFO_NAME: Final = "cohort.json"
 #: The most studies generated at one site: a typo such as 100000000 would otherwise write until the disk fills.
 MAX_STUDIES_PER_SITE: Final = 5000
@@ -236,7 +236,7 @@ def _header(  # noqa: PLR0913 - one argument per source of header values
         model_name=det.model_name,
         software_versions=site.software_on(day),
         detector_type=det.detector_type,
-        modality=det.modality,
+        modality=det.object_modality,
         view_position=exposure.view,
         protocol_name=site.protocol_ap if patient.supine_ap else site.protocol_pa,
         kvp=exposure.kvp,
@@ -360,7 +360,7 @@ def _readme(
     call = f"generate_cohort(Path({out_dir.name!r}), seed={seed}, studies_per_site={requested!r})"
     table = "\n".join(
         f"| {s.name} | {'benchmark' if s.is_benchmark else 'deployment'} | {s.detector.manufacturer} "
-        f"{s.detector.model_name} | {s.detector.modality}, {s.detector.photometric}, {s.detector.bits_stored} bit | "
+        f"{s.detector.model_name} | {_device_kind(s)}, {s.detector.photometric}, {s.detector.bits_stored} bit | "
         f"{s.detector.matrix} px at {s.detector.pixel_spacing_mm:g} mm | {s.technique.kvp_pa:g} / "
         f"{s.technique.kvp_ap:g} | {s.patients.ap_fraction:.0%} | {s.patients.prevalence:.0%} | {counts[s.name]} |"
         for s in sites
@@ -375,6 +375,12 @@ def _readme(
     return _README_TEMPLATE.format(
         call=call, sites=table, updates=updates, total=sum(counts.values()), syntaxes=syntaxes
     )
+
+
+def _device_kind(site: SiteSpec) -> str:
+    """The detector's modality, and what its objects say when that differs (``"DX sent as CR"``)."""
+    det = site.detector
+    return det.modality if det.object_modality == det.modality else f"{det.modality} sent as {det.object_modality}"
 
 
 _README_TEMPLATE: Final = """# SYNTHETIC cohort: not patient data

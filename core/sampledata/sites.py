@@ -47,6 +47,8 @@ CR_IMAGE_STORAGE: Final = "1.2.840.10008.5.1.4.1.1.1"
 DEFLATED_EXPLICIT_VR_LE: Final = "1.2.840.10008.1.2.1.99"
 JPEG_LS_LOSSLESS: Final = "1.2.840.10008.1.2.4.80"
 JPEG2000_LOSSLESS: Final = "1.2.840.10008.1.2.4.90"
+#: Modalities a device of the cohort writes: DX (flat panel) and CR (storage phosphor plate).
+_MODALITIES: Final = frozenset({"DX", "CR"})
 #: Readable names of the transfer syntaxes above.
 TRANSFER_SYNTAX_NAMES: Final = {
     DEFLATED_EXPLICIT_VR_LE: "Deflated Explicit VR Little Endian",
@@ -111,10 +113,15 @@ class Detector:
         ``"MONOCHROME2"``, or ``"MONOCHROME1"`` (inverted) as some CR vendors write.
     rescale_slope, rescale_intercept : float
         Written to the file; stored values are chosen so that modality values match across vendors
-        only up to this linear map.
+        only up to this linear map. DX objects must say 1 and 0 (the DX IOD's enumerated values);
+        CR objects may say anything.
     transfer_syntax : str
         Transfer syntax UID of the written files; always lossless, so the decoded pixels are the
         same whichever the device writes.
+    sends_as : str or None
+        The modality of the objects the device sends when it is not the detector's own: a flat
+        panel configured to send CR objects (a setting DR rooms offer for a PACS or a workflow
+        that expects CR) writes ``"CR"``. ``None``: the detector's ``modality``.
     """
 
     modality: str
@@ -130,11 +137,27 @@ class Detector:
     rescale_slope: float
     rescale_intercept: float
     transfer_syntax: str = DEFLATED_EXPLICIT_VR_LE
+    sends_as: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("modality", self.modality), ("sends_as", self.object_modality)):
+            if value not in _MODALITIES:
+                raise ValueError(f"detector {self.model_name!r}: {name} {value!r} is not one of {sorted(_MODALITIES)}")
+        if self.object_modality == "DX" and (self.rescale_slope, self.rescale_intercept) != (1.0, 0.0):
+            raise ValueError(
+                f"detector {self.model_name!r} sends DX objects, whose rescale must be slope 1 and intercept 0, "
+                f"not {self.rescale_slope:g} and {self.rescale_intercept:g}: send CR (sends_as='CR') to keep it"
+            )
+
+    @property
+    def object_modality(self) -> str:
+        """The Modality the device's objects carry."""
+        return self.sends_as or self.modality
 
     @property
     def sop_class_uid(self) -> str:
         """The storage SOP class the device writes."""
-        return CR_IMAGE_STORAGE if self.modality == "CR" else DX_PRESENTATION_STORAGE
+        return CR_IMAGE_STORAGE if self.object_modality == "CR" else DX_PRESENTATION_STORAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +406,10 @@ _EASTGATE = SiteSpec(
 # low-kVp chest technique (90 kV, as small clinics often keep from older rooms): bone contrast rises by
 # about (125/90)^1.5 = 1.6x, so ribs and clavicles overlie the lung fields more heavily than at the
 # benchmark's 120 kV. (Changed from 125 kV after the first measurement left the deployment gaps
-# bunched near 0 and at 0.2.)
+# bunched near 0 and at 0.2.) Its room sends CR objects with a Rescale Intercept of -1024, so its
+# modality values sit 1024 below its stored values: the DX IOD fixes the intercept at 0, the CR IOD
+# allows any, so the files stay conformant while ingest must still apply the rescale. (Generator
+# 1.0.0 wrote DX objects with that intercept, which no DX file may carry.)
 _HARBOR = SiteSpec(
     name="harbor",
     code="HB",
@@ -404,6 +430,7 @@ _HARBOR = SiteSpec(
         1.0,
         -1024.0,
         JPEG2000_LOSSLESS,
+        sends_as="CR",
     ),
     technique=Technique(90.0, 85.0, True, False, 0.12, 0.3),
     processing=Processing("DiamondView 3", 0.5, 0.2, 3.0, 1.1, 0.55, 5.0),

@@ -27,14 +27,6 @@ from core.imaging.export import ExplanationExport, export_explanation
 from core.imaging.sr import ModelResult, write_model_result_sr
 from core.sampledata import SITES, CohortSummary, generate_cohort, read_manifest
 
-#: Why the DX sites' images still fail (5 errors each; harbor a 6th, its Rescale Intercept): the
-#: writer's fix changes every file's bytes, and so the SHA-256 of the seed-0 training manifest
-#: that the bundled model card pins. Strict: once the fix lands, each passing site must lose its mark.
-DX_HELD_BACK = (
-    "the DX writer's conformance fix would change the training manifest SHA-256 "
-    "pinned in the bundled card (training_data.manifest_sha256); waits for a re-issue of the card"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -86,13 +78,7 @@ def _source(cohort: CohortSummary, site: str) -> Path:
     return cohort.out_dir / next(r.path for r in read_manifest(cohort.manifest_path) if r.site == site)
 
 
-def _site_param(site_name: str, modality: str) -> object:
-    if modality == "CR":
-        return site_name
-    return pytest.param(site_name, marks=pytest.mark.xfail(reason=DX_HELD_BACK, strict=True))
-
-
-@pytest.mark.parametrize("site", [_site_param(s.name, s.detector.modality) for s in SITES])
+@pytest.mark.parametrize("site", [s.name for s in SITES])
 def test_synthetic_radiographs_pass(cohort: CohortSummary, site: str, tmp_path: Path) -> None:
     # Prepare
     path = _readable_by_dciodvfy(_source(cohort, site), tmp_path)
