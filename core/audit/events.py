@@ -88,6 +88,15 @@ class AuditAction(StrEnum):
     #: result, never a secret); a push after a reader's verdict failed before the PACS stored anything.
     PACS_CHECKED = "pacs_checked"
     PACS_PUSH_FAILED = "pacs_push_failed"
+    #: Federated training (issue 16): a site's update-signing key registered (the payload holds the
+    #: public key's SHA-256); a run started; each round (the SHA-256 of every accepted update and of
+    #: the aggregate); an update refused before aggregation (with the reason); a run ended
+    #: (finished or failed closed).
+    FL_SITE_KEY_REGISTERED = "fl_site_key_registered"
+    FL_RUN_STARTED = "fl_run_started"
+    FL_ROUND_AGGREGATED = "fl_round_aggregated"
+    FL_UPDATE_REJECTED = "fl_update_rejected"
+    FL_RUN_ENDED = "fl_run_ended"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from core.cli import commands
 from core.cli._output import emit, exit_code_for, one_line
 from core.cli.audit import checkpoint_after
 from core.cli.deid import register_deid
+from core.cli.fl import register_fl
 from core.cli.pacs import register_pacs
 from core.errors import VigilError
 
@@ -47,6 +48,7 @@ def build_parser() -> _Parser:
     commands.register(sub, _add)
     register_deid(sub, _add)
     register_pacs(sub, _add)
+    register_fl(sub, _add)
     return parser
 
 

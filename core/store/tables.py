@@ -56,6 +56,9 @@ __all__ = [
     "EmrUnmappedCodeRow",
     "EmrPullMarkRow",
     "PacsSeenRow",
+    "FlSiteKeyRow",
+    "FlRunRow",
+    "FlUpdateRow",
 ]
 
 # Named constraints, so later migrations (batch mode on SQLite included) can address them.
@@ -684,3 +687,58 @@ class PacsSeenRow(Base):
     outcome: Mapped[str] = mapped_column(String(CODE))
     reason: Mapped[str] = mapped_column(Text)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FlSiteKeyRow(Base):
+    """A site's registered Ed25519 key for signing federated updates (migration ``0014``); one per site."""
+
+    __tablename__ = "fl_site_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), unique=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    key_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FlRunRow(Base):
+    """A federated training run (migration ``0014``): who took part, how, and how it ended.
+
+    ``sites`` and ``config`` are canonical JSON (the site list; the run's plan without the keys).
+    ``status`` is ``finished`` or ``failed``; ``model_version`` names the registered aggregate.
+    """
+
+    __tablename__ = "fl_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_key: Mapped[str] = mapped_column(String(CODE), unique=True)
+    parent_version: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    sites: Mapped[str] = mapped_column(Text)
+    rounds: Mapped[int] = mapped_column(Integer)
+    strategy: Mapped[str] = mapped_column(String(CODE))
+    status: Mapped[str] = mapped_column(String(CODE))
+    reason: Mapped[str] = mapped_column(Text)
+    config: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FlUpdateRow(Base):
+    """One site's update in one round of a federated run (migration ``0014``), accepted or refused.
+
+    ``metrics`` is canonical JSON of aggregates only (examples, losses, validation AUC, update norm).
+    """
+
+    __tablename__ = "fl_update"
+    __table_args__ = (UniqueConstraint("run_id", "round", "site"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("fl_run.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(128))
+    accepted: Mapped[bool]
+    reason: Mapped[str] = mapped_column(Text)
+    update_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    aggregate_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    metrics: Mapped[str] = mapped_column(Text)
