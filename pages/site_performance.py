@@ -18,4 +18,4 @@ report = performance.load_report(user, settings)
 if isinstance(report, str):
     st.info(f"No report yet: {report}")
     st.stop()
-performance.render(report)
+performance.render(report, performance.load_curves(user, settings))

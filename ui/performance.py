@@ -14,19 +14,26 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from core.errors import BadInputError
 from core.metrics import DriftOptions, GapStatus, Interval, SiteSummary
-from core.services import validation
+from core.services import site_curves, validation
 from core.services.permissions import Permission, SignedInUser, require
+from core.services.site_curves import SiteCurves, SiteCurvesReport
 from core.services.validation import STRATA, ValidationReport
 from ui import resources
 
 __all__ = [
     "ReportSettings",
+    "auc_trend_figure",
+    "auc_trend_table",
+    "load_curves",
+    "roc_band_figure",
     "controls",
     "counts_figure",
     "forest_figure",
@@ -124,6 +131,24 @@ def _report(url: str, version: str, settings: ReportSettings) -> ValidationRepor
     try:
         return validation.validate(
             resources.read_session_factory(), options=settings.options(), actor="", now=resources.utc_now, record=False
+        )
+    except BadInputError as exc:
+        return str(exc)
+
+
+def load_curves(user: SignedInUser, settings: ReportSettings) -> SiteCurvesReport | str:
+    """Every site's ROC band, operating point and monthly AUC for ``user`` (cached), or why there are none."""
+    require(user, Permission.VIEW_PERFORMANCE)
+    sf = resources.read_session_factory()
+    return _curves(resources.settings().database_url, validation.report_version(sf), settings)
+
+
+@st.cache_data(show_spinner="Computing ROC bands and monthly AUC...", max_entries=16)
+def _curves(url: str, version: str, settings: ReportSettings) -> SiteCurvesReport | str:
+    # url and version are cache keys, as for the report; the band reuses the report's replicates and seed.
+    try:
+        return site_curves.site_curves(
+            resources.read_session_factory(), n_resamples=settings.n_resamples, seed=settings.seed
         )
     except BadInputError as exc:
         return str(exc)
@@ -288,6 +313,111 @@ def roc_figure(report: ValidationReport) -> go.Figure:
     return fig
 
 
+#: Okabe-Ito, in order, for one colour per site (told apart with every common colour-vision deficiency).
+_SITE_COLOURS: Final = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _grid(n: int, columns: int) -> tuple[int, int]:
+    """Rows and columns of small multiples for ``n`` panels."""
+    cols = max(1, min(columns, n))
+    return max(1, math.ceil(n / cols)), cols
+
+
+def roc_band_figure(curves: SiteCurvesReport) -> go.Figure:
+    """One panel per site: ROC curve, its pointwise 95% bootstrap band and the card's operating point.
+
+    Small multiples rather than one chart: overlapping bands of several sites cannot be read.
+    """
+    rows, cols = _grid(len(curves.sites), 3)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_band_title(c) for c in curves.sites])
+    for i, c in enumerate(curves.sites):
+        row, col = i // cols + 1, i % cols + 1
+        colour = _SITE_COLOURS[i % len(_SITE_COLOURS)]
+        for trace in _band_traces(c, colour, curves.threshold):
+            fig.add_trace(trace, row=row, col=col)
+        fig.update_xaxes(title_text="1 − specificity", range=[-0.02, 1.02], row=row, col=col)
+        fig.update_yaxes(title_text="Sensitivity", range=[-0.02, 1.02], row=row, col=col)
+    level = curves.sites[0].band.confidence_level if curves.sites else 0.95
+    fig.update_layout(
+        title=f"ROC by site: pointwise {level:.0%} bootstrap band (class-stratified, percentile) and the "
+        f"operating point at threshold {curves.threshold:g}",
+        height=120 + 340 * rows,
+        showlegend=False,
+    )
+    return fig
+
+
+def _band_title(c: SiteCurves) -> str:
+    return f"{c.site} (n={c.n_positive + c.n_negative}: {c.n_positive} positive)"
+
+
+def _band_traces(c: SiteCurves, colour: str, threshold: float) -> list[go.Scatter]:
+    b = c.band
+    traces = [go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#bdbdbd"}, hoverinfo="skip")]
+    if np.isnan(b.tpr).all():
+        traces.append(go.Scatter(x=[0.5], y=[0.5], mode="text", text=["not enough data"], hoverinfo="skip"))
+        return traces
+    traces += [
+        go.Scatter(
+            x=np.r_[b.fpr, b.fpr[::-1]], y=np.r_[b.upper, b.lower[::-1]], fill="toself", mode="lines",
+            line={"width": 0}, fillcolor=_rgba(colour, 0.25), name=f"{c.site} band", hoverinfo="skip",
+        ),
+        go.Scatter(x=b.fpr, y=b.tpr, mode="lines", line={"color": colour}, name=c.site,
+                   hovertemplate="FPR %{x:.2f}: sensitivity %{y:.3f}<extra></extra>"),
+    ]  # fmt: skip
+    if c.operating_fpr is not None and c.operating_tpr is not None:
+        traces.append(go.Scatter(
+            x=[c.operating_fpr], y=[c.operating_tpr], mode="markers", name=f"{c.site} operating point",
+            marker={"symbol": "x", "size": 12, "color": "#000000"},
+            hovertemplate=f"threshold {threshold:g}: 1 − specificity %{{x:.3f}}, sensitivity %{{y:.3f}}<extra></extra>",
+        ))  # fmt: skip
+    return traces
+
+
+def auc_trend_figure(curves: SiteCurvesReport) -> go.Figure:
+    """One panel per site: each month's AUC with its 95% DeLong interval; "not enough data" where short."""
+    n = len(curves.sites)
+    fig = make_subplots(rows=max(1, n), cols=1, shared_xaxes=True, subplot_titles=[c.site for c in curves.sites])
+    for i, c in enumerate(curves.sites):
+        colour = _SITE_COLOURS[i % len(_SITE_COLOURS)]
+        known = [m for m in c.months if m.auc is not None]
+        short = [m for m in c.months if m.auc is None]
+        fig.add_trace(go.Scatter(
+            x=[m.month for m in known], y=[m.auc.estimate for m in known if m.auc], mode="lines+markers",
+            name=c.site, line={"color": colour},
+            error_y={"type": "data", "symmetric": False,
+                     "array": [m.auc.upper - m.auc.estimate for m in known if m.auc],
+                     "arrayminus": [m.auc.estimate - m.auc.lower for m in known if m.auc]},
+            hovertemplate="%{x}: AUC %{y:.3f}<extra></extra>",
+        ), row=i + 1, col=1)  # fmt: skip
+        if short:
+            fig.add_trace(go.Scatter(
+                x=[m.month for m in short], y=[0.55] * len(short), mode="text", text=["not enough data"] * len(short),
+                textfont={"color": "#595959"}, hovertext=[m.reason for m in short], hoverinfo="text",
+                name=f"{c.site}: not enough data",
+            ), row=i + 1, col=1)  # fmt: skip
+        fig.update_yaxes(title_text="AUC", range=[0.45, 1.05], row=i + 1, col=1)
+    fig.update_xaxes(type="category")  # months as labels: no mid-month ticks, empty months kept in place
+    fig.update_layout(
+        title="AUC by site and month (95% DeLong interval)", height=120 + 220 * max(1, n), showlegend=False
+    )
+    return fig
+
+
+def auc_trend_table(curves: SiteCurvesReport) -> pd.DataFrame:
+    """The monthly AUCs as a table (what the chart shows, readable by a screen reader)."""
+    return pd.DataFrame([
+        {"Site": c.site, "Month": m.month, "Positive": m.n_positive, "Negative": m.n_negative,
+         "AUC [95% CI]": "not enough data" if m.auc is None else _fmt(m.auc)}
+        for c in curves.sites for m in c.months
+    ])  # fmt: skip
+
+
 def reliability_figure(report: ValidationReport) -> go.Figure:
     """Observed frequency against mean predicted probability per bin, one trace per site."""
     fig = go.Figure()
@@ -378,8 +508,11 @@ def _verdict(report: ValidationReport) -> None:
     )
 
 
-def render(report: ValidationReport) -> None:
-    """The whole dashboard for one report: verdict, table, charts, admin lists and the download."""
+def render(report: ValidationReport, curves: SiteCurvesReport | str | None = None) -> None:
+    """The whole dashboard for one report: verdict, table, charts, admin lists and the download.
+
+    ``curves`` (ROC bands and monthly AUC) fill the ROC and Trend tabs; a string says why there are none.
+    """
     _verdict(report)
     for s in (report.drift.benchmark, *report.drift.sites):
         st.markdown(f"- {site_sentence(s, report.drift.max_gap)}")
@@ -392,20 +525,22 @@ def render(report: ValidationReport) -> None:
         help="Every column of the report can be shown; the default set fits the page.",
     )
     st.dataframe(table[["Site", *[c for c in columns if c != "Site"]]], hide_index=True, width="stretch")
-    tabs = st.tabs(["Forest plot", "ROC", "Calibration", "Strata", "Labelled cases", "Admin"])
+    tabs = st.tabs(["Forest plot", "ROC", "AUC over time", "Calibration", "Strata", "Labelled cases", "Admin"])
     with tabs[0]:
         st.plotly_chart(forest_figure(report), width="stretch")
     with tabs[1]:
-        st.plotly_chart(roc_figure(report), width="stretch")
+        _roc_tab(report, curves)
     with tabs[2]:
+        _trend_tab(curves)
+    with tabs[3]:
         st.plotly_chart(reliability_figure(report), width="stretch")
         _calibrators(report)
-    with tabs[3]:
+    with tabs[4]:
         st.plotly_chart(strata_heatmap(report), width="stretch")
         st.dataframe(_strata_table(report), hide_index=True, width="stretch")
-    with tabs[4]:
-        st.plotly_chart(counts_figure(report), width="stretch")
     with tabs[5]:
+        st.plotly_chart(counts_figure(report), width="stretch")
+    with tabs[6]:
         _unmapped(report)
     st.download_button(
         "Download the report (self-contained HTML)",
@@ -414,6 +549,34 @@ def render(report: ValidationReport) -> None:
         mime="text/html",
         icon=":material/download:",
     )
+
+
+def _roc_tab(report: ValidationReport, curves: SiteCurvesReport | str | None) -> None:
+    if isinstance(curves, SiteCurvesReport):
+        st.plotly_chart(roc_band_figure(curves), width="stretch")
+        st.caption(
+            "Shaded: where each site's curve lies in 95% of bootstrap replicates, point by point (positives and "
+            "negatives redrawn separately, seeded, TPR read on a 0.01 grid of 1 − specificity). "
+            f"×: the operating point at the card's threshold {curves.threshold:g}."
+        )
+        return
+    if isinstance(curves, str):
+        st.info(f"No ROC band: {curves}")
+    st.plotly_chart(roc_figure(report), width="stretch")
+
+
+def _trend_tab(curves: SiteCurvesReport | str | None) -> None:
+    if not isinstance(curves, SiteCurvesReport):
+        st.info(f"No AUC over time: {curves or 'not computed'}")
+        return
+    st.plotly_chart(auc_trend_figure(curves), width="stretch")
+    undated = sum(c.n_undated for c in curves.sites)
+    st.caption(
+        "Each month's AUC of the labelled cases by study date, with its 95% DeLong interval; a month with fewer "
+        'than 5 positives or 5 negatives says "not enough data" instead of a number'
+        + (f"; {undated} labelled studies without a study date are left out." if undated else ".")
+    )
+    st.dataframe(auc_trend_table(curves), hide_index=True, width="stretch")
 
 
 def _strata_table(report: ValidationReport) -> pd.DataFrame:

@@ -72,7 +72,7 @@ def test_cmio_sees_the_verdict_table_charts_and_download() -> None:
     table = at.dataframe[0].value
     assert list(table["Site"]) == ["benchmark", "harbor", "northfield", "riverside"]
     assert dict(zip(table["Site"], table["Status"], strict=True))["harbor"] == "not enough data"
-    assert len(at.tabs) == 6
+    assert len(at.tabs) == 7
     assert len(at.get("download_button")) == 1
 
 
