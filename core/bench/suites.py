@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.bench import alerts, audit, drift, fhir, gradcam, imaging, inference, metrics, shap, throughput, ui
+from core.bench import alerts, audit, drift, fhir, gradcam, imaging, inference, metrics, shap, store, throughput, ui
 from core.bench.harness import BenchResult
 from core.errors import BadInputError, PathNotFoundError
 from core.imaging.dicom import read_dicom
@@ -97,6 +97,9 @@ SUITES: dict[str, Callable[[Path, int], list[BenchResult]]] = {
     # Issue 19: files → stored scores through the streaming pipeline against the decode floor, on a
     # generated cohort (default size; `run_suite(..., throughput=...)` sets studies and workers).
     "throughput": lambda _sample_dir, rounds: throughput.run(throughput.ThroughputConfig(), rounds=rounds),
+    # Issue 19, item 5: worklist page, validate and drift on SYNTHETIC stores of two sizes (default
+    # 10k and 100k rows; `run_suite(..., store_config=...)` sets the large one, 1,000,000 for the issue).
+    "store": lambda _sample_dir, rounds: store.run(store.StoreConfig(), rounds=rounds),
 }
 
 
@@ -129,10 +132,12 @@ def run_suite(
     rounds: int,
     threads: int = 2,
     throughput_config: throughput.ThroughputConfig | None = None,
+    store_config: store.StoreConfig | None = None,
 ) -> SuiteRun:
     """Run one suite with pinned threads (BENCHMARKING.md, protocol step 1).
 
-    ``throughput_config`` sizes the ``throughput`` suite (studies, workers, batch); refused for any other.
+    ``throughput_config`` sizes the ``throughput`` suite (studies, workers, batch) and
+    ``store_config`` the ``store`` suite (rows); each is refused for any other suite.
     """
     if name not in SUITES:
         raise BadInputError(f"unknown benchmark suite {name!r} (choose one of {', '.join(SUITES)})")
@@ -140,9 +145,13 @@ def run_suite(
         raise BadInputError(f"rounds must be at least 1, got {rounds}")
     if throughput_config is not None and name != "throughput":
         raise BadInputError(f"studies, workers and batch size size the throughput suite, not {name!r}")
+    if store_config is not None and name != "store":
+        raise BadInputError(f"--rows sizes the store suite, not {name!r}")
     pin_threads(threads)
     if throughput_config is not None:
         results = throughput.run(throughput_config, rounds=rounds)
+    elif store_config is not None:
+        results = store.run(store_config, rounds=rounds)
     else:
         results = SUITES[name](sample_dir, rounds)
     return SuiteRun(name, results, environment(), datetime.now(UTC).isoformat(timespec="seconds"))

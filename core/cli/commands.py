@@ -42,6 +42,7 @@ from core.config import Settings, load_settings
 from core.errors import BadInputError
 
 if TYPE_CHECKING:  # torch is imported by the train command only, sqlalchemy by the commands using the store
+    from core.bench.store import StoreConfig
     from core.bench.throughput import ThroughputConfig
     from core.models.training import TrainingConfig
     from core.services.ingestion import IngestReport
@@ -472,7 +473,20 @@ _DEFAULT_CROP_EPOCHS = 56
 _DEFAULT_PRECISION = "float64"
 _DEFAULT_LOCALIZATION_WEIGHT = 1.0
 #: ``core.bench.suites.SUITES``' names (copied for the same reason; a test keeps them equal).
-BENCH_SUITES = ("foundation", "metrics", "drift", "ui", "explanations", "alerts", "fhir", "audit", "throughput")
+BENCH_SUITES = (
+    "foundation",
+    "metrics",
+    "drift",
+    "ui",
+    "explanations",
+    "alerts",
+    "fhir",
+    "audit",
+    "throughput",
+    "store",
+)
+#: The most prediction rows ``vigil bench --suite store`` generates (1,000,000 takes minutes on SQLite).
+MAX_BENCH_ROWS = 10_000_000
 #: The most studies ``vigil bench --suite throughput`` generates (about 1.3 GB of DICOM at sample sizes).
 MAX_BENCH_STUDIES = 100_000
 #: Bounds that keep a typo from running for days (the bundled recipe uses 6 and 56 epochs, 5 rounds).
@@ -573,6 +587,13 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
         type=bounded_int(1, 4096),
         default=None,
         help="throughput suite: studies per forward pass and transaction, 1 to 4096 (default 64)",
+    )
+    p.add_argument(
+        "--rows",
+        type=bounded_int(1000, MAX_BENCH_ROWS),
+        default=None,
+        help=f"store suite: SYNTHETIC prediction rows of the large store, 1000 to {MAX_BENCH_ROWS} "
+        "(default 100000; compared with a 10000-row store, or rows/10 when smaller)",
     )
     p.add_argument("--record", type=output_dir, default=None, help="write <DIR>/<suite>.json with the figures")
     p.add_argument(
@@ -694,6 +715,17 @@ def _throughput_config(args: argparse.Namespace) -> ThroughputConfig | None:
     )
 
 
+def _store_config(args: argparse.Namespace) -> StoreConfig | None:
+    """The store suite's sizes from ``--rows``; None when it is not given."""
+    if args.rows is None:
+        return None
+    if args.suite != "store":
+        raise BadInputError(f"--rows sizes the store suite, not {args.suite!r}")
+    from core.bench.store import StoreConfig
+
+    return StoreConfig.for_rows(args.rows)
+
+
 def _bench(args: argparse.Namespace) -> Outcome:
     from core.bench.report import render_markdown
     from core.bench.suites import record, run_suite
@@ -705,6 +737,7 @@ def _bench(args: argparse.Namespace) -> Outcome:
         sample_dir=_settings().sample_data_dir,
         rounds=args.rounds,
         throughput_config=_throughput_config(args),
+        store_config=_store_config(args),
     )
     if args.record is not None:
         record(run, args.record)

@@ -33,7 +33,14 @@ from core.models.networks import resolve_layer
 from core.models.preprocess import preprocess
 from core.types import FloatArray, JSONObject
 
-__all__ = ["cell_centred_upsample", "explain_images", "grad_cam_batch"]
+__all__ = [
+    "STORED_DTYPE",
+    "STORED_UPSAMPLE",
+    "cell_centred_upsample",
+    "explain_images",
+    "grad_cam_batch",
+    "upsample_stored",
+]
 
 #: A map whose range is at most this fraction of its maximum is treated as flat (see _unit_scale).
 _FLAT_RTOL = 1e-6
@@ -56,10 +63,10 @@ def _unit_scale(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return scaled.clamp_(0.0, 1.0), flat
 
 
-def _grad_cam_maps(
+def _grad_cam_cells(
     network: nn.Module, layer: nn.Module, batch: torch.Tensor, *, target: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled maps (n, H, W) on the batch's device and the flat flags (n,)."""
+    """Scaled maps (n, h, w) on the target layer's grid and the batch's device, and the flat flags (n,)."""
     check_can_explain(network, batch, method="Grad-CAM")
     x = batch.detach()
     if x.is_inference():
@@ -68,8 +75,15 @@ def _grad_cam_maps(
     # Scaling on the layer grid, then upsampling, is cheaper than the other way round and, for
     # integer strides, exact: every cell value reappears on the input grid (pixel s*i reads cell
     # i) and bilinear weights sum to 1, so the upsampled map has the cells' minimum and maximum.
-    scaled, flat = _unit_scale(attr.detach().float()[:, 0])
-    up = cell_centred_upsample(scaled[:, None], (int(x.shape[-2]), int(x.shape[-1])))
+    return _unit_scale(attr.detach().float()[:, 0])
+
+
+def _grad_cam_maps(
+    network: nn.Module, layer: nn.Module, batch: torch.Tensor, *, target: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled maps (n, H, W) on the input grid and the batch's device, and the flat flags (n,)."""
+    scaled, flat = _grad_cam_cells(network, layer, batch, target=target)
+    up = cell_centred_upsample(scaled[:, None], (int(batch.shape[-2]), int(batch.shape[-1])))
     return up[:, 0].clamp_(0.0, 1.0), flat
 
 
@@ -168,21 +182,66 @@ def _on_image_grid(cam: torch.Tensor, rows: int, cols: int) -> tuple[FloatArray,
     return heat, bool(flat[0])
 
 
+def upsample_stored(cells: np.ndarray, *, input_size: int, image_shape: tuple[int, int]) -> FloatArray:
+    """The reader's map from a stored layer-grid map: the rule :data:`STORED_UPSAMPLE` names.
+
+    Parameters
+    ----------
+    cells : ndarray of shape (h, w), float16 or float32, values in [0, 1]
+        The min-max scaled map on the target layer's grid, as stored.
+    input_size : int
+        ``S``, the side of the network input in pixels.
+    image_shape : tuple of int
+        ``(rows, columns)`` of the DICOM image.
+
+    Returns
+    -------
+    ndarray of shape image_shape, float32, values in [0, 1]
+        Cell-centred bilinear upsampling to (S, S) (:func:`cell_centred_upsample`), bilinear
+        resampling (``align_corners=False``) to the image grid, then min-max scaling: the same
+        steps, on the CPU, that :func:`explain_images` applies to the map it returns.
+    """
+    return _rebuild(cells, input_size, image_shape)[0]
+
+
+def _rebuild(cells: np.ndarray, input_size: int, image_shape: tuple[int, int]) -> tuple[FloatArray, bool]:
+    """:func:`upsample_stored` and whether the image-grid map came out flat."""
+    t = torch.from_numpy(np.asarray(cells, dtype=np.float32))[None, None]
+    up = cell_centred_upsample(t, (input_size, input_size))[0, 0].clamp_(0.0, 1.0)
+    return _on_image_grid(up, int(image_shape[0]), int(image_shape[1]))
+
+
+#: How a stored Grad-CAM map becomes the reader's map (recorded in the explanation's parameters).
+STORED_UPSAMPLE = "cell-centred bilinear to input_size, bilinear align_corners=False to image_shape, min-max"
+#: The stored map's dtype: float16 keeps [0, 1] values within 2**-11 (see upsample_stored).
+STORED_DTYPE = np.float16
+
+
 def _explanation(
-    model: LoadedModel, image: DicomImage, x: FloatArray, cam: torch.Tensor, *, layer_flat: bool
+    model: LoadedModel, image: DicomImage, x: FloatArray, cells: torch.Tensor, *, layer_flat: bool
 ) -> Explanation:
+    """One image's explanation; its map is rebuilt from the stored float16 cells, so stored and shown agree."""
     rows, cols = image.pixels.shape
-    heat, flat = _on_image_grid(cam, rows, cols)
+    # Only the layer-grid map leaves the device; the full-resolution map is made on the host from
+    # exactly the bytes that will be stored, so a later reader sees the same pixels.
+    stored = cells.cpu().numpy().astype(STORED_DTYPE)
+    stored.setflags(write=False)
+    size = int(x.shape[-1])
+    heat, flat = _rebuild(stored, size, (rows, cols))
     info: JSONObject = {
         "layer": model.card.target_layer,
-        "input_size": int(x.shape[-1]),
+        "input_size": size,
         "relu_attributions": True,
         "interpolation": "bilinear, cell-centred",
         "scaling": "min-max per image",
         "flat_map": layer_flat or flat,
         "input_sha256": input_sha256(x),
+        "stored_shape": [int(stored.shape[0]), int(stored.shape[1])],
+        "stored_dtype": np.dtype(STORED_DTYPE).name,
+        "image_shape": [int(rows), int(cols)],
+        "upsample": STORED_UPSAMPLE,
     }
-    return Explanation(ExplainMethod.GRADCAM, 0, heat, model.card.version, info)
+    return Explanation(ExplainMethod.GRADCAM, 0, heat, model.card.version, info, stored=stored)
 
 
 def explain_images(
@@ -227,7 +286,7 @@ def explain_images(
         inputs = [preprocess(image.pixels, params) for image in chunk]
         batch = torch.from_numpy(np.stack(inputs)).to(model.device)
         with guard:
-            maps, layer_flat = _grad_cam_maps(model.network, layer, batch, target=0)
+            maps, layer_flat = _grad_cam_cells(model.network, layer, batch, target=0)
         for image, x, cam, was_flat in zip(chunk, inputs, maps, layer_flat.tolist(), strict=True):
             out.append(_explanation(model, image, x, cam, layer_flat=bool(was_flat)))
     return out

@@ -55,6 +55,10 @@ class Explanation:
     params : dict
         Everything needed to reproduce the map (layer, input size, interpolation, the model
         input's SHA-256) and flags about it, such as ``flat_map``.
+    stored : ndarray, optional
+        The compact form to store instead of ``heatmap`` (Grad-CAM: the float16 map on the
+        target layer's grid, with ``params["upsample"]`` saying how it becomes ``heatmap``);
+        None where the full map is stored.
     """
 
     method: ExplainMethod
@@ -62,6 +66,7 @@ class Explanation:
     heatmap: FloatArray
     model_version: str
     params: JSONObject = field(default_factory=dict)
+    stored: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.heatmap.ndim != 2 or self.heatmap.dtype != np.float32:

@@ -5,6 +5,12 @@ One explanation is one artifact (``<sha256>.npz`` under ``artifacts/explanations
 that made it and every parameter, and one audit entry carrying the artifact's SHA-256. Showing
 an explanation to a reader and exporting it as DICOM are audited too.
 
+Grad-CAM artifacts hold the float16 map on the target layer's grid (a few hundred bytes instead
+of a float32 map per image pixel); the row's parameters record ``stored_shape``,
+``stored_dtype``, ``image_shape`` and the ``upsample`` rule, and this module upsamples on load,
+so the viewer and the exporter still get the map on the image grid. Rows written before carry no
+``stored_shape``: their full-resolution float32 artifacts load as they are.
+
 A study may be explained by a model version that did not score it (the serving model changed
 since): the explanation is then linked to the newest scored prediction, and
 :attr:`StoredExplanation.notice` says which version scored and which explained, for the UI to show.
@@ -20,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import torch
@@ -30,6 +36,7 @@ from core.audit.events import AuditAction
 from core.audit.records import RECORD_HASH_KEY, RecordKind
 from core.errors import BadInputError, DicomRejectedError, PixelsUnreadableError
 from core.explain.dispatch import ExplainOptions, explain, parse_method
+from core.explain.gradcam import STORED_UPSAMPLE, upsample_stored
 from core.explain.overlay import COLORMAPS, DIVERGING_COLORMAPS, blend, overlay, overlay_signed
 from core.explain.result import ExplainMethod
 from core.imaging.dicom import read_dicom
@@ -88,7 +95,9 @@ class StoredExplanation:
     heatmap : ndarray of shape (rows, columns), float32
         On the DICOM image's own pixel grid: [0, 1] for Grad-CAM, [-1, 1] for the SHAP methods.
     sha256 : str
-        :func:`array_sha256` of ``heatmap``; the artifact's address and what the audit entry carries.
+        :func:`array_sha256` of the stored array: ``heatmap`` itself, or for Grad-CAM the float16
+        layer-grid map it is upsampled from (``params["upsample"]``); the artifact's address and
+        what the audit entry carries.
     model_version : str
         The version that made the map.
     predicted_by : str
@@ -296,8 +305,11 @@ def explain_study(  # noqa: PLR0913 - the existing signature plus method options
     result = explain(model, [image], method=method, lock=lock, options=opts)[0]
     params: JSONObject = {**result.params, **provenance, "model_version": model.card.version}
     params["predicted_by"] = target.predicted_by
-    digest = array_sha256(result.heatmap)
-    path = _write_artifact(artifacts_dir, digest, result.heatmap)
+    # Grad-CAM stores its float16 layer-grid map (params say how to upsample it); the SHAP maps
+    # have no coarser grid and are stored in full.
+    kept = result.stored if result.stored is not None else result.heatmap
+    digest = array_sha256(kept)
+    path = _write_artifact(artifacts_dir, digest, kept)
     with session_factory.begin() as session:
         rec = explanations.add_explanation(
             session,
@@ -326,28 +338,46 @@ def explain_study(  # noqa: PLR0913 - the existing signature plus method options
     )
 
 
-def _write_artifact(artifacts_dir: Path, digest: str, heatmap: FloatArray) -> Path:
+def _write_artifact(artifacts_dir: Path, digest: str, stored: np.ndarray) -> Path:
     """Write ``<digest>.npz`` (compressed) unless it exists; written via a temporary name."""
     path = artifacts_dir / "explanations" / f"{digest}.npz"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
-        np.savez_compressed(buf, heatmap=heatmap)
+        np.savez_compressed(buf, heatmap=stored)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(buf.getvalue())
         tmp.replace(path)
     return path
 
 
+def _is_compact(params: JSONObject) -> bool:
+    """Whether the row's artifact is a layer-grid map to upsample (rows written before are full maps)."""
+    return "stored_shape" in params and params.get("upsample") == STORED_UPSAMPLE
+
+
 def _load_artifact(rec: ExplanationRecord) -> FloatArray | None:
-    """The stored map when its file exists and its SHA-256 matches the record; None otherwise."""
+    """The reader's map from the stored file when it exists and its SHA-256 matches the record; else None.
+
+    A compact artifact (see :func:`_is_compact`) is upsampled to the image grid here, by the rule
+    its parameters record; a full-resolution float32 artifact is returned as stored.
+    """
+    params = rec.params
+    compact = _is_compact(params)
     try:
         with np.load(rec.artifact_path) as data:
-            heatmap = np.asarray(data["heatmap"], dtype=np.float32)
+            stored = np.asarray(data["heatmap"])
     except (OSError, KeyError, ValueError):
         return None
-    if array_sha256(heatmap) != rec.artifact_sha256:
+    if not compact:
+        stored = stored.astype(np.float32, copy=False)
+    if array_sha256(stored) != rec.artifact_sha256:
         return None  # edited or damaged: recompute instead of showing it
+    if compact:
+        rows, cols = (int(v) for v in cast(list[int], params["image_shape"]))
+        heatmap = upsample_stored(stored, input_size=int(cast(int, params["input_size"])), image_shape=(rows, cols))
+    else:
+        heatmap = stored
     heatmap.setflags(write=False)
     return heatmap
 

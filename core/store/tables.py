@@ -22,6 +22,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -337,6 +338,9 @@ class FeedbackRow(Base):
             name="explanation_rating_known",
         ),
         CheckConstraint("time_on_case_ms >= 0", name="time_on_case_not_negative"),
+        # The worklist asks "has this reader read this study?" once per study (migration 0015):
+        # without it SQLite walks every row of the reader's on each study, O(studies x reads).
+        Index("ix_clinician_feedback_study_id_user_id", "study_id", "user_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -300,7 +300,8 @@ def test_explain_images_equals_grad_cam_batch_resampled(resnet_model: LoadedMode
     direct = grad_cam_batch(resnet_model.network, resnet_model.network.layer4, x)[0]
 
     # Assert
-    np.testing.assert_allclose(e.heatmap, direct, atol=1e-6)
+    # explain_images rebuilds the map from the float16 layer grid it stores: float16's rounding on [0, 1].
+    np.testing.assert_allclose(e.heatmap, direct, atol=2**-11)
 
 
 def test_outside_intended_use_is_refused_before_any_forward(resnet_model: LoadedModel, image_factory: Callable) -> None:

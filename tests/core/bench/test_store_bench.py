@@ -1,0 +1,60 @@
+"""The store suite at a tiny size: its cases, guards and recorded figures (not timings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from core.bench import store
+from core.bench.suites import SUITES, run_suite
+from core.errors import BadInputError
+from core.store import reviews
+from core.store.tables import FeedbackRow, OutcomeRow, StudyRow
+
+
+def test_a_tiny_run_records_three_guarded_ratios() -> None:
+    # Execute
+    results = store.run(store.StoreConfig(small=120, large=600), rounds=1)
+    # Assert
+    records = [json.loads(json.dumps(r.to_dict())) for r in results]
+    page, validate, drift = records
+    assert all(r["guard_ok"] is True and r["ratio"] > 0 for r in records), [r["guard"] for r in records]
+    assert page["target"] == store.PAGE_TARGET and validate["target"] == drift["target"] == store.SCAN_TARGET
+    assert page["absolutes"]["rows_small"] == 120 and page["absolutes"]["rows_large"] == 600
+    assert all(r["absolutes"]["data"] == "SYNTHETIC" and r["absolutes"]["seconds_large"] > 0 for r in records)
+
+
+def test_generated_rows_are_synthetic_labelled_and_read(tmp_path: Path) -> None:
+    # Execute
+    sf, seconds = store.build_store(tmp_path, rows=300)
+    # Assert
+    with sf() as s:
+        marks = s.scalars(select(StudyRow.institution_name).distinct()).all()
+        n_labels = s.scalar(select(func.count()).select_from(OutcomeRow))
+        n_reads = s.scalar(select(func.count()).select_from(FeedbackRow))
+    assert marks == [reviews.SYNTHETIC_MARK] and seconds > 0
+    assert n_labels == 300 // store.LABEL_EVERY and n_reads == 300 // (2 * store.LABEL_EVERY)
+
+
+def test_sizes_are_checked_and_the_suite_is_sized_only_for_itself(tmp_path: Path) -> None:
+    assert "store" in SUITES
+    assert store.StoreConfig.for_rows(1_000_000) == store.StoreConfig(small=10_000, large=1_000_000)
+    assert store.StoreConfig.for_rows(5_000) == store.StoreConfig(small=500, large=5_000)
+    with pytest.raises(BadInputError, match="at least 100 rows, got 50"):
+        store.StoreConfig(small=50, large=500)
+    with pytest.raises(BadInputError, match="--rows"):
+        run_suite("metrics", sample_dir=tmp_path, rounds=1, store_config=store.StoreConfig())
+
+
+def test_rows_option_sizes_only_the_store_suite() -> None:
+    from argparse import Namespace
+
+    from core.cli import commands
+
+    assert commands._store_config(Namespace(rows=None, suite="metrics")) is None
+    assert commands._store_config(Namespace(rows=20_000, suite="store")) == store.StoreConfig(2_000, 20_000)
+    with pytest.raises(BadInputError, match="--rows sizes the store suite, not 'metrics'"):
+        commands._store_config(Namespace(rows=20_000, suite="metrics"))
