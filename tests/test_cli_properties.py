@@ -46,6 +46,14 @@ from tests.factories import RANDOM_VERSION, write_random_model
 REPO: Final = Path(__file__).resolve().parents[1]
 #: Commands whose work takes minutes: only their argument checking is exercised (see ``no_work``).
 LONG: Final = frozenset({"init", "train", "bench", "fl"})
+#: Subcommands of a long command that only read the store: they run to the end like quick ones.
+READ_ONLY: Final = frozenset({("fl", "list"), ("fl", "show")})
+
+
+def _is_long(words: list[str] | tuple[str, ...]) -> bool:
+    return words[0] in LONG and tuple(words[:2]) not in READ_ONLY
+
+
 #: Options every run of a command gets, drawn from these values only: ``sample-data`` without
 #: ``--studies`` writes the full cohort (about 1,300 studies) and a large valid count is minutes of
 #: honest work, so its valid counts here are small; the bad ones are all here.
@@ -101,8 +109,8 @@ def _leaves(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> Ite
 
 
 LEAVES: Final = tuple(_leaves(build_parser()))
-QUICK: Final = tuple(leaf for leaf in LEAVES if leaf.words[0] not in LONG)
-SLOW: Final = tuple(leaf for leaf in LEAVES if leaf.words[0] in LONG)
+QUICK: Final = tuple(leaf for leaf in LEAVES if not _is_long(leaf.words))
+SLOW: Final = tuple(leaf for leaf in LEAVES if _is_long(leaf.words))
 
 
 # --- values ---------------------------------------------------------------------------------------
@@ -422,10 +430,10 @@ def _run_and_check(home: Home, argv: list[str], as_json: bool, *, must_refuse: b
     try:
         run = _invoke(argv)
     except WorkStarted:
-        assert argv[0] in LONG and not must_refuse, f"vigil {argv!r} started its work instead of refusing"
+        assert _is_long(argv) and not must_refuse, f"vigil {argv!r} started its work instead of refusing"
         return  # every value was accepted and the long work began
     _check(run, argv, as_json)
-    if must_refuse or argv[0] in LONG:
+    if must_refuse or _is_long(argv):
         assert run.code == 2, f"vigil {argv!r} did not refuse its values (exit {run.code})"
     if run.code == 2:
         assert _audit_count(home.db) == audit_before, f"vigil {argv!r} exited 2 after an audit entry"

@@ -74,8 +74,13 @@ def test_sign_in_review_a_study_and_leave_feedback(served: tuple[str, Installati
             form = page.get_by_test_id("stForm")
             # Under load a rerun can briefly leave the previous case's form beside the new one.
             expect(form.get_by_text("Agree", exact=True)).to_have_count(1)
-            for label in ("Agree", "Absent", "4", "Partly"):
-                form.get_by_text(label, exact=True).click()
+            answers = ("Agree", "Absent", "4", "Partly")
+            for _ in range(3):  # a rerun the viewer triggers while loading can redraw the form once
+                for label in answers:
+                    form.get_by_text(label, exact=True).click()
+                page.wait_for_timeout(500)
+                if all(form.get_by_role("radio", name=label, exact=True).is_checked() for label in answers):
+                    break
             form.get_by_role("textbox").fill("Lungs clear; overlay on the clavicles. jk")
             form.get_by_role("button", name="Save feedback").click()
             expect(page.get_by_text("Feedback saved as #")).to_be_visible()

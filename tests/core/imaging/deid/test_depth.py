@@ -81,7 +81,9 @@ try:
 except Exception as exc:
     outcome = f"{type(exc).__name__}: {exc}"
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+# VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec (a large pytest).
+status = Path("/proc/self/status").read_text().splitlines()
+peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) // 1024
 print(json.dumps({"outcome": outcome, "seconds": seconds, "peak_mib": peak}))
 """
 
