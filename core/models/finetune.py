@@ -59,7 +59,14 @@ from core.models.training import (
 )
 from core.types import FloatArray, IntArray, JSONObject, JSONValue
 
-__all__ = ["STUDY_COLUMNS", "FinetuneConfig", "TrainingExample", "finetune_model", "training_manifest"]
+__all__ = [
+    "STUDY_COLUMNS",
+    "FinetuneConfig",
+    "challenger_card",
+    "TrainingExample",
+    "finetune_model",
+    "training_manifest",
+]
 
 #: The first training's recipe: fine-tuning shares its batch size, weight decay and augmentation.
 _RECIPE: Final = TrainingConfig()
@@ -246,7 +253,7 @@ def finetune_model(  # noqa: PLR0913 - keyword-only; one argument per input of t
     hyper: JSONObject = {"recipe": "finetune", **cfg.to_json(), "seed": seed, "selected_epoch": epoch}
     hyper["parent_weights_sha256"] = parent_card.weights["sha256"]
     hyper["wall_seconds"] = round(time.perf_counter() - started, 1)
-    card = _card(
+    card = challenger_card(
         parent_card,
         version=version,
         weights=weights,
@@ -467,7 +474,7 @@ def _validation_metrics(labels: IntArray, scores: FloatArray, threshold_method: 
     }
 
 
-def _card(  # noqa: PLR0913 - every card field has one source
+def challenger_card(  # noqa: PLR0913 - every card field has one source
     parent: ModelCard,
     *,
     version: str,
@@ -477,8 +484,14 @@ def _card(  # noqa: PLR0913 - every card field has one source
     metrics: JSONObject,
     training_data: JSONObject,
     store_revision: str,
+    packages: tuple[str, ...] = PROVENANCE_PACKAGES,
+    created_at: str | None = None,
 ) -> ModelCard:
-    """The challenger's card: the parent's network, input and use; its own weights, data and figures."""
+    """The challenger's card: the parent's network, input and use; its own weights, data and figures.
+
+    Fine-tuning and federated training both make one. ``packages`` are the libraries whose
+    versions the card records; ``created_at`` defaults to now (UTC, seconds).
+    """
     schema = copy.deepcopy(parent.data_schema)
     schema["store_revision"] = store_revision
     return ModelCard(
@@ -494,9 +507,9 @@ def _card(  # noqa: PLR0913 - every card field has one source
         hyperparameters=hyperparameters,
         training_data=training_data,
         code_version=code_version(),
-        environment=environment(PROVENANCE_PACKAGES),
+        environment=environment(packages),
         metrics=metrics,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds"),
         parent_version=parent.version,
         intended_use=parent.intended_use,
     )

@@ -48,10 +48,9 @@ from core.federated.task import (
     write_site_manifest,
 )
 from core.models.card import ModelCard, check_version_name, write_card
-from core.models.finetune import TrainingExample, training_manifest
-from core.models.loading import load_model, sha256_file
+from core.models.finetune import TrainingExample, challenger_card, training_manifest
+from core.models.loading import load_model
 from core.models.networks import build_network
-from core.models.provenance import code_version, environment
 from core.models.training import PROVENANCE_PACKAGES
 from core.services.holdout import training_pool
 from core.services.models import RegisteredModel, get_card, register_model
@@ -598,31 +597,22 @@ def _card(  # noqa: PLR0913 - every card field has one source
         "parent_weights_sha256": parent.weights["sha256"],
         "aggregation": "Flower (flwr) message-API strategy over verified, Ed25519-signed site updates",
     }
-    schema = copy.deepcopy(parent.data_schema)
-    schema["store_revision"] = head_revision()
-    return ModelCard(
+    # No pooled validation set exists centrally: the parent's threshold is kept, and the gate judges it.
+    return challenger_card(
+        parent,
         version=version,
-        network=copy.deepcopy(parent.network),
-        weights={"path": weights.name, "sha256": sha256_file(weights)},
-        target_layer=parent.target_layer,
-        input=copy.deepcopy(parent.input),
-        preprocessing=copy.deepcopy(parent.preprocessing),
-        data_schema=schema,
-        labels=list(parent.labels),
-        # No pooled validation set exists centrally: the parent's threshold is kept, and the gate judges it.
-        operating_threshold=parent.operating_threshold,
+        weights=weights,
+        threshold=parent.operating_threshold,
         hyperparameters=hyper,
-        training_data=training_data,
-        code_version=code_version(),
-        environment=environment((*PROVENANCE_PACKAGES, "flwr")),
         metrics={
             "federated_validation": {"last_round": last_eval.get("round"), "sites": site_metrics},
             "note": "per-site validation aggregates reported by the sites; held-out figures come from the "
             "change-control gate on the locked hold-out",
         },
+        training_data=training_data,
+        store_revision=head_revision(),
+        packages=(*PROVENANCE_PACKAGES, "flwr"),
         created_at=created_at,
-        parent_version=parent.version,
-        intended_use=parent.intended_use,
     )
 
 
