@@ -131,6 +131,10 @@ class Settings:
     display_timezone : str
         The IANA zone the pages show times in (``"Europe/Berlin"``); the store and the audit log
         keep UTC whatever this says. ``"UTC"`` when not configured.
+    per_site_deployment : bool
+        Whether a promotion may name sites (``vigil deploy promote --site``). Off by default: the
+        worklist, case review, explanations, feedback and monitoring still read the fleet-wide
+        version's predictions, so a site switched on its own would show its readers no AI result.
     """
 
     home: Path
@@ -145,6 +149,7 @@ class Settings:
     change_control_plan: Path | None = None
     pacs: tuple[PacsEndpoint, ...] = field(default=())
     display_timezone: str = "UTC"
+    per_site_deployment: bool = False
 
     def pacs_endpoint(self, site: str) -> PacsEndpoint:
         """The PACS of ``site``.
@@ -199,6 +204,7 @@ _TUNABLE = frozenset(
         "change_control_plan",
         "pacs",
         "display_timezone",
+        "per_site_deployment",
     }
 )
 #: The longest ``audit_checkpoint_minutes`` accepted (one week): entries should not wait longer unsigned.
@@ -267,6 +273,10 @@ def _tuned(values: Mapping[str, object], base: Path) -> dict[str, Any]:
             tuned[key] = _pacs_endpoints(value)
         elif key == "display_timezone":
             tuned[key] = _zone_name(value)
+        elif key == "per_site_deployment":
+            if not isinstance(value, bool):
+                raise ConfigError(f"per_site_deployment must be true or false, got {value!r}")
+            tuned[key] = value
         else:  # sample_data_dir
             tuned[key] = Path(str(value))
     return tuned

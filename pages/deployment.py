@@ -10,9 +10,10 @@ from ui import auth, deployment
 user = auth.require_page(Permission.VIEW_DEPLOYMENTS)
 st.title("Deployment")
 st.caption(
-    "One version serves every site. A challenger reaches patients only after it passed the change-control "
-    "gate against the serving version on the locked hold-out and a CMIO signed its promotion; a rollback "
-    "returns to the version before at once. Every switch is in the history and the audit trail."
+    "One version serves every site, unless a site was switched on its own. A challenger reaches patients only "
+    "after it passed the change-control gate against the version serving there on the locked hold-out and a "
+    "CMIO signed its promotion, fleet-wide or for chosen sites; a rollback returns that scope to the version "
+    "before at once. Every switch is in the history and the audit trail."
 )
 view = deployment.load(user)
 deployment.status(view)

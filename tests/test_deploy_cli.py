@@ -26,7 +26,9 @@ def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["deploy", "history", "--site", "riverside"], "--site and --at together"),
+        (["deploy", "history", "--at", "2026-12-05T10:00Z"], "--site and --at together"),
+        (["deploy", "history", "--site", "nowhere"], "unknown site: 'nowhere'"),
+        (["deploy", "rollback", "--reason", "x", "--site", "nowhere"], "unknown site: 'nowhere'"),
         (["deploy", "history", "--site", "riverside", "--at", "2026-12-05T10:00"], "needs a zone"),
         (["deploy", "history", "--site", "riverside", "--at", "yesterday"], "'yesterday'"),
         (["deploy", "history", "--site", "nowhere", "--at", "2026-12-05T10:00Z"], "unknown site: 'nowhere'"),
@@ -55,6 +57,21 @@ def test_promoting_an_unregistered_version_switches_nothing(
     assert code == 2 and "'nope'" in err
     _, status, _ = run_json(capsys, "deploy", "status")
     assert status["serving"] is None
+
+
+@pytest.mark.parametrize(
+    ("sites", "needle"),
+    [(["nowhere"], "unknown site: 'nowhere'"), (["north", "north"], "site 'north' is named more than once")],
+)
+def test_promoting_to_bad_sites_names_them_and_switches_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sites: list[str], needle: str
+) -> None:
+    _stdin(monkeypatch, "vigil-demo-cmio\n")
+    site_args = [a for s in sites for a in ("--site", s)]
+    code, _, err = run_json(capsys, "deploy", "promote", "v", "--signer", "cmio", "--password-stdin", *site_args)
+    assert code == 2 and needle in err, err
+    _, history, _ = run_json(capsys, "deploy", "history")
+    assert history == {"deployments": []}
 
 
 def test_a_tag_with_control_characters_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

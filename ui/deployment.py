@@ -1,4 +1,4 @@
-"""The Deployment page's parts: what serves, the registry, gate reports, promote with a signature, roll back.
+"""The Deployment page's parts: what serves (fleet-wide and per site), the registry, gate reports, promote, roll back.
 
 Nothing is cached: this page decides what serves patients, and must show the store as it is.
 After a switch the page reruns from the store, so the status, the tables and the history all
@@ -16,8 +16,9 @@ import streamlit as st
 from core.errors import VigilError
 from core.models.finetune import FinetuneConfig
 from core.services import change_control, deployment, retrain, sites
-from core.services.deployment import DeploymentOverview
+from core.services.deployment import DeploymentOverview, Served
 from core.services.permissions import ACTIONS, Permission, SignedInUser, can, can_any
+from core.store.deployments import DeploymentRecord
 from ui import localtime, resources
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "proposals_section",
     "registry_table",
     "rollback_form",
+    "sites_table",
     "status",
 ]
 
@@ -53,11 +55,32 @@ def status(view: DeploymentOverview) -> None:
         st.info("No version is serving yet: `vigil init` registers the bundled model.")
         return
     cols = st.columns(3)
-    cols[0].metric("Serving", current.version)
+    cols[0].metric("Serving every site", current.version)
     cols[1].metric("Slot", current.slot)
     cols[2].metric("A rollback returns to", view.rollback_to or "nothing")
-    signed = f", signed by {current.signer} ({current.signature_meaning})" if current.signer else ""
-    st.caption(f"Since {localtime.local_text(current.switched_at)} by {current.action}{signed}.")
+    st.caption(f"Since {localtime.local_text(current.switched_at)} by {current.action}{_signed(current)}.")
+    sites_table(view)
+
+
+def _signed(d: DeploymentRecord) -> str:
+    return f", signed by {d.signer_name} ({d.signer}; {d.signature_meaning})" if d.signer else ""
+
+
+def sites_table(view: DeploymentOverview) -> None:
+    """The version serving each site: its own switch, or the fleet-wide one."""
+    if not view.sites:
+        return
+    rows = [
+        {
+            "site": s.site,
+            "serving": "" if s.deployment is None else s.deployment.version,
+            "slot": "" if s.deployment is None else s.deployment.slot,
+            "by": "its own switch" if s.own else "fleet-wide",
+            "a rollback of the site returns to": (s.rollback_to or "nothing") if s.own else "",
+        }
+        for s in view.sites
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def registry_table(view: DeploymentOverview) -> None:
@@ -117,44 +140,66 @@ def promote_form(user: SignedInUser, view: DeploymentOverview) -> None:
         return
     with st.form("vigil-promote", clear_on_submit=True):
         version = st.selectbox("Version", candidates)
+        per_site = resources.settings().per_site_deployment
+        chosen_sites = (
+            st.multiselect(
+                "Sites",
+                [s.site for s in view.sites],
+                placeholder="Every site without a switch of its own",
+                help="Pick sites to switch only them; the others keep what serves them.",
+            )
+            if per_site
+            else []
+        )
         st.markdown(
             f"**Electronic signature.** Signing as **{user.username}**, meaning "
-            f"**{deployment.SIGNATURE_MEANING}**; the date and time are recorded with it."
+            f"**{deployment.SIGNATURE_MEANING}**; your full name, the date and time are recorded with it."
         )
         password = st.text_input("Your password", type="password")
         submitted = st.form_submit_button("Sign and promote", type="primary")
     if submitted and version is not None:
         try:
-            record = deployment.promote_as(
+            records = deployment.promote_as(
                 resources.session_factory(),
                 user,
                 str(version),
                 password,
                 models_dir=resources.settings().home / "models",
                 now=resources.utc_now,
+                sites=[str(s) for s in chosen_sites],
+                per_site_allowed=per_site,
             )
         except VigilError as exc:
             st.error(str(exc))
             return
+        where = "; ".join(f"{r.scope} (slot {r.slot})" for r in records)
+        first = records[0]
         st.session_state[_DONE] = (
             True,
-            f"{record.version} now serves (slot {record.slot}); signed by {record.signer}.",
+            f"{first.version} now serves {where}; signed by {first.signer_name} ({first.signer}).",
         )
         st.rerun()
 
 
 def rollback_form(user: SignedInUser, view: DeploymentOverview) -> None:
-    """Return to the version that served before, with a reason."""
+    """Return the fleet, or one site with a switch of its own, to the version that served it before, with a reason."""
     if not can_any(user, ACTIONS["roll back"]):
         return
     st.subheader("Roll back")
-    if view.rollback_to is None:
+    targets: dict[str, tuple[str | None, str]] = {}
+    if view.rollback_to is not None:
+        targets["every site without its own switch"] = (None, view.rollback_to)
+    for s in view.sites:
+        if s.own and s.rollback_to is not None:
+            targets[s.site] = (s.site, s.rollback_to)
+    if not targets:
         st.caption("Nothing to roll back to.")
         return
     with st.form("vigil-rollback", clear_on_submit=True):
-        reason = st.text_input(f"Why return to {view.rollback_to}?")
-        submitted = st.form_submit_button(f"Roll back to {view.rollback_to}")
-    if submitted:
+        scope = st.selectbox("Roll back", list(targets), format_func=lambda k: f"{k}: back to {targets[k][1]}")
+        reason = st.text_input("Why?")
+        submitted = st.form_submit_button("Roll back")
+    if submitted and scope is not None:
         try:
             record = deployment.rollback_as(
                 resources.session_factory(),
@@ -162,11 +207,15 @@ def rollback_form(user: SignedInUser, view: DeploymentOverview) -> None:
                 reason=reason,
                 models_dir=resources.settings().home / "models",
                 now=resources.utc_now,
+                site=targets[str(scope)][0],
             )
         except VigilError as exc:
             st.error(str(exc))
             return
-        st.session_state[_DONE] = (True, f"Rolled back: {record.version} serves again (slot {record.slot}).")
+        st.session_state[_DONE] = (
+            True,
+            f"Rolled back: {record.version} serves {record.scope} again (slot {record.slot}).",
+        )
         st.rerun()
 
 
@@ -176,12 +225,13 @@ def history_section(user: SignedInUser, view: DeploymentOverview) -> None:
     rows = [
         {
             "when (UTC)": f"{d.switched_at:%Y-%m-%d %H:%M:%S}",
+            "site": d.site or "every site",
             "action": d.action,
             "version": d.version,
             "was": d.previous_version or "",
             "slot": d.slot,
             "by": d.switched_by,
-            "signed by": d.signer or "",
+            "signed by": f"{d.signer_name} ({d.signer})" if d.signer else "",
             "reason": d.reason,
         }
         for d in reversed(view.history)
@@ -196,11 +246,20 @@ def history_section(user: SignedInUser, view: DeploymentOverview) -> None:
     clock = cols[2].time_input("at (UTC)", value=time(12, 0))
     moment = datetime.combine(day, clock, tzinfo=UTC)
     served = deployment.served_at(resources.read_session_factory(), site=str(site), at=moment)
-    d = served.deployment
-    st.write(
-        f"{site} at {moment:%Y-%m-%d %H:%M} UTC: "
-        + ("no version was serving yet." if d is None else f"**{d.version}** (since {d.switched_at:%Y-%m-%d %H:%M:%S})")
+    st.write(f"{site} at {moment:%Y-%m-%d %H:%M} UTC: {_served_text(served)}")
+
+
+def _served_text(served: Served) -> str:
+    d, c = served.deployment, served.calibrator
+    if d is None:
+        return "no version was serving yet."
+    how = "its own switch" if d.site is not None else "fleet-wide"
+    calibrated = (
+        "no site calibrator"
+        if c is None or c.approved_at is None
+        else f"site calibrator #{c.id} (revision {c.revision}, {c.method}, approved {c.approved_at:%Y-%m-%d %H:%M})"
     )
+    return f"**{d.version}** (since {d.switched_at:%Y-%m-%d %H:%M:%S}, {how}); {calibrated}."
 
 
 def proposals_section(user: SignedInUser) -> None:

@@ -8,6 +8,7 @@ and loads none of them; ``tests/test_cli_imports.py`` keeps it so.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 import os
@@ -44,6 +45,7 @@ from core.errors import BadInputError
 if TYPE_CHECKING:  # torch is imported by the train command only, sqlalchemy by the commands using the store
     from core.bench.store import StoreConfig
     from core.bench.throughput import ThroughputConfig
+    from core.models.loading import LoadedModel
     from core.models.training import TrainingConfig
     from core.services.ingestion import IngestReport
     from core.services.prediction import PredictReport
@@ -269,11 +271,16 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
     """``vigil ingest --predict`` / ``--workers``: the streaming pipeline (gate in workers, batched store)."""
     from core.pipeline import FlowLimits, StreamingPipeline
     from core.services import models as model_service
+    from core.services import prediction
     from core.services.store import utc_now
 
     settings = _settings()
     sf = _store()
-    model = model_service.load_serving(sf, models_dir=settings.home / "models") if args.predict else None
+    model = (
+        model_service.load_named(sf, prediction.serving_version(sf, args.site), models_dir=settings.home / "models")
+        if args.predict
+        else None
+    )
     limits = FlowLimits.for_workers(args.workers, settings.batch_size)
     desc = "ingest+predict" if args.predict else "ingest"
     with progress_bar(0, desc, enabled=not args.json, unit="study") as advance:
@@ -316,15 +323,13 @@ def _predict_until_current(
     from core.services import prediction
     from core.services.store import utc_now
 
-    reports = []
-    while True:
-        model = model_service.load_serving(sf, models_dir=settings.home / "models")
-        report = prediction.predict_pending(
-            sf, model, site=site, batch_size=settings.batch_size, actor=_actor(), now=utc_now, progress=advance
-        )
-        reports.append(report)
-        if not report.superseded:
-            return reports
+    def load(version: str) -> LoadedModel:
+        return model_service.load_named(sf, version, models_dir=settings.home / "models")
+
+    # One pass per version serving a site in scope (sites may be promoted on their own).
+    return prediction.predict_serving(
+        sf, load, site=site, batch_size=settings.batch_size, actor=_actor(), now=utc_now, progress=advance
+    )
 
 
 def _predict(args: argparse.Namespace) -> Outcome:
@@ -553,6 +558,18 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
     p.add_argument(
         "--version", type=version_name, default=None, help="model version name (default: the bundled model's)"
     )
+    p.add_argument(
+        "--l2sp-weight",
+        type=finite_float(0.0, 1e6),
+        default=None,
+        help="with --from: weight of the L2-SP pull toward the parent's weights, 0 to 1e6 (default: the recipe's)",
+    )
+    p.add_argument(
+        "--threshold-rule",
+        choices=("keep_sensitivity", "dominate_parent", "youden"),
+        default=None,
+        help="with --from: how the operating threshold is chosen on the validation studies (default: the recipe's)",
+    )
     p.set_defaults(handler=_train)
     p = add(sub, "bench", "speed ratios measured side by side, each with an equality guard")
     p.add_argument("--suite", choices=BENCH_SUITES, default="foundation", help="which suite (default: foundation)")
@@ -663,6 +680,10 @@ def _retrain(args: argparse.Namespace) -> Outcome:
     settings = _settings()
     epochs = FinetuneConfig().epochs if args.epochs is None else args.epochs
     config = FinetuneConfig(epochs=epochs, float64=args.precision == "float64")
+    if args.l2sp_weight is not None:
+        config = dataclasses.replace(config, l2sp_weight=args.l2sp_weight)
+    if args.threshold_rule is not None:
+        config = dataclasses.replace(config, threshold_rule=args.threshold_rule)
     with progress_bar(0, "retrain", enabled=not args.json, unit="epoch") as advance:
         registered = retrain.retrain(
             _store(),

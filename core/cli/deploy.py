@@ -15,6 +15,7 @@ from core.config import Settings, load_settings
 from core.errors import BadInputError
 
 if TYPE_CHECKING:
+    from core.services.deployment import Served
     from core.store.deployments import DeploymentRecord
     from core.store.engine import SessionFactory
 
@@ -52,12 +53,27 @@ def register_deploy(sub: Any, add: AddParser) -> None:
     pr.add_argument("version", metavar="VERSION")
     pr.add_argument("--signer", required=True, help="the approver's username (a role that may approve deployments)")
     pr.add_argument("--password-stdin", action="store_true", help="read the signer's password from stdin's first line")
+    pr.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="SITE",
+        dest="sites",
+        help="switch only this registered site (repeat for several); without it, every site without a switch "
+        "of its own",
+    )
     pr.set_defaults(handler=_promote)
-    rb = add(dsub, "rollback", "return at once to the version that served before the current one")
+    rb = add(dsub, "rollback", "return at once to the version that served before the newest switch (of a site)")
     rb.add_argument("--reason", required=True, help="why (kept in the history and the audit trail)")
+    rb.add_argument("--site", default=None, help="roll back this site's own newest switch (default: the fleet's)")
     rb.set_defaults(handler=_rollback)
-    hi = add(dsub, "history", "every switch; with --site and --at, which version served that site at that time")
-    hi.add_argument("--site", default=None, help="a registered site (with --at)")
+    hi = add(
+        dsub,
+        "history",
+        "every switch; with --site, those that applied to it; with --at too, which version and site "
+        "calibrator served it at that time",
+    )
+    hi.add_argument("--site", default=None, help="a registered site")
     hi.add_argument("--at", type=aware_time, default=None, metavar="TIME", help="ISO-8601 time with a zone")
     hi.set_defaults(handler=_history)
     add(dsub, "status", "the serving version, its slot and the version a rollback returns to").set_defaults(
@@ -94,9 +110,9 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _switch_text(d: DeploymentRecord) -> str:
-    signed = f", signed by {d.signer} ({d.signature_meaning})" if d.signer else ""
+    signed = f", signed by {d.signer_name} ({d.signer}; {d.signature_meaning})" if d.signer else ""
     return (
-        f"{d.action}: {d.version} serves from slot {d.slot} since {d.switched_at.isoformat()}"
+        f"{d.action}: {d.version} serves {d.scope} from slot {d.slot} since {d.switched_at.isoformat()}"
         f" (was {d.previous_version or 'nothing'}){signed}"
     )
 
@@ -107,7 +123,7 @@ def _promote(args: argparse.Namespace) -> Outcome:
 
     password = _read_password(args.password_stdin)
     settings = _settings()
-    record = deployment.promote(
+    records = deployment.promote(
         _store(settings),
         args.version,
         signer=args.signer,
@@ -115,8 +131,12 @@ def _promote(args: argparse.Namespace) -> Outcome:
         models_dir=settings.home / "models",
         actor=_actor(),
         now=utc_now,
+        sites=args.sites,
+        per_site_allowed=settings.per_site_deployment,
     )
-    return Outcome(deployment.deployment_dict(record), _switch_text(record))
+    return Outcome(
+        {"deployments": [deployment.deployment_dict(r) for r in records]}, "\n".join(_switch_text(r) for r in records)
+    )
 
 
 def _rollback(args: argparse.Namespace) -> Outcome:
@@ -128,7 +148,12 @@ def _rollback(args: argparse.Namespace) -> Outcome:
         raise BadInputError(f"--reason must be 1 to {MAX_REASON} characters, got {len(reason)}")
     settings = _settings()
     record = deployment.rollback(
-        _store(settings), reason=reason, models_dir=settings.home / "models", actor=_actor(), now=utc_now
+        _store(settings),
+        reason=reason,
+        models_dir=settings.home / "models",
+        actor=_actor(),
+        now=utc_now,
+        site=args.site,
     )
     return Outcome(deployment.deployment_dict(record), _switch_text(record))
 
@@ -136,31 +161,38 @@ def _rollback(args: argparse.Namespace) -> Outcome:
 def _history(args: argparse.Namespace) -> Outcome:
     from core.services import deployment
 
-    if (args.site is None) != (args.at is None):
+    if args.at is not None and args.site is None:
         raise BadInputError("give --site and --at together (which version served SITE at TIME)")
     sf = _store(_settings())
     if args.at is not None:
         served = deployment.served_at(sf, site=args.site, at=args.at)
-        d = served.deployment
-        text = (
-            f"{args.site} at {args.at.isoformat()}: no version was serving yet"
-            if d is None
-            else f"{args.site} at {args.at.isoformat()}: {d.version} (since {d.switched_at.isoformat()}, {d.action})"
-        )
-        return Outcome(served.to_dict(), text)
-    records = deployment.deployment_history(sf)
+        return Outcome(served.to_dict(), _served_text(served))
+    records = deployment.deployment_history(sf, args.site)
     lines = [_switch_text(r) for r in records] or ["no switches recorded"]
     return Outcome({"deployments": [deployment.deployment_dict(r) for r in records]}, "\n".join(lines))
+
+
+def _served_text(served: Served) -> str:
+    d, c = served.deployment, served.calibrator
+    head = f"{served.site} at {served.at.isoformat()}"
+    if d is None:
+        return f"{head}: no version was serving yet"
+    how = "its own switch" if d.site is not None else "fleet-wide"
+    calibrated = (
+        "no site calibrator"
+        if c is None
+        else f"site calibrator #{c.id} (revision {c.revision}, {c.method}, approved {c.approved_at})"
+    )
+    return f"{head}: {d.version} (since {d.switched_at.isoformat()}, {d.action}, {how}); {calibrated}"
 
 
 def _status(args: argparse.Namespace) -> Outcome:
     from core.services import deployment, retrain
 
     sf = _store(_settings())
-    records = deployment.deployment_history(sf)
-    if not records:
+    now, per_site = deployment.serving_now(sf)
+    if now is None:
         return Outcome({"serving": None, "slot": None, "rollback_to": None}, "no version serving (run `vigil init`)")
-    now = records[-1]
     rollback_to = None if now.action == "rollback" else now.previous_version
     proposals = retrain.retrain_proposals(sf)
     data = {
@@ -168,9 +200,24 @@ def _status(args: argparse.Namespace) -> Outcome:
         "slot": now.slot,
         "since": now.switched_at.isoformat(),
         "rollback_to": rollback_to,
+        "sites": {
+            s.site: {
+                "serving": None if s.deployment is None else s.deployment.version,
+                "slot": None if s.deployment is None else s.deployment.slot,
+                "own_switch": s.own,
+                "rollback_to": s.rollback_to,
+            }
+            for s in per_site
+        },
         "retrain_proposals": [p.to_dict() for p in proposals],
     }
     lines = [f"{now.version} serves from slot {now.slot}; a rollback returns to {rollback_to or 'nothing'}"]
+    lines += [
+        f"  {s.site}: {s.deployment.version} from slot {s.deployment.slot} (its own switch; a rollback of it "
+        f"returns to {s.rollback_to or 'nothing'})"
+        for s in per_site
+        if s.own and s.deployment is not None
+    ]
     lines += [
         f"proposed: retrain {p.parent} for confirmed incident {p.incident_id} ({p.site}, {p.family}): "
         f"vigil train --from {p.parent} --version NAME --for-incident {p.incident_id}"

@@ -52,6 +52,12 @@ def register_users(sub: Any, add: AddParser) -> None:
     a = add(usub, "add", "create an account (the password is prompted for, or read with --password-stdin)")
     a.add_argument("username")
     a.add_argument("--role", required=True, choices=[r.value for r in Role], help="the account's role")
+    a.add_argument(
+        "--full-name",
+        required=True,
+        metavar="NAME",
+        help="the person's full name, printed on their electronic signatures (21 CFR 11.50)",
+    )
     a.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     a.set_defaults(handler=_add)
     s = add(usub, "set-password", "replace an account's password")
@@ -64,8 +70,12 @@ def _list(args: argparse.Namespace) -> Outcome:
     from core.services import auth
 
     infos = auth.list_users(_store())
-    rows = [{"username": u.username, "role": u.role, "created_at": u.created_at.isoformat()} for u in infos]
-    text = "\n".join(f"{r['username']:<24} {r['role']}" for r in rows) or "no users (run `vigil init`)"
+    rows = [
+        {"username": u.username, "full_name": u.full_name, "role": u.role, "created_at": u.created_at.isoformat()}
+        for u in infos
+    ]
+    lines = [f"{r['username']:<24} {r['role']:<14} {r['full_name']}" for r in rows]
+    text = "\n".join(lines) or "no users (run `vigil init`)"
     return Outcome({"users": rows}, text)
 
 
@@ -73,9 +83,13 @@ def _add(args: argparse.Namespace) -> Outcome:
     from core.services import auth
     from core.services.store import utc_now
 
+    full_name = auth.check_full_name(args.full_name)  # before the password prompt: nothing asked in vain
     password = _read_password(args.password_stdin)
-    info = auth.add_user(_store(), args.username, args.role, password, actor=_actor(), now=utc_now)
-    return Outcome({"username": info.username, "role": info.role}, f"created user {info.username} ({info.role})")
+    info = auth.add_user(_store(), args.username, args.role, password, actor=_actor(), now=utc_now, full_name=full_name)
+    return Outcome(
+        {"username": info.username, "full_name": info.full_name, "role": info.role},
+        f"created user {info.username} ({info.full_name}, {info.role})",
+    )
 
 
 def _set_password(args: argparse.Namespace) -> Outcome:

@@ -54,6 +54,7 @@ __all__ = [
     "UserInfo",
     "add_user",
     "change_own_password",
+    "check_full_name",
     "check_password_policy",
     "create_user",
     "hash_password",
@@ -71,6 +72,8 @@ MIN_PASSWORD_LENGTH: Final = 12
 #: Longer inputs are refused before hashing, so nobody can make the server hash megabytes.
 MAX_PASSWORD_LENGTH: Final = 256
 USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+#: The longest printed full name kept (the ``app_user.full_name`` column).
+MAX_FULL_NAME_LENGTH: Final = 128
 #: Who seeds the demo users (``vigil init``).
 SYSTEM_ACTOR: Final = "system"
 #: The actor of a failed sign-in: nobody was authenticated.
@@ -106,11 +109,12 @@ class UserInfo:
     username: str
     role: str
     created_at: datetime
+    full_name: str
 
     @classmethod
     def from_record(cls, rec: UserRecord) -> UserInfo:
         """Drop the hash from a stored record."""
-        return cls(username=rec.username, role=rec.role, created_at=rec.created_at)
+        return cls(username=rec.username, role=rec.role, created_at=rec.created_at, full_name=rec.full_name)
 
 
 def hash_password(password: str) -> str:
@@ -376,7 +380,7 @@ def _count_attempt(
     return facts
 
 
-def add_user(
+def add_user(  # noqa: PLR0913 - keyword-only after the account's three facts
     session_factory: SessionFactory,
     username: str,
     role: str,
@@ -384,13 +388,21 @@ def add_user(
     *,
     actor: str,
     now: Callable[[], datetime],
+    full_name: str | None = None,
 ) -> UserInfo:
     """Create an account, audited (``vigil users add``; the operator at the shell is trusted).
+
+    Parameters
+    ----------
+    full_name : str, optional
+        The printed name the person's electronic signatures show. ``vigil users add`` and the
+        Users page always pass one; None (the username) is for accounts Vigil creates itself.
 
     Raises
     ------
     BadInputError
-        The username is not 1-64 letters, digits, ``_ . @ -``.
+        The username is not 1-64 letters, digits, ``_ . @ -``, or the full name is blank, longer
+        than 128 characters or holds a control character.
     UnknownRoleError
         ``role`` is not a :class:`Role`.
     WeakPasswordError
@@ -399,31 +411,35 @@ def add_user(
         The username is taken.
     """
     name, parsed = _check_new_user(username, role)
+    printed = name if full_name is None else check_full_name(full_name)
     check_password_policy(password, username=name)
     password_hash = hash_password(password)
     with session_factory.begin() as session:
-        rec = users.add_user(session, username=name, role=parsed.value, password_hash=password_hash, now=now())
+        rec = users.add_user(
+            session, username=name, role=parsed.value, password_hash=password_hash, now=now(), full_name=printed
+        )
         audit_log.append(
             session,
             actor=actor,
             action=AuditAction.USER_CREATED,
             subject=name,
-            payload={"username": name, "role": parsed.value},
+            payload={"username": name, "full_name": printed, "role": parsed.value},
             recorded_at=now().isoformat(),
         )
     return UserInfo.from_record(rec)
 
 
-def create_user(
+def create_user(  # noqa: PLR0913 - the account's facts, then the clock
     session_factory: SessionFactory,
     admin: SignedInUser,
     username: str,
     role: str,
     password: str,
     *,
+    full_name: str,
     now: Callable[[], datetime],
 ) -> UserInfo:
-    """:func:`add_user` on behalf of a signed-in administrator (the Users page).
+    """:func:`add_user` on behalf of a signed-in administrator (the Users page); the full name is required.
 
     Raises
     ------
@@ -431,7 +447,26 @@ def create_user(
         ``admin`` may not manage users.
     """
     require(admin, Permission.MANAGE_USERS)
-    return add_user(session_factory, username, role, password, actor=admin.username, now=now)
+    return add_user(session_factory, username, role, password, actor=admin.username, now=now, full_name=full_name)
+
+
+def check_full_name(full_name: str) -> str:
+    """The printed name without surrounding spaces.
+
+    Raises
+    ------
+    BadInputError
+        Blank, longer than :data:`MAX_FULL_NAME_LENGTH` characters, or holding a control character
+        (a printed name is one line of text), naming the value.
+    """
+    name = full_name.strip()
+    if not name:
+        raise BadInputError(f"a full name is required (the printed name of signatures), got {full_name!r}")
+    if len(name) > MAX_FULL_NAME_LENGTH:
+        raise BadInputError(f"the full name must be at most {MAX_FULL_NAME_LENGTH} characters, got {len(name)}")
+    if any(not ch.isprintable() for ch in name):
+        raise BadInputError(f"the full name {name!r} holds a control character")
+    return name
 
 
 def set_password(

@@ -534,26 +534,26 @@ def watch(
 def make_predictor(
     sf: SessionFactory, *, models_dir: Path, batch_size: int, actor: str, now: Callable[[], datetime]
 ) -> Predictor:
-    """A :data:`Predictor` that scores with the serving model, as ``vigil predict`` does.
+    """A :data:`Predictor` that scores with the version serving the site, as ``vigil predict`` does.
 
     The model is loaded on the first call and kept; a promotion or rollback mid-pull makes the
-    next batch load the version that serves then (see :mod:`core.services.prediction`). Calling
-    it raises ``BadInputError`` when no model version is serving.
+    next batch load the version that serves then (see :func:`core.services.prediction.predict_serving`).
+    Calling it raises ``BadInputError`` when no model version is serving.
     """
     from core.services import models as model_service  # torch: only when a pull predicts
     from core.services import prediction
 
-    loaded: list[LoadedModel] = []
+    loaded: dict[str, LoadedModel] = {}
+
+    def load(version: str) -> LoadedModel:
+        # Kept across polls; a promotion or rollback makes the next pass ask for another version.
+        if version not in loaded:
+            loaded.clear()
+            loaded[version] = model_service.load_named(sf, version, models_dir=models_dir)
+        return loaded[version]
 
     def predict(site: str) -> int:
-        scored = 0
-        while True:
-            if not loaded:
-                loaded.append(model_service.load_serving(sf, models_dir=models_dir))
-            report = prediction.predict_pending(sf, loaded[0], site=site, batch_size=batch_size, actor=actor, now=now)
-            scored += report.scored
-            if not report.superseded:
-                return scored
-            loaded.clear()
+        reports = prediction.predict_serving(sf, load, site=site, batch_size=batch_size, actor=actor, now=now)
+        return sum(r.scored for r in reports)
 
     return predict

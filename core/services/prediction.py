@@ -4,12 +4,16 @@ Several ``vigil predict`` runs (or a run and the app) may score the same site at
 batch's transaction re-reads which instances already have a prediction from the model and
 records only the others, so no instance is ever scored twice by one model version.
 
+Sites may be served by different versions (a promotion may name sites, see
+``core.store.deployments``): a run scores only the studies of sites its version serves, and
+:func:`predict_serving` runs one pass per version serving a site in scope.
+
 A promotion or rollback may switch the serving version while a run is scoring. Each batch's
-transaction takes the ledger's head lock and re-reads the serving pointer before it writes (the
-switch holds the same lock, see ``core.store.deployments``): a batch scored by a version that
-stopped serving is dropped, not stored, and the run ends with ``superseded`` set so that its
+transaction takes the ledger's head lock and re-reads which version serves each of its studies'
+sites before it writes (the switch holds the same lock): a batch scored by a version that stopped
+serving one of them is dropped, not stored, and the run ends with ``superseded`` set so that its
 caller loads the new version and goes on. So every stored prediction carries exactly the version
-that was serving when it was committed.
+that was serving its study's site when it was committed.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from core.imaging.dicom import read_dicom
 from core.imaging.image import DicomImage
 from core.models.inference import ImagePrediction, predict_images
 from core.models.loading import LoadedModel
-from core.store import audit_log, model_versions, predictions, record_hashes, sites, studies
+from core.store import audit_log, deployments, model_versions, predictions, record_hashes, sites, studies
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.model_versions import ModelVersionRecord
 from core.store.predictions import PredictionIn
@@ -38,7 +42,7 @@ from core.store.studies import InstanceRecord
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["PredictReport", "predict_pending", "record_predictions"]
+__all__ = ["PredictReport", "predict_pending", "predict_serving", "record_predictions", "serving_version"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +68,12 @@ def predict_pending(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> PredictReport:
-    """Predict every stored instance that has no prediction from ``model`` yet.
+    """Predict every stored instance of a site ``model`` serves that has no prediction from it yet.
 
     Parameters
     ----------
     site : str or None
-        Restrict to one registered site; every site when None.
+        Restrict to one registered site; every site ``model``'s version serves when None.
     batch_size : int
         Studies per forward pass and per transaction.
     on_total : callable, optional
@@ -80,7 +84,13 @@ def predict_pending(
     with session_factory() as session:
         site_id = sites.get_site(session, site).id if site is not None else None
         mv = model_versions.get_by_version(session, model.card.version)
-        pending = studies.instances_without_prediction(session, model_version_id=mv.id, site_id=site_id)
+        serving = set(deployments.serving_by_site(session).values()) | {model_versions.serving_id(session)}
+        queued = studies.instances_without_prediction(session, model_version_id=mv.id, site_id=site_id)
+        # Studies of sites another version serves are that version's work (predict_serving runs it).
+        served = deployments.serving_for_studies(session, {i.study_id for i in queued})
+        pending = [i for i in queued if served[i.study_id] == mv.id]
+    if mv.id not in serving:  # switched away before this run began: the caller loads what serves now
+        return PredictReport(model.card.version, 0, 0, 0, str(model.device), superseded=True)
     if on_total:
         on_total(len(pending))
     scored = skipped = positives = 0
@@ -100,6 +110,80 @@ def predict_pending(
         if progress:
             progress(len(chunk))
     return PredictReport(model.card.version, scored, skipped, positives, str(model.device))
+
+
+def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a loader
+    session_factory: SessionFactory,
+    load: Callable[[str], LoadedModel],
+    *,
+    site: str | None,
+    batch_size: int,
+    actor: str,
+    now: Callable[[], datetime],
+    progress: Callable[[int], None] | None = None,
+) -> list[PredictReport]:
+    """Score what is pending at ``site`` (every site when None) with the version serving each site.
+
+    One :func:`predict_pending` pass per version serving a site in scope, loaded with
+    ``load(version)``; again after a pass that a promotion or rollback superseded, until a round
+    of passes finishes with nothing superseded.
+
+    Returns
+    -------
+    list of PredictReport
+        Every pass in order; a superseded pass is followed by the passes that took its work over.
+
+    Raises
+    ------
+    UnknownSiteError
+        ``site`` is not registered.
+    BadInputError
+        No version serves a site in scope.
+    """
+    reports: list[PredictReport] = []
+    while True:
+        superseded = False
+        for version in _versions_serving(session_factory, site):
+            report = predict_pending(
+                session_factory,
+                load(version),
+                site=site,
+                batch_size=batch_size,
+                actor=actor,
+                now=now,
+                progress=progress,
+            )
+            reports.append(report)
+            superseded = superseded or report.superseded
+        if not superseded:
+            return reports
+
+
+def serving_version(session_factory: SessionFactory, site: str) -> str:
+    """The name of the version serving ``site`` now (its own switch, else the fleet's).
+
+    Raises
+    ------
+    UnknownSiteError
+        ``site`` is not registered.
+    BadInputError
+        No version serves it.
+    """
+    return _versions_serving(session_factory, site)[0]
+
+
+def _versions_serving(session_factory: SessionFactory, site: str | None) -> list[str]:
+    """The versions serving ``site`` (every site when None), the fleet's first."""
+    with session_factory() as session:
+        if site is not None:
+            sites.get_site(session, site)
+        by_site = deployments.serving_by_site(session)
+        fleet = model_versions.serving_id(session)
+        wanted = [by_site[site]] if site is not None else [fleet, *by_site.values()]
+        ids = [v for v in dict.fromkeys(wanted) if v is not None]
+        if not ids:
+            raise BadInputError("no model version is serving: run `vigil init` to register the bundled model")
+        return [model_versions.get_by_id(session, v).version for v in ids]
 
 
 def _predict_chunk(model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch_size: int) -> list[ImagePrediction]:
@@ -160,11 +244,13 @@ def record_predictions(
     Raises
     ------
     ServingVersionChangedError
-        ``model_version`` no longer serves; nothing may be recorded for it (roll back).
+        ``model_version`` no longer serves the site of a study in ``chunk``; nothing may be
+        recorded for it (roll back).
     """
     model_version_id = model_version.id
-    audit_log.lock_head(session)  # serializes with a deployment switch before the pointer is read
-    if model_versions.serving_id(session) != model_version_id:
+    audit_log.lock_head(session)  # serializes with a deployment switch before what serves is read
+    served = deployments.serving_for_studies(session, {inst.study_id for inst in chunk})
+    if any(version_id != model_version_id for version_id in served.values()):
         raise ServingVersionChangedError(model_version.version)
     card_sha256 = hashlib.sha256(model_version.card_json.encode("utf-8")).hexdigest()
     recorded = []

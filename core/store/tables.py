@@ -250,6 +250,8 @@ class DeploymentRow(Base):
     signature_meaning: Mapped[str | None] = mapped_column(Text)
     signature_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
     reason: Mapped[str] = mapped_column(Text)
+    # The site this switch applies to; NULL for the fleet-wide switch (migration ``0016``).
+    site: Mapped[str | None] = mapped_column(String(128), index=True)
 
 
 class PredictionRow(Base):
@@ -296,6 +298,8 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(CODE))
     password_hash: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The printed name of an electronic signature (migration ``0016``; backfilled with username).
+    full_name: Mapped[str] = mapped_column(String(128))
 
 
 class AuditEntryRow(Base):

@@ -118,9 +118,9 @@ def test_drift_to_retrain_to_gate_to_signed_promotion_to_rollback(served: tuple[
 
             # The CMIO rolls back; the page shows it at once.
             _settled(page)
-            page.get_by_role("textbox", name=f"Why return to {BUNDLED}?").fill("browser test")
-            page.get_by_role("button", name=f"Roll back to {BUNDLED}").click()
-            expect(page.get_by_text(f"Rolled back: {BUNDLED} serves again")).to_be_visible()
+            page.get_by_role("textbox", name="Why?").fill("browser test")  # the fleet is the first scope offered
+            page.get_by_role("button", name="Roll back", exact=True).click()
+            expect(page.get_by_text(f"Rolled back: {BUNDLED} serves every site again")).to_be_visible()
             page.wait_for_timeout(500)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "deployment-page.png"), full_page=True)

@@ -7,7 +7,9 @@ run is stored directly: the gate itself runs for real in ``tests/core/services``
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -115,12 +117,50 @@ def test_an_ml_engineer_rolls_back_but_cannot_promote(app: App, installation: In
 
     at = _open(app, Role.ML_ENGINEER)
     assert "Sign and promote" not in {b.label for b in at.button}
+    rollback = next(s for s in at.selectbox if s.label == "Roll back")
+    assert rollback.value == "every site without its own switch"  # the fleet's promotion is the one to undo
     at.text_input[0].set_value("readers report missed nodules")
-    next(b for b in at.button if b.label == f"Roll back to {TEST_MODEL_VERSION}").click().run()
+    next(b for b in at.button if b.label == "Roll back").click().run()
 
     assert not at.exception, at.exception
     assert _serving(installation) == TEST_MODEL_VERSION
     assert "Rolled back" in " ".join(s.value for s in at.success)
+
+
+def test_sites_are_offered_only_where_per_site_deployment_is_on(app: App, installation: Installation) -> None:
+    _challenger_with_a_passing_gate(installation)
+    at = _open(app, Role.CMIO)
+    assert not [m for m in at.multiselect if m.label == "Sites"]  # off by default: fleet-wide only
+
+
+def test_the_cmio_promotes_one_site_and_the_page_shows_each_site_serving(
+    app: App, installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Prepare: an installation that switched per-site deployment on
+    config = tmp_path / "vigil.toml"
+    config.write_text("per_site_deployment = true\n", encoding="utf-8")
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    _challenger_with_a_passing_gate(installation)
+    at = _open(app, Role.CMIO)
+    picker = next(m for m in at.multiselect if m.label == "Sites")
+    site = picker.options[0]
+
+    # Execute
+    picker.set_value([site])
+    at.text_input[0].set_value(DEMO_PASSWORDS["cmio"])
+    next(b for b in at.button if b.label == "Sign and promote").click().run()
+
+    # Assert: only that site switched; the table of sites and the history say so
+    assert not at.exception, at.exception
+    assert _serving(installation) == TEST_MODEL_VERSION  # the fleet-wide version is unchanged
+    assert f"{CHALLENGER} now serves {site} (slot green); signed by cmio (cmio)." in [s.value for s in at.success]
+    table = next(d.value for d in at.dataframe if "by" in d.value.columns and "site" in d.value.columns)
+    serving = dict(zip(table["site"], table["serving"], strict=True))
+    assert serving[site] == CHALLENGER and set(serving.values()) == {CHALLENGER, TEST_MODEL_VERSION}
+    history = next(d.value for d in at.dataframe if "signed by" in d.value.columns)
+    assert list(history["site"])[0] == site and list(history["signed by"])[0] == "cmio (cmio)"
+    rollback = next(s for s in at.selectbox if s.label == "Roll back")
+    assert rollback.options == [f"{site}: back to {TEST_MODEL_VERSION}"]
 
 
 def test_the_gate_report_downloads_as_html(app: App, installation: Installation) -> None:

@@ -511,8 +511,9 @@ def test_admin_adds_a_user_who_can_then_sign_in(app: App) -> None:
 
     # Execute
     at.text_input[0].input("dr.new")
+    at.text_input[1].input("Dr Nadia New")
     at.selectbox[0].set_value("radiologist")
-    at.text_input[1].input("a long enough password")
+    at.text_input[2].input("a long enough password")
     _button(at, "Add user").click().run()  # type: ignore[attr-defined]
     anonymous = app(None)
     anonymous.text_input[0].input("dr.new")
@@ -520,7 +521,7 @@ def test_admin_adds_a_user_who_can_then_sign_in(app: App) -> None:
     anonymous.button[0].click().run()
 
     # Assert
-    assert [s.value for s in at.success] == ["Created dr.new (radiologist)."]
+    assert [s.value for s in at.success] == ["Created dr.new (Dr Nadia New, radiologist)."]
     assert any("Welcome, **dr.new**" in m.value for m in anonymous.markdown)
 
 

@@ -96,7 +96,8 @@ def test_the_users_list_shows_the_user_just_added(installation: Installation) ->
 
     # Execute
     at.text_input[0].input("dr.fresh")
-    at.text_input[1].input("a long enough password")
+    at.text_input[1].input("Dr Fresh")
+    at.text_input[2].input("a long enough password")
     next(b for b in at.button if b.label == "Add user").click().run()
 
     # Assert: the table drawn in the same run already holds the new account

@@ -49,6 +49,7 @@ def users_table(users: list[UserInfo]) -> None:
     st.dataframe(
         {
             "Username": [u.username for u in users],
+            "Full name": [u.full_name for u in users],
             "Role": [u.role for u in users],
             "Created": [localtime.local_text(u.created_at) for u in users],
         },
@@ -62,18 +63,25 @@ def add_user_form(admin: SignedInUser) -> None:
     with st.form("add-user", clear_on_submit=True):
         st.markdown("**Add a user**")
         username = st.text_input("Username")
+        full_name = st.text_input("Full name", help="Printed on this person's electronic signatures (21 CFR 11.50).")
         role = st.selectbox("Role", [r.value for r in Role])
         password = st.text_input("Initial password", type="password", autocomplete="new-password")
         submitted = st.form_submit_button("Add user")
     if submitted:
         try:
             info = auth_service.create_user(
-                resources.session_factory(), admin, username, str(role), password, now=resources.utc_now
+                resources.session_factory(),
+                admin,
+                username,
+                str(role),
+                password,
+                full_name=full_name,
+                now=resources.utc_now,
             )
         except VigilError as exc:
             st.error(str(exc))
             return
-        st.success(f"Created {info.username} ({info.role}).")
+        st.success(f"Created {info.username} ({info.full_name}, {info.role}).")
 
 
 def reset_password_form(admin: SignedInUser, usernames: list[str]) -> None:

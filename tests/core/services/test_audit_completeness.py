@@ -95,13 +95,17 @@ def create_account(r: Run) -> list[Expected]:
     r.accounts_added += 1
     name = f"reader{r.accounts_added}"
     admin = r.users[Role.ADMIN]
-    auth.create_user(r.sf, admin, name, Role.RADIOLOGIST.value, f"long enough pass {r.accounts_added}!", now=clock)
+    auth.create_user(
+        r.sf, admin, name, Role.RADIOLOGIST.value, f"long enough pass {r.accounts_added}!", full_name=name, now=clock
+    )
     return [(AuditAction.USER_CREATED, admin.username, name)]
 
 
 def create_account_without_permission(r: Run) -> list[Expected]:
     with pytest.raises(VigilError):
-        auth.create_user(r.sf, r.users[Role.RADIOLOGIST], "sneaky", "admin", "long enough pass 0!", now=clock)
+        auth.create_user(
+            r.sf, r.users[Role.RADIOLOGIST], "sneaky", "admin", "long enough pass 0!", full_name="Sneaky", now=clock
+        )
     return []
 
 

@@ -230,11 +230,13 @@ def test_only_an_administrator_manages_users_even_through_the_service(
 
     # Execute / Assert
     with pytest.raises(PermissionDeniedError, match="may not manage users"):
-        auth.create_user(session_factory, radiologist, "dr.b", "admin", PASSWORD, now=clock_at(now))
+        auth.create_user(session_factory, radiologist, "dr.b", "admin", PASSWORD, full_name="Dr B", now=clock_at(now))
     with pytest.raises(PermissionDeniedError):
         auth.reset_password(session_factory, radiologist, "dr.a", "brand new password", now=clock_at(now))
-    created = auth.create_user(session_factory, admin, "dr.b", "champion", PASSWORD, now=clock_at(now))
-    assert created.role == "champion"
+    created = auth.create_user(
+        session_factory, admin, "dr.b", "champion", PASSWORD, full_name="Dr B", now=clock_at(now)
+    )
+    assert (created.role, created.full_name) == ("champion", "Dr B")
     assert _entries(session_factory)[-1][:3] == ("root", AuditAction.USER_CREATED.value, "dr.b")
 
 
@@ -292,14 +294,17 @@ def test_vigil_users_add_list_and_set_password(vigil_users: object, tmp_path: Pa
     run = vigil_users  # type: ignore[assignment]
 
     # Execute
-    added = run(["users", "add", "dr.cli", "--role", "champion", "--password-stdin", "--json"], f"{PASSWORD}\n")
+    added = run(
+        ["users", "add", "dr.cli", "--role", "champion", "--full-name", " Dr Cli Ent ", "--password-stdin", "--json"],
+        f"{PASSWORD}\n",
+    )
     changed = run(["users", "set-password", "dr.cli", "--password-stdin"], "another long password\n")
     listed = run(["users", "list", "--json"])
 
     # Assert
-    assert added == {"username": "dr.cli", "role": "champion"}
+    assert added == {"username": "dr.cli", "full_name": "Dr Cli Ent", "role": "champion"}
     assert changed == {"username": "dr.cli", "password_changed": True}
-    assert [u["username"] for u in listed["users"]] == ["dr.cli"]  # type: ignore[index]
+    assert [(u["username"], u["full_name"]) for u in listed["users"]] == [("dr.cli", "Dr Cli Ent")]  # type: ignore[index]
     from core.config import Settings
     from core.services.store import open_store
 
@@ -312,6 +317,11 @@ def test_vigil_users_add_list_and_set_password(vigil_users: object, tmp_path: Pa
 def test_vigil_users_refuses_a_weak_password_without_a_terminal(vigil_users: object) -> None:
     run = vigil_users  # type: ignore[assignment]
     with pytest.raises(WeakPasswordError):
-        run(["users", "add", "dr.cli", "--role", "champion", "--password-stdin"], "short\n")
+        run(["users", "add", "dr.cli", "--role", "champion", "--full-name", "Dr Cli", "--password-stdin"], "short\n")
     with pytest.raises(BadInputError, match="no terminal"):
-        run(["users", "add", "dr.cli", "--role", "champion"])
+        run(["users", "add", "dr.cli", "--role", "champion", "--full-name", "Dr Cli"])
+    with pytest.raises(BadInputError, match="full name is required"):
+        run(
+            ["users", "add", "dr.cli", "--role", "champion", "--full-name", "  ", "--password-stdin"],
+            "long password 1\n",
+        )

@@ -227,9 +227,10 @@ def _register_variant(loop: Loop, suffix: str, edit: Callable[[dict[str, object]
 def _promote(
     loop: Loop, name: str, *, signer: str = "cmio", password: str = "vigil-demo-cmio", actor: str = "t"
 ) -> DeploymentRecord:
-    return deployment.promote(
+    (record,) = deployment.promote(  # fleet-wide: one switch
         loop.sf, name, signer=signer, password=password, models_dir=loop.models_dir, actor=actor, now=loop.clock
     )
+    return record
 
 
 def test_a_confirmed_drift_incident_proposes_a_retraining_until_one_answers_it(loop: Loop) -> None:

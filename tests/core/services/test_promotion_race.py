@@ -121,3 +121,72 @@ def test_two_promotions_at_once_switch_exactly_once(tmp_path: Path) -> None:
     assert serving is not None and serving.version == history[-1].version
     refused = next(err for (_, err), p in zip(results, procs, strict=True) if p.returncode == 2)
     assert "nothing switched" in refused
+
+
+def test_a_promotion_of_one_site_during_a_prediction_stream(tmp_path: Path) -> None:
+    # Prepare: as above, but the promotion names one site only
+    inst = build_installation(tmp_path / "inst")
+    _challenger_with_a_passing_gate(inst)
+    sf = inst.session_factory()
+    arrivals = tmp_path / "arrivals"
+    generate_cohort(arrivals, seed=5, studies_per_site=NEW_STUDIES)
+    site_dirs = sorted((arrivals / "dicom").iterdir())
+    for site_dir in site_dirs:
+        ingestion.ingest_paths(sf, [site_dir], site=site_dir.name, dicom_dir=inst.home / "dicom", actor="t", now=clock)
+    switched = site_dirs[-1].name  # scored last by the stream, so its switch lands mid-run
+    config = tmp_path / "vigil.toml"
+    config.write_text("[vigil]\nbatch_size = 1\n")
+    env = {**os.environ, **inst.env, "VIGIL_CONFIG": str(config)}
+    before = len(_prediction_entries(sf))
+    vigil = "import sys; from core.cli import main; sys.exit(main(sys.argv[1:]))"
+    stream = subprocess.Popen(
+        [sys.executable, "-c", vigil, "predict", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    # Execute
+    deadline = time.monotonic() + 120
+    while len(_prediction_entries(sf)) < before + 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    deployment.promote(
+        sf,
+        CHALLENGER,
+        signer="cmio",
+        password=DEMO_PASSWORDS["cmio"],
+        models_dir=inst.home / "models",
+        actor="cmio",
+        now=clock,
+        sites=[switched],
+        per_site_allowed=True,
+    )
+    _, err = stream.communicate(timeout=300)
+
+    # Assert: the switched site's studies are scored by the old version before the switch and by the
+    # challenger after it; every other site only by the old version; nothing is left unscored
+    assert stream.returncode == 0, err
+    with sf() as session:
+        entries = [
+            (str(e.action), str(e.payload.get("model_version", e.subject)), e.subject)
+            for e in list(audit_log.iter_entries(session))[before:]
+            if str(e.action) in (AuditAction.PREDICTION_MADE.value, AuditAction.MODEL_PROMOTED.value)
+        ]
+        site_of = {uid: studies.get_study(session, uid).site_name for _, _, uid in entries if uid != CHALLENGER}
+        ids = {v: model_versions.get_by_version(session, v).id for v in (TEST_MODEL_VERSION, CHALLENGER)}
+        missing = {
+            v: {
+                studies.get_study(session, i.study_uid).site_name
+                for i in studies.instances_without_prediction(session, vid)
+            }
+            for v, vid in ids.items()
+        }
+    switch = next(i for i, (action, _, _) in enumerate(entries) if action == AuditAction.MODEL_PROMOTED.value)
+    at_site = [(i, v) for i, (_, v, uid) in enumerate(entries) if i != switch and site_of[uid] == switched]
+    assert at_site and all(v == (TEST_MODEL_VERSION if i < switch else CHALLENGER) for i, v in at_site)
+    assert any(v == CHALLENGER for _, v in at_site), "the switched site was scored by the challenger after it"
+    others = {v for i, (_, v, uid) in enumerate(entries) if i != switch and site_of[uid] != switched}
+    assert others == {TEST_MODEL_VERSION}
+    # the old version still lacks only the switched site's later studies; the challenger lacks only the others'
+    assert missing[TEST_MODEL_VERSION] <= {switched} and switched not in missing[CHALLENGER]
