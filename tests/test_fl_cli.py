@@ -402,3 +402,59 @@ def test_a_forged_update_is_refused_and_below_quorum_the_run_fails_closed_and_is
     rejected = [e for e in _entries(keyed.sf) if e.action == AuditAction.FL_UPDATE_REJECTED]
     assert [(e.subject, e.payload["site"]) for e in rejected] == [("fl-forged-1", "riverside")]
     assert _marked() == []
+
+
+def _installed_as(root: Path, distribution: str, version: str) -> dict[str, str]:
+    """An environment whose Python reports ``distribution`` at ``version`` (metadata first on its path)."""
+    info = root / f"{distribution}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
+    return {"PYTHONPATH": str(root)}
+
+
+def test_nodes_with_another_release_or_preprocessing_are_refused_audited_and_shown_with_their_versions(
+    keyed: Home, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    import core
+    from core.federated.compatibility import installed_version
+    from core.federated.launcher import LocalFederation, stage_app
+
+    # Prepare: riverside's node runs an older Vigil; northfield's another numpy (so other preprocessing)
+    home = keyed.settings.home
+    prepared = federated.prepare_run(
+        keyed.sf, run="fl-compat-1", sites_=SITES, parent=RANDOM_VERSION, rounds=1, strategy="fedavg", min_sites=1,
+        local=federated.LocalSettings(batch_size=4, max_studies=2), models_dir=home / "models",
+        run_dir=home / "fl-runs" / "fl-compat-1", keys_dir=home / "fl-keys", now=_clock, actor="t",
+    )  # fmt: skip
+    env = {
+        "riverside": _installed_as(tmp_path / "old-vigil", "vigil", "0.0.9"),
+        "northfield": _installed_as(tmp_path / "new-numpy", "numpy", "9.9.9"),
+    }
+    nodes = [dataclasses.replace(n, environ=env[n.site]) for n in prepared.nodes]
+    app = stage_app(Path(core.__file__).parent, prepared.run_dir / "app")
+
+    # Execute
+    with LocalFederation(work_dir=prepared.run_dir / "flower", sites=nodes, environ=dict(os.environ)) as fed:
+        events = fed.run(app, prepared.run_dir, on_event=lambda _e: None, timeout=400)
+    record, _ = federated.record_run(keyed.sf, prepared, events, version=None, models_dir=home / "models",
+                                     actor="t", now=_clock)  # fmt: skip
+
+    # Assert: both refused with the reason, the round failed closed, each refusal audited
+    assert record.status == "failed"
+    reasons = {u.site: u.reason for u in record.updates if not u.accepted}
+    assert "the node runs Vigil 0.0.9, the run needs Vigil 0.1.x" in reasons["riverside"]
+    assert "preprocessing hash" in reasons["northfield"]
+    rejected = [e for e in _entries(keyed.sf) if e.action == AuditAction.FL_UPDATE_REJECTED]
+    assert {e.payload["site"] for e in rejected if e.subject == "fl-compat-1"} == set(SITES)
+    # Assert: each node's last check-in, with what it reported
+    with keyed.sf() as session:
+        nodes_seen = {n.site: n for n in federated_runs.list_nodes(session)}
+    assert nodes_seen["riverside"].vigil_version == "0.0.9" and not nodes_seen["riverside"].compatible
+    assert nodes_seen["northfield"].vigil_version == installed_version("vigil")
+    assert nodes_seen["northfield"].flwr_version == installed_version("flwr")
+    assert nodes_seen["northfield"].preprocessing_sha256 != prepared.plan.expected_node["preprocessing-sha256"]
+    assert nodes_seen["northfield"].reason.startswith("preprocessing hash")
+    assert all(n.last_run_key == "fl-compat-1" for n in nodes_seen.values())
+    assert _marked() == []

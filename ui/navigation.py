@@ -71,6 +71,7 @@ PAGES: Final[tuple[PageSpec, ...]] = (
         Permission.VIEW_DEPLOYMENTS,
     ),
     PageSpec("pages/audit.py", "Audit", ":material/policy:", "Oversight", Permission.VIEW_AUDIT_LOG),
+    PageSpec("pages/federated.py", "Federated", ":material/hub:", "Oversight", Permission.VIEW_FEDERATED),
     PageSpec("pages/pacs.py", "PACS", ":material/lan:", "Administration", Permission.VIEW_PACS),
     PageSpec("pages/users.py", "Users", ":material/group:", "Administration", Permission.MANAGE_USERS),
     PageSpec("pages/account.py", "My account", ":material/person:", "Account", None),

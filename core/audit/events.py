@@ -97,6 +97,8 @@ class AuditAction(StrEnum):
     FL_ROUND_AGGREGATED = "fl_round_aggregated"
     FL_UPDATE_REJECTED = "fl_update_rejected"
     FL_RUN_ENDED = "fl_run_ended"
+    #: A run launched from the Federated page (the request and the launcher's process id).
+    FL_RUN_LAUNCHED = "fl_run_launched"
 
 
 @dataclass(frozen=True, slots=True)

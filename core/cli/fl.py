@@ -56,6 +56,9 @@ def register_fl(sub: Any, add: AddParser) -> None:
     run = add(fl_sub, "run", "run federated training on this machine: a SuperLink and one SuperNode per site")
     _run_options(run)
     run.add_argument("--timeout", type=bounded_int(10, 86400), default=3600, help="seconds for the whole run")
+    # Set by the Federated page, which made the launch row under this key and audits as its user.
+    run.add_argument("--run-key", type=_run_key, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--actor", default=None, help=argparse.SUPPRESS)
     run.set_defaults(handler=_run)
     prepare = add(fl_sub, "prepare", "write a multi-hospital run's folder (plan, starting weights) for `flwr run`")
     _run_options(prepare)
@@ -137,34 +140,70 @@ def _sites(text: str) -> list[str]:
     return names
 
 
+def _run_key(text: str) -> str:
+    from core.services.federated_live import RUN_KEY
+
+    if not RUN_KEY.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"a run key looks like fl-20270101T120000-0a1b2c, got {text!r}")
+    return text
+
+
 def _run(args: argparse.Namespace) -> Outcome:
-    import core
-    from core.federated.launcher import FederationFailedError, LocalFederation, stage_app
-    from core.services import federated
+    from core.services import federated_live
     from core.services.store import open_store, utc_now
 
     settings = _settings()
     sf = open_store(settings)
-    prepared = _prepare(args, settings, sf, on_this_machine=True)
+    run = args.run_key or federated_live.new_run_key(utc_now())
+    federated_live.refuse_if_running(sf, run, now=utc_now())
+    try:
+        outcome = _run_claimed(args, settings, sf, run)
+    except BaseException as exc:
+        federated_live.end_launch(sf, run, reason=f"{type(exc).__name__}: {exc}", now=utc_now)
+        raise
+    federated_live.end_launch(sf, run, reason="", now=utc_now)
+    return outcome
+
+
+def _run_claimed(args: argparse.Namespace, settings: Settings, sf: Any, run_key: str) -> Outcome:
+    import core
+    from core.federated.launcher import FederationFailedError, LocalFederation, stage_app
+    from core.services import federated, federated_live
+    from core.services.store import utc_now
+
+    prepared = _prepare(args, settings, sf, on_this_machine=True, run=run_key)
+    request: JSONObject = {"sites": args.sites, "rounds": args.rounds, "strategy": args.strategy, "from": "cli"}
+    federated_live.claim_launch(
+        sf, run_key, pid=os.getpid(), actor=args.actor or _actor(), request=request, now=utc_now()
+    )
     run, sites = prepared.plan.run, list(prepared.plan.sites)
     app_dir = stage_app(Path(core.__file__).parent, prepared.run_dir / "app")
     say = _progress(enabled=not args.json)
     say({"event": "launching", "run": run, "sites": ",".join(sites)})
     events: list[JSONObject] = []
+    seen: list[JSONObject] = []
+
+    def on_event(event: JSONObject) -> None:
+        say(event)
+        seen.append(event)
+        federated_live.note_progress(sf, run, seen, expected=prepared.plan.expected_node, now=utc_now())
+
     failure = None
     try:
         with LocalFederation(work_dir=prepared.run_dir / "flower", sites=prepared.nodes, environ=os.environ) as fed:
-            events = fed.run(app_dir, prepared.run_dir, on_event=say, timeout=args.timeout)
+            events = fed.run(app_dir, prepared.run_dir, on_event=on_event, timeout=args.timeout)
     except FederationFailedError as exc:
         failure = str(exc)
     except KeyboardInterrupt:
-        federated.record_run(sf, prepared, events, version=None, models_dir=settings.home / "models",
-                             actor=_actor(), now=utc_now, failure="interrupted (Ctrl-C)")  # fmt: skip
+        federated.record_run(sf, prepared, events or seen, version=None, models_dir=settings.home / "models",
+                             actor=args.actor or _actor(), now=utc_now, failure="interrupted (Ctrl-C)")  # fmt: skip
         raise
-    return _recorded(prepared, events, args.version, failure)
+    return _recorded(prepared, events or seen, args.version, failure, actor=args.actor)
 
 
-def _recorded(prepared: Any, events: list[JSONObject], version: str | None, failure: str | None) -> Outcome:
+def _recorded(
+    prepared: Any, events: list[JSONObject], version: str | None, failure: str | None, *, actor: str | None = None
+) -> Outcome:
     from core.services import federated
     from core.services.store import open_store, utc_now
 
@@ -175,7 +214,7 @@ def _recorded(prepared: Any, events: list[JSONObject], version: str | None, fail
         events,
         version=version,
         models_dir=settings.home / "models",
-        actor=_actor(),
+        actor=actor or _actor(),
         now=utc_now,
         failure=failure,
     )
@@ -207,13 +246,15 @@ def _record(args: argparse.Namespace) -> Outcome:
     return _recorded(prepared, read_events(run_dir), args.version, None)
 
 
-def _prepare(args: argparse.Namespace, settings: Settings, sf: Any, *, on_this_machine: bool) -> Any:
+def _prepare(
+    args: argparse.Namespace, settings: Settings, sf: Any, *, on_this_machine: bool, run: str | None = None
+) -> Any:
     from core.services import federated, models
     from core.services.store import utc_now
 
     sites = _sites(args.sites)
     parent = args.parent or _serving(models.list_models(sf))
-    run = f"fl-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    run = run or f"fl-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     return federated.prepare_run(
         sf,
         run=run,
@@ -233,7 +274,7 @@ def _prepare(args: argparse.Namespace, settings: Settings, sf: Any, *, on_this_m
         run_dir=settings.home / "fl-runs" / run,
         keys_dir=settings.home / "fl-keys",
         now=utc_now,
-        actor=_actor(),
+        actor=getattr(args, "actor", None) or _actor(),
         dp=_dp(args),
         version=args.version,
         on_this_machine=on_this_machine,

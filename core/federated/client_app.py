@@ -17,6 +17,7 @@ from pathlib import Path
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from core.federated.compatibility import NodeProfile, local_profile
 from core.federated.protocol import ARRAYS, CONFIG, RoundConfig, evaluation_reply, train_reply
 from core.federated.signing import load_private_key, sign_update, update_digest
 from core.federated.task import (
@@ -31,7 +32,7 @@ from core.federated.task import (
 )
 from core.models.preprocess import PreprocessParams
 
-__all__ = ["app", "site_data"]
+__all__ = ["app", "node_profile", "site_data"]
 
 app = ClientApp()
 
@@ -60,9 +61,16 @@ def train(msg: Message, context: Context) -> Message:
     )
     weights = msg.content.array_records[ARRAYS].to_numpy_ndarrays()
     update = train_local(cfg.network, weights, data, local, server_round=server_round)
-    arch = architecture_sha256(cfg.network)
-    digest = update_digest(update.weights, site=site, run=cfg.run, server_round=server_round, arch_sha256=arch)
-    content = train_reply(update, site=site, arch_sha256=arch, signature=sign_update(key, digest))
+    node = node_profile(cfg)
+    digest = update_digest(
+        update.weights,
+        site=site,
+        run=cfg.run,
+        server_round=server_round,
+        arch_sha256=node.arch_sha256,
+        node=node.to_dict(),
+    )
+    content = train_reply(update, site=site, node=node, signature=sign_update(key, digest))
     return Message(content=content, reply_to=msg)
 
 
@@ -73,4 +81,10 @@ def evaluate(msg: Message, context: Context) -> Message:
     data = site_data(context, cfg, part="val")
     weights = msg.content.array_records[ARRAYS].to_numpy_ndarrays()
     evaluation = evaluate_local(cfg.network, weights, data)
-    return Message(content=evaluation_reply(evaluation, site=str(context.node_config["site"])), reply_to=msg)
+    content = evaluation_reply(evaluation, site=str(context.node_config["site"]), node=node_profile(cfg))
+    return Message(content=content, reply_to=msg)
+
+
+def node_profile(cfg: RoundConfig) -> NodeProfile:
+    """What this node reports about itself: its installed versions and the hashes of what it builds."""
+    return local_profile(arch_sha256=architecture_sha256(cfg.network), preprocessing=cfg.preprocessing)

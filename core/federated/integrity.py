@@ -1,8 +1,9 @@
 """The server's check of one site update before it may be aggregated (no Flower, no I/O).
 
 An update is refused, with the reason, when its site has no registered key, its signature does not
-verify, it was built for another architecture, its arrays are not the global model's shapes, or
-it holds a NaN or an infinity. The order matters only for the reason given: a bad signature is
+verify, its node is incompatible (another Vigil or Flower release, another architecture, another
+preprocessing: :mod:`core.federated.compatibility`), its arrays are not the global model's shapes,
+or it holds a NaN or an infinity. The order matters only for the reason given: a bad signature is
 reported before anything the unsigned content claims.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.federated.compatibility import NodeProfile, incompatibility
 from core.federated.signing import arrays_sha256, update_digest, verify_update
 from core.types import JSONObject
 
@@ -59,6 +61,8 @@ def check_update(  # noqa: PLR0913 - keyword-only; one argument per fact the che
     expected_arch: str,
     expected_shapes: Sequence[tuple[int, ...]],
     public_keys: Mapping[str, bytes],
+    node: NodeProfile | None = None,
+    expected_node: NodeProfile | None = None,
 ) -> UpdateVerdict:
     """Accept or refuse ``arrays`` from ``site`` for ``server_round`` of ``run``.
 
@@ -76,6 +80,10 @@ def check_update(  # noqa: PLR0913 - keyword-only; one argument per fact the che
         The global model's array shapes, in order.
     public_keys : mapping of str to bytes
         Registered public keys (PEM) by site.
+    node : NodeProfile, optional
+        The profile the node reports (signed with the update); None from a node that reports none.
+    expected_node : NodeProfile, optional
+        The run's expected profile; None checks the architecture hash only.
     """
     digest_of = arrays_sha256(arrays)
 
@@ -84,13 +92,25 @@ def check_update(  # noqa: PLR0913 - keyword-only; one argument per fact the che
 
     if site not in public_keys:
         return refuse(f"site {site!r} has no registered signing key")
-    digest = update_digest(arrays, site=site, run=run, server_round=server_round, arch_sha256=arch_sha256)
+    digest = update_digest(
+        arrays,
+        site=site,
+        run=run,
+        server_round=server_round,
+        arch_sha256=arch_sha256,
+        node=None if node is None else node.to_dict(),
+    )
     if not verify_update(public_keys[site], digest, signature):
         return refuse(f"the signature does not verify with site {site!r}'s registered key")
-    if arch_sha256 != expected_arch:
-        return refuse(
-            f"model architecture hash {arch_sha256[:16]}… differs from the global model's {expected_arch[:16]}…"
-        )
+    reported = node or NodeProfile("", "", arch_sha256, "")
+    expected = expected_node or NodeProfile("", "", expected_arch, "")
+    # The architecture is always checked against the global model's, whatever else the plan expects.
+    reason = incompatibility(
+        NodeProfile(reported.vigil_version, reported.flwr_version, arch_sha256, reported.preprocessing_sha256),
+        NodeProfile(expected.vigil_version, expected.flwr_version, expected_arch, expected.preprocessing_sha256),
+    )
+    if reason:
+        return refuse(f"incompatible node: {reason}")
     shapes = [tuple(int(d) for d in np.shape(a)) for a in arrays]
     if shapes != [tuple(s) for s in expected_shapes]:
         wrong = next(

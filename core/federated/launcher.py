@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -78,11 +78,16 @@ class FederationFailedError(CheckFailedError):
 
 @dataclass(frozen=True, slots=True)
 class SiteNode:
-    """One SuperNode: the site it speaks for, its data manifest and its signing key (paths stay local)."""
+    """One SuperNode: the site it speaks for, its data manifest and its signing key (paths stay local).
+
+    ``environ`` is added to the federation's environment for this node alone (a site's own
+    Python path or devices), as a hospital's SuperNode runs in that hospital's environment.
+    """
 
     site: str
     manifest: Path
     key: Path
+    environ: Mapping[str, str] = field(default_factory=dict)
 
 
 def stage_app(core_dir: Path, app_dir: Path) -> Path:
@@ -187,18 +192,20 @@ class LocalFederation:
         self.procs: list[subprocess.Popen[bytes]] = []
         (work_dir / "logs").mkdir(parents=True, exist_ok=True)
 
-    def _env(self, home: str) -> dict[str, str]:
-        env = dict(self.environ)
+    def _env(self, home: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {**self.environ, **(extra or {})}
         env["FLWR_HOME"] = str(self.work_dir / "flwr-home" / home)
         env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env[ENV_MARKER] = self.marker
         Path(env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
         return env
 
-    def _start(self, args: list[str], *, home: str, log: str) -> subprocess.Popen[bytes]:
+    def _start(
+        self, args: list[str], *, home: str, log: str, extra: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with (self.work_dir / "logs" / log).open("wb") as out:
             proc = subprocess.Popen(
-                args, env=self._env(home), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                args, env=self._env(home, extra), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
         self.procs.append(proc)
@@ -231,6 +238,7 @@ class LocalFederation:
                     ],
                     home=f"site-{node.site}",
                     log=f"supernode-{node.site}.log",
+                    extra=node.environ,
                 )  # fmt: skip
         except BaseException:
             self.stop()

@@ -69,6 +69,11 @@ class RunPlan:
     dp : dict or None
         Client-level differential privacy (``noise_multiplier``, ``clipping_norm``, ``delta``,
         ``epsilon_budget``), or None.
+    expected_node : dict
+        The node profile every site must report
+        (:meth:`core.federated.compatibility.NodeProfile.to_dict`, computed where the run is
+        prepared); empty in plans written before nodes reported one, which then check the
+        architecture hash only.
     """
 
     run: str
@@ -84,6 +89,7 @@ class RunPlan:
     local: Mapping[str, Any]
     robust: Mapping[str, Any] = field(default_factory=dict)
     dp: Mapping[str, Any] | None = None
+    expected_node: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -109,6 +115,7 @@ class RunPlan:
             "local": dict(self.local),
             "robust": dict(self.robust),
             "dp": None if self.dp is None else dict(self.dp),
+            "expected_node": dict(self.expected_node),
         }
 
     @classmethod
@@ -128,6 +135,7 @@ class RunPlan:
             local=dict(doc["local"]),
             robust=dict(doc.get("robust") or {}),
             dp=None if doc.get("dp") is None else dict(doc["dp"]),
+            expected_node={str(k): str(v) for k, v in (doc.get("expected_node") or {}).items()},
         )
 
 

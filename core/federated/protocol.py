@@ -3,7 +3,10 @@
 One place names every key, so the test that inspects what leaves a site and the server that
 reads it agree. A site's reply holds exactly three records: ``arrays`` (an ArrayRecord of the
 global model's shapes), ``metrics`` (a MetricRecord of scalar aggregates) and ``integrity`` (a
-ConfigRecord: the site's name, its architecture hash and its signature).
+ConfigRecord: the site's name, its node's profile (Vigil and Flower versions, architecture and
+preprocessing hashes: :mod:`core.federated.compatibility`) and its signature over all of it). An
+evaluation reply's integrity record carries the site's name and the same profile, unsigned: it
+is the node's check-in, read for health only.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Final
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
+from core.federated.compatibility import NodeProfile
 from core.federated.task import LocalEvaluation, LocalUpdate
 
 __all__ = [
@@ -40,7 +44,9 @@ NUM_EXAMPLES: Final = "num-examples"
 #: Always 1: the weighting key under differential privacy, whose accounting needs equal site weights.
 UNIT_WEIGHT: Final = "unit-weight"
 #: Everything a site's integrity record may hold.
-INTEGRITY_KEYS: Final = frozenset({"site", "arch-sha256", "signature"})
+INTEGRITY_KEYS: Final = frozenset(
+    {"site", "signature", "vigil-version", "flwr-version", "arch-sha256", "preprocessing-sha256"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,20 +107,24 @@ class RoundConfig:
         )
 
 
-def train_reply(update: LocalUpdate, *, site: str, arch_sha256: str, signature: bytes) -> RecordDict:
-    """A site's reply to a training round: its weights, two aggregates and its signature."""
+def train_reply(update: LocalUpdate, *, site: str, node: NodeProfile, signature: bytes) -> RecordDict:
+    """A site's reply to a training round: its weights, two aggregates, its node's profile and its signature."""
     return RecordDict(
         {
             ARRAYS: ArrayRecord([np.asarray(w, dtype=np.float32) for w in update.weights]),
             METRICS: MetricRecord(
                 {NUM_EXAMPLES: update.n_examples, UNIT_WEIGHT: 1, "train-loss": float(update.train_loss)}
             ),
-            INTEGRITY: ConfigRecord({"site": site, "arch-sha256": arch_sha256, "signature": signature}),
+            INTEGRITY: ConfigRecord({"site": site, **_profile(node), "signature": signature}),
         }
     )
 
 
-def evaluation_reply(evaluation: LocalEvaluation, *, site: str) -> RecordDict:
+def _profile(node: NodeProfile) -> dict[str, str]:
+    return {k: str(v) for k, v in node.to_dict().items()}
+
+
+def evaluation_reply(evaluation: LocalEvaluation, *, site: str, node: NodeProfile) -> RecordDict:
     """A site's reply to an evaluation round: aggregates only."""
     return RecordDict(
         {
@@ -127,6 +137,6 @@ def evaluation_reply(evaluation: LocalEvaluation, *, site: str) -> RecordDict:
                     "val-loss": float(evaluation.loss),
                 }
             ),
-            INTEGRITY: ConfigRecord({"site": site}),
+            INTEGRITY: ConfigRecord({"site": site, **_profile(node)}),
         }
     )

@@ -8,6 +8,7 @@ that folder, where ``vigil fl run`` follows them and records the run in the stor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flwr.app import ArrayRecord, Context
@@ -74,7 +75,10 @@ def main(grid: Grid, context: Context) -> None:
             if dp is None
             else private_fedavg(dp, n_sites=len(plan.sites))
         )
-        strategy = VerifiedStrategy(inner, plan=plan, log=lambda event: append_event(run_dir, event))
+        # Stamped when logged: a reply's time is its node's heartbeat (core.services.federated_live).
+        strategy = VerifiedStrategy(
+            inner, plan=plan, log=lambda event: append_event(run_dir, {**event, "at": datetime.now(UTC).isoformat()})
+        )
         result = strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord(read_weights(run_dir / INITIAL_WEIGHTS)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +44,23 @@ def arrays_sha256(arrays: Sequence[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def update_digest(arrays: Sequence[np.ndarray], *, site: str, run: str, server_round: int, arch_sha256: str) -> bytes:
-    """The 32 bytes a site signs: SHA-256 of the context and of the arrays."""
-    context = {"site": site, "run": run, "round": server_round, "arch_sha256": arch_sha256}
+def update_digest(  # noqa: PLR0913 - keyword-only; one argument per fact the signature binds
+    arrays: Sequence[np.ndarray],
+    *,
+    site: str,
+    run: str,
+    server_round: int,
+    arch_sha256: str,
+    node: Mapping[str, object] | None = None,
+) -> bytes:
+    """The 32 bytes a site signs: SHA-256 of the context and of the arrays.
+
+    ``node`` is the profile the node reports (:meth:`core.federated.compatibility.NodeProfile.to_dict`):
+    signed with the update, so what a node says about its versions is as trustworthy as its weights.
+    """
+    context: dict[str, object] = {"site": site, "run": run, "round": server_round, "arch_sha256": arch_sha256}
+    if node is not None:
+        context["node"] = dict(node)
     return hashlib.sha256(canonical_json(context) + bytes.fromhex(arrays_sha256(arrays))).digest()
 
 
@@ -72,7 +86,7 @@ def generate_site_key(private_path: Path) -> bytes:
     BadInputError
         A file already exists there (a key is never silently replaced).
     """
-    private_path.parent.mkdir(parents=True, exist_ok=True)
+    private_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # others must not swap the key
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     try:

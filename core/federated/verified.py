@@ -1,9 +1,11 @@
 """A Flower strategy wrapper that verifies every site update before the inner strategy aggregates it.
 
-Refused updates (bad signature, wrong architecture hash, wrong shapes, NaNs, a malformed reply or
-a node error) are left out and logged with their reason; the round goes on while the accepted
+Refused updates (bad signature, an incompatible node: another Vigil or Flower release, architecture
+or preprocessing; wrong shapes, NaNs, a malformed reply or a node error) are left out and logged
+with their reason; the round goes on while the accepted
 updates reach the quorum, and fails closed (raises) below it, so no aggregate is made from too
-few sites. Each round's log entry names the hash of every accepted update and of the aggregate.
+few sites. Each round's log entry names the hash of every accepted update and of the aggregate,
+and every reply's node profile (what the store keeps as the node's health and last check-in).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from core.federated.compatibility import NodeProfile
 from core.federated.integrity import UpdateVerdict, check_update, quorum
 from core.federated.plan import RunPlan
 from core.federated.protocol import ARRAYS, INTEGRITY, METRICS, NUM_EXAMPLES
@@ -48,6 +51,7 @@ class VerifiedStrategy(Strategy):
         self.log = log
         self._global: list[np.ndarray] = []
         self._keys = {site: pem.encode() for site, pem in plan.public_keys.items()}
+        self._expected = NodeProfile.from_dict(plan.expected_node) if plan.expected_node else None
 
     def summary(self) -> None:
         """Log the inner strategy's summary."""
@@ -107,12 +111,15 @@ class VerifiedStrategy(Strategy):
         """Log each site's validation aggregates; ``inner`` combines them."""
         replies = list(replies)
         per_site: JSONObject = {}
+        nodes: JSONObject = {}
         for msg in replies:
             if msg.has_error() or METRICS not in msg.content.metric_records:
                 continue
             site = _site_of(msg)
             per_site[site] = {k: float(v) for k, v in msg.content.metric_records[METRICS].items()}  # type: ignore[arg-type]
-        self.log({"event": "evaluate", "round": server_round, "sites": per_site})
+            if (profile := _reported_profile(msg)) is not None:
+                nodes[site] = profile.to_dict()
+        self.log({"event": "evaluate", "round": server_round, "sites": per_site, "nodes": nodes})
         ok = [m for m in replies if not m.has_error()]
         return self.inner.aggregate_evaluate(server_round, ok)
 
@@ -124,6 +131,7 @@ class VerifiedStrategy(Strategy):
             return UpdateVerdict(_site_of(msg), False, "malformed reply: arrays or integrity record missing", "")
         integrity = content.config_records[INTEGRITY]
         signature = integrity.get("signature", b"")
+        node = _reported_profile(msg)
         return check_update(
             content.array_records[ARRAYS].to_numpy_ndarrays(),
             site=str(integrity.get("site", "")),
@@ -134,10 +142,14 @@ class VerifiedStrategy(Strategy):
             expected_arch=self.plan.arch_sha256,
             expected_shapes=[a.shape for a in self._global],
             public_keys=self._keys,
+            node=node,
+            expected_node=self._expected,
         )
 
     def _entry(self, msg: Message, verdict: UpdateVerdict) -> JSONObject:
         entry = verdict.to_dict()
+        if (profile := _reported_profile(msg)) is not None:
+            entry["node"] = profile.to_dict()
         if verdict.accepted:
             metrics = msg.content.metric_records[METRICS]
             entry["n_examples"] = int(metrics[NUM_EXAMPLES])  # type: ignore[arg-type]
@@ -160,6 +172,16 @@ def _once_per_site(verdicts: list[UpdateVerdict]) -> list[UpdateVerdict]:
             seen.add(v.site)
         out.append(v)
     return out
+
+
+def _reported_profile(msg: Message) -> NodeProfile | None:
+    """The node profile a reply reports, or None (an error reply, or a node that reports none)."""
+    if msg.has_error() or INTEGRITY not in msg.content.config_records:
+        return None
+    integrity = msg.content.config_records[INTEGRITY]
+    if "vigil-version" not in integrity:
+        return None
+    return NodeProfile.from_dict(dict(integrity))
 
 
 def _site_of(msg: Message) -> str:

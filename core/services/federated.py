@@ -26,6 +26,7 @@ import torch
 
 from core.audit.events import AuditAction
 from core.errors import BadInputError, UnknownModelVersionError, VigilError
+from core.federated.compatibility import local_profile
 from core.federated.launcher import SiteNode
 from core.federated.plan import (
     FINAL_WEIGHTS,
@@ -52,6 +53,7 @@ from core.models.finetune import TrainingExample, challenger_card, training_mani
 from core.models.loading import load_model
 from core.models.networks import build_network
 from core.models.training import PROVENANCE_PACKAGES
+from core.services.federated_live import nodes_from_events
 from core.services.holdout import training_pool
 from core.services.models import RegisteredModel, get_card, register_model
 from core.store import audit_log, federated_runs, sites
@@ -71,6 +73,7 @@ __all__ = [
     "prepare_run",
     "record_run",
     "register_site_key",
+    "updates_from_events",
 ]
 
 
@@ -271,6 +274,9 @@ def prepare_run(  # noqa: PLR0913 - keyword-only; one argument per input of the 
     if on_this_machine and (empty := [s for s in sites_ if not per_site[s]]):
         raise BadInputError(f"site {empty[0]!r} has no labelled study outside the hold-out to train on")
     loaded = load_model(parent_card, models_dir / parent, device=torch.device("cpu"))
+    arch = architecture_sha256(parent_card.network)
+    # What every node must report: this machine's releases and the parent's preprocessing as run here.
+    expected = local_profile(arch_sha256=arch, preprocessing=parent_card.preprocessing)
     plan = RunPlan(
         run=run,
         parent_version=parent,
@@ -278,12 +284,13 @@ def prepare_run(  # noqa: PLR0913 - keyword-only; one argument per input of the 
         public_keys={s: keys[s] for s in sites_},
         network=copy.deepcopy(dict(parent_card.network)),
         preprocessing=copy.deepcopy(dict(parent_card.preprocessing)),
-        arch_sha256=architecture_sha256(parent_card.network),
+        arch_sha256=arch,
         rounds=rounds,
         strategy=strategy,
         min_sites=min_sites,
         local=local.to_json(),
         dp=None if dp is None else _dp_plan(session_factory, dp, sites_, rounds),
+        expected_node={k: str(v) for k, v in expected.to_dict().items()},
     )
     (run_dir / "sites").mkdir(parents=True, exist_ok=True)
     nodes = []
@@ -349,7 +356,8 @@ def _public_plan(plan: RunPlan) -> JSONObject:
     return doc
 
 
-def _updates(events: Sequence[Mapping[str, Any]]) -> list[FlUpdateRecord]:
+def updates_from_events(events: Sequence[Mapping[str, Any]]) -> list[FlUpdateRecord]:
+    """Each site's update per round in a run's log, with its aggregates and its validation figures."""
     evaluation: dict[tuple[int, str], JSONObject] = {}
     for e in events:
         if e.get("event") == "evaluate":
@@ -454,10 +462,13 @@ def record_run(  # noqa: PLR0913 - keyword-only; one argument per input of the r
         config={**_public_plan(plan), "dp": _privacy(plan, events)},
         started_at=prepared.started_at,
         ended_at=now(),
-        updates=tuple(_updates(events)),
+        updates=tuple(updates_from_events(events)),
     )
     with session_factory.begin() as session:
         federated_runs.add_run(session, record)
+        # Every reply was a node check-in: keep each site's last profile, verdict and time seen.
+        for node in nodes_from_events(events, run_key=plan.run, expected=plan.expected_node, seen_at=now()):
+            federated_runs.save_node(session, node)
         _audit_rounds(session, record, events, actor, now)
         audit_log.append(
             session,

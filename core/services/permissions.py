@@ -60,6 +60,8 @@ class Permission(StrEnum):
     VIEW_DEPLOYMENTS = "view_deployments"  # serving version, registry, gate reports, deployment history
     VIEW_PACS = "view_pacs"  # each site's PACS endpoint, its last connection test, failed pushes
     CHECK_PACS = "check_pacs"  # test a site's PACS connection (the action issue 18 calls "pacs.check")
+    VIEW_FEDERATED = "view_federated"  # federated runs, per-site privacy spent, node health
+    RUN_FEDERATED = "run_federated"  # launch a federated training run
 
 
 _P = Permission
@@ -78,14 +80,32 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.VIEW_AUDIT_LOG,
                 _P.VIEW_DEPLOYMENTS,
                 _P.VIEW_PACS,
+                _P.VIEW_FEDERATED,  # read-only: the privacy spent and who took part, for governance
             }
         ),
         Role.ML_ENGINEER: frozenset(
-            {_P.VIEW_PERFORMANCE, _P.MANAGE_MODELS, _P.VIEW_MODEL_CARDS, _P.VIEW_DEPLOYMENTS, _P.VIEW_PACS}
+            {
+                _P.VIEW_PERFORMANCE,
+                _P.MANAGE_MODELS,
+                _P.VIEW_MODEL_CARDS,
+                _P.VIEW_DEPLOYMENTS,
+                _P.VIEW_PACS,
+                _P.VIEW_FEDERATED,
+                _P.RUN_FEDERATED,
+            }
         ),
         # Only the administrator tests connections: a test sends the site's credentials to its PACS.
         Role.ADMIN: frozenset(
-            {_P.MANAGE_USERS, _P.VIEW_MODEL_CARDS, _P.VIEW_AUDIT_LOG, _P.VIEW_DEPLOYMENTS, _P.VIEW_PACS, _P.CHECK_PACS}
+            {
+                _P.MANAGE_USERS,
+                _P.VIEW_MODEL_CARDS,
+                _P.VIEW_AUDIT_LOG,
+                _P.VIEW_DEPLOYMENTS,
+                _P.VIEW_PACS,
+                _P.CHECK_PACS,
+                _P.VIEW_FEDERATED,
+                _P.RUN_FEDERATED,
+            }
         ),
         Role.AUDITOR: frozenset({_P.VIEW_AUDIT_LOG, _P.EXPORT_EVIDENCE, _P.VIEW_MODEL_CARDS, _P.VIEW_DEPLOYMENTS}),
     }
@@ -149,6 +169,8 @@ ACTIONS: Final[Mapping[str, frozenset[Permission]]] = MappingProxyType(
         "retrain": frozenset({_P.MANAGE_MODELS}),
         "see PACS connection status": frozenset({_P.VIEW_PACS}),
         "test a PACS connection": frozenset({_P.CHECK_PACS}),
+        "see federated runs": frozenset({_P.VIEW_FEDERATED}),
+        "launch a federated run": frozenset({_P.RUN_FEDERATED}),
     }
 )
 

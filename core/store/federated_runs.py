@@ -1,4 +1,4 @@
-"""Federated training in the store: sites' signing keys, runs, and each site's update per round.
+"""Federated training in the store: sites' signing keys, runs, each site's update per round, nodes and live runs.
 
 The caller owns the transaction (``core.services.federated``): a run, its updates and its audit
 entries commit together.
@@ -15,17 +15,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit.chain import canonical_json
-from core.store.tables import FlRunRow, FlSiteKeyRow, FlUpdateRow, SiteRow
+from core.store.tables import FlLaunchRow, FlNodeRow, FlRunRow, FlSiteKeyRow, FlUpdateRow, SiteRow
 from core.types import JSONObject
 
 __all__ = [
+    "FlLaunchRecord",
+    "FlNodeRecord",
     "FlRunRecord",
     "FlUpdateRecord",
+    "add_launch",
     "add_run",
+    "get_launch",
     "get_run",
+    "list_launches",
+    "list_nodes",
     "list_runs",
     "register_key",
+    "save_node",
     "site_keys",
+    "update_launch",
 ]
 
 
@@ -183,3 +191,157 @@ def list_runs(session: Session) -> list[FlRunRecord]:
     """Every run, newest first, without their updates."""
     rows = session.scalars(select(FlRunRow).order_by(FlRunRow.id.desc())).all()
     return [_record(row, ()) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class FlNodeRecord:
+    """A site's node as last seen: the profile it reported, the server's verdict, the heartbeat."""
+
+    site: str
+    vigil_version: str
+    flwr_version: str
+    arch_sha256: str
+    preprocessing_sha256: str
+    compatible: bool
+    reason: str
+    last_run_key: str
+    last_seen_at: datetime
+
+
+def save_node(session: Session, node: FlNodeRecord) -> None:
+    """Insert or overwrite ``node.site``'s row; an older check-in than the stored one is ignored."""
+    row = session.scalars(select(FlNodeRow).where(FlNodeRow.site == node.site)).one_or_none()
+    if row is None:
+        row = FlNodeRow(site=node.site)
+        session.add(row)
+    elif row.last_seen_at > node.last_seen_at:
+        return
+    row.vigil_version = node.vigil_version
+    row.flwr_version = node.flwr_version
+    row.arch_sha256 = node.arch_sha256
+    row.preprocessing_sha256 = node.preprocessing_sha256
+    row.compatible = node.compatible
+    row.reason = node.reason
+    row.last_run_key = node.last_run_key
+    row.last_seen_at = node.last_seen_at
+    session.flush()
+
+
+def list_nodes(session: Session) -> list[FlNodeRecord]:
+    """Every site's node as last seen, by site name."""
+    rows = session.scalars(select(FlNodeRow).order_by(FlNodeRow.site)).all()
+    return [
+        FlNodeRecord(
+            r.site,
+            r.vigil_version,
+            r.flwr_version,
+            r.arch_sha256,
+            r.preprocessing_sha256,
+            r.compatible,
+            r.reason,
+            r.last_run_key,
+            r.last_seen_at,
+        )  # fmt: skip
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class FlLaunchRecord:
+    """A run while it runs (and after: ``state`` ``ended``).
+
+    Attributes
+    ----------
+    pid : int
+        The launcher process (``vigil fl run``) on the coordinating machine.
+    state : str
+        ``running`` or ``ended``.
+    request : dict
+        What was asked (sites, rounds, strategy, DP settings).
+    events : tuple of dict
+        The ServerApp's log so far (:mod:`core.federated.runlog`).
+    """
+
+    run_key: str
+    pid: int
+    launched_by: str
+    state: str
+    reason: str
+    request: JSONObject
+    events: tuple[JSONObject, ...]
+    launched_at: datetime
+    heartbeat_at: datetime
+
+
+def add_launch(session: Session, launch: FlLaunchRecord) -> None:
+    """Stage ``launch`` (the run key is unique: a second row for a run is refused)."""
+    session.add(
+        FlLaunchRow(
+            run_key=launch.run_key,
+            pid=launch.pid,
+            launched_by=launch.launched_by,
+            state=launch.state,
+            reason=launch.reason,
+            request=canonical_json(launch.request).decode(),
+            events=json.dumps(list(launch.events), sort_keys=True),
+            launched_at=launch.launched_at,
+            heartbeat_at=launch.heartbeat_at,
+        )
+    )
+    session.flush()
+
+
+def update_launch(  # noqa: PLR0913 - keyword-only; each is one column a progress step may set
+    session: Session,
+    run_key: str,
+    *,
+    heartbeat_at: datetime,
+    events: Sequence[JSONObject] | None = None,
+    state: str | None = None,
+    reason: str | None = None,
+    pid: int | None = None,
+) -> bool:
+    """Set the given columns of ``run_key``'s launch; False when there is none."""
+    row = session.scalars(select(FlLaunchRow).where(FlLaunchRow.run_key == run_key)).one_or_none()
+    if row is None:
+        return False
+    row.heartbeat_at = heartbeat_at
+    if events is not None:
+        # Plain JSON, not canonical: a site's undefined AUC is NaN in the ServerApp's log.
+        row.events = json.dumps(list(events), sort_keys=True)
+    if state is not None:
+        row.state = state
+    if reason is not None:
+        row.reason = reason
+    if pid is not None:
+        row.pid = pid
+    session.flush()
+    return True
+
+
+def _launch(row: FlLaunchRow) -> FlLaunchRecord:
+    return FlLaunchRecord(
+        run_key=row.run_key,
+        pid=row.pid,
+        launched_by=row.launched_by,
+        state=row.state,
+        reason=row.reason,
+        request=json.loads(row.request),
+        events=tuple(json.loads(row.events)),
+        launched_at=row.launched_at,
+        heartbeat_at=row.heartbeat_at,
+    )
+
+
+def get_launch(session: Session, run_key: str) -> FlLaunchRecord | None:
+    """``run_key``'s launch, or None."""
+    row = session.scalars(select(FlLaunchRow).where(FlLaunchRow.run_key == run_key)).one_or_none()
+    return None if row is None else _launch(row)
+
+
+def list_launches(session: Session, *, state: str | None = None) -> list[FlLaunchRecord]:
+    """Launches, newest first; only those in ``state`` if given."""
+    query = select(FlLaunchRow).order_by(FlLaunchRow.id.desc())
+    if state is not None:
+        query = query.where(FlLaunchRow.state == state)
+    return [_launch(r) for r in session.scalars(query).all()]

@@ -750,3 +750,46 @@ class FlUpdateRow(Base):
     update_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
     aggregate_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
     metrics: Mapped[str] = mapped_column(Text)
+
+
+class FlNodeRow(Base):
+    """A site's federated node as last seen (migration ``0017``): its reported profile, heartbeat, verdict.
+
+    One row per site, overwritten at each check-in (a reply in a run): ``last_seen_at`` is the
+    heartbeat; ``compatible`` and ``reason`` the server's last verdict on the node's profile.
+    """
+
+    __tablename__ = "fl_node"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(128), unique=True)
+    vigil_version: Mapped[str] = mapped_column(String(CODE))
+    flwr_version: Mapped[str] = mapped_column(String(CODE))
+    arch_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    preprocessing_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    compatible: Mapped[bool]
+    reason: Mapped[str] = mapped_column(Text)
+    last_run_key: Mapped[str] = mapped_column(String(CODE))
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FlLaunchRow(Base):
+    """A federated run while it runs (migration ``0017``): its launcher process and its progress so far.
+
+    ``request`` is canonical JSON of what was asked; ``events`` the ServerApp's log so far (a JSON
+    list), rewritten at each event; ``state`` is ``running`` until the launcher records the run
+    (then ``ended``, and ``fl_run`` holds the outcome).
+    """
+
+    __tablename__ = "fl_launch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_key: Mapped[str] = mapped_column(String(CODE), unique=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    launched_by: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(CODE), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    request: Mapped[str] = mapped_column(Text)
+    events: Mapped[str] = mapped_column(Text)
+    launched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -22,6 +22,8 @@ from core.services import (
     change_control,
     deployment,
     explanation,
+    federated_live,
+    federated_view,
     feedback,
     monitoring,
     monitoring_incidents,
@@ -54,6 +56,10 @@ UID = "1.2.3"
 
 def _no_client(_endpoint: PacsEndpoint) -> DicomwebClient:
     raise AssertionError("no site has a PACS here: the test stops before a client is built")
+
+
+def _no_spawn(_argv: object, _env: object, _log: object) -> int:
+    raise AssertionError("no site is registered here: the launch stops before a process is started")
 
 
 def _no_model() -> tuple[LoadedModel, threading.Lock]:
@@ -106,7 +112,7 @@ CALLS: dict[str, Action] = {
         sf, CheckpointPlaces(home / "key", home / "checkpoints.jsonl"), u, now=_now
     ),
     "create a user": lambda sf, u, _: auth.create_user(
-        sf, u, "new.reader", "radiologist", "a long enough password", now=_now
+        sf, u, "new.reader", "radiologist", "a long enough password", full_name="New Reader", now=_now
     ),
     "reset a user's password": lambda sf, u, _: auth.reset_password(
         sf, u, "nobody", "a long enough password", now=_now
@@ -126,6 +132,17 @@ CALLS: dict[str, Action] = {
     ),
     "test a PACS connection": lambda sf, u, home: pacs_status.check_site_as(
         sf, u, Settings(home=home, database_url="sqlite://"), "nowhere", _no_client, now=_now
+    ),
+    "see federated runs": lambda sf, u, _: federated_view.run_detail(sf, u, "fl-none"),
+    "launch a federated run": lambda sf, u, home: federated_live.launch_run(
+        sf,
+        u,
+        federated_live.LaunchRequest(sites=("nowhere", "elsewhere"), rounds=1),
+        vigil=home / "vigil",
+        environ={},
+        logs_dir=home,
+        now=_now,
+        spawn=_no_spawn,
     ),
 }
 

@@ -9,6 +9,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, MessageType, RecordDict
 
 from core.federated.client_app import app
+from core.federated.compatibility import local_profile
 from core.federated.protocol import ARRAYS, CONFIG, INTEGRITY, INTEGRITY_KEYS, METRICS, RoundConfig
 from core.federated.signing import update_digest, verify_update
 from core.federated.task import architecture_sha256, network_arrays, read_site_manifest
@@ -77,12 +78,27 @@ def test_a_training_reply_carries_only_model_shaped_arrays_scalar_aggregates_and
     text = json.dumps({**metrics, **{k: v for k, v in integrity.items() if k != "signature"}})
     assert _leaks(text, site_files) == []
     # Assert: the signature binds the arrays to this site, run and round
+    node = {k: v for k, v in integrity.items() if k not in ("site", "signature")}
     digest = update_digest(
-        arrays, site=SITE, run="run-1", server_round=3, arch_sha256=architecture_sha256(DEFAULT_NETWORK)
+        arrays, site=SITE, run="run-1", server_round=3, arch_sha256=architecture_sha256(DEFAULT_NETWORK), node=node
     )
     assert verify_update(site_files[SITE][2], digest, integrity["signature"])
-    other_round = update_digest(arrays, site=SITE, run="run-1", server_round=4, arch_sha256=integrity["arch-sha256"])
+    other_round = update_digest(
+        arrays, site=SITE, run="run-1", server_round=4, arch_sha256=integrity["arch-sha256"], node=node
+    )
     assert not verify_update(site_files[SITE][2], other_round, integrity["signature"])
+    # Assert: the node's profile is signed too, so a node cannot claim another release unnoticed
+    claimed = update_digest(
+        arrays, site=SITE, run="run-1", server_round=3, arch_sha256=integrity["arch-sha256"],
+        node={**node, "vigil-version": "9.9.9"},
+    )  # fmt: skip
+    assert not verify_update(site_files[SITE][2], claimed, integrity["signature"])
+    assert (
+        node
+        == local_profile(
+            arch_sha256=architecture_sha256(DEFAULT_NETWORK), preprocessing=PreprocessParams().to_dict()
+        ).to_dict()
+    )
 
 
 def test_an_evaluation_reply_carries_scalar_aggregates_only(site_files: dict[str, tuple[Path, Path, bytes]]) -> None:
@@ -99,7 +115,11 @@ def test_an_evaluation_reply_carries_scalar_aggregates_only(site_files: dict[str
     metrics = dict(content.metric_records[METRICS])
     assert set(metrics) == {"num-examples", "unit-weight", "n-positive", "val-auc", "val-loss"}
     assert all(isinstance(v, (int, float)) for v in metrics.values())
-    assert dict(content.config_records[INTEGRITY]) == {"site": SITE}
+    # The evaluation reply is the node's check-in: its site and profile, nothing per study
+    integrity = dict(content.config_records[INTEGRITY])
+    assert set(integrity) == INTEGRITY_KEYS - {"signature"}
+    assert integrity["site"] == SITE
+    assert _leaks(json.dumps(integrity), site_files) == []
     assert not content.array_records
     assert _leaks(json.dumps(metrics, default=str), site_files) == []
     assert np.isfinite(metrics["val-loss"])
