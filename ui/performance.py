@@ -31,9 +31,11 @@ from ui import resources
 __all__ = [
     "ReportSettings",
     "auc_trend_figure",
+    "auc_trend_source",
     "auc_trend_table",
     "load_curves",
     "roc_band_figure",
+    "roc_band_source",
     "controls",
     "counts_figure",
     "forest_figure",
@@ -409,6 +411,27 @@ def auc_trend_figure(curves: SiteCurvesReport) -> go.Figure:
     return fig
 
 
+def roc_band_source(curves: SiteCurvesReport) -> str:
+    """Where the ROC band and operating points come from: the sentence under the chart, on the page and in the HTML."""
+    return (
+        f"Model {curves.model_version}. Shaded: where each site's curve lies in 95% of bootstrap replicates, "
+        "point by point (positives and negatives redrawn separately, seeded, TPR read on a 0.01 grid of "
+        f"1 − specificity; core.metrics.roc_band). ×: the operating point at the card's threshold "
+        f"{curves.threshold:g}. Cases: the labelled, scored studies the pilot-drift report evaluates "
+        "(core.services.site_curves)."
+    )
+
+
+def auc_trend_source(curves: SiteCurvesReport) -> str:
+    """Where the monthly AUCs come from, naming the studies left out for want of a study date."""
+    undated = sum(c.n_undated for c in curves.sites)
+    return (
+        "Each month's AUC of the labelled cases by study date, with its 95% DeLong interval "
+        '(core.metrics.auc_trend); a month with fewer than 5 positives or 5 negatives says "not enough data" '
+        "instead of a number" + (f"; {undated} labelled studies without a study date are left out." if undated else ".")
+    )
+
+
 def auc_trend_table(curves: SiteCurvesReport) -> pd.DataFrame:
     """The monthly AUCs as a table (what the chart shows, readable by a screen reader)."""
     return pd.DataFrame([
@@ -544,7 +567,7 @@ def render(report: ValidationReport, curves: SiteCurvesReport | str | None = Non
         _unmapped(report)
     st.download_button(
         "Download the report (self-contained HTML)",
-        data=_html(report),
+        data=_html(report, curves),
         file_name=(f"pilot-drift-{report.model_version}.html"),
         mime="text/html",
         icon=":material/download:",
@@ -554,11 +577,7 @@ def render(report: ValidationReport, curves: SiteCurvesReport | str | None = Non
 def _roc_tab(report: ValidationReport, curves: SiteCurvesReport | str | None) -> None:
     if isinstance(curves, SiteCurvesReport):
         st.plotly_chart(roc_band_figure(curves), width="stretch")
-        st.caption(
-            "Shaded: where each site's curve lies in 95% of bootstrap replicates, point by point (positives and "
-            "negatives redrawn separately, seeded, TPR read on a 0.01 grid of 1 − specificity). "
-            f"×: the operating point at the card's threshold {curves.threshold:g}."
-        )
+        st.caption(roc_band_source(curves))
         return
     if isinstance(curves, str):
         st.info(f"No ROC band: {curves}")
@@ -570,12 +589,7 @@ def _trend_tab(curves: SiteCurvesReport | str | None) -> None:
         st.info(f"No AUC over time: {curves or 'not computed'}")
         return
     st.plotly_chart(auc_trend_figure(curves), width="stretch")
-    undated = sum(c.n_undated for c in curves.sites)
-    st.caption(
-        "Each month's AUC of the labelled cases by study date, with its 95% DeLong interval; a month with fewer "
-        'than 5 positives or 5 negatives says "not enough data" instead of a number'
-        + (f"; {undated} labelled studies without a study date are left out." if undated else ".")
-    )
+    st.caption(auc_trend_source(curves))
     st.dataframe(auc_trend_table(curves), hide_index=True, width="stretch")
 
 
@@ -608,12 +622,42 @@ def _unmapped(report: ValidationReport) -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _html(report: ValidationReport) -> str:
-    return report_html(report)
+def _html(report: ValidationReport, curves: SiteCurvesReport | str | None) -> str:
+    return report_html(report, curves)
 
 
-def report_html(report: ValidationReport) -> str:
-    """The whole report as one HTML file that opens offline (plotly.js embedded once)."""
+def _curves_html(curves: SiteCurvesReport | str | None) -> list[str]:
+    """The ROC band and monthly AUC sections of the HTML report (charts without plotly.js), each with its source."""
+    if not isinstance(curves, SiteCurvesReport):
+        why = html.escape(curves or "not computed")
+        return [f"<h2>ROC band and AUC over time</h2><p>Not in this report: {why}</p>"]
+    table = auc_trend_table(curves)
+    return [
+        "<h2>ROC by site with the operating point</h2>",
+        roc_band_figure(curves).to_html(full_html=False, include_plotlyjs=False),
+        f"<p><small>Source: {html.escape(roc_band_source(curves))}</small></p>",
+        "<h2>AUC by site and month</h2>",
+        auc_trend_figure(curves).to_html(full_html=False, include_plotlyjs=False),
+        table.to_html(index=False, escape=True) if not table.empty else "<p>No dated labelled cases.</p>",
+        f"<p><small>Source: {html.escape(auc_trend_source(curves))}</small></p>",
+    ]
+
+
+def report_html(report: ValidationReport, curves: SiteCurvesReport | str | None = None) -> str:
+    """The whole report as one HTML file that opens offline (plotly.js embedded once).
+
+    ``curves`` adds the ROC band with operating points and the monthly AUC, as on the page; a
+    string (why there are none) or None is said in their place, so a missing section is never silent.
+
+    Raises
+    ------
+    BadInputError
+        ``curves`` belong to another model version than ``report`` (both named).
+    """
+    if isinstance(curves, SiteCurvesReport) and curves.model_version != report.model_version:
+        raise BadInputError(
+            f"the ROC bands are of model {curves.model_version!r} but the report is of {report.model_version!r}"
+        )
     figures = [
         forest_figure(report),
         roc_figure(report),
@@ -633,5 +677,6 @@ def report_html(report: ValidationReport) -> str:
         "synthetic phantoms; not for care. Studies without a label are unknown, never negative.</p>"
         + site_table(report).to_html(index=False, escape=True)
         + "".join(charts)
+        + "".join(_curves_html(curves))
         + "</body></html>"
     )

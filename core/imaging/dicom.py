@@ -195,13 +195,14 @@ def meta_from_dataset(ds: Dataset) -> DicomMeta:
         study_date=values.text("StudyDate"),
         rows=values.first_int("Rows") or 0,
         columns=values.first_int("Columns") or 0,
-        pixel_spacing_mm=_spacing(values),
+        pixel_spacing_mm=_spacing(values, "PixelSpacing"),
         photometric_interpretation=values.text("PhotometricInterpretation").upper(),
         bits_stored=values.first_int("BitsStored"),
         transfer_syntax_uid=_transfer_syntax(ds),
         # A window of width < 1 is undefined in PS3.3 C.11.2.1.2; treat it as absent.
         window_center=center if width is not None and width >= 1 else None,
         window_width=width if width is not None and width >= 1 else None,
+        imager_pixel_spacing_mm=_spacing(values, "ImagerPixelSpacing"),
     )
 
 
@@ -432,8 +433,8 @@ def _transfer_syntax(ds: Dataset) -> str:
     return str(file_meta.get("TransferSyntaxUID", "") or "").strip()
 
 
-def _spacing(values: AttributeReader) -> tuple[float, float] | None:
-    spacing = values.numbers("PixelSpacing")
+def _spacing(values: AttributeReader, keyword: str) -> tuple[float, float] | None:
+    spacing = values.numbers(keyword)
     if len(spacing) != 2 or min(spacing) <= 0:
         return None
     return spacing[0], spacing[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.imaging.spacing import MeasurementSpacing, measurement_spacing
 from core.types import FloatArray
 
 __all__ = ["DicomMeta", "DicomImage"]
@@ -45,6 +46,12 @@ class DicomMeta:
     transfer_syntax_uid: str
     window_center: float | None
     window_width: float | None
+    imager_pixel_spacing_mm: tuple[float, float] | None = None  # (row, column) at the detector plane
+
+    @property
+    def measurement_spacing(self) -> MeasurementSpacing | None:
+        """The spacing lengths are measured with: PixelSpacing, else ImagerPixelSpacing (``core.imaging.spacing``)."""
+        return measurement_spacing(self.pixel_spacing_mm, self.imager_pixel_spacing_mm)
 
 
 @dataclass(frozen=True, slots=True)

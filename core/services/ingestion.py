@@ -413,7 +413,8 @@ def _study_in(meta: DicomMeta) -> StudyIn:
 
 def _instance_in(accepted: GatedFile, *, path: Path) -> InstanceIn:
     meta = accepted.meta
-    row_mm, col_mm = meta.pixel_spacing_mm if meta.pixel_spacing_mm else (None, None)
+    spacing = meta.measurement_spacing
+    row_mm, col_mm = spacing.mm if spacing is not None else (None, None)
     return InstanceIn(
         sop_instance_uid=meta.sop_instance_uid,
         series_uid=meta.series_instance_uid,
@@ -426,6 +427,7 @@ def _instance_in(accepted: GatedFile, *, path: Path) -> InstanceIn:
         pixel_spacing_col=col_mm,
         photometric=meta.photometric_interpretation,
         transfer_syntax_uid=meta.transfer_syntax_uid,
+        spacing_source=spacing.source if spacing is not None else None,
     )
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from core.errors import BadInputError, DicomRejectedError, PixelsUnreadableError
 from core.explain.overlay import COLORMAPS, DIVERGING_COLORMAPS
 from core.imaging.dicom import read_dicom
+from core.imaging.spacing import MeasurementSpacing
 from core.imaging.window import default_window
 from core.models.card import ModelCard
 from core.services import feedback
@@ -76,7 +77,7 @@ class CaseStudy:
     kvp: float | None
     rows: int
     columns: int
-    pixel_spacing_mm: tuple[float, float] | None
+    spacing: MeasurementSpacing | None  # what lengths are measured with, and from which attribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +169,10 @@ def open_case(session_factory: SessionFactory, user: SignedInUser, study_uid: st
         serving = model_versions.serving(session)
         pred = None if serving is None else predictions.prediction_for(session, instance.id, serving.id)
     spacing = (
-        (instance.pixel_spacing_row, instance.pixel_spacing_col)
-        if instance.pixel_spacing_row is not None and instance.pixel_spacing_col is not None
+        MeasurementSpacing(instance.pixel_spacing_row, instance.pixel_spacing_col, instance.spacing_source)
+        if instance.pixel_spacing_row is not None
+        and instance.pixel_spacing_col is not None
+        and instance.spacing_source is not None
         else None
     )
     case_study = CaseStudy(
@@ -192,7 +195,7 @@ def open_case(session_factory: SessionFactory, user: SignedInUser, study_uid: st
         kvp=study.kvp,
         rows=instance.rows,
         columns=instance.columns,
-        pixel_spacing_mm=spacing,
+        spacing=spacing,
     )
     card = None if serving is None else _essentials(ModelCard.from_dict(json.loads(serving.card_json)))
     prediction = (

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
-from core.errors import DicomRejectedError, UnknownStudyError
+from core.errors import BadInputError, DicomRejectedError, UnknownStudyError
+from core.imaging.spacing import SpacingSource
 from core.store.sites import get_site
 from core.store.tables import InstanceRow, PredictionRow, SiteRow, StudyRow
 
@@ -94,8 +95,15 @@ class StudyRecord:
 class InstanceIn:
     """One DICOM file: identity, content hash and pixel geometry.
 
-    ``sha256`` is the hex SHA-256 of the file's bytes; ``pixel_spacing_row`` and
-    ``pixel_spacing_col`` are in mm, None when the header has no PixelSpacing.
+    ``sha256`` is the hex SHA-256 of the file's bytes. ``pixel_spacing_row`` and
+    ``pixel_spacing_col`` are the spacing lengths are measured with, in mm, and ``spacing_source``
+    the attribute they came from (PixelSpacing, else ImagerPixelSpacing: see
+    ``core.imaging.spacing``); all three are None when the header states no spacing.
+
+    Raises
+    ------
+    BadInputError
+        A spacing without its source or a source without a spacing (both named).
     """
 
     sop_instance_uid: str
@@ -109,6 +117,15 @@ class InstanceIn:
     pixel_spacing_col: float | None
     photometric: str
     transfer_syntax_uid: str
+    spacing_source: SpacingSource | None = None
+
+    def __post_init__(self) -> None:
+        stated = (self.pixel_spacing_row is not None, self.pixel_spacing_col is not None)
+        if stated != (self.spacing_source is not None,) * 2:
+            raise BadInputError(
+                f"instance {self.sop_instance_uid}: a pixel spacing and the attribute it came from go together, got "
+                f"({self.pixel_spacing_row!r}, {self.pixel_spacing_col!r}) mm from {self.spacing_source!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +147,7 @@ class InstanceRecord:
     photometric: str
     transfer_syntax_uid: str
     created_at: datetime
+    spacing_source: SpacingSource | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +329,10 @@ def _study_record(row: StudyRow, site_name: str) -> StudyRecord:
 
 def _instance_record(row: InstanceRow, study_uid: str) -> InstanceRecord:
     values = {f.name: getattr(row, f.name) for f in fields(InstanceRecord) if f.name != "study_uid"}
-    return InstanceRecord(study_uid=study_uid, **values)
+    source = values.pop("spacing_source")
+    return InstanceRecord(
+        study_uid=study_uid, spacing_source=None if source is None else SpacingSource(source), **values
+    )
 
 
 def _site_conflict(session: Session, study_uid: str, stored_site_id: int, new_site_id: int) -> str:

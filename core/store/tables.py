@@ -166,6 +166,9 @@ class InstanceRow(Base):
     photometric: Mapped[str] = mapped_column(String(CODE))
     transfer_syntax_uid: Mapped[str] = mapped_column(String(UID))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The attribute the spacing above came from ("PixelSpacing" or "ImagerPixelSpacing", migration
+    # 0018): a length measured with ImagerPixelSpacing is at the detector, not in the patient.
+    spacing_source: Mapped[str | None] = mapped_column(String(CODE))
 
 
 class ModelVersionRow(Base):

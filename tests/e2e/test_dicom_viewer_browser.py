@@ -8,7 +8,8 @@ Two tests, kept few for a 2-core machine:
 - the built component alone, fed a synthetic image through the Streamlit component protocol,
   with CPU rendering forced (what headless browsers and thin clients without WebGL get): the
   image renders, window / level follows a drag, and a length drawn across a known number of
-  pixels reads that many pixel spacings in millimetres.
+  pixels reads that many pixel spacings in millimetres, labelled "at detector" because the
+  spacing is ImagerPixelSpacing.
 
 Both need the bundle (``scripts/build-viewer``); they are skipped with that instruction otherwise.
 """
@@ -126,7 +127,8 @@ _RENDER_SCRIPT = """([rows, columns, spacing]) => {
   window.postMessage({type: "streamlit:render", args: {
     study_uid: "1.2.3", rows, columns, pixels: new Uint8Array(pixels.buffer), map,
     presets: [{name: "File default", center: 500, width: 1000}, {name: "Narrow", center: 300, width: 200}],
-    spacing: [spacing, spacing], spacing_note: "Lengths in mm from PixelSpacing", value_unit: "(DX units)",
+    spacing: [spacing, spacing], spacing_source: "ImagerPixelSpacing", length_unit: "mm at detector",
+    spacing_note: "Lengths in mm at detector, from ImagerPixelSpacing", value_unit: "(DX units)",
     modality: "DX", map_label: "Grad-CAM map", map_signed: false, overlay: true, opacity: 0.5,
     threshold: 0.5, height: 400, renderer: "cpu", generation: "g1"}}, "*");
 }"""
@@ -178,6 +180,18 @@ def test_component_on_cpu_rendering_windows_and_measures_in_mm() -> None:
             assert changed != "300.0/200.0"
             length_mm = float(body.get_attribute("data-length") or "nan")
             assert length_mm == pytest.approx(80 * spacing, abs=2 * spacing)  # within two pixel spacings
-            assert "mm from PixelSpacing" in page.locator("#spacing").inner_text()
+            # A film with ImagerPixelSpacing only: the length says it is at the detector, as does the note.
+            assert page.locator("#length").inner_text() == f"Length {length_mm:.1f} mm at detector"
+            assert body.get_attribute("data-length-unit") == "mm at detector"
+            # Cornerstone's label on the canvas settles on the same length, marked as a projection ("Proj").
+            page.wait_for_function(
+                "(want) => { const s = Object.values(window.vigilViewer.lastAnnotation.data.cachedStats)[0];"
+                " return Math.abs(s.length - want) < 0.01; }",
+                arg=length_mm,
+                timeout=10_000,
+            )
+            tool = page.evaluate("() => Object.values(window.vigilViewer.lastAnnotation.data.cachedStats)[0]")
+            assert tool["unit"] == "mm Proj"
+            assert "at detector, from ImagerPixelSpacing" in page.locator("#spacing").inner_text()
         finally:
             browser.close()

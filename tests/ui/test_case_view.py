@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.errors import BadInputError
 from core.explain.report import TrustLevel, TrustReport
+from core.imaging.spacing import MeasurementSpacing, SpacingSource
 from core.services import case_view, review
 from core.services.explanation import ExplainMethod
 from core.services.permissions import Role, SignedInUser
@@ -27,7 +28,7 @@ from core.store import explain_reports, model_versions
 from tests.ui.conftest import USERS, texts
 from tests.ui.installation import TEST_MODEL_VERSION, Installation
 from ui import resources
-from ui.components.dicom_viewer.payload import encode_map, encode_pixels, spacing_note, viewer_args
+from ui.components.dicom_viewer.payload import encode_map, encode_pixels, length_unit, spacing_note, viewer_args
 
 App = Callable[[Role | None], AppTest]
 PAGE = "pages/case_review.py"
@@ -265,5 +266,13 @@ def test_pixels_cross_as_float32_with_non_finite_values_replaced() -> None:
 
 
 def test_the_spacing_note_names_the_attribute_or_says_pixels() -> None:
-    assert spacing_note((0.2, 0.2)) == "Lengths in mm from PixelSpacing (0.2 × 0.2 mm)"
+    assert spacing_note(MeasurementSpacing(0.2, 0.2, SpacingSource.PIXEL_SPACING)) == (
+        "Lengths in mm from PixelSpacing (0.2 × 0.2 mm)"
+    )
+    at_detector = spacing_note(MeasurementSpacing(0.15, 0.15, SpacingSource.IMAGER_PIXEL_SPACING))
+    assert at_detector.startswith("Lengths in mm at detector, from ImagerPixelSpacing (0.15 × 0.15 mm)")
     assert "lengths are in pixels" in spacing_note(None)
+    assert [length_unit(s) for s in (MeasurementSpacing(0.2, 0.2, SpacingSource.IMAGER_PIXEL_SPACING), None)] == [
+        "mm at detector",
+        "px",
+    ]

@@ -9,9 +9,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from core.errors import BadInputError
 from core.metrics import DriftOptions
-from core.services import validation
+from core.services import site_curves, validation
 from core.services.permissions import Role, SignedInUser
+from core.services.site_curves import SiteCurvesReport
 from core.store.engine import SessionFactory, make_engine, make_session_factory, migrate
 from tests.core.services.test_validation import clock, seed_pilot_cohort
 from ui import performance
@@ -39,6 +41,12 @@ def seeded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def report(seeded_home: Path) -> validation.ValidationReport:
     sf = make_session_factory(make_engine(f"sqlite:///{seeded_home / 'vigil.db'}"))
     return validation.validate(sf, options=DriftOptions(n_resamples=100), actor="t", now=clock, record=False)
+
+
+@pytest.fixture(scope="module")
+def curves(seeded_home: Path) -> SiteCurvesReport:
+    sf = make_session_factory(make_engine(f"sqlite:///{seeded_home / 'vigil.db'}"))
+    return site_curves.site_curves(sf, n_resamples=50, seed=0)
 
 
 def _point_at(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -135,3 +143,41 @@ def test_figures_carry_the_report_numbers(report: validation.ValidationReport) -
     row = list(heat.data[0].y).index("riverside")
     before, after = (heat.data[0].z[row][columns.index(f"software: {v}")] for v in ("v4.3.1", "v5.1.0 UNIQUE2"))
     assert before < report.drift.max_gap < after
+
+
+@pytest.mark.filterwarnings("ignore::core.errors.UndefinedMetricWarning")  # harbor is too small for a band
+def test_html_report_has_the_roc_band_and_monthly_auc_with_their_sources(
+    report: validation.ValidationReport, curves: SiteCurvesReport
+) -> None:
+    # Execute
+    text = performance.report_html(report, curves)
+
+    # Assert: both sections, their sources named, still one plotly.js, and every dated month in the table
+    assert "ROC by site with the operating point" in text and "AUC by site and month" in text
+    assert "core.metrics.roc_band" in text and "core.metrics.auc_trend" in text
+    assert f"operating point at the card&#x27;s threshold {curves.threshold:g}" in text
+    assert text.count("plotly.js v") == 1 and "<script src=" not in text
+    riverside = next(c for c in curves.sites if c.site == "riverside")
+    known = [m for m in riverside.months if m.auc is not None]
+    assert known and all(f"<td>{m.month}</td>" in text for m in riverside.months)
+    assert f"{known[0].auc.estimate:.3f} [" in text  # type: ignore[union-attr]
+
+
+def test_html_report_says_why_the_curves_are_missing(report: validation.ValidationReport) -> None:
+    # Execute
+    text = performance.report_html(report, "no model version is serving")
+
+    # Assert: the gap is stated, not silent
+    assert "Not in this report: no model version is serving" in text
+    assert "core.metrics.roc_band" not in text
+
+
+def test_html_report_refuses_curves_of_another_model(
+    report: validation.ValidationReport, curves: SiteCurvesReport
+) -> None:
+    # Prepare
+    other = SiteCurvesReport("another-model", curves.threshold, curves.sites)
+
+    # Execute / Assert
+    with pytest.raises(BadInputError, match="another-model"):
+        performance.report_html(report, other)

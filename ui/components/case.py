@@ -116,7 +116,7 @@ def _escape(text: str) -> str:
 
 
 def _metadata(s: CaseStudy) -> list[tuple[str, str]]:
-    spacing = f"{s.pixel_spacing_mm[0]:.3g} × {s.pixel_spacing_mm[1]:.3g} mm" if s.pixel_spacing_mm else "not stated"
+    spacing = f"{s.spacing.row_mm:.3g} × {s.spacing.col_mm:.3g} mm ({s.spacing.source})" if s.spacing else "not stated"
     return [
         ("Site", s.site),
         ("Vendor", f"{s.vendor} ({s.manufacturer})" if s.manufacturer else s.vendor),

@@ -12,6 +12,7 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 
 from core.errors import DicomRejectedError
 from core.imaging.dicom import read_dicom, read_header
+from core.imaging.spacing import MeasurementSpacing, SpacingSource
 
 
 def test_read_dicom_gives_float32_modality_units(ct_path: Path) -> None:
@@ -91,6 +92,24 @@ def test_absent_attributes_are_empty_or_none(
     assert meta.body_part_examined == "" and meta.station_name == ""
     assert meta.kvp is None and meta.pixel_spacing_mm is None
     assert meta.view_position == ""
+    assert meta.imager_pixel_spacing_mm is None and meta.measurement_spacing is None
+
+
+def test_a_film_with_only_imager_pixel_spacing_is_measured_at_the_detector(
+    ct_dataset: Dataset, write_dataset: Callable[[Dataset, str], Path]
+) -> None:
+    # Prepare: as many CR and DX films are, ImagerPixelSpacing (0018,1164) and no PixelSpacing
+    del ct_dataset.PixelSpacing
+    ct_dataset.ImagerPixelSpacing = ["0.148", "0.15"]
+    path = write_dataset(ct_dataset, "imager-only.dcm")
+
+    # Execute
+    meta = read_header(path)
+
+    # Assert
+    assert meta.pixel_spacing_mm is None
+    assert meta.imager_pixel_spacing_mm == pytest.approx((0.148, 0.15))
+    assert meta.measurement_spacing == MeasurementSpacing(0.148, 0.15, SpacingSource.IMAGER_PIXEL_SPACING)
 
 
 def test_window_is_read_from_the_file(ct_dataset: Dataset, write_dataset: Callable[[Dataset, str], Path]) -> None:

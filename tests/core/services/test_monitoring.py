@@ -18,6 +18,7 @@ import pytest
 from core.audit.events import AuditAction
 from core.drift.monitor import MonitorSettings, StreamStatus
 from core.errors import AlertTransitionError, BadInputError, PermissionDeniedError, UnknownAlertError, UnknownSiteError
+from core.imaging.spacing import SpacingSource
 from core.services import monitoring
 from core.services.audit import verify_ledger
 from core.services.monitoring import AlertEvent, AlertHooks, compute_monitoring, run_monitoring
@@ -74,6 +75,7 @@ def _instance(uid: str) -> InstanceIn:
         pixel_spacing_col=1.6,
         photometric="MONOCHROME2",
         transfer_syntax_uid="1.2.840.10008.1.2.1",
+        spacing_source=SpacingSource.PIXEL_SPACING,
     )
 
 

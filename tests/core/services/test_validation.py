@@ -18,6 +18,7 @@ import pytest
 
 from core.audit.events import AuditAction
 from core.errors import BadInputError, UnknownSiteError
+from core.imaging.spacing import SpacingSource
 from core.metrics import DriftOptions, GapStatus
 from core.services import validation
 from core.store import audit_log, model_versions, outcomes, predictions, sites, studies
@@ -91,6 +92,7 @@ def _instance(study_uid: str, i: int) -> InstanceIn:
         1.6,
         "MONOCHROME2",
         "1.2.840.10008.1.2.1",
+        SpacingSource.PIXEL_SPACING,
     )
 
 

@@ -8,6 +8,7 @@ from datetime import date, datetime
 
 import pytest
 
+from core.imaging.spacing import SpacingSource
 from core.store import model_versions, sites, studies
 from core.store.engine import SessionFactory
 from core.store.studies import InstanceIn, StudyIn
@@ -45,6 +46,7 @@ INSTANCE = InstanceIn(
     pixel_spacing_col=0.139,
     photometric="MONOCHROME2",
     transfer_syntax_uid="1.2.840.10008.1.2.1",
+    spacing_source=SpacingSource.PIXEL_SPACING,
 )
 
 

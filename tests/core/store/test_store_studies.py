@@ -56,7 +56,7 @@ def test_missing_optional_header_values_round_trip(
     # Prepare
     site_id = _north(session_factory, now)
     study = new_study(1, study_date=None, kvp=None, patient_age="", vendor_mapped=False)
-    instance = new_instance(1, study=1, pixel_spacing_row=None, pixel_spacing_col=None)
+    instance = new_instance(1, study=1, pixel_spacing_row=None, pixel_spacing_col=None, spacing_source=None)
 
     # Execute
     with session_factory.begin() as session:

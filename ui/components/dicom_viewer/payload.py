@@ -14,6 +14,7 @@ from typing import Final
 import numpy as np
 
 from core.errors import BadInputError
+from core.imaging.spacing import MeasurementSpacing
 from core.services.case_view import CaseView
 from core.services.explanation import ExplainMethod, StoredExplanation
 from core.types import FloatArray, JSONObject
@@ -24,6 +25,7 @@ __all__ = [
     "ViewerArgs",
     "encode_map",
     "encode_pixels",
+    "length_unit",
     "spacing_note",
     "viewer_args",
 ]
@@ -93,11 +95,24 @@ def encode_map(heatmap: FloatArray, *, signed: bool) -> bytes:
     return np.ascontiguousarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).tobytes()
 
 
-def spacing_note(spacing_mm: tuple[float, float] | None) -> str:
-    """The sentence that says which attribute lengths are measured from."""
-    if spacing_mm is None:
-        return "No PixelSpacing in the file: lengths are in pixels"
-    return f"Lengths in mm from PixelSpacing ({spacing_mm[0]:.3g} × {spacing_mm[1]:.3g} mm)"
+def spacing_note(spacing: MeasurementSpacing | None) -> str:
+    """The sentence that says which attribute lengths are measured from (and "at detector" when they are)."""
+    if spacing is None:
+        return "No PixelSpacing or ImagerPixelSpacing in the file: lengths are in pixels"
+    values = f"{spacing.row_mm:.3g} × {spacing.col_mm:.3g} mm"
+    if spacing.source.at_detector:
+        return (
+            f"Lengths in mm at detector, from ImagerPixelSpacing ({values}): not corrected for magnification, "
+            "so larger than in the patient"
+        )
+    return f"Lengths in mm from PixelSpacing ({values})"
+
+
+def length_unit(spacing: MeasurementSpacing | None) -> str:
+    """The unit written after a measured length: "mm", "mm at detector" or "px"."""
+    if spacing is None:
+        return "px"
+    return "mm at detector" if spacing.source.at_detector else "mm"
 
 
 def _unit(modality: str) -> str:
@@ -125,8 +140,10 @@ def viewer_args(view: CaseView, method: ExplainMethod | None, *, overlay: bool, 
         "rows": int(rows),
         "columns": int(columns),
         "presets": [{"name": p.name, "center": p.center, "width": p.width} for p in view.image.presets],
-        "spacing": list(study.pixel_spacing_mm) if study.pixel_spacing_mm else None,
-        "spacing_note": spacing_note(study.pixel_spacing_mm),
+        "spacing": list(study.spacing.mm) if study.spacing else None,
+        "spacing_source": str(study.spacing.source) if study.spacing else None,
+        "spacing_note": spacing_note(study.spacing),
+        "length_unit": length_unit(study.spacing),
         "value_unit": _unit(study.modality),
         "modality": study.modality or "OT",
         "map_label": f"{method.label} map" if shown is not None and method is not None else "",

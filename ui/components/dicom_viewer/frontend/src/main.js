@@ -147,6 +147,12 @@ async function showStudy(args) {
   add("generalSeriesModule", { modality: args.modality, seriesInstanceUID: args.study_uid });
   add("modalityLutModule", { rescaleSlope: 1, rescaleIntercept: 0 });
   add("voiLutModule", { windowCenter: [first.center], windowWidth: [first.width] });
+  if (args.spacing_source === "ImagerPixelSpacing") {
+    // A detector-plane spacing: Cornerstone's own label then reads "mm Proj" (projection), as in
+    // OHIF, beside the status line's "mm at detector". A local image takes its calibration from
+    // the cached image itself (the stack viewport merges it into what the tools read).
+    cache.getImage(imageId).calibration = { type: Enums.CalibrationTypes.PROJECTION };
+  }
   await state.viewport.setStack([imageId], 0);
   if (generation !== state.generation) return;
   state.imageId = imageId;
@@ -301,10 +307,13 @@ function onLength(event) {
   const data = event.detail.annotation && event.detail.annotation.data;
   const points = data && data.handles && data.handles.points;
   if (!points || points.length < 2) return;
+  state.lastAnnotation = event.detail.annotation; // for browser tests: the tool's own cachedStats
   const length = Math.hypot(...points[1].map((v, k) => v - points[0][k]));
-  const unit = state.args.spacing ? "mm" : "px";
+  // "mm at detector" when the spacing is ImagerPixelSpacing: the beam magnifies the patient there.
+  const unit = state.args.length_unit || (state.args.spacing ? "mm" : "px");
   $("length").textContent = `Length ${length.toFixed(1)} ${unit}`;
   document.body.dataset.length = length.toFixed(2);
+  document.body.dataset.lengthUnit = unit;
 }
 
 function controls(args) {
