@@ -45,7 +45,7 @@ from core.store.engine import SessionFactory
 from core.store.tables import FeedbackRow, InstanceRow, OutcomeRow, PredictionRow, StudyRow
 from core.types import JSONObject
 
-__all__ = ["PAGE_TARGET", "SCAN_TARGET", "StoreConfig", "build_store", "run"]
+__all__ = ["PAGE_TARGET", "SCAN_TARGET", "StoreConfig", "build_store", "populate", "run"]
 
 #: Issue 19's targets: time at ``large`` / time at ``small``.
 PAGE_TARGET: Final = 3.0
@@ -97,6 +97,15 @@ def build_store(root: Path, *, rows: int, seed: int = 0) -> tuple[SessionFactory
     root.mkdir(parents=True, exist_ok=True)
     settings = Settings(home=root, database_url=f"sqlite:///{(root / 'vigil.db').resolve()}")
     sf = open_store(settings)
+    populate(sf, root, rows=rows, seed=seed)
+    return sf, time.perf_counter() - start
+
+
+def populate(sf: SessionFactory, root: Path, *, rows: int, seed: int = 0) -> None:
+    """Fill an empty, migrated store (any backend) with :func:`build_store`'s SYNTHETIC rows.
+
+    ``root`` holds the registered model's files and is the folder the synthetic image path names.
+    """
     model_service.register_bundled(sf, models_dir=root / "models", actor=_ACTOR, now=_now)
     for name, benchmark in _SITES:
         site_service.add_site(sf, name, benchmark=benchmark, actor=_ACTOR, now=_now)
@@ -117,7 +126,6 @@ def build_store(root: Path, *, rows: int, seed: int = 0) -> tuple[SessionFactory
             now=_now(),
         )
     _label_and_read(sf, seed)
-    return sf, time.perf_counter() - start
 
 
 def _serving_threshold(sf: SessionFactory, root: Path) -> float:

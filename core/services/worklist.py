@@ -14,12 +14,13 @@ from core.errors import BadInputError
 from core.services.permissions import Permission, SignedInUser, require
 from core.store import model_versions, reviews, sites, users
 from core.store.engine import SessionFactory
-from core.store.reviews import Cohort, ReviewStatus, ScoreBand, WorklistOrder, WorklistQuery, WorklistRow
+from core.store.reviews import COUNT_CAP, Cohort, ReviewStatus, ScoreBand, WorklistOrder, WorklistQuery, WorklistRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "COUNT_CAP",
     "Cohort",
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
@@ -71,6 +72,11 @@ class WorklistPage:
         At least 1, even for an empty list.
     model_version : str or None
         The serving version whose scores are shown; None before a model is registered.
+    total : int
+        How many studies the filter selects, or :data:`COUNT_CAP` when there are more (``capped``):
+        counting stops there, so a page costs the same at any store size.
+    capped : bool
+        More than ``total`` studies match; the pages reach only the first ``total``.
     """
 
     items: tuple[WorklistRow, ...]
@@ -79,6 +85,12 @@ class WorklistPage:
     page_size: int
     pages: int
     model_version: str | None
+    capped: bool = False
+
+    @property
+    def total_text(self) -> str:
+        """The count as a reader sees it: ``"1,234"``, or ``"10,000+"`` past the cap."""
+        return f"{self.total:,}+" if self.capped else f"{self.total:,}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +125,12 @@ def worklist_page(
         raise BadInputError(f"page size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")
     with session_factory() as session:
         query, version = _query(session, user, flt)
-        total = reviews.count_worklist(session, query)
+        counted = reviews.count_worklist(session, query, cap=COUNT_CAP)
+        total = min(counted, COUNT_CAP)
         pages = max(1, -(-total // page_size))
         page = min(max(page, 0), pages - 1)
         items = reviews.worklist_rows(session, query, limit=page_size, offset=page * page_size)
-    return WorklistPage(tuple(items), total, page, page_size, pages, version)
+    return WorklistPage(tuple(items), total, page, page_size, pages, version, capped=counted > COUNT_CAP)
 
 
 def neighbours(session_factory: SessionFactory, user: SignedInUser, flt: WorklistFilter, study_uid: str) -> Neighbours:

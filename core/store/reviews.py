@@ -11,7 +11,7 @@ that the given model version made for its first instance; studies that version h
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -21,21 +21,21 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
-    case,
     exists,
     func,
     insert,
     literal,
+    or_,
     select,
-    tuple_,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.errors import UnknownStudyError
 from core.store.tables import FeedbackRow, InstanceRow, ModelVersionRow, PredictionRow, SiteRow, StudyRow
 
 __all__ = [
     "BORDERLINE_MARGIN",
+    "COUNT_CAP",
     "Cohort",
     "ReviewStatus",
     "ScoreBand",
@@ -52,6 +52,8 @@ __all__ = [
 
 #: Half-width of the "borderline" band around a prediction's operating threshold.
 BORDERLINE_MARGIN: Final = 0.1
+#: A worklist's count stops past this many studies (the reader sees "10,000+" and narrows it).
+COUNT_CAP: Final = 10_000
 
 
 class ScoreBand(StrEnum):
@@ -145,17 +147,33 @@ class WorklistRow:
 
 
 def worklist_rows(session: Session, query: WorklistQuery, *, limit: int, offset: int = 0) -> list[WorklistRow]:
-    """One page of the worklist, in the query's order."""
-    stmt = _filtered(_select(query), query).order_by(*_order(query)).limit(limit).offset(offset)
-    rows = session.execute(stmt).all()
+    """One page of the worklist, in the query's order.
+
+    The scored studies come first, walked in the order of a ``prediction`` index; then the
+    studies the version has not scored, by arrival. Each part stops after the page, so page 0
+    costs the same at 10k and 1M studies; a deep ``offset`` still reads the rows it skips.
+    """
+    rows = _page(session, query, limit, offset)
     readers = _readers(session, [r.study_id for r in rows])
     return [_row(r, *readers.get(r.study_id, (0, None))) for r in rows]
 
 
-def count_worklist(session: Session, query: WorklistQuery) -> int:
-    """How many studies the query selects."""
-    inner = _filtered(_select(query), query).subquery()
-    return session.scalars(select(func.count()).select_from(inner)).one()
+def count_worklist(session: Session, query: WorklistQuery, *, cap: int = COUNT_CAP) -> int:
+    """How many studies the query selects, counting no further than ``cap + 1``.
+
+    Returns
+    -------
+    int
+        The exact count when it is at most ``cap``; ``cap + 1`` means "more than ``cap``". Counting
+        stops there so that a page never pays for counting a million studies.
+    """
+    if cap < 0:
+        raise ValueError(f"cap must be >= 0, got {cap}")
+    scored = _scored(query)
+    if scored is None:
+        return _count(session, _everything(query), cap + 1)
+    n = _count(session, scored, cap + 1)
+    return n if n > cap else n + _count(session, _unscored(query), cap + 1 - n)
 
 
 def worklist_row(session: Session, query: WorklistQuery, study_uid: str) -> WorklistRow:
@@ -176,26 +194,22 @@ def neighbour(session: Session, query: WorklistQuery, current: WorklistRow, *, f
     """The StudyInstanceUID after (or before) ``current`` in the query's order, None at either end.
 
     Keyset stepping: ``current`` need not match the filters any more (a study the reader has just
-    reviewed leaves a "not reviewed by me" list), the next one is still the right one.
+    reviewed leaves a "not reviewed by me" list), the next one is still the right one. Each probe
+    is a range on one index, so a step costs the same at any store size.
     """
-    stmt = _filtered(_select(query), query)
-    if query.order is WorklistOrder.PRIORITY:
-        key = tuple_(_positive_key(), _score_key(), StudyRow.id)
-        here = tuple_(
-            literal(0 if current.label else 1),
-            literal(_score_key_value(current.score)),
-            literal(current.study_id),
-        )
-        stmt = stmt.where(key > here if forward else key < here)
-    elif query.order is WorklistOrder.SCORE:
-        key = tuple_(_score_key(), StudyRow.id)
-        here = tuple_(literal(_score_key_value(current.score)), literal(current.study_id))
-        stmt = stmt.where(key > here if forward else key < here)
-    else:
-        stmt = stmt.where(StudyRow.id > current.study_id if forward else StudyRow.id < current.study_id)
-    order = _order(query) if forward else [c.desc() for c in _order(query)]
-    found = session.execute(stmt.order_by(*order).limit(1)).first()
-    return None if found is None else str(found.study_uid)
+    scored = _scored(query)
+    if scored is None:
+        return _first_uid(session, _everything(query), _ARRIVAL, current.study_id, forward=forward)
+    unscored = _unscored(query)
+    if _is_scored(current):
+        found = _step_scored(session, scored, query.order, current, forward=forward)
+        if found is None and forward:
+            found = _first_uid(session, unscored, _ARRIVAL, None, forward=True)
+        return found
+    found = _first_uid(session, unscored, _ARRIVAL, current.study_id, forward=forward)
+    if found is None and not forward:
+        found = _first_uid(session, scored, _scored_key(query.order), None, forward=False)
+    return found
 
 
 def data_version(session: Session) -> str:
@@ -216,35 +230,167 @@ def data_version(session: Session) -> str:
 
 def _first_instance_id() -> Any:
     # Chest studies hold one frontal image; a study with several shows its first one.
-    return select(func.min(InstanceRow.id)).where(InstanceRow.study_id == StudyRow.id).scalar_subquery()
+    # An alias, so the subquery keeps its own FROM when the outer query also reads ``instance``.
+    first = aliased(InstanceRow)
+    return select(func.min(first.id)).where(first.study_id == StudyRow.id).correlate(StudyRow).scalar_subquery()
+
+
+def _columns(query: WorklistQuery) -> tuple[Any, ...]:
+    mine = exists().where(FeedbackRow.study_id == StudyRow.id, FeedbackRow.user_id == query.reader_id)
+    return (
+        StudyRow.id.label("study_id"),
+        StudyRow.study_uid,
+        StudyRow.accession_number,
+        SiteRow.name.label("site_name"),
+        StudyRow.study_date,
+        StudyRow.vendor,
+        StudyRow.view_position,
+        StudyRow.created_at.label("arrived_at"),
+        PredictionRow.id.label("prediction_id"),
+        PredictionRow.score,
+        PredictionRow.label,
+        PredictionRow.threshold,
+        PredictionRow.fallback,
+        mine.label("reviewed_by_me"),
+    )
 
 
 def _select(query: WorklistQuery) -> Select[*tuple[Any, ...]]:
+    """Every study with the version's prediction for its first instance, if any (outer join)."""
     mv_id = query.model_version_id if query.model_version_id is not None else -1
-    mine = exists().where(FeedbackRow.study_id == StudyRow.id, FeedbackRow.user_id == query.reader_id)
     return (
-        select(
-            StudyRow.id.label("study_id"),
-            StudyRow.study_uid,
-            StudyRow.accession_number,
-            SiteRow.name.label("site_name"),
-            StudyRow.study_date,
-            StudyRow.vendor,
-            StudyRow.view_position,
-            StudyRow.created_at.label("arrived_at"),
-            PredictionRow.id.label("prediction_id"),
-            PredictionRow.score,
-            PredictionRow.label,
-            PredictionRow.threshold,
-            PredictionRow.fallback,
-            mine.label("reviewed_by_me"),
-        )
+        select(*_columns(query))
         .join(SiteRow, StudyRow.site_id == SiteRow.id)
         .outerjoin(
             PredictionRow,
             and_(PredictionRow.instance_id == _first_instance_id(), PredictionRow.model_version_id == mv_id),
         )
     )
+
+
+def _everything(query: WorklistQuery) -> Select[*tuple[Any, ...]]:
+    """The filtered worklist as one part, when its order is by arrival or nothing is scored."""
+    return _filtered(_select(query), query)
+
+
+def _scored(query: WorklistQuery) -> Select[*tuple[Any, ...]] | None:
+    """The studies the version scored, driven from ``prediction`` (None when ordered by arrival).
+
+    Joined from the prediction side so that SQL can walk ``ix_prediction_worklist_*`` in the
+    page's order and stop after one page, instead of sorting every study on a computed key.
+    """
+    if query.order is WorklistOrder.ARRIVAL or query.model_version_id is None:
+        return None
+    stmt = (
+        select(*_columns(query))
+        .select_from(PredictionRow)
+        .join(InstanceRow, InstanceRow.id == PredictionRow.instance_id)
+        .join(StudyRow, StudyRow.id == InstanceRow.study_id)
+        .join(SiteRow, StudyRow.site_id == SiteRow.id)
+        .where(
+            PredictionRow.model_version_id == query.model_version_id,
+            PredictionRow.score.is_not(None),
+            PredictionRow.label.is_not(None),
+            InstanceRow.id == _first_instance_id(),
+        )
+    )
+    return _filtered(stmt, query)
+
+
+def _unscored(query: WorklistQuery) -> Select[*tuple[Any, ...]]:
+    """The studies the version did not score (no prediction, or a fallback without a score)."""
+    unscored = or_(PredictionRow.score.is_(None), PredictionRow.label.is_(None))
+    return _filtered(_select(query), query).where(unscored)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyColumn:
+    """One column of a worklist order: the SQL column, its direction, and a row's value in it."""
+
+    column: ColumnElement[Any]
+    descending: bool
+    value: Callable[[WorklistRow], object]
+
+    def order(self, *, forward: bool) -> ColumnElement[Any]:
+        return self.column.desc() if self.descending == forward else self.column.asc()
+
+    def beyond(self, row: WorklistRow, *, forward: bool) -> ColumnElement[bool]:
+        """Rows strictly after ``row`` in this column (before, when not ``forward``)."""
+        # A bound literal: SQLAlchemy refuses ``<`` against a Python bool, and a boolean column
+        # orders false < true on both databases.
+        v = literal(self.value(row))
+        return self.column < v if self.descending == forward else self.column > v
+
+
+_ARRIVAL: Final = (_KeyColumn(StudyRow.id.expression, False, lambda r: r.study_id),)
+_SCORE: Final = _KeyColumn(PredictionRow.score.expression, True, lambda r: r.score)
+_POSITIVE: Final = _KeyColumn(PredictionRow.label.expression, True, lambda r: r.label)
+
+
+def _scored_key(order: WorklistOrder) -> tuple[_KeyColumn, ...]:
+    # Model-positive first, then the highest score, then arrival: ix_prediction_worklist_* serve it.
+    return (_POSITIVE, _SCORE, *_ARRIVAL) if order is WorklistOrder.PRIORITY else (_SCORE, *_ARRIVAL)
+
+
+def _order_by(key: Sequence[_KeyColumn], *, forward: bool) -> list[ColumnElement[Any]]:
+    return [k.order(forward=forward) for k in key]
+
+
+def _page(session: Session, query: WorklistQuery, limit: int, offset: int) -> list[Any]:
+    scored = _scored(query)
+    if scored is None:
+        stmt = _everything(query).order_by(*_order_by(_ARRIVAL, forward=True))
+        return list(session.execute(stmt.limit(limit).offset(offset)))
+    stmt = scored.order_by(*_order_by(_scored_key(query.order), forward=True))
+    rows = list(session.execute(stmt.limit(limit).offset(offset)))
+    if len(rows) == limit:
+        return rows
+    # The scored part ends on this page: the unscored part starts where it stopped.
+    n_scored = offset + len(rows) if rows else _count(session, scored, None)
+    tail = _unscored(query).order_by(*_order_by(_ARRIVAL, forward=True))
+    return rows + list(session.execute(tail.limit(limit - len(rows)).offset(max(0, offset - n_scored))))
+
+
+def _count(session: Session, stmt: Select[*tuple[Any, ...]], limit: int | None) -> int:
+    inner = (stmt if limit is None else stmt.limit(limit)).subquery()
+    return int(session.scalars(select(func.count()).select_from(inner)).one())
+
+
+def _is_scored(row: WorklistRow) -> bool:
+    return row.score is not None and row.label is not None
+
+
+def _step_scored(
+    session: Session, scored: Select[*tuple[Any, ...]], order: WorklistOrder, current: WorklistRow, *, forward: bool
+) -> str | None:
+    """The scored study next to ``current`` in ``order`` (None past the last or before the first).
+
+    Tries the rows that share ``current``'s key up to its last column and differ there, then up
+    to the column before, and so on: the first hit is the neighbour, and each try is one index range.
+    """
+    key = _scored_key(order)
+    for i in reversed(range(len(key))):
+        same = [k.column == literal(k.value(current)) for k in key[:i]]
+        candidates = scored.where(*same, key[i].beyond(current, forward=forward))
+        found = _first_uid(session, candidates, key, None, forward=forward)
+        if found is not None:
+            return found
+    return None
+
+
+def _first_uid(
+    session: Session,
+    stmt: Select[*tuple[Any, ...]],
+    key: Sequence[_KeyColumn],
+    after_id: int | None,
+    *,
+    forward: bool,
+) -> str | None:
+    """The first study of ``stmt`` in ``key`` order (backwards when not ``forward``), past ``after_id``."""
+    if after_id is not None:
+        stmt = stmt.where(StudyRow.id > after_id if forward else StudyRow.id < after_id)
+    found = session.execute(stmt.order_by(*_order_by(key, forward=forward)).limit(1)).first()
+    return None if found is None else str(found.study_uid)
 
 
 def _filtered(stmt: Select[*tuple[Any, ...]], query: WorklistQuery) -> Select[*tuple[Any, ...]]:
@@ -286,28 +432,6 @@ def _status_condition(status: ReviewStatus, reader_id: int) -> ColumnElement[boo
         ReviewStatus.REVIEWED_BY_ME: mine,
         ReviewStatus.UNREVIEWED: ~anyone,
     }[status]
-
-
-def _score_key() -> ColumnElement[float]:
-    # Highest score first, unscored last: ascending on -score, with 2.0 (> any -score) for none.
-    return case((PredictionRow.score.is_(None), 2.0), else_=-PredictionRow.score)
-
-
-def _positive_key() -> ColumnElement[int]:
-    # Model-positive first: 0 for a score at or above its threshold, 1 otherwise (and unscored).
-    return case((PredictionRow.label.is_(True), 0), else_=1)
-
-
-def _score_key_value(score: float | None) -> float:
-    return 2.0 if score is None else -score
-
-
-def _order(query: WorklistQuery) -> list[ColumnElement[Any]]:
-    if query.order is WorklistOrder.PRIORITY:
-        return [_positive_key(), _score_key(), StudyRow.id.expression]
-    if query.order is WorklistOrder.SCORE:
-        return [_score_key(), StudyRow.id.expression]
-    return [StudyRow.id.expression]
 
 
 def _readers(session: Session, study_ids: Sequence[int]) -> dict[int, tuple[int, datetime | None]]:

@@ -261,7 +261,13 @@ class PredictionRow(Base):
     """One model version's output for one instance; unscored instances carry ``fallback``."""
 
     __tablename__ = "prediction"
-    __table_args__ = (UniqueConstraint("instance_id", "model_version_id"),)
+    __table_args__ = (
+        UniqueConstraint("instance_id", "model_version_id"),
+        # The worklist pages from these in its two score orders (core.store.reviews), so a page
+        # reads one page of index entries whatever the store's size (migration 0019).
+        Index("ix_prediction_worklist_priority", "model_version_id", "label", "score"),
+        Index("ix_prediction_worklist_score", "model_version_id", "score"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"))

@@ -28,7 +28,7 @@ def render(user: SignedInUser) -> None:
     st.title("Vigil")
     st.markdown(f"Welcome, **{user.username}**. {_ROLE_TEXT[user.role]}")
     if can(user, Permission.REVIEW_STUDIES):
-        waiting = cached.reads(user).worklist_page(WorklistFilter(), 0, 1).total
+        waiting = cached.reads(user).worklist_page(WorklistFilter(), 0, 1).total_text
         st.metric("Studies not yet read by you", waiting)
         if st.button("Open the worklist", type="primary", icon=":material/list:", shortcut="O"):
             st.switch_page("pages/worklist.py")

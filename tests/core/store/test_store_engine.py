@@ -32,7 +32,7 @@ from core.store.tables import Base, SiteRow, StudyRow
 from tests.conftest import NewDatabase
 
 #: The single head every migration path ends at (federated runs, after the PACS pull's seen instances).
-HEAD = "0018"
+HEAD = "0019"
 
 TABLES = {"site", "study", "instance", "model_version", "prediction", "explanation", "app_user", "audit_entry"}
 
