@@ -7,10 +7,12 @@ object (or plain values from it); they never read the environment themselves.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +21,9 @@ from core.errors import ConfigError, PacsConfigError, PathNotFoundError
 
 __all__ = [
     "PACS_AUTH_KINDS",
+    "DeidSettings",
+    "DeidSite",
+    "PrivateTag",
     "PACS_URL_MAX_CHARS",
     "PacsEndpoint",
     "Settings",
@@ -96,6 +101,74 @@ class PacsEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivateTag:
+    """One private element a site keeps through de-identification: ``(gggg,xxee)`` under a creator.
+
+    A private element is named by its odd group, the Private Creator that reserved its block and
+    its offset in the block (PS3.5 7.8.1); the block number (``xx``) is whatever a file assigned.
+
+    Attributes
+    ----------
+    group : int
+        Odd, from 0x0009 to 0xFFFF.
+    creator : str
+        The Private Creator value (surrounding spaces removed), 1 to 64 characters.
+    offset : int
+        The element's low byte, 0x00 to 0xFF.
+    """
+
+    group: int
+    creator: str
+    offset: int
+
+    def __str__(self) -> str:
+        return f"({self.group:04X},xx{self.offset:02X}) {self.creator}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeidSite:
+    """One ``[vigil.deid.sites.SITE]`` table: what a site sets for itself (None: the installation's)."""
+
+    site: str
+    private_allowlist: tuple[PrivateTag, ...] | None = None
+    identified_exports: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeidSettings:
+    """The ``[vigil.deid]`` table: de-identification of data that leaves the site.
+
+    Attributes
+    ----------
+    private_allowlist : tuple of PrivateTag
+        Private elements ``vigil deid`` keeps; every other private element is removed. Empty by default.
+    identified_exports : bool
+        Whether an evidence package may be exported with its identifiers (``vigil audit export
+        --identified REASON``). False by default: exports are de-identified, and an identified one
+        is refused.
+    sites : tuple of DeidSite
+        Per-site settings, sorted by site. A site's allow-list replaces the installation's for that
+        site's files; a site that sets ``identified_exports = false`` refuses identified exports
+        even when the installation allows them (the ledger exported holds every site's entries).
+    """
+
+    private_allowlist: tuple[PrivateTag, ...] = ()
+    identified_exports: bool = False
+    sites: tuple[DeidSite, ...] = ()
+
+    def allowlist_for(self, site: str | None) -> tuple[PrivateTag, ...]:
+        """The private allow-list for files of ``site`` (the installation's when it sets none)."""
+        for entry in self.sites:
+            if entry.site == site and entry.private_allowlist is not None:
+                return entry.private_allowlist
+        return self.private_allowlist
+
+    def identified_exports_allowed(self) -> bool:
+        """True when the installation allows identified exports and no site refuses them."""
+        return self.identified_exports and all(s.identified_exports is not False for s in self.sites)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable about one Vigil installation.
 
@@ -131,10 +204,18 @@ class Settings:
     display_timezone : str
         The IANA zone the pages show times in (``"Europe/Berlin"``); the store and the audit log
         keep UTC whatever this says. ``"UTC"`` when not configured.
+    deid : DeidSettings
+        The ``[vigil.deid]`` table: the private-tag allow-list and whether identified exports are
+        allowed, per site. Exports are de-identified and no private element is kept when not configured.
     per_site_deployment : bool
         Whether a promotion may name sites (``vigil deploy promote --site``). Off by default: the
         worklist, case review, explanations, feedback and monitoring still read the fleet-wide
         version's predictions, so a site switched on its own would show its readers no AI result.
+    oidc : Mapping or None
+        The ``[vigil.oidc]`` table as written: single sign-on through the identity provider of
+        Streamlit's ``[auth]`` secrets, the role claim and its mapping to Vigil roles, and whether
+        local accounts may still sign in. ``core.services.oidc.parse_policy`` checks it; None (no
+        single sign-on, local accounts only) when not configured.
     """
 
     home: Path
@@ -149,6 +230,8 @@ class Settings:
     change_control_plan: Path | None = None
     pacs: tuple[PacsEndpoint, ...] = field(default=())
     display_timezone: str = "UTC"
+    deid: DeidSettings = field(default=DeidSettings())
+    oidc: Mapping[str, object] | None = None
     per_site_deployment: bool = False
 
     def pacs_endpoint(self, site: str) -> PacsEndpoint:
@@ -204,6 +287,8 @@ _TUNABLE = frozenset(
         "change_control_plan",
         "pacs",
         "display_timezone",
+        "oidc",
+        "deid",
         "per_site_deployment",
     }
 )
@@ -273,6 +358,10 @@ def _tuned(values: Mapping[str, object], base: Path) -> dict[str, Any]:
             tuned[key] = _pacs_endpoints(value)
         elif key == "display_timezone":
             tuned[key] = _zone_name(value)
+        elif key == "oidc":
+            tuned[key] = _table(key, value)
+        elif key == "deid":
+            tuned[key] = _deid_settings(value)
         elif key == "per_site_deployment":
             if not isinstance(value, bool):
                 raise ConfigError(f"per_site_deployment must be true or false, got {value!r}")
@@ -292,6 +381,13 @@ def _zone_name(value: object) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise problem from exc
     return value
+
+
+def _table(key: str, value: object) -> Mapping[str, object]:
+    """A TOML table kept as written (read-only); its own module checks its keys."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a table ([vigil.{key}]), got {value!r}")
+    return MappingProxyType(dict(value))
 
 
 def _resolve(base: Path, path: Path) -> Path:
@@ -397,3 +493,81 @@ def _pacs_url(site: str, url: object) -> str:
             site, f"url is {len(base)} characters long, more than {PACS_URL_MAX_CHARS}: {base[:60]!r}…"
         )
     return base
+
+
+#: ``(gggg,xxee)`` or ``(gggg,bbee)``: a private element's group, block (``xx``: any) and offset, in hex.
+_PRIVATE_TAG: Final = re.compile(r"\(\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{2}|[xX]{2})([0-9A-Fa-f]{2})\s*\)")
+#: The longest Private Creator value: it is an LO element (PS3.5 6.2).
+_CREATOR_MAX_CHARS: Final = 64
+_DEID_KEYS: Final = frozenset({"private_allowlist", "identified_exports", "sites"})
+_DEID_SITE_KEYS: Final = frozenset({"private_allowlist", "identified_exports"})
+
+
+def _deid_settings(value: object) -> DeidSettings:
+    """The ``[vigil.deid]`` table, checked: every bad entry is named in the error."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"deid must be a table ([vigil.deid]), got {value!r}")
+    if unknown := sorted(set(value) - _DEID_KEYS):
+        raise ConfigError(f"deid: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_DEID_KEYS))})")
+    sites = value.get("sites", {})
+    if not isinstance(sites, dict):
+        raise ConfigError(f"deid.sites must be a table of [vigil.deid.sites.SITE] tables, got {sites!r}")
+    return DeidSettings(
+        private_allowlist=_private_allowlist("deid.private_allowlist", value.get("private_allowlist", [])),
+        identified_exports=_flag("deid.identified_exports", value.get("identified_exports", False)),
+        sites=tuple(_deid_site(str(site), table) for site, table in sorted(sites.items())),
+    )
+
+
+def _deid_site(site: str, table: object) -> DeidSite:
+    where = f"deid.sites.{site}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table, got {table!r}")
+    if unknown := sorted(set(table) - _DEID_SITE_KEYS):
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_DEID_SITE_KEYS))})")
+    allowlist = table.get("private_allowlist")
+    identified = table.get("identified_exports")
+    return DeidSite(
+        site=site,
+        private_allowlist=None if allowlist is None else _private_allowlist(f"{where}.private_allowlist", allowlist),
+        identified_exports=None if identified is None else _flag(f"{where}.identified_exports", identified),
+    )
+
+
+def _flag(where: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def _private_allowlist(where: str, value: object) -> tuple[PrivateTag, ...]:
+    """A list of ``{ tag = "(gggg,xxee)", creator = "..." }`` tables; duplicates are refused."""
+    if not isinstance(value, list):
+        raise ConfigError(f'{where} must be a list of {{ tag = "(gggg,xxee)", creator = "..." }} tables, got {value!r}')
+    tags = tuple(_private_tag(f"{where}[{i}]", entry) for i, entry in enumerate(value))
+    seen: set[PrivateTag] = set()
+    for i, tag in enumerate(tags):
+        if tag in seen:
+            raise ConfigError(f"{where}[{i}]: {tag} is listed twice")
+        seen.add(tag)
+    return tags
+
+
+def _private_tag(where: str, entry: object) -> PrivateTag:
+    """One allow-list entry: an odd group, a private block's element and its creator."""
+    if not isinstance(entry, dict) or set(entry) != {"tag", "creator"}:
+        raise ConfigError(f'{where} must be {{ tag = "(gggg,xxee)", creator = "..." }}, got {entry!r}')
+    tag, creator = entry["tag"], entry["creator"]
+    found = _PRIVATE_TAG.fullmatch(tag.strip()) if isinstance(tag, str) else None
+    if found is None:
+        raise ConfigError(f"{where}: tag must be written (gggg,xxee) in hex, got {tag!r}")
+    group, block, offset = int(found[1], 16), found[2], int(found[3], 16)
+    if group % 2 == 0 or group < 0x0009:
+        raise ConfigError(f"{where}: tag {tag!r} is not private: its group must be odd, from 0009 to FFFF")
+    if block.lower() != "xx" and int(block, 16) < 0x10:
+        raise ConfigError(f"{where}: tag {tag!r} names a creator slot, not an element of a block (10 to FF, or xx)")
+    if not isinstance(creator, str) or not creator.strip() or len(creator.strip()) > _CREATOR_MAX_CHARS:
+        raise ConfigError(f"{where}: creator must be the Private Creator text, 1 to 64 characters, got {creator!r}")
+    if "\\" in creator:
+        raise ConfigError(f"{where}: creator {creator!r} holds a backslash, which a DICOM creator value cannot")
+    return PrivateTag(group, creator.strip(), offset)

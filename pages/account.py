@@ -10,4 +10,7 @@ from ui.components import account
 user = auth.require_page()
 st.title("My account")
 account.profile(user)
-account.change_password_form(user)
+if auth.signed_in_through_provider():
+    st.caption("You signed in with your organisation's account: change its password there.")
+else:
+    account.change_password_form(user)

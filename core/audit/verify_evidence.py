@@ -15,7 +15,10 @@ status is 1, 0 when everything verified, 2 when the arguments are unusable:
 
 1. ``public-key.hex`` is a key and, with ``--public-key``, the key you trust.
 2. ``entries.jsonl``: every entry's SHA-256 over the canonical JSON of its fields, and every link
-   to the previous entry (``seq`` 0, 1, ... without gaps; the first links to 64 zeros).
+   to the previous entry (``seq`` 0, 1, ... without gaps; the first links to 64 zeros). In a
+   de-identified package an entry whose identifiers were replaced says ``"deidentified": true``
+   and keeps its original hashes: its links are checked, its content cannot be (step 4 checks
+   those lines against the SHA-256 the export's own entry recorded).
 3. ``checkpoints.jsonl``: every checkpoint's Ed25519 signature over its exact signed text; the
    RFC 6962 Merkle root re-derived from the first ``tree_size`` entries equals the signed root
    (so successive checkpoints are consistent: each is a prefix of the same entries); the newest
@@ -23,7 +26,9 @@ status is 1, 0 when everything verified, 2 when the arguments are unusable:
 4. ``export.json``, ``model-cards/`` and ``reports/``: the export's own ledger entry records each
    file's SHA-256; each model card matches the weights hash its ``model_registered`` entry signed,
    each explanation report the hash of its ``explain_report_created`` entry, each validation
-   report the payload of its ``validation_reported`` entry; none is missing.
+   report the payload of its ``validation_reported`` entry; none is missing. When the export's
+   entry records a de-identified export, the de-identified lines before it match the count and
+   SHA-256 it recorded; otherwise no line may be marked de-identified.
 5. ``MANIFEST.sha256``: every file in the package is listed and matches (``sha256sum -c`` format).
 
 This is an independent re-implementation of Vigil's hashing (``core/audit/chain.py``,
@@ -53,6 +58,8 @@ ORIGIN = "vigil.audit-ledger/v1"
 #: ``prev_hash`` of the first entry.
 GENESIS_HASH = "0" * 64
 ENTRY_FIELDS = frozenset({"seq", "recorded_at", "actor", "action", "subject", "payload", "prev_hash", "entry_hash"})
+#: The extra field of a line whose content de-identification changed (``core/services/evidence_deid.py``).
+DEIDENTIFIED = "deidentified"
 CHECKPOINT_FIELDS = frozenset({"tree_size", "root_hash", "timestamp", "key_id", "signature"})
 ENTRIES, CHECKPOINTS, PUBLIC_KEY, EXPORT, MANIFEST = (
     "entries.jsonl",
@@ -223,6 +230,10 @@ class Ledger:
     last_at: str | None = None
     #: seq -> (action, subject, payload) of the entries the records are checked against.
     anchors: dict[int, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
+    #: De-identified lines before the export's own entry (their SHA-256, in order) and after it.
+    deid_before: int = 0
+    deid_after: int = 0
+    deid_sha256: Any = field(default_factory=hashlib.sha256)
 
     @property
     def size(self) -> int:
@@ -230,9 +241,14 @@ class Ledger:
         return len(self.leaves)
 
 
+def _deidentified(entry: object) -> bool:
+    return isinstance(entry, dict) and entry.get(DEIDENTIFIED) is True and set(entry) == ENTRY_FIELDS | {DEIDENTIFIED}
+
+
 def _entry_problem(entry: object, *, expected_seq: int, expected_prev: str) -> str | None:
-    if not isinstance(entry, dict) or set(entry) != ENTRY_FIELDS:
-        return f"not an entry object with exactly the fields {sorted(ENTRY_FIELDS)}"
+    deidentified = _deidentified(entry)
+    if not isinstance(entry, dict) or (set(entry) != ENTRY_FIELDS and not deidentified):
+        return f"not an entry object with exactly the fields {sorted(ENTRY_FIELDS)} (and {DEIDENTIFIED!r}: true)"
     if type(entry["seq"]) is not int or entry["seq"] != expected_seq:
         return f"expected seq {expected_seq}, found {entry['seq']!r}"
     text_fields = ("recorded_at", "actor", "action", "subject", "prev_hash", "entry_hash")
@@ -240,6 +256,14 @@ def _entry_problem(entry: object, *, expected_seq: int, expected_prev: str) -> s
         return "a field has the wrong type (payload must be an object, the others but seq text)"
     if entry["prev_hash"] != expected_prev:
         return "prev_hash does not match the previous entry's hash (an entry was removed, inserted or reordered)"
+    if deidentified:
+        if entry["action"] in (MODEL_REGISTERED, EXPLAIN_REPORT_CREATED, VALIDATION_REPORTED, AUDIT_EXPORTED):
+            return (
+                "an entry the records are checked against is marked de-identified; such entries are exported as stored"
+            )
+        if not _HEX64.fullmatch(entry["entry_hash"]):
+            return "entry_hash is not 64 lower-case hex digits"
+        return None  # its content was changed on purpose; step 4 checks it against the export's entry
     try:
         recomputed = entry_hash(entry)
     except (TypeError, ValueError) as exc:
@@ -253,6 +277,7 @@ def read_ledger(folder: Path) -> Ledger:
     """Recompute every entry hash and link of ``entries.jsonl``; raise naming the first bad line."""
     ledger = Ledger()
     expected_prev = GENESIS_HASH
+    boundary = _export_seq_hint(folder)
     for number, line in _lines(folder / ENTRIES, ENTRIES):
         seq = ledger.size
         try:
@@ -262,6 +287,12 @@ def read_ledger(folder: Path) -> Ledger:
         problem = _entry_problem(entry, expected_seq=seq, expected_prev=expected_prev)
         if problem is not None:
             raise Failure(f"{ENTRIES} line {number} (seq {seq}): {problem}")
+        if _deidentified(entry):
+            if seq < boundary:
+                ledger.deid_before += 1
+                ledger.deid_sha256.update(canonical_json(entry) + b"\n")
+            else:
+                ledger.deid_after += 1
         ledger.leaves.append(leaf_hash(entry["entry_hash"]))
         ledger.first_at = ledger.first_at or entry["recorded_at"]
         ledger.last_at = entry["recorded_at"]
@@ -271,6 +302,15 @@ def read_ledger(folder: Path) -> Ledger:
     if not ledger.size:
         raise Failure(f"{ENTRIES} holds no entries")
     return ledger
+
+
+def _export_seq_hint(folder: Path) -> int | float:
+    """``export.json``'s ``export_seq`` (checked in step 4); infinity when it cannot be read."""
+    try:
+        seq = strict_loads((folder / EXPORT).read_text(encoding="utf-8"))["export_seq"]
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return float("inf")
+    return seq if type(seq) is int else float("inf")
 
 
 # --- 3. checkpoints -------------------------------------------------------------------------------
@@ -349,7 +389,7 @@ def check_checkpoints(folder: Path, ledger: Ledger, public_key: bytes) -> str:
 # --- 4. records -----------------------------------------------------------------------------------
 
 
-def _export_entry(folder: Path, ledger: Ledger) -> tuple[int, dict[str, str]]:
+def _export_entry(folder: Path, ledger: Ledger) -> tuple[int, dict[str, str], object]:
     try:
         meta = strict_loads(_read_text(folder / EXPORT, EXPORT))
         seq, export_id = meta["export_seq"], meta["export_id"]
@@ -361,7 +401,28 @@ def _export_entry(folder: Path, ledger: Ledger) -> tuple[int, dict[str, str]]:
     files = payload.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise Failure(f"{ENTRIES} seq {seq}: the audit_exported entry records no file hashes")
-    return seq, files
+    return seq, files, payload.get("deidentification")
+
+
+def _check_deidentification(ledger: Ledger, seq: int, record: object) -> str:
+    """De-identified lines only in a de-identified export, and those before its entry as it recorded them."""
+    changed = ledger.deid_before + ledger.deid_after
+    if not isinstance(record, dict) or record.get("deidentified") is not True:
+        if changed:
+            raise Failure(
+                f"{ENTRIES}: {changed} entries are marked de-identified, but the export's ledger entry (seq {seq}) "
+                "does not record a de-identified export"
+            )
+        return "identified export: entries as stored"
+    if record.get("entries") != ledger.deid_before or record.get("sha256") != ledger.deid_sha256.hexdigest():
+        raise Failure(
+            f"{ENTRIES}: the {ledger.deid_before} de-identified entries before seq {seq} do not match the count "
+            f"({record.get('entries')!r}) and SHA-256 the export's entry recorded: one was edited, added or removed"
+        )
+    return (
+        f"de-identified ({record.get('method')}): the {ledger.deid_before} changed entries before the export's entry "
+        f"match the SHA-256 it recorded; {ledger.deid_after} after it are vouched for by their place in the chain only"
+    )
 
 
 def _record_files(folder: Path) -> list[str]:
@@ -449,7 +510,8 @@ def _check_validation_reports(folder: Path, ledger: Ledger, names: list[str]) ->
 
 def check_records(folder: Path, ledger: Ledger) -> str:
     """Check model cards and reports against the export's entry and the entries that made them."""
-    seq, files = _export_entry(folder, ledger)
+    seq, files, deidentification = _export_entry(folder, ledger)
+    privacy = _check_deidentification(ledger, seq, deidentification)
     names = _check_anchors(folder, seq, files)
     cards = _check_cards(folder, ledger, seq, names)
     explain = _check_explain_reports(folder, ledger, seq, names)
@@ -457,7 +519,7 @@ def check_records(folder: Path, ledger: Ledger) -> str:
     return (
         f"{cards} model card(s) and {explain} explanation report(s) recorded by the export's ledger entry "
         f"(seq {seq}), each matching the entry that made it; {validation} validation report(s), each equal to "
-        "its ledger entry's payload"
+        f"its ledger entry's payload; {privacy}"
     )
 
 
@@ -510,7 +572,11 @@ def verify(folder: Path, key_file: Path | None, out: list[str]) -> bool:
         step = steps[1]
         ledger = read_ledger(folder)
         span = f"recorded {ledger.first_at} to {ledger.last_at}"
-        out.append(f"[PASS] {step}: {ledger.size} entries, seq 0 to {ledger.size - 1}, hashes and links intact; {span}")
+        changed = ledger.deid_before + ledger.deid_after
+        intact = (
+            f"hashes and links intact ({changed} de-identified: links only)" if changed else "hashes and links intact"
+        )
+        out.append(f"[PASS] {step}: {ledger.size} entries, seq 0 to {ledger.size - 1}, {intact}; {span}")
         step = steps[2]
         out.append(f"[PASS] {step}: {check_checkpoints(folder, ledger, public_key)}")
         step = steps[3]

@@ -69,9 +69,17 @@ def register_audit(sub: Any, add: AddParser) -> None:
         asub,
         "export",
         "write an evidence package (entries, signed checkpoints, public key, model cards, reports, summary.html "
-        "and a standalone verifier) into a new or empty folder; exit 1 when the ledger fails verification",
+        "and a standalone verifier) into a new or empty folder, its entries de-identified; exit 1 when the "
+        "ledger fails verification",
     )
     x.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="the package folder: new, or empty")
+    x.add_argument(
+        "--identified",
+        default=None,
+        metavar="REASON",
+        help="export the entries as stored, identifiers included (refused unless [vigil.deid] identified_exports "
+        "allows it); REASON is recorded in the export's audit entry",
+    )
     x.set_defaults(handler=_export)
 
 
@@ -198,15 +206,21 @@ def _export(args: argparse.Namespace) -> Outcome:
     import getpass
 
     from core.services import audit_checkpoints, audit_export
+    from core.services.deidentify import deid_secret
     from core.services.store import open_store, utc_now
 
     settings = _settings()
+    identified = None
+    if args.identified is not None:
+        identified = audit_export.IdentifiedExport(args.identified, settings.deid.identified_exports_allowed())
     summary = audit_export.export_evidence(
         open_store(settings),
         audit_checkpoints.CheckpointPlaces.from_settings(settings),
         args.out,
         actor=f"cli:{getpass.getuser()}",
         now=utc_now,
+        identified=identified,
+        deid_key=lambda: deid_secret(settings),
     )
     newest = summary.checkpoint
     lines = [
@@ -214,6 +228,11 @@ def _export(args: argparse.Namespace) -> Outcome:
         f"{summary.checkpoints} signed checkpoint(s)"
         + (f", the newest covering {newest['tree_size']} (root {newest['root_hash']})" if newest else ""),
         "ledger verified at export: " + ("PASSED" if summary.verified else f"FAILED: {summary.reason}"),
+        (
+            f"de-identified: {summary.deidentified_entries} entries carried identifiers and were pseudonymised"
+            if summary.deidentified
+            else "IDENTIFIED: the entries are exported as stored (the reason is recorded in the export's audit entry)"
+        ),
         "package check: " + summary.package_report[-1] if summary.package_report else "package check: not run",
         f"verify it elsewhere: python {summary.out_dir / 'verify_evidence.py'} --public-key KEY.hex "
         "(the key you obtained with `vigil audit public-key`)",

@@ -64,6 +64,8 @@ def _deid(args: argparse.Namespace) -> Outcome:
         out=args.out,
         site=args.site,
         options=tuple(ProfileOption(o) for o in args.retain),
+        # The site's own list when it sets one ([vigil.deid.sites.SITE]), else the installation's.
+        private_allowlist=deidentify.private_elements(settings.deid.allowlist_for(args.site)),
         max_file_bytes=settings.max_file_bytes,
     )
     # Refused here before a progress bar is drawn; the service checks again, and makes the key on
@@ -87,6 +89,8 @@ def _text(report: Any) -> str:
         f"(quarantined {len(report.quarantined)}, skipped {len(report.skipped)}); "
         f"table {report.profile_version}, SHA-256 {report.table_sha256}"
     ]
+    if report.private_allowlist:
+        lines.append(f"  private elements kept when present (allow-list): {'; '.join(report.private_allowlist)}")
     if report.replaced:
         lines.append(f"  {len(report.replaced)} of these outputs were already in {report.out_dir} and were rewritten")
     if report.stale_parts_removed:

@@ -23,6 +23,17 @@ manifest. Everything is written into a hidden sibling folder and renamed to ``ou
 end, so a failed export leaves no half-written package (its ledger entry remains, as the record
 of the attempt).
 
+**De-identified by default.** The package leaves the site, so the entries it carries are
+de-identified (:mod:`core.services.evidence_deid`): instance UIDs become the keyed UIDs ``vigil
+deid`` gives the same images, local paths are removed, patient and accession identifiers become
+keyed pseudonyms. The export's own ledger entry, ``export.json``, ``summary.html`` and
+``README.txt`` record that, the method, the key's id and how many entries were changed; the
+entry also records the SHA-256 of the changed lines, which the standalone verifier checks (their
+content can no longer be checked against their hashes; their place in the chain still is). An
+identified package is an explicit opt-out (:class:`IdentifiedExport`, ``vigil audit export
+--identified REASON``): refused unless the site's settings allow it (``[vigil.deid]
+identified_exports``), and its reason and its exporter are recorded in the export's own entry.
+
 A ledger that fails verification is still exported, marked FAILED in ``summary.html``,
 ``README.txt`` and ``export.json``, and no checkpoint is signed over it: a reviewer (21 CFR Part
 11.10(b)) must get accurate and complete copies of the records, and a broken ledger is exactly
@@ -52,7 +63,8 @@ from core.audit import verify_evidence
 from core.audit.chain import canonical_json, to_recorded_at
 from core.audit.checkpoint import SignedCheckpoint, key_id
 from core.audit.events import AuditAction, AuditEntry
-from core.errors import AuditChainError, UnusablePathError
+from core.errors import AuditChainError, BadInputError, UnusablePathError
+from core.services import evidence_deid
 from core.services.audit_checkpoints import (
     CheckpointPlaces,
     make_checkpoint,
@@ -60,13 +72,15 @@ from core.services.audit_checkpoints import (
     read_external,
     verify_checkpoints,
 )
+from core.services.deidentify import deid_secret_at
+from core.services.deidentify import key_id as deid_key_id
 from core.services.evidence_summary import ExportFacts, render_readme, render_summary
 from core.store import audit_log, explain_reports, model_versions
 from core.store import checkpoints as checkpoint_store
 from core.store.engine import SessionFactory
 from core.types import JSONObject
 
-__all__ = ["ExportSummary", "export_evidence"]
+__all__ = ["MAX_REASON_CHARS", "ExportSummary", "IdentifiedExport", "export_evidence", "installation_deid_key"]
 
 #: ``export.json``'s ``format``: changes when the package layout does.
 FORMAT: Final = "vigil-evidence/1"
@@ -76,6 +90,62 @@ NO_CHANGE_CONTROL: Final = (
     "the package holds no change-control documents"
 )
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+#: The longest reason an identified export may give (it is stored in the ledger).
+MAX_REASON_CHARS: Final = 500
+#: The de-identification key's file name, beside the checkpoint-signing key in ``VIGIL_HOME/secrets``.
+_DEID_KEY_NAME: Final = "dicom-deid.key"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifiedExport:
+    """An explicit opt-out of de-identification for one evidence package.
+
+    Attributes
+    ----------
+    reason : str
+        Why the package must carry identifiers (a regulator's request, a legal hold); recorded in
+        the export's own ledger entry. 1 to :data:`MAX_REASON_CHARS` characters.
+    allowed : bool
+        The site's settings allow identified exports (``Settings.deid.identified_exports_allowed()``);
+        the export is refused when False.
+    """
+
+    reason: str
+    allowed: bool
+
+    def check(self) -> str:
+        """The reason, stripped, once the opt-out may go ahead.
+
+        Raises
+        ------
+        BadInputError
+            The settings do not allow it, or the reason is empty or too long; nothing is written.
+        """
+        if not self.allowed:
+            raise BadInputError(
+                "an identified evidence export is not allowed at this installation: set identified_exports = true "
+                "in [vigil.deid] (and false for no site) to allow it; nothing was exported"
+            )
+        reason = self.reason.strip()
+        if not reason or len(reason) > MAX_REASON_CHARS:
+            raise BadInputError(
+                f"an identified export needs a reason of 1 to {MAX_REASON_CHARS} characters, got {len(reason)}"
+            )
+        return reason
+
+
+def installation_deid_key(places: CheckpointPlaces) -> bytes:
+    """The de-identification key ``vigil deid`` uses: ``VIGIL_HOME/secrets/dicom-deid.key`` (made on first use).
+
+    It lives beside the checkpoint-signing key (:attr:`core.config.Settings.audit_signing_key_file`),
+    so the evidence export finds it from the places it already has.
+
+    Raises
+    ------
+    PseudonymKeyError
+        The file exists but is not a private regular file of 32 bytes.
+    """
+    return deid_secret_at(places.key_file.with_name(_DEID_KEY_NAME))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +174,10 @@ class ExportSummary:
         Its report, line by line.
     files : tuple of str
         Every file of the package, relative to ``out_dir``.
+    deidentified : bool
+        The entries were de-identified (the default); False for an :class:`IdentifiedExport`.
+    deidentified_entries : int
+        Exported entries whose content de-identification changed.
     """
 
     out_dir: Path
@@ -117,6 +191,8 @@ class ExportSummary:
     package_verified: bool
     package_report: tuple[str, ...]
     files: tuple[str, ...]
+    deidentified: bool = True
+    deidentified_entries: int = 0
 
     @property
     def ok(self) -> bool:
@@ -138,6 +214,8 @@ class ExportSummary:
             "package_verified": self.package_verified,
             "package_report": list(self.package_report),
             "files": list(self.files),
+            "deidentified": self.deidentified,
+            "deidentified_entries": self.deidentified_entries,
         }
 
 
@@ -163,6 +241,7 @@ class _Tally:
     actions: Counter[str] = field(default_factory=Counter)
     actors: Counter[str] = field(default_factory=Counter)
     unreadable: str | None = None
+    deidentified: int = 0
 
     def add(self, entry: AuditEntry) -> None:
         self.entries += 1
@@ -179,6 +258,8 @@ def export_evidence(
     *,
     actor: str,
     now: Callable[[], datetime],
+    identified: IdentifiedExport | None = None,
+    deid_key: Callable[[], bytes] | None = None,
 ) -> ExportSummary:
     """Write the evidence package of the whole ledger into ``out_dir`` (new, or an empty folder).
 
@@ -194,6 +275,11 @@ def export_evidence(
         Who exports (recorded in the ``audit_exported`` entry).
     now : callable
         The clock.
+    identified : IdentifiedExport, optional
+        Export the entries as stored, identifiers included. De-identified when omitted.
+    deid_key : callable, optional
+        Returns the de-identification key; :func:`installation_deid_key` when omitted. Not
+        called for an identified export.
 
     Returns
     -------
@@ -202,15 +288,22 @@ def export_evidence(
 
     Raises
     ------
+    BadInputError
+        ``identified`` is not allowed, or gives no reason; raised before anything is written.
     UnusablePathError
         ``out_dir`` is a file, a link or a non-empty folder, or its parent cannot take a new folder;
         raised before anything is written.
     AuditKeyError
         The signing key file is unusable.
+    PseudonymKeyError
+        The de-identification key file is unusable; nothing is written.
     """
+    reason = identified.check() if identified is not None else None
     staging = _staging_dir(out_dir)
     try:
-        summary = _export(session_factory, places, out_dir, staging, actor=actor, now=now)
+        secret = None if identified is not None else (deid_key or (lambda: installation_deid_key(places)))()
+        privacy = _Privacy(secret, reason)
+        summary = _export(session_factory, places, out_dir, staging, privacy, actor=actor, now=now)
         _publish(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -218,18 +311,40 @@ def export_evidence(
     return summary
 
 
+@dataclass(frozen=True, slots=True)
+class _Privacy:
+    """How one export treats identifiers: de-identified under ``secret``, or identified for ``reason``."""
+
+    secret: bytes | None
+    reason: str | None
+
+    def record(self, lines: int, digest: str) -> JSONObject:
+        """What the export's ledger entry, ``export.json`` and the summary say about de-identification."""
+        if self.secret is None:
+            return {"deidentified": False, "reason": self.reason}
+        return {
+            "deidentified": True,
+            "method": evidence_deid.METHOD,
+            "description": evidence_deid.METHOD_TEXT,
+            "key_id": deid_key_id(self.secret),
+            "entries": lines,
+            "sha256": digest,
+        }
+
+
 def _export(
     sf: SessionFactory,
     places: CheckpointPlaces,
     out_dir: Path,
     staging: Path,
+    privacy: _Privacy,
     *,
     actor: str,
     now: Callable[[], datetime],
 ) -> ExportSummary:
     reason = _ledger_problem(sf, places)
     export_id = uuid.uuid4().hex
-    records, export_seq = _record_export(sf, out_dir, export_id, reason, actor=actor, now=now)
+    records, export_seq, deid = _record_export(sf, out_dir, export_id, reason, privacy, actor=actor, now=now)
     newest: SignedCheckpoint | None = None
     if reason is None:
         try:
@@ -239,7 +354,7 @@ def _export(
     limit = None if newest is None else newest.checkpoint.tree_size
     key = public_key(places)
     with sf() as session:
-        tally = _write_entries(session, staging, limit)
+        tally = _write_entries(session, staging, limit, privacy.secret)
         signed = _exported_checkpoints(session, places, limit)
     if reason is None and tally.unreadable is not None:
         reason = tally.unreadable
@@ -261,6 +376,7 @@ def _export(
         models=tuple(_model_row(v) for v in records.versions),
         reports=tuple(sorted([*records.explain, *_validation_names(staging)])),
         change_control=NO_CHANGE_CONTROL,
+        deidentification={**deid, "entries_exported": tally.deidentified},
     )
     _write_package(staging, records, signed, facts)
     report: list[str] = []
@@ -277,6 +393,8 @@ def _export(
         package_verified=package_ok,
         package_report=tuple(line.replace(str(staging), str(out_dir)) for line in report),
         files=tuple(_all_files(staging)),
+        deidentified=privacy.secret is not None,
+        deidentified_entries=tally.deidentified,
     )
 
 
@@ -346,20 +464,26 @@ def _ledger_problem(sf: SessionFactory, places: CheckpointPlaces) -> str | None:
     return None
 
 
-def _record_export(
+def _record_export(  # noqa: PLR0913 - keyword-only clock and actor; one argument per input of the entry
     sf: SessionFactory,
     out_dir: Path,
     export_id: str,
     problem: str | None,
+    privacy: _Privacy,
     *,
     actor: str,
     now: Callable[[], datetime],
-) -> tuple[_Records, int]:
-    """Read the records and append the export's entry in one transaction, under the ledger's head lock."""
+) -> tuple[_Records, int, JSONObject]:
+    """Read the records and append the export's entry in one transaction, under the ledger's head lock.
+
+    The entry records how the package treats identifiers; for a de-identified one, how many of the
+    entries before it de-identification changed and the SHA-256 of those lines as exported.
+    """
     with sf.begin() as session:
         # Held until commit: no model or report can be registered between the read and the entry.
         audit_log.lock_head(session)
         records = _read_records(session)
+        deid = privacy.record(*_deidentified_digest(session, privacy.secret))
         payload: JSONObject = {
             "export_id": export_id,
             "out_dir": str(out_dir.absolute()),
@@ -367,6 +491,7 @@ def _record_export(
             "ledger_verified": problem is None,
             "problem": problem,
             "files": dict(records.hashes()),
+            "deidentification": deid,
         }
         entry = audit_log.append(
             session,
@@ -376,7 +501,22 @@ def _record_export(
             payload=payload,
             recorded_at=to_recorded_at(now()),
         )
-    return records, entry.seq
+    return records, entry.seq, deid
+
+
+def _deidentified_digest(session: Session, secret: bytes | None) -> tuple[int, str]:
+    """How many stored entries de-identification changes, and the SHA-256 of their exported lines in order."""
+    digest, count = hashlib.sha256(), 0
+    if secret is None:
+        return 0, digest.hexdigest()
+    tally = _Tally()  # a payload that no longer parses ends the count where the export's lines end
+    for entry in _entries(session, None, tally):
+        line, changed = evidence_deid.exported_line(entry, secret)
+        if changed:
+            digest.update(canonical_json(line) + b"\n")
+            count += 1
+        tally.entries += 1
+    return count, digest.hexdigest()
 
 
 def _read_records(session: Session) -> _Records:
@@ -401,25 +541,18 @@ def _entries(session: Session, limit: int | None, tally: _Tally) -> Iterator[Aud
         tally.unreadable = f"entry seq {tally.entries} cannot be read and is not exported: {exc}"
 
 
-def _write_entries(session: Session, staging: Path, limit: int | None) -> _Tally:
-    """Stream ``entries.jsonl`` (and each validation verdict) to disk; count as it goes."""
+def _write_entries(session: Session, staging: Path, limit: int | None, secret: bytes | None) -> _Tally:
+    """Stream ``entries.jsonl`` (and each validation verdict) to disk, de-identified under ``secret``; count."""
     tally = _Tally()
     with (staging / verify_evidence.ENTRIES).open("wb") as out:
         for entry in _entries(session, limit, tally):
-            line = {
-                "seq": entry.seq,
-                "recorded_at": entry.recorded_at,
-                "actor": entry.actor,
-                "action": str(entry.action),
-                "subject": entry.subject,
-                "payload": dict(entry.payload),
-                "prev_hash": entry.prev_hash,
-                "entry_hash": entry.entry_hash,
-            }
+            line, changed = evidence_deid.exported_line(entry, secret)
             out.write(canonical_json(line) + b"\n")
             tally.add(entry)
+            tally.deidentified += changed
             if entry.action == AuditAction.VALIDATION_REPORTED:
-                _write(staging, f"reports/validation/seq-{entry.seq}.json", canonical_json(dict(entry.payload)))
+                # The verifier compares the report with the payload of the line exported.
+                _write(staging, f"reports/validation/seq-{entry.seq}.json", canonical_json(line["payload"]))
         out.flush()
         os.fsync(out.fileno())
     return tally

@@ -238,13 +238,15 @@ def export_zip(
     user: SignedInUser,
     *,
     now: Callable[[], datetime],
+    identified: audit_export.IdentifiedExport | None = None,
 ) -> EvidenceZip:
     """Export the evidence package (as ``vigil audit export`` does) and return it zipped, in memory.
 
     The export writes: its own ``audit_exported`` entry (actor ``user``) and a checkpoint over the
     ledger including it (:func:`core.services.audit_export.export_evidence`). The package is
     written to a temporary folder, read into one zip archive under a folder named after the
-    export, and the temporary folder is removed.
+    export, and the temporary folder is removed. Its entries are de-identified unless
+    ``identified`` opts out (:class:`core.services.audit_export.IdentifiedExport`).
 
     Raises
     ------
@@ -260,7 +262,9 @@ def export_zip(
     require(SignedInUser(stored.username, parse_role(stored.role)), Permission.EXPORT_EVIDENCE)
     with tempfile.TemporaryDirectory(prefix="vigil-evidence-") as tmp:
         out_dir = Path(tmp) / "evidence"
-        summary = audit_export.export_evidence(session_factory, places, out_dir, actor=stored.username, now=now)
+        summary = audit_export.export_evidence(
+            session_factory, places, out_dir, actor=stored.username, now=now, identified=identified
+        )
         folder = f"vigil-evidence-{summary.export_id[:12]}"
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -15,7 +15,8 @@ the input's names, which can themselves be identifying (``DOE_JOHN/1.dcm``).
   leaves the site, and a quarantined file still holds identifying pixels.
 - Files that are not DICOM, or are damaged, are skipped and listed with one sentence each.
 - One audit entry (``deid_exported``) records the run: counts, actions by kind, the table's version
-  and SHA-256, the options and the key's id; never a path, a file name or a value of a file.
+  and SHA-256, the options, the private allow-list and the key's id; never a path, a file name or
+  a value of a file.
 
 The key is made on first use (32 random bytes, file mode 0600 in a 0700 folder) under
 ``VIGIL_HOME/secrets/dicom-deid.key`` and never shown; its id is a hash of it, so two runs can be
@@ -35,7 +36,7 @@ import os
 import secrets
 import stat
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +44,7 @@ from typing import Final
 
 from core.audit.chain import to_recorded_at
 from core.audit.events import AuditAction
-from core.config import Settings
+from core.config import PrivateTag, Settings
 from core.errors import DicomRejectedError, PathNotFoundError, UnusablePathError
 from core.imaging.deid import PrivateElement, ProfileOption, deidentify_bytes, load_profile
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES, file_kind, read_regular_file
@@ -63,8 +64,10 @@ __all__ = [
     "check_request",
     "deid_key_path",
     "deid_secret",
+    "deid_secret_at",
     "deidentify_folder",
     "key_id",
+    "private_elements",
 ]
 
 #: Length of the de-identification key, in bytes.
@@ -110,6 +113,7 @@ class DeidReport:
     table_sha256: str
     options: tuple[str, ...]
     key_id: str
+    private_allowlist: tuple[str, ...] = ()
     written: list[Written] = field(default_factory=list)
     quarantined: list[Listed] = field(default_factory=list)
     skipped: list[Listed] = field(default_factory=list)
@@ -131,6 +135,7 @@ class DeidReport:
             "profile_version": self.profile_version,
             "table_sha256": self.table_sha256,
             "options": list(self.options),
+            "private_allowlist": list(self.private_allowlist),
             "key_id": self.key_id,
         }
 
@@ -150,8 +155,25 @@ class DeidReport:
             "profile_version": self.profile_version,
             "table_sha256": self.table_sha256,
             "options": list(self.options),
+            # Tags and vendors' creator names, never a value of a file: what the site chose to keep.
+            "private_allowlist": list(self.private_allowlist),
             "key_id": self.key_id,
         }
+
+
+def private_elements(tags: Iterable[PrivateTag]) -> tuple[PrivateElement, ...]:
+    """The configured allow-list (``Settings.deid.allowlist_for(site)``) as the de-identifier takes it.
+
+    Raises
+    ------
+    BadInputError
+        An entry out of range (``core.config`` has already checked entries read from a file).
+    """
+    return tuple(PrivateElement(t.group, t.creator, t.offset) for t in tags)
+
+
+def _allowlist_text(elements: Iterable[PrivateElement]) -> tuple[str, ...]:
+    return tuple(sorted(f"({e.group:04X},xx{e.offset:02X}) {e.creator}" for e in elements))
 
 
 def deid_key_path(settings: Settings) -> Path:
@@ -169,7 +191,17 @@ def deid_secret(settings: Settings) -> bytes:
     PseudonymKeyError
         The key file exists but is not a regular file of :data:`KEY_BYTES` bytes.
     """
-    path = deid_key_path(settings)
+    return deid_secret_at(deid_key_path(settings))
+
+
+def deid_secret_at(path: Path) -> bytes:
+    """The de-identification key stored at ``path``, created there (0600, folder 0700) on first use.
+
+    Raises
+    ------
+    PseudonymKeyError
+        As :func:`deid_secret`.
+    """
     return read_key_file(path, KEY_BYTES) or install_key_file(path, secrets.token_bytes(KEY_BYTES))
 
 
@@ -245,7 +277,9 @@ class DeidJob:
     options : tuple of ProfileOption
         Profile options to turn on (none by default).
     private_allowlist : tuple of PrivateElement
-        Private elements to keep (none by default).
+        Private elements to keep (none by default); the CLI passes the site's configured list
+        (``[vigil.deid]``, :func:`private_elements`). Listed in the report and the audit entry, and
+        named in each output's DeidentificationMethod.
     max_file_bytes : int
         Larger files are skipped unread (``Settings.max_file_bytes``).
     """
@@ -327,6 +361,7 @@ def deidentify_folder(
         table.sha256,
         tuple(o.value for o in options),
         key_id(secret),
+        private_allowlist=_allowlist_text(job.private_allowlist),
         stale_parts_removed=stale,
     )
     run = _Run(job.out, secret, options, job.private_allowlist, job.max_file_bytes)

@@ -6,8 +6,8 @@ the HTML passes through :func:`html.escape` (actors, subjects and versions are u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from html import escape
 from typing import Final
 
@@ -26,7 +26,9 @@ class ExportFacts:
     """Everything the human-readable files say about one export.
 
     ``actions`` and ``actors`` are ``(name, count)`` pairs; ``checkpoints`` the external-file form
-    of each exported checkpoint; ``models`` ``(version, created_at, weights_sha256, serving)``.
+    of each exported checkpoint; ``models`` ``(version, created_at, weights_sha256, serving)``;
+    ``deidentification`` what the export's ledger entry records about identifiers (whether the
+    entries were de-identified, by which method and key, or why not), plus ``entries_exported``.
     """
 
     export_id: str
@@ -46,6 +48,7 @@ class ExportFacts:
     models: tuple[tuple[str, str, str, bool], ...]
     reports: tuple[str, ...]
     change_control: str
+    deidentification: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -66,7 +69,22 @@ class ExportFacts:
             "verified_at_export": self.verified,
             "reason": self.reason,
             "change_control_plans": self.change_control,
+            "deidentification": dict(self.deidentification),
         }
+
+    @property
+    def privacy(self) -> str:
+        """One sentence: de-identified (how, how many entries changed) or identified (why)."""
+        d = self.deidentification
+        if not d.get("deidentified", False):
+            return (
+                f"IDENTIFIED: the entries are exported as stored, identifiers included; reason given: {d.get('reason')}"
+            )
+        return (
+            f"DE-IDENTIFIED ({d.get('method')}, key id {d.get('key_id')}): {d.get('description')}. "
+            f'{d.get("entries_exported")} exported entries were changed; each carries "deidentified": true and keeps '
+            "its original hash, so its place in the chain is checked but its content cannot be"
+        )
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[object, ...]]) -> str:
@@ -85,6 +103,7 @@ def render_summary(f: ExportFacts) -> str:
         f"<title>Vigil audit evidence {escape(f.export_id)}</title><style>{_CSS}</style></head><body>",
         "<h1>Vigil audit evidence package</h1>",
         f"<p>Ledger verification at export time: <span class={verdict_class}>{escape(f.verdict)}</span></p>",
+        f"<p>Identifiers: {escape(f.privacy)}</p>",
         _table(
             ("export", "value"),
             [
@@ -132,6 +151,7 @@ def render_readme(f: ExportFacts) -> str:
     return f"""Vigil audit evidence package {f.export_id}
 Exported {f.created_at} by {f.actor}: {f.entries} ledger entries, {len(f.checkpoints)} signed checkpoint(s).
 Ledger verification at export time: {f.verdict}
+Identifiers: {f.privacy}
 
 How to verify, on any machine with Python 3 (Vigil need not be installed):
 

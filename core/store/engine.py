@@ -1,9 +1,10 @@
 """The database edge: engines for any SQLAlchemy URL, session factories and migrations.
 
-SQLite (the embedded default) is tuned here and only here: WAL journal, foreign keys on,
-and every transaction opened with ``BEGIN IMMEDIATE`` so that writers are serialized at
-``BEGIN`` instead of failing half-way through (the audit chain's read-last-then-append
-relies on it). Other databases get plain SQLAlchemy settings.
+SQLite (the embedded default) is tuned here and only here: WAL journal, ``synchronous=FULL``,
+foreign keys on, and every transaction opened with ``BEGIN IMMEDIATE`` so that writers are
+serialized at ``BEGIN`` instead of failing half-way through (the audit chain's read-last-then-append
+relies on it). PostgreSQL sessions commit with ``synchronous_commit=on`` whatever the server's
+default, so an acknowledged write is on disk. Other databases get plain SQLAlchemy settings.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def make_engine(url: str, *, connect_timeout_s: int = 10) -> Engine:
             engine = _create_sqlite_engine(parsed)
         else:
             engine = create_engine(parsed, pool_pre_ping=True, connect_args=_timeout_args(parsed, connect_timeout_s))
+            if parsed.get_backend_name() == "postgresql":
+                event.listen(engine, "connect", _postgresql_on_connect)
     except (ImportError, NoSuchModuleError) as exc:
         raise DatabaseURLError(shown, f"database driver not available: {exc}") from exc
     except ArgumentError as exc:
@@ -266,8 +269,25 @@ def _sqlite_prepare(dbapi_connection: Any, *, wal: bool) -> None:
         if wal:
             # Readers keep reading a snapshot while one writer writes.
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Every commit (feedback, audit) is synced before it is acknowledged; WAL's usual
+            # NORMAL may lose the last commits on power loss.
+            cursor.execute("PRAGMA synchronous=FULL")
     finally:
         cursor.close()
+
+
+def _postgresql_on_connect(dbapi_connection: Any, _record: object) -> None:
+    # A server (or role) set to synchronous_commit=off acknowledges commits before their WAL is
+    # flushed; a crash then loses acknowledged feedback and audit entries. Set it per session,
+    # outside a transaction so the pool's reset-on-return rollback keeps it.
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET synchronous_commit TO on")
+    finally:
+        cursor.close()
+        dbapi_connection.autocommit = autocommit
 
 
 def _sqlite_on_begin(connection: Connection) -> None:

@@ -52,7 +52,7 @@ def sidebar(user: SignedInUser) -> None:
         if st.button("Sign out", icon=":material/logout:", key="vigil-sign-out"):
             auth.sign_out()
             st.rerun()
-        st.caption(f"Signed in as **{user.username}** · {user.role.value.replace('_', ' ')}\n\n{DEMO_NOTICE}")
+        st.caption(f"Signed in as **{auth.display_name(user)}** · {user.role.value.replace('_', ' ')}\n\n{DEMO_NOTICE}")
 
 
 def demo_notice() -> None:

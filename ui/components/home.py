@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.services.permissions import Permission, Role, SignedInUser, can
 from core.services.worklist import WorklistFilter
-from ui import cached
+from ui import auth, cached
 
 __all__ = ["render"]
 
@@ -26,7 +26,7 @@ _ROLE_TEXT: Final = {
 def render(user: SignedInUser) -> None:
     """Greeting, the role's purpose and, for readers, how many studies wait."""
     st.title("Vigil")
-    st.markdown(f"Welcome, **{user.username}**. {_ROLE_TEXT[user.role]}")
+    st.markdown(f"Welcome, **{auth.display_name(user)}**. {_ROLE_TEXT[user.role]}")
     if can(user, Permission.REVIEW_STUDIES):
         waiting = cached.reads(user).worklist_page(WorklistFilter(), 0, 1).total_text
         st.metric("Studies not yet read by you", waiting)

@@ -11,7 +11,10 @@ __all__ = ["render"]
 
 
 def render(requested: str | None = None) -> None:
-    """Username and password form; a failure shows one message whatever went wrong.
+    """The identity provider's button and/or the username and password form, as configured.
+
+    A failed password shows one message whatever went wrong; a refused single sign-on says why
+    and offers to sign out of the provider (so another person can sign in on this workstation).
 
     Parameters
     ----------
@@ -25,6 +28,29 @@ def render(requested: str | None = None) -> None:
         st.info(f"Sign in to open the {requested} page.", icon=":material/link:")
     if st.session_state.pop("vigil.signed_out_idle", False):
         st.info("You were signed out after 30 minutes without activity.")
+    options = auth.sign_on_options()
+    _single_sign_on(options)
+    if options.local:
+        _password_form()
+    st.caption("No account yet? Ask your Vigil administrator.")
+    st.caption(DEMO_NOTICE)
+
+
+def _single_sign_on(options: auth.SignOnOptions) -> None:
+    if options.problem:
+        st.error(options.problem, icon=":material/settings_alert:")
+    if options.refused:
+        st.error(f"Your organisation's account was refused: {options.refused}.", icon=":material/block:")
+        if st.button("Sign out of your organisation's account", key="vigil-sso-sign-out"):
+            auth.sign_out()
+    elif options.single_sign_on:
+        if st.button("Sign in with your organisation's account", type="primary", icon=":material/badge:"):
+            problem = auth.start_single_sign_on()
+            if problem:
+                st.error(problem)
+
+
+def _password_form() -> None:
     with st.form("sign-in", enter_to_submit=True):
         username = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
@@ -34,5 +60,3 @@ def render(requested: str | None = None) -> None:
         if error is None:
             st.rerun()
         st.error(error)
-    st.caption("No account yet? Ask your Vigil administrator.")
-    st.caption(DEMO_NOTICE)

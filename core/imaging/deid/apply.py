@@ -12,6 +12,7 @@ table happens not to list still points back to the patient's study.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "VIGIL_REMOVED",
     "VIGIL_REPLACED_UID",
     "DeidResult",
+    "allowlist_note",
     "deidentify",
 ]
 
@@ -108,6 +110,7 @@ class _Context:
     allowed: frozenset[tuple[int, str, int]]
     profile: Profile
     counts: Counter[str]
+    allowlist_note: str | None = None
 
 
 def deidentify(
@@ -139,7 +142,8 @@ def deidentify(
     DeidResult
         Quarantined, with nothing de-identified, when :func:`burned_in_risk` finds a reason.
         Otherwise the copy carries PatientIdentityRemoved ``YES``, DeidentificationMethod (the
-        profile, the table's version and its SHA-256), DeidentificationMethodCodeSequence
+        profile, the table's version and its SHA-256, and :func:`allowlist_note` when a private
+        allow-list was given), DeidentificationMethodCodeSequence
         (113100 and the options' codes) and LongitudinalTemporalInformationModified.
 
     Raises
@@ -159,11 +163,33 @@ def deidentify(
     if reason is not None:
         return DeidResult(None, reason, {}, table.version, table.sha256, names)
     allowed = frozenset((p.group, p.creator.strip(), p.offset) for p in private_allowlist)
-    ctx = _Context(secret, chosen, allowed, table, Counter())
+    ctx = _Context(secret, chosen, allowed, table, Counter(), allowlist_note(allowed))
     out = copy.deepcopy(ds)
     _clean(out, ctx)
     _mark(out, ctx)
     return DeidResult(out, None, dict(sorted(ctx.counts.items())), table.version, table.sha256, names)
+
+
+def allowlist_note(allowed: Iterable[tuple[int, str, int]]) -> str | None:
+    """The DeidentificationMethod value naming a private allow-list: its size and a digest of it.
+
+    None for an empty list. The digest (12 hex digits of SHA-256 over the sorted entries) lets a
+    receiver match a file to the allow-list its site configured (the audit entry lists the
+    entries) without the file spelling out the site's vendor list. At most 64 characters (LO).
+
+    Examples
+    --------
+    >>> allowlist_note([(0x0019, "ACME 1.1", 0x0C)])
+    'Vigil private allow-list: 1 element(s), a14833a3099f'
+    >>> allowlist_note([]) is None
+    True
+    """
+    entries = sorted(set(allowed))
+    if not entries:
+        return None
+    text = "\n".join(f"({g:04X},xx{o:02X}) {c}" for g, c, o in entries)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return f"Vigil private allow-list: {len(entries)} element(s), {digest}"
 
 
 def _option(value: ProfileOption | str) -> ProfileOption:
@@ -309,6 +335,7 @@ def _mark(ds: Dataset, ctx: _Context) -> None:
         f"{BASIC_PROFILE_CODE[1]} (PS3.15 {table.edition})",
         f"Vigil table {table.version}",
         table.sha256,  # 64 hex digits: exactly the longest LO value
+        *([ctx.allowlist_note] if ctx.allowlist_note else []),
     ]
     codes = [BASIC_PROFILE_CODE, *(table.option_codes[o.value] for o in sorted(ctx.options))]
     if ctx.counts[PRIVATE_KEPT]:

@@ -36,7 +36,9 @@ from core.store.outcomes import OutcomeIn, OutcomeSource
 from core.store.predictions import PredictionIn
 from core.store.tables import OutcomeRow, UserRow
 from tests.adjudication_installation import N_NEW, SITE, build_labelled_site
-from tests.ui.installation import Installation, copy_installation, shared_template
+from tests.conftest import BACKENDS
+from tests.core.services.installations import installation_on
+from tests.ui.installation import Installation, copy_installation
 
 RADIOLOGIST = SignedInUser("radiologist", Role.RADIOLOGIST)
 CHAMPION = SignedInUser("champion", Role.CHAMPION)
@@ -58,9 +60,10 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def sf(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> SessionFactory:
-    return copy_installation(shared_template(tmp_path_factory.getbasetemp()), tmp_path).session_factory()
+@pytest.fixture(params=BACKENDS)
+def sf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> SessionFactory:
+    """The installation's store, on a SQLite file and on PostgreSQL (one contract, two backends)."""
+    return installation_on(request.param, request, tmp_path_factory, tmp_path).session_factory()
 
 
 @pytest.fixture

@@ -12,28 +12,36 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from core.services import sites
+from core.audit.events import AuditAction
+from core.services import review, sites, worklist
+from core.services.audit import verify_ledger
+from core.services.feedback import FeedbackForm, Finding, record_feedback
+from core.services.permissions import Role, SignedInUser
 from core.store import audit_log
 from core.store.engine import SessionFactory, make_engine, make_session_factory, migrate
-from core.store.tables import AuditEntryRow, SiteRow
+from core.store.tables import AuditEntryRow, FeedbackRow, SiteRow
 from tests.conftest import NewDatabase
+from tests.core.services.installations import installation_on
 
 PROCESSES = 4
 SITES_PER_PROCESS = 15
+READER = SignedInUser("radiologist", Role.RADIOLOGIST)
 
 #: The child: one audited user action, traced by sqlite3, parked at the statement named in argv[2].
 CHILD = textwrap.dedent(
@@ -201,3 +209,142 @@ def test_concurrent_processes_never_fork_the_chain(shared_store: tuple[str, Sess
     assert len({r.prev_hash for r in rows}) == expected  # no two entries follow the same one
     actors = [r.actor for r in rows]
     assert all(actors.count(f"worker{w}") == SITES_PER_PROCESS for w in range(PROCESSES))
+
+
+# --- durability: kill -9 at random points, over many trials -----------------------------------
+
+KILL_TRIALS = 25
+#: The longest a writer runs before its kill (seconds after it is connected); uniform below it.
+KILL_WITHIN_S = 0.4
+KILL_SEED = 17
+
+
+def test_commits_are_synchronous_on_each_backend(backend: str, new_database: NewDatabase) -> None:
+    # Prepare: the throwaway PostgreSQL cluster runs with synchronous_commit=off (tests/postgres.py)
+    engine = make_engine(new_database(backend, migrated=True))
+
+    # Execute: twice, so the second read is on a pooled connection after its reset-on-return rollback
+    settings = []
+    for _ in range(2):
+        with engine.connect() as connection:
+            sql = "PRAGMA synchronous" if engine.dialect.name == "sqlite" else "SHOW synchronous_commit"
+            settings.append(str(connection.exec_driver_sql(sql).scalar_one()))
+    engine.dispose()
+
+    # Assert: an acknowledged commit is flushed whatever the server's default (2 is SQLite's FULL)
+    assert settings == (["2", "2"] if backend.startswith("sqlite") else ["on", "on"])
+
+
+def kill_9_figure(backend: str, trials: int, acknowledged: int, lost: int, resubmitted: int, duplicates: int) -> str:
+    """The line the kill -9 trials print, which the README's reliability section quotes."""
+    return (
+        f"kill -9 [{backend}]: trials {trials}, acknowledged writes {acknowledged}, lost {lost}, "
+        f"killed in flight and resubmitted {resubmitted}, duplicates {duplicates}"
+    )
+
+
+def _feedback_form(sf: SessionFactory, key: str) -> FeedbackForm:
+    uid = worklist.worklist_page(sf, READER, worklist.WorklistFilter()).items[0].study_uid
+    info = review.open_case(sf, READER, uid)
+    assert info.prediction is not None
+    return FeedbackForm(
+        study_uid=uid,
+        prediction_id=info.prediction.prediction_id,
+        agrees=True,
+        finding=Finding.ABSENT,
+        confidence=3,
+        explanation=None,
+        comment="kill -9 trial",
+        time_on_case_s=1.5,
+        idempotency_key=key,
+    )
+
+
+def _write_until_killed(url: str, form: FeedbackForm, trial: int, out: int) -> None:
+    """The forked writer: submit feedback forms one after another, saying before and after each."""
+    try:
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        os.write(out, b"ready\n")
+        for i in range(1_000_000):
+            key = f"kill9-{trial:03d}-{i:06d}"
+            os.write(out, f"try {key}\n".encode())
+            saved = record_feedback(factory, READER, replace(form, idempotency_key=key), now=_clock)
+            # The acknowledgement a user sees: only after record_feedback returned.
+            os.write(out, f"ack {key} {saved.record.id}\n".encode())
+    except BaseException as exc:  # noqa: BLE001  (reported to the parent, which fails the test)
+        os.write(out, f"error {exc!r}"[:500].replace("\n", " ").encode() + b"\n")
+    finally:
+        os._exit(1)  # never return into pytest's copy of the test process
+
+
+def _one_trial(url: str, form: FeedbackForm, trial: int, delay_s: float) -> tuple[dict[str, int], str | None]:
+    """Fork a writer, SIGKILL it ``delay_s`` after it connects; return its acknowledged keys and the one in flight."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        _write_until_killed(url, form, trial, write_end)
+    os.close(write_end)
+    with os.fdopen(read_end, "r") as lines:
+        first = lines.readline()
+        assert first == "ready\n", f"the writer failed before it connected: {first!r}"
+        time.sleep(delay_s)
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        said = lines.read().splitlines()
+    errors = [line for line in said if line.startswith("error ")]
+    assert not errors and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (status, errors)
+    acked = {
+        parts[1]: int(parts[2]) for parts in (line.split() for line in said) if parts[0] == "ack" and len(parts) == 3
+    }
+    tried = [line.split()[1] for line in said if line.startswith("try ")]
+    in_flight = tried[-1] if tried and tried[-1] not in acked else None
+    return acked, in_flight
+
+
+def test_kill_9_at_random_points_loses_no_acknowledged_write(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    # Prepare: the review installation on this backend; forked writers open their own connections
+    inst = installation_on(backend, request, tmp_path_factory, tmp_path)
+    sf = inst.session_factory()
+    form = _feedback_form(sf, "kill9-prepare")
+    engine = sf.kw["bind"]
+    rng = random.Random(KILL_SEED)
+    acked: dict[str, int] = {}
+    resubmitted: list[str] = []
+
+    # Execute: each trial kills a writer at a random moment, then resubmits the form it was
+    # killed in (what the reader's browser does after an error), as the same idempotency key
+    for trial in range(KILL_TRIALS):
+        engine.dispose()  # the child must not share this process's pooled connections
+        got, in_flight = _one_trial(inst.database_url, form, trial, rng.uniform(0.0, KILL_WITHIN_S))
+        acked.update(got)
+        if in_flight is not None:
+            record_feedback(sf, READER, replace(form, idempotency_key=in_flight), now=_clock)
+            resubmitted.append(in_flight)
+
+    # Assert: every acknowledged write is there under its id, each key is one row, every row has its entry
+    with sf() as session:
+        rows = dict(
+            session.execute(
+                select(FeedbackRow.idempotency_key, FeedbackRow.id).where(FeedbackRow.idempotency_key.like("kill9-%"))
+            ).all()
+        )
+        per_key = session.execute(
+            select(func.count()).select_from(FeedbackRow).where(FeedbackRow.idempotency_key.like("kill9-%"))
+        ).scalar_one()
+        entries = session.scalar(
+            select(func.count())
+            .select_from(AuditEntryRow)
+            .where(AuditEntryRow.action == str(AuditAction.FEEDBACK_RECORDED), AuditEntryRow.actor == READER.username)
+        )
+    lost = sum(1 for key, row_id in acked.items() if rows.get(key) != row_id)
+    duplicates = per_key - len(rows)
+    print("\n" + kill_9_figure(engine.dialect.name, KILL_TRIALS, len(acked), lost, len(resubmitted), duplicates))
+    assert acked and resubmitted  # kills landed after acknowledged writes and inside others
+    assert lost == 0 and duplicates == 0
+    assert set(resubmitted) <= set(rows)
+    assert entries == len(rows)  # no row without its audit entry, no entry without its row
+    assert verify_ledger(sf).ok

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,69 @@ def test_racing_corrections_of_one_row_leave_one_winner(sf: SessionFactory, form
 
 def _fields(submitted: FeedbackForm) -> dict[str, object]:
     return {name: getattr(submitted, name) for name in FeedbackForm.__dataclass_fields__}
+
+
+# --- the figure: N threads x M feedback writes plus audit appends, on each backend -------------
+
+WRITERS = 6
+FORMS_PER_WRITER = 8
+SITE_WRITERS = 2
+SITES_PER_WRITER = 4
+
+
+def concurrency_figure(
+    backend: str, threads: int, attempted: int, committed: int, duplicates: int, entries: int, expected: int
+) -> str:
+    """The line the concurrent-writers test prints, which the README's reliability section quotes."""
+    return (
+        f"concurrent writers [{backend}]: threads {threads}, attempted {attempted}, committed {committed}, "
+        f"duplicates {duplicates}, audit entries {entries} of {expected}"
+    )
+
+
+def test_concurrent_writers_commit_every_attempt_exactly_once(sf: SessionFactory, form: FeedbackForm) -> None:  # noqa: F811
+    # Prepare: each writer's forms (each sent twice, as a double click would) and the ledger before
+    keys = [[new_idempotency_key() for _ in range(FORMS_PER_WRITER)] for _ in range(WRITERS)]
+    with sf() as session:
+        entries_before = session.scalar(select(func.count()).select_from(AuditEntryRow)) or 0
+    writers = iter(range(WRITERS + SITE_WRITERS))
+    lock = threading.Lock()
+
+    def write() -> list[bool]:
+        with lock:
+            me = next(writers)
+        if me >= WRITERS:  # the audit appends of another action, racing the feedback writers
+            for i in range(SITES_PER_WRITER):
+                sites.add_site(sf, f"race-{me}-{i}", benchmark=False, actor="admin", now=fixed_clock)
+            return []
+        created = []
+        for key in keys[me]:
+            for _ in range(2):
+                saved = record_feedback(sf, RADIOLOGIST, replace(form, idempotency_key=key), now=fixed_clock)
+                created.append(saved.created)
+        return created
+
+    # Execute
+    results = _in_threads(WRITERS + SITE_WRITERS, write)
+
+    # Assert: one row per form, the second sending of each found the first, one entry per action
+    attempted = WRITERS * FORMS_PER_WRITER
+    wanted = {k for mine in keys for k in mine}
+    with sf() as session:
+        stored = list(
+            session.scalars(select(FeedbackRow.idempotency_key).where(FeedbackRow.idempotency_key.in_(wanted)))
+        )
+        prev_hashes = list(session.scalars(select(AuditEntryRow.prev_hash)))
+    duplicates = len(stored) - len(set(stored))
+    created = sum(sum(r) for r in results if isinstance(r, list))
+    entries = len(prev_hashes) - entries_before
+    expected_entries = attempted + SITE_WRITERS * SITES_PER_WRITER
+    backend = sf.kw["bind"].dialect.name
+    threads = WRITERS + SITE_WRITERS
+    print(
+        "\n" + concurrency_figure(backend, threads, attempted, len(set(stored)), duplicates, entries, expected_entries)
+    )
+    assert set(stored) == wanted and duplicates == 0 and created == attempted
+    assert entries == expected_entries
+    assert len(set(prev_hashes)) == len(prev_hashes)  # unforked: no two entries follow the same one
+    assert verify_ledger(sf).ok

@@ -20,16 +20,18 @@ from core.store import audit_log
 from core.store import feedback as feedback_store
 from core.store.engine import SessionFactory
 from core.store.tables import FeedbackRow, UserRow
-from tests.ui.installation import Installation, clock, copy_installation, shared_template
+from tests.conftest import BACKENDS
+from tests.core.services.installations import installation_on
+from tests.ui.installation import clock
 
 RADIOLOGIST = SignedInUser("radiologist", Role.RADIOLOGIST)
 CHAMPION = SignedInUser("champion", Role.CHAMPION)
 
 
-@pytest.fixture
-def sf(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> SessionFactory:
-    inst: Installation = copy_installation(shared_template(tmp_path_factory.getbasetemp()), tmp_path)
-    return inst.session_factory()
+@pytest.fixture(params=BACKENDS)
+def sf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> SessionFactory:
+    """The installation's store, on a SQLite file and on PostgreSQL (one contract, two backends)."""
+    return installation_on(request.param, request, tmp_path_factory, tmp_path).session_factory()
 
 
 @pytest.fixture

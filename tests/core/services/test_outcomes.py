@@ -19,6 +19,7 @@ from core.store.engine import SessionFactory, make_engine, make_session_factory,
 from core.store.feedback import FeedbackIn, FeedbackRecord, add_feedback
 from core.store.outcomes import OutcomeRecord, OutcomeSource
 from core.store.tables import InstanceRow, StudyRow
+from tests.conftest import NewDatabase
 from tests.core.services.test_validation import SiteDesign, clock, seed_pilot_cohort
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -112,8 +113,9 @@ def test_split_readers_superseded_rows_and_indeterminate_settle_nothing() -> Non
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SessionFactory:
-    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+def store(backend: str, new_database: NewDatabase) -> SessionFactory:
+    """A seeded pilot cohort on a SQLite file and on PostgreSQL (one contract, two backends)."""
+    engine = make_engine(new_database(backend, migrated=True))
     migrate(engine)
     sf = make_session_factory(engine)
     seed_pilot_cohort(sf, design=(SiteDesign("benchmark", 6, 2.0, n_unlabelled=4),))

@@ -21,7 +21,9 @@ from core.services.worklist import Cohort, ReviewStatus, ScoreBand, WorklistFilt
 from core.store import model_versions, reviews, sites
 from core.store.engine import SessionFactory
 from core.store.tables import ExplanationRow, InstanceRow, StudyRow
-from tests.ui.installation import Installation, clock, copy_installation, shared_template
+from tests.conftest import BACKENDS
+from tests.core.services.installations import installation_on
+from tests.ui.installation import Installation, clock
 
 RADIOLOGIST = SignedInUser("radiologist", Role.RADIOLOGIST)
 CHAMPION = SignedInUser("champion", Role.CHAMPION)
@@ -29,9 +31,10 @@ CHAMPION = SignedInUser("champion", Role.CHAMPION)
 EVERYTHING = WorklistFilter(status=ReviewStatus.ANY, order=WorklistOrder.ARRIVAL, cohort=Cohort.ANY)
 
 
-@pytest.fixture
-def inst(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Installation:
-    return copy_installation(shared_template(tmp_path_factory.getbasetemp()), tmp_path)
+@pytest.fixture(params=BACKENDS)
+def inst(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Installation:
+    """The installation, its store on a SQLite file and on PostgreSQL (one contract, two backends)."""
+    return installation_on(request.param, request, tmp_path_factory, tmp_path)
 
 
 @pytest.fixture
