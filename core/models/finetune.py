@@ -8,9 +8,12 @@ only: it refuses any study of that hold-out before reading an image, and compute
 The recipe is :mod:`core.models.training`'s whole-film stage, started from the parent's weights
 instead of a random initialization: the same network, preprocessing (the parent card's), left-right
 flips and translations, AdamW with per-step cosine decay, deterministic kernels seeded from ``seed``,
-float64 arithmetic by default, and the epoch with the best validation AUC kept. The operating
-threshold is chosen again, with Youden's J on the validation studies. The labels of record carry no
-lesion position, so the training-only localization term of the first training is off here.
+float64 arithmetic by default, and the epoch with the best validation AUC kept. The labels of record
+carry no lesion position, so the lesion-crop stage and the training-only localization term of the
+first training cannot run here; an L2-SP penalty toward the parent's weights keeps what they taught
+(without it, fine-tuning on deployment films forgets part of the benchmark). The operating threshold
+is chosen again on the validation studies, by default where the challenger gains most over the
+parent's own sensitivity and specificity, the two rates the change-control gate compares.
 
 The card names every study used, with its file hash, label and the label's source, in a manifest
 whose SHA-256 an auditor can recompute from the card alone.
@@ -46,6 +49,7 @@ from core.models.evaluate import (
     youden_threshold,
 )
 from core.models.loading import LoadedModel, load_model, sha256_file
+from core.models.logit_scaling import fit_logit_scaling, fold_into_last_layer, logits_of
 from core.models.networks import build_network
 from core.models.provenance import code_version, environment
 from core.models.training import (
@@ -63,6 +67,7 @@ __all__ = [
     "STUDY_COLUMNS",
     "FinetuneConfig",
     "challenger_card",
+    "dominating_threshold",
     "TrainingExample",
     "finetune_model",
     "training_manifest",
@@ -99,15 +104,30 @@ class FinetuneConfig:
         on any machine (see :class:`core.models.training.TrainingConfig`); ``False`` is faster
         but reproducible only on the same machine.
     threshold_rule : str
-        How the operating threshold is chosen on the validation studies. ``"keep_sensitivity"``
-        (the default): the highest threshold at which the challenger finds at least the share of
-        positives the parent finds at its own threshold on the same studies, so a retrain spends
-        its gain on specificity and the change-control gate's "sensitivity not lower" holds by
-        design; ``"youden"``: Youden's J, as the first training.
+        How the operating threshold is chosen on the validation studies, against the parent's
+        sensitivity and specificity at its own threshold on the same studies.
+        ``"dominate_parent"`` (the default): the threshold that maximises the smaller of the two
+        gains (:func:`dominating_threshold`), since the gate tests both rates;
+        ``"keep_sensitivity"``: the highest threshold that reaches the parent's sensitivity plus
+        ``sensitivity_headroom`` (a few hard positives can pull it so low that specificity falls
+        below the parent's); ``"youden"``: Youden's J, as the first training.
     sensitivity_headroom : float
         With ``"keep_sensitivity"``: aim this much above the parent's sensitivity on the
         validation studies, but at most halfway from it to 1. The gate judges on other studies,
         the hold-out, where an exact match would come out lower about half the time.
+    logit_scaling : bool
+        Fit Platt scaling (``sigmoid(a + b * logit)``) on the validation studies after the epoch is
+        chosen and fold it into the network's last layer (:mod:`core.models.logit_scaling`), before
+        the threshold is chosen: the gate limits the challenger's calibration error, and
+        fine-tuning on several sites' labels leaves the probabilities off. The ranking is
+        unchanged; ``a`` and ``b`` are on the card.
+    l2sp_weight : float
+        Weight ``alpha`` of the L2-SP penalty ``alpha / 2 * sum((w - w_parent) ** 2)`` over every
+        network weight, added to each batch's mean loss (Li, Grandvalet & Davoine, "Explicit
+        inductive bias for transfer learning with convolutional networks", ICML 2018). It pulls
+        the challenger toward the parent rather than toward zero, so what the parent learnt from
+        its lesion-crop stage (which labels of record cannot repeat: they carry no lesion
+        position) is not forgotten on the benchmark; 0 turns it off.
     """
 
     epochs: int = 4
@@ -116,8 +136,10 @@ class FinetuneConfig:
     batch_size: int = _RECIPE.batch_size
     max_shift_px: int = _RECIPE.max_shift_px
     float64: bool = True
-    threshold_rule: str = "keep_sensitivity"
+    threshold_rule: str = "dominate_parent"
     sensitivity_headroom: float = 0.03
+    l2sp_weight: float = 1.0
+    logit_scaling: bool = True
 
     def to_json(self) -> JSONObject:
         """The hyperparameters as card JSON."""
@@ -136,6 +158,10 @@ class FinetuneConfig:
             "selection": "epoch with the best validation AUC",
             "threshold_rule": self.threshold_rule,
             "sensitivity_headroom": self.sensitivity_headroom,
+            "l2sp_weight": self.l2sp_weight,
+            "logit_scaling": self.logit_scaling,
+            "regularization": "L2-SP: l2sp_weight / 2 * squared distance of the weights to the parent's, "
+            "added to the loss",
         }
 
 
@@ -246,12 +272,17 @@ def finetune_model(  # noqa: PLR0913 - keyword-only; one argument per input of t
         network, epoch = _fit(parent_card, parent.network.state_dict(), fit_split, val_split, cfg, seed, dev, progress)
     # Threshold and reported AUC come from the stored (float32) network, as it will be served.
     scores = score_inputs(network, val_split.inputs)
+    scaling: JSONObject | None = None
+    if cfg.logit_scaling:
+        scaling = _scale_logit(network, val_split.labels, scores)
+        scores = score_inputs(network, val_split.inputs)
     threshold, threshold_method = _threshold(cfg, parent, val_split.labels, val_split.inputs, scores)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{version}.pt"
     torch.save(network.state_dict(), weights)
     hyper: JSONObject = {"recipe": "finetune", **cfg.to_json(), "seed": seed, "selected_epoch": epoch}
     hyper["parent_weights_sha256"] = parent_card.weights["sha256"]
+    hyper["logit_scaling_fit"] = scaling
     hyper["wall_seconds"] = round(time.perf_counter() - started, 1)
     card = challenger_card(
         parent_card,
@@ -319,6 +350,8 @@ def _check_config(cfg: FinetuneConfig) -> None:
         raise BadInputError(f"weight decay must be a finite number >= 0, got {cfg.weight_decay}")
     if not (math.isfinite(cfg.sensitivity_headroom) and 0.0 <= cfg.sensitivity_headroom < 1.0):
         raise BadInputError(f"sensitivity headroom must be in [0, 1), got {cfg.sensitivity_headroom}")
+    if not (math.isfinite(cfg.l2sp_weight) and cfg.l2sp_weight >= 0):
+        raise BadInputError(f"L2-SP weight must be a finite number >= 0, got {cfg.l2sp_weight}")
     if cfg.threshold_rule not in THRESHOLD_RULES:
         raise BadInputError(f"threshold rule must be one of {', '.join(THRESHOLD_RULES)}, got {cfg.threshold_rule!r}")
     if cfg.batch_size < 1 or cfg.max_shift_px < 0:
@@ -388,11 +421,12 @@ def _fit(  # noqa: PLR0913 - one argument per input of the fit
     gen = torch.Generator().manual_seed(seed)
     scorer = _OnDevice(network, device)
     best: list[tuple[float, int, dict[str, torch.Tensor]]] = []
+    anchor = _l2sp_anchor(network, cfg.l2sp_weight)
 
     def film_loss(idx: torch.Tensor) -> torch.Tensor:
         network.train()
         x, _ = augment(train.inputs[idx], train.centres[idx], gen, cfg.max_shift_px)
-        return F.binary_cross_entropy_with_logits(network(x.to(device)), labels[idx].to(device))
+        return F.binary_cross_entropy_with_logits(network(x.to(device)), labels[idx].to(device)) + anchor()
 
     def select(epoch: int) -> None:
         auc = _selection_auc(val.labels, score_inputs(scorer, val.inputs))
@@ -411,6 +445,45 @@ def _fit(  # noqa: PLR0913 - one argument per input of the fit
     network.load_state_dict(best[0][2])
     network.to(device="cpu", dtype=torch.float32).eval()  # served in float32, as training stores it
     return network, best[0][1]
+
+
+def _scale_logit(network: nn.Module, labels: IntArray, scores: FloatArray) -> JSONObject:
+    """Fit Platt scaling on the validation ``scores`` and fold it into ``network``; what was done, for the card.
+
+    A validation set the score separates perfectly (a small one) has no finite fit: the network is
+    then left as it is, and the card says why, rather than the retrain failing.
+    """
+    try:
+        intercept, slope = fit_logit_scaling(labels, logits_of(scores))
+    except BadInputError as exc:
+        return {"applied": False, "reason": str(exc)}
+    fold_into_last_layer(network, intercept, slope)
+    return {
+        "applied": True,
+        "intercept": round(intercept, 6),
+        "slope": round(slope, 6),
+        "fitted_on": "validation studies",
+    }
+
+
+def _l2sp_anchor(network: nn.Module, weight: float) -> Callable[[], torch.Tensor]:
+    """The L2-SP penalty of ``network``'s current weights against a copy of the ones it has now (the parent's).
+
+    Returns a function giving ``weight / 2 * sum((w - w_parent) ** 2)`` as a scalar tensor; 0
+    (and nothing copied) when ``weight`` is 0.
+    """
+    params = [p for p in network.parameters() if p.requires_grad]
+    start = next(iter(params))
+    if weight == 0:
+        zero = torch.zeros((), dtype=start.dtype, device=start.device)
+        return lambda: zero
+    parent = [p.detach().clone() for p in params]
+
+    def penalty() -> torch.Tensor:
+        distance = torch.stack([(p - p0).square().sum() for p, p0 in zip(params, parent, strict=True)]).sum()
+        return 0.5 * weight * distance
+
+    return penalty
 
 
 def _stage(cfg: FinetuneConfig) -> TrainingConfig:
@@ -437,7 +510,7 @@ def _selection_auc(labels: IntArray, scores: FloatArray) -> float:
     return auc_or_nan(labels, scores) if bool(np.isfinite(scores).all()) else -1.0
 
 
-THRESHOLD_RULES: Final = ("keep_sensitivity", "youden")
+THRESHOLD_RULES: Final = ("keep_sensitivity", "dominate_parent", "youden")
 
 
 def _threshold(
@@ -447,18 +520,81 @@ def _threshold(
     if cfg.threshold_rule == "youden" or int(labels.sum()) == 0:
         return youden_threshold(labels, scores), "Youden's J on the fine-tuning validation studies"
     parent_scores = score_inputs(parent.network, inputs.to(torch.float32))
+    parent_threshold = parent.card.operating_threshold
     positives = labels == 1
-    parent_sensitivity = float(np.mean(parent_scores[positives] >= parent.card.operating_threshold))
+    parent_sensitivity = float(np.mean(parent_scores[positives] >= parent_threshold))
+    parent_specificity = float(np.mean(parent_scores[~positives] < parent_threshold))
+    parent_rates = (
+        f"the parent's sensitivity {parent_sensitivity:.3f} and specificity {parent_specificity:.3f} at its "
+        f"threshold {parent_threshold:g} on the same studies"
+    )
+    if cfg.threshold_rule == "dominate_parent":
+        threshold = dominating_threshold(labels, scores, parent_sensitivity, parent_specificity)
+        method = (
+            "the threshold maximising the smaller of the challenger's sensitivity and specificity gains over "
+            f"{parent_rates}, on the fine-tuning validation studies"
+        )
+        return threshold, method
     # Never more than halfway from the parent's sensitivity to 1: a target of 1 would put the threshold
     # under the weakest validation positive and spend every gain on false positives.
     target = min(parent_sensitivity + cfg.sensitivity_headroom, (1.0 + parent_sensitivity) / 2.0)
     threshold = sensitivity_keeping_threshold(labels, scores, target)
     method = (
-        f"the highest threshold reaching sensitivity {target:.3f} on the fine-tuning validation studies: the "
-        f"parent's ({parent_sensitivity:.3f} at its threshold {parent.card.operating_threshold:g}) plus "
-        f"{cfg.sensitivity_headroom:g} headroom"
+        f"the highest threshold reaching sensitivity {target:.3f} on the fine-tuning validation studies: "
+        f"{parent_rates}, sensitivity plus {cfg.sensitivity_headroom:g} headroom"
     )
     return threshold, method
+
+
+def dominating_threshold(y_true: IntArray, y_score: FloatArray, sensitivity: float, specificity: float) -> float:
+    """The threshold whose worse gain over a reference operating point is largest.
+
+    The change-control gate tests sensitivity and specificity against the champion's, each with
+    its own margin; a threshold that holds one rate by design can lose the other (a few hard
+    positives pull a sensitivity-keeping threshold down and every gain goes to false positives).
+    This one maximises ``min(sens(t) - sensitivity, spec(t) - specificity)``: when the challenger's
+    ROC curve passes above the reference point, both rates gain, by as much as the curve allows
+    for the weaker of the two. Ties go to the larger ``sens + spec``, then the higher threshold.
+    A study is called positive when its score is ``>=`` the threshold.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n,)
+        0/1 labels; both classes present.
+    y_score : ndarray of shape (n,)
+    sensitivity, specificity : float
+        The reference operating point (the parent's, at its own threshold, on the same studies).
+
+    Returns
+    -------
+    float
+        One of the scores in ``y_score``.
+
+    Raises
+    ------
+    ValueError
+        A class is missing.
+
+    Examples
+    --------
+    Three positives and three negatives; the reference finds half the positives and 90 % of the negatives.
+    At 0.6 the curve gains on both (2/3 and 1); at 0.3 it would find every positive and lose specificity.
+
+    >>> dominating_threshold(np.array([1, 1, 1, 0, 0, 0]), np.array([0.9, 0.6, 0.3, 0.5, 0.2, 0.1]), 0.5, 0.9)
+    0.6
+    """
+    y = np.asarray(y_true) == 1
+    s = np.asarray(y_score, dtype=np.float64)
+    if y.all() or not y.any():
+        raise ValueError("both classes are needed to choose a threshold on sensitivity and specificity")
+    candidates = np.unique(s)  # ascending; each is a distinct operating point
+    pos, neg = np.sort(s[y]), np.sort(s[~y])
+    sens = 1.0 - np.searchsorted(pos, candidates, side="left") / pos.size  # share of positives >= t
+    spec = np.searchsorted(neg, candidates, side="left") / neg.size  # share of negatives < t
+    worse = np.minimum(sens - sensitivity, spec - specificity)
+    # lexsort sorts by its last key first: the worse gain, then sens + spec, then the threshold.
+    best = np.lexsort((candidates, sens + spec, worse))[-1]
+    return float(candidates[best])
 
 
 def _validation_metrics(labels: IntArray, scores: FloatArray, threshold_method: str) -> JSONObject:

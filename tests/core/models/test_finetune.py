@@ -52,6 +52,7 @@ def _finetune(
     *,
     seed: int = 3,
     progress: list[tuple[int, int]] | None = None,
+    config: FinetuneConfig = TINY,
 ) -> ModelCard:
     train, val, holdout = cohort
     return finetune_model(
@@ -64,7 +65,7 @@ def _finetune(
         version="cxr-nodule-1.1.0-rc1",
         seed=seed,
         store_revision=STORE_REVISION,
-        config=TINY,
+        config=config,
         device=torch.device("cpu"),
         progress=None if progress is None else lambda done, total: progress.append((done, total)),
     )
@@ -142,8 +143,10 @@ def test_a_holdout_study_in_validation_is_refused_too(tmp_path: Path) -> None:
         ("lr inf", "learning rate must be a finite number > 0, got inf"),
         ("lr 0", "learning rate must be a finite number > 0, got 0.0"),
         ("batch 0", "batch_size >= 1 .* got 0"),
-        ("rule", "threshold rule must be one of keep_sensitivity, youden, got 'median'"),
+        ("rule", "threshold rule must be one of keep_sensitivity, dominate_parent, youden, got 'median'"),
         ("headroom", r"sensitivity headroom must be in \[0, 1\), got nan"),
+        ("l2sp -1", "L2-SP weight must be a finite number >= 0, got -1.0"),
+        ("l2sp inf", "L2-SP weight must be a finite number >= 0, got inf"),
     ],
 )
 def test_bad_inputs_are_named_before_anything_is_read(case: str, message: str, tmp_path: Path) -> None:
@@ -167,6 +170,8 @@ def test_bad_inputs_are_named_before_anything_is_read(case: str, message: str, t
         config = replace(TINY, threshold_rule="median")
     elif case == "headroom":
         config = replace(TINY, sensitivity_headroom=float("nan"))
+    elif case.startswith("l2sp"):
+        config = replace(TINY, l2sp_weight=float(case.split()[1]))
     else:
         config = replace(TINY, batch_size=0)
     # Execute / Assert
@@ -204,6 +209,13 @@ def test_the_challenger_card_round_trips_and_loads(
     validation = card.metrics["validation"]
     assert isinstance(validation, dict) and validation["n"] == len(val) and "note" in card.metrics
     assert validation["n_positive"] == sum(e.label for e in val)
+    # The card states the threshold rule and the parent's operating point it was measured against
+    assert hyper["threshold_rule"] == "dominate_parent"
+    scaling = hyper["logit_scaling_fit"]
+    assert isinstance(scaling, dict) and scaling["applied"] is True
+    assert isinstance(scaling["slope"], float) and scaling["slope"] > 0
+    assert "smaller of the challenger's sensitivity and specificity gains" in str(validation["threshold_method"])
+    assert "the parent's sensitivity" in str(validation["threshold_method"])
     assert calls == [(1, 1)]
     assert card.code_version and card.created_at and "torch" in card.environment
 
@@ -248,6 +260,31 @@ def test_the_challenger_learned_from_its_parent(challenger: tuple[ModelCard, Pat
     # by the 4 steps of one epoch of 32 films in batches of 8), rather than starting afresh
     counts = [name for name in before if name.endswith("num_batches_tracked")]
     assert counts and all(int(after[name]) == int(before[name]) + 4 for name in counts)
+
+
+def _distance_to_parent(out: Path, card: ModelCard) -> float:
+    """Squared distance of the challenger's trained weights to the parent's (batch-norm statistics left out)."""
+    parent = read_card(BUNDLED_DIR / "card.json")
+    before = torch.load(BUNDLED_DIR / str(parent.weights["path"]), weights_only=True)
+    after = torch.load(out / str(card.weights["path"]), weights_only=True)
+    trained = [name for name in before if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    return sum(float((after[name].double() - before[name].double()).square().sum()) for name in trained)
+
+
+def test_l2sp_pulls_the_challenger_toward_its_parent(
+    challenger: tuple[ModelCard, Path, list[tuple[int, int]]],
+    cohort: tuple[tuple[TrainingExample, ...], tuple[TrainingExample, ...], frozenset[str]],
+    tmp_path: Path,
+) -> None:
+    # Prepare: the fixture's run again (same seed, data and batches), with a far stronger pull
+    card, out, _ = challenger
+    strong = replace(TINY, l2sp_weight=max(1e3, 100 * TINY.l2sp_weight))
+    # Execute
+    pulled = _finetune(cohort, tmp_path, config=strong)
+    # Assert: the weight is on the card, and the pulled network moved less from the parent
+    assert pulled.hyperparameters["l2sp_weight"] == strong.l2sp_weight
+    assert pulled.weights["sha256"] != card.weights["sha256"]
+    assert _distance_to_parent(tmp_path, pulled) < 0.5 * _distance_to_parent(out, card)
 
 
 def test_the_same_seed_gives_the_same_weights(
@@ -306,3 +343,49 @@ def test_the_sensitivity_keeping_threshold_refuses_what_it_cannot_reach(target: 
 
     with pytest.raises(ValueError):
         sensitivity_keeping_threshold(np.array(labels), np.array([0.5, 0.4]), target)
+
+
+def test_the_dominating_threshold_gains_on_both_rates_where_the_curve_allows() -> None:
+    import numpy as np
+
+    from core.models.finetune import dominating_threshold
+
+    # Prepare: the reference finds half the positives and 90 % of the negatives
+    y = np.array([1, 1, 1, 0, 0, 0])
+    s = np.array([0.9, 0.6, 0.3, 0.5, 0.2, 0.1])
+    # Execute
+    threshold = dominating_threshold(y, s, 0.5, 0.9)
+    # Assert: 0.6 gains on both (2/3 and 1); 0.3, the sensitivity-keeping choice, loses specificity
+    assert threshold == 0.6
+    assert np.mean(s[y == 1] >= threshold) > 0.5 and np.mean(s[y == 0] < threshold) > 0.9
+
+
+def test_the_dominating_threshold_is_the_best_worse_gain_of_every_candidate() -> None:
+    import numpy as np
+
+    from core.models.finetune import dominating_threshold
+
+    # Prepare: 200 noisy scores with ties, against a reference point below their ROC curve
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.normal(y * 1.5, 1.0), 1)
+    sens_ref, spec_ref = 0.8, 0.6
+
+    def worse_gain(t: float) -> float:
+        return min(float(np.mean(s[y == 1] >= t)) - sens_ref, float(np.mean(s[y == 0] < t)) - spec_ref)
+
+    # Execute
+    threshold = dominating_threshold(y, s, sens_ref, spec_ref)
+    # Assert: no score does better on the worse of the two gains, and both gains are positive here
+    assert threshold in s
+    assert worse_gain(threshold) == max(worse_gain(t) for t in np.unique(s))
+    assert worse_gain(threshold) > 0
+
+
+def test_the_dominating_threshold_needs_both_classes() -> None:
+    import numpy as np
+
+    from core.models.finetune import dominating_threshold
+
+    with pytest.raises(ValueError, match="both classes"):
+        dominating_threshold(np.array([1, 1]), np.array([0.2, 0.3]), 0.5, 0.5)
