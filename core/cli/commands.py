@@ -612,6 +612,11 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
         help=f"store suite: SYNTHETIC prediction rows of the large store, 1000 to {MAX_BENCH_ROWS} "
         "(default 100000; compared with a 10000-row store, or rows/10 when smaller)",
     )
+    p.add_argument(
+        "--store-reads",
+        default=None,
+        help="store suite: comma-separated reads to time among page, validate, drift (default all three)",
+    )
     p.add_argument("--record", type=output_dir, default=None, help="write <DIR>/<suite>.json with the figures")
     p.add_argument(
         "--markdown",
@@ -737,14 +742,17 @@ def _throughput_config(args: argparse.Namespace) -> ThroughputConfig | None:
 
 
 def _store_config(args: argparse.Namespace) -> StoreConfig | None:
-    """The store suite's sizes from ``--rows``; None when it is not given."""
-    if args.rows is None:
+    """The store suite's sizes from ``--rows`` and reads from ``--store-reads``; None when neither is given."""
+    reads = getattr(args, "store_reads", None)
+    if args.rows is None and reads is None:
         return None
     if args.suite != "store":
-        raise BadInputError(f"--rows sizes the store suite, not {args.suite!r}")
+        flag = "--rows" if args.rows is not None else "--store-reads"
+        raise BadInputError(f"{flag} configures the store suite, not {args.suite!r}")
     from core.bench.store import StoreConfig
 
-    return StoreConfig.for_rows(args.rows)
+    names = () if reads is None else tuple(r.strip() for r in reads.split(","))
+    return StoreConfig.for_rows(args.rows or StoreConfig().large, names)
 
 
 def _bench(args: argparse.Namespace) -> Outcome:

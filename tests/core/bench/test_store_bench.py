@@ -56,5 +56,25 @@ def test_rows_option_sizes_only_the_store_suite() -> None:
 
     assert commands._store_config(Namespace(rows=None, suite="metrics")) is None
     assert commands._store_config(Namespace(rows=20_000, suite="store")) == store.StoreConfig(2_000, 20_000)
-    with pytest.raises(BadInputError, match="--rows sizes the store suite, not 'metrics'"):
+    with pytest.raises(BadInputError, match="--rows configures the store suite, not 'metrics'"):
         commands._store_config(Namespace(rows=20_000, suite="metrics"))
+
+
+def test_store_reads_choose_what_is_timed_and_bad_names_are_named(tmp_path: Path) -> None:
+    from argparse import Namespace
+
+    from core.cli import commands
+
+    # A million rows with only the page: drift at that size takes most of an hour.
+    config = commands._store_config(Namespace(rows=1_000_000, store_reads="page", suite="store"))
+    assert config == store.StoreConfig(small=10_000, large=1_000_000, reads=("page",))
+    assert commands._store_config(Namespace(rows=None, store_reads="page, drift", suite="store")) == store.StoreConfig(
+        reads=("page", "drift")
+    )
+    for bad in ("pages", "page,page", ""):
+        with pytest.raises(BadInputError, match="store reads must be distinct names"):
+            commands._store_config(Namespace(rows=None, store_reads=bad, suite="store"))
+    with pytest.raises(BadInputError, match="--store-reads configures the store suite"):
+        commands._store_config(Namespace(rows=None, store_reads="page", suite="metrics"))
+    results = store.run(store.StoreConfig(small=120, large=600, reads=("page",)), rounds=1)
+    assert [r.name.split(":")[0] for r in results] == ["worklist page"]
