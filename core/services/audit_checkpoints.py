@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -195,11 +196,19 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
 
 
 def _read_key(path: Path) -> bytes:
-    if not path.is_file():
+    # lstat: a symbolic link could point the signer at a key someone else controls.
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode):
         raise AuditKeyError(path, "is not a regular file")
     raw = path.read_bytes()
     if len(raw) != KEY_SIZE:
         raise AuditKeyError(path, f"holds {len(raw)} bytes, not a raw {KEY_SIZE}-byte Ed25519 key")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        # Anyone who can read the signing key can sign a forged checkpoint; as with every other key
+        # Vigil keeps, an open key is refused rather than used.
+        raise AuditKeyError(
+            path, f"has mode {stat.S_IMODE(info.st_mode):04o}; the signing key must be private (chmod 600 {path})"
+        )
     return raw
 
 

@@ -183,6 +183,23 @@ def test_unusable_key_file_is_named(places: CheckpointPlaces) -> None:
         load_or_create_signing_key(places.key_file)
 
 
+def test_a_signing_key_others_can_read_or_a_link_is_refused(places: CheckpointPlaces, tmp_path: Path) -> None:
+    # Prepare: a good key, then opened to the group; and a link to a key elsewhere
+    load_or_create_signing_key(places.key_file)
+    places.key_file.chmod(0o640)
+    elsewhere = tmp_path / "other.key"
+    elsewhere.write_bytes(os.urandom(32))
+    elsewhere.chmod(0o600)
+    link = places.key_file.with_name("linked.key")
+    link.symlink_to(elsewhere)
+
+    # Execute / Assert
+    with pytest.raises(AuditKeyError, match="mode 0640"):
+        load_or_create_signing_key(places.key_file)
+    with pytest.raises(AuditKeyError, match="not a regular file"):
+        load_or_create_signing_key(link)
+
+
 # --- what the checkpoints catch -------------------------------------------------------------------
 
 
