@@ -25,7 +25,7 @@ def _suite_section(run: dict[str, Any]) -> str:
         "",
         f"Measured {run['measured_at']} on {env['device']} ({env['processor']}, {env['cpu_count']} CPUs, "
         f"{env['torch_threads']} torch threads), torch {env['versions'].get('torch', '?')}. "
-        f"Command: `vigil bench --suite {run['suite']} --record benchmarks`.",
+        f"Command: `{_command(run)}`.",
         "",
         "| ratio | measured | target | guard | result |",
         "|---|---|---|---|---|",
@@ -34,6 +34,11 @@ def _suite_section(run: dict[str, Any]) -> str:
         verdict = "pass" if r["passed"] else ("**fails target**" if r["guard_ok"] else "**guard failed**")
         lines.append(f"| {r['name']} | {r['ratio']:.3f} | ≤ {r['target']} | {r['guard']} | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def _command(run: dict[str, Any]) -> str:
+    # Records from before commands were recorded name only their suite.
+    return str(run.get("command") or f"vigil bench --suite {run['suite']} --record benchmarks")
 
 
 _METHOD_NAMES = {"gradcam": "Grad-CAM", "gradientshap": "GradientShap", "kernelshap": "KernelShap"}

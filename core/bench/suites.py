@@ -157,9 +157,10 @@ def run_suite(
     return SuiteRun(name, results, environment(), datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def record(run: SuiteRun, directory: Path) -> Path:
-    """Write ``<directory>/<suite>.json`` (the figures BENCHMARKS.md quotes)."""
+def record(run: SuiteRun, directory: Path, *, command: str | None = None) -> Path:
+    """Write ``<directory>/<suite>.json`` (the figures BENCHMARKS.md quotes) and the ``command`` that measured them."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{run.suite}.json"
-    path.write_text(json.dumps(run.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    data = run.to_dict() | ({"command": command} if command else {})
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

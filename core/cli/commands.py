@@ -755,6 +755,16 @@ def _store_config(args: argparse.Namespace) -> StoreConfig | None:
     return StoreConfig.for_rows(args.rows or StoreConfig().large, names)
 
 
+def _bench_command(args: argparse.Namespace) -> str:
+    """The command line that measured a record, from the options that change what is measured."""
+    parts = ["vigil bench --suite", args.suite, "--rounds", str(args.rounds)]
+    for flag in ("rows", "store_reads", "studies", "film_size", "workers", "batch_size"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
+    return " ".join([*parts, "--record benchmarks"])
+
+
 def _bench(args: argparse.Namespace) -> Outcome:
     from core.bench.report import render_markdown
     from core.bench.suites import record, run_suite
@@ -769,7 +779,7 @@ def _bench(args: argparse.Namespace) -> Outcome:
         store_config=_store_config(args),
     )
     if args.record is not None:
-        record(run, args.record)
+        record(run, args.record, command=_bench_command(args))
         if args.markdown is not None:
             notes_file = args.record / "NOTES.md"
             notes = notes_file.read_text(encoding="utf-8") if notes_file.is_file() else ""

@@ -69,14 +69,15 @@ class WorklistPage:
     page : int
         0-based, clamped to the last page.
     pages : int
-        At least 1, even for an empty list.
+        At least 1, even for an empty list; past the count's cap, one more than this page while
+        this page is full (``capped``), so the reader can keep paging.
     model_version : str or None
         The serving version whose scores are shown; None before a model is registered.
     total : int
         How many studies the filter selects, or :data:`COUNT_CAP` when there are more (``capped``):
         counting stops there, so a page costs the same at any store size.
     capped : bool
-        More than ``total`` studies match; the pages reach only the first ``total``.
+        More than ``total`` studies match.
     """
 
     items: tuple[WorklistRow, ...]
@@ -89,8 +90,13 @@ class WorklistPage:
 
     @property
     def total_text(self) -> str:
-        """The count as a reader sees it: ``"1,234"``, or ``"10,000+"`` past the cap."""
+        """The count as a reader sees it: ``"123"``, or ``"1,000+"`` past the cap."""
         return f"{self.total:,}+" if self.capped else f"{self.total:,}"
+
+    @property
+    def pages_text(self) -> str:
+        """``"4"``, or ``"41+"`` while the list goes on past the count's cap."""
+        return f"{self.pages:,}+" if self.capped else f"{self.pages:,}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +132,22 @@ def worklist_page(
     with session_factory() as session:
         query, version = _query(session, user, flt)
         counted = reviews.count_worklist(session, query, cap=COUNT_CAP)
-        total = min(counted, COUNT_CAP)
+        total, capped = min(counted, COUNT_CAP), counted > COUNT_CAP
         pages = max(1, -(-total // page_size))
-        page = min(max(page, 0), pages - 1)
+        page = max(page, 0) if capped else min(max(page, 0), pages - 1)
         items = reviews.worklist_rows(session, query, limit=page_size, offset=page * page_size)
-    return WorklistPage(tuple(items), total, page, page_size, pages, version, capped=counted > COUNT_CAP)
+        if capped and not items:  # paged past the end of a long list: show its last page
+            page = _last_page(session, query, page_size)
+            items = reviews.worklist_rows(session, query, limit=page_size, offset=page * page_size)
+    if capped:
+        pages = max(pages, page + (2 if len(items) == page_size else 1))
+    return WorklistPage(tuple(items), total, page, page_size, pages, version, capped=capped)
+
+
+def _last_page(session: Session, query: WorklistQuery, page_size: int) -> int:
+    # Past the cap the list's length is unknown: count it in full, once, for this rare jump.
+    n = reviews.count_worklist(session, query, cap=2**62)
+    return max(0, -(-n // page_size) - 1)
 
 
 def neighbours(session_factory: SessionFactory, user: SignedInUser, flt: WorklistFilter, study_uid: str) -> Neighbours:

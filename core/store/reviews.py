@@ -52,8 +52,9 @@ __all__ = [
 
 #: Half-width of the "borderline" band around a prediction's operating threshold.
 BORDERLINE_MARGIN: Final = 0.1
-#: A worklist's count stops past this many studies (the reader sees "10,000+" and narrows it).
-COUNT_CAP: Final = 10_000
+#: A worklist's count stops past this many studies (the reader sees "1,000+"). Counting walks the
+#: rows one by one, so the cap is what a page costs at any store size; paging goes on past it.
+COUNT_CAP: Final = 1_000
 
 
 class ScoreBand(StrEnum):

@@ -188,7 +188,7 @@ def pager(page: WorklistPage) -> None:
         state.set_worklist_page(page.page - 1)
         st.rerun()
     middle.caption(
-        f"Page {page.page + 1} of {page.pages} · {page.total_text} studies · scores from "
+        f"Page {page.page + 1} of {page.pages_text} · {page.total_text} studies · scores from "
         f"{page.model_version or 'no serving model'}"
     )
     last = page.page >= page.pages - 1

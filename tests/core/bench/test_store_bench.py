@@ -78,3 +78,22 @@ def test_store_reads_choose_what_is_timed_and_bad_names_are_named(tmp_path: Path
         commands._store_config(Namespace(rows=None, store_reads="page", suite="metrics"))
     results = store.run(store.StoreConfig(small=120, large=600, reads=("page",)), rounds=1)
     assert [r.name.split(":")[0] for r in results] == ["worklist page"]
+
+
+def test_a_record_keeps_the_command_that_measured_it_and_the_markdown_quotes_it(tmp_path: Path) -> None:
+    from argparse import Namespace
+
+    from core.bench.harness import BenchResult
+    from core.bench.report import render_markdown
+    from core.bench.suites import SuiteRun, record
+    from core.cli import commands
+
+    args = Namespace(suite="store", rounds=5, rows=1_000_000, store_reads="page", studies=None, film_size=None)
+    command = commands._bench_command(args)
+    env = {"device": "cpu", "processor": "x86_64", "cpu_count": 2, "torch_threads": 2, "versions": {}}
+    run = SuiteRun("store", [BenchResult("worklist page", 2.0, 3.0, "a full page", True)], env, "2026-12-06")
+
+    record(run, tmp_path, command=command)
+
+    assert command == "vigil bench --suite store --rounds 5 --rows 1000000 --store-reads page --record benchmarks"
+    assert f"Command: `{command}`." in render_markdown(tmp_path)
