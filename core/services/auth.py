@@ -123,10 +123,21 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str, password: str) -> bool:
-    """Whether ``password`` matches ``password_hash``; False for a malformed hash, never an exception."""
+    """Whether ``password`` matches ``password_hash``; False for a malformed hash, never an exception.
+
+    A stored value that is not an argon2 hash (a single-sign-on account's ``oidc:`` marker) still
+    costs one verification, against :func:`dummy_hash`: a quick refusal would tell a guesser that
+    the account exists and signs in through the identity provider.
+    """
     try:
         return _HASHER.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
+    except VerificationError:
+        return False
+    except InvalidHashError:
+        try:
+            _HASHER.verify(dummy_hash(), password)
+        except (VerificationError, InvalidHashError):
+            pass
         return False
 
 

@@ -325,3 +325,28 @@ def test_vigil_users_refuses_a_weak_password_without_a_terminal(vigil_users: obj
             ["users", "add", "dr.cli", "--role", "champion", "--full-name", "  ", "--password-stdin"],
             "long password 1\n",
         )
+
+
+class _CountingHasher(PasswordHasher):
+    """The real argon2 hasher, counting the verifications that do argon2's work (of a real hash)."""
+
+    calls = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002 - argon2's own name
+        text = hash.decode() if isinstance(hash, bytes) else hash
+        type(self).calls += text.startswith("$argon2")
+        return super().verify(hash, password)
+
+
+@pytest.mark.parametrize("stored", ["oidc:https://idp.example.org", "", "not a hash"])
+def test_a_stored_value_that_is_no_hash_costs_a_verification_like_a_real_one(
+    monkeypatch: pytest.MonkeyPatch, stored: str
+) -> None:
+    # A single-sign-on account refused without any argon2 work would answer faster than a local one
+    # with a wrong password: the time would tell a guesser the account exists.
+    auth.dummy_hash()  # computed once beforehand, as on a running server
+    monkeypatch.setattr(auth, "_HASHER", _CountingHasher())
+    _CountingHasher.calls = 0
+
+    assert auth.verify_password(stored, "a guess at the password") is False
+    assert _CountingHasher.calls == 1
