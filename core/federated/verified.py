@@ -11,6 +11,7 @@ and every reply's node profile (what the store keeps as the node's health and la
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import NoReturn
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -76,7 +77,8 @@ class VerifiedStrategy(Strategy):
         Raises
         ------
         QuorumLostError
-            Fewer accepted updates than the plan's ``min_sites`` (logged first).
+            Fewer accepted updates than the plan's ``min_sites``, or, under differential privacy,
+            fewer than every site's (logged first).
         """
         replies = list(replies)
         verdicts = _once_per_site([self._verdict(server_round, msg) for msg in replies])
@@ -84,22 +86,29 @@ class VerifiedStrategy(Strategy):
         updates: list[JSONValue] = [self._entry(msg, v) for msg, v in zip(replies, verdicts, strict=True)]
         if not quorum(len(accepted), minimum=self.plan.min_sites):
             reason = f"{len(accepted)} of {len(replies)} updates accepted, the quorum is {self.plan.min_sites}"
-            self.log(
-                {
-                    "event": "round",
-                    "round": server_round,
-                    "updates": updates,
-                    "aggregate_sha256": None,
-                    "failed": reason,
-                }
+            self._fail(server_round, updates, reason)
+        if self.plan.dp is not None and len(accepted) < len(self.plan.sites):
+            # The noise is calibrated to the mean of every site's clipped update; a mean of fewer
+            # gets relatively less noise, and the round would spend more privacy than accounted.
+            reason = (
+                f"{len(accepted)} of {len(self.plan.sites)} sites' updates accepted: under differential "
+                f"privacy the noise is calibrated to all {len(self.plan.sites)}, so a round with fewer "
+                "would spend more privacy than the accountant records"
             )
-            raise QuorumLostError(f"round {server_round} failed closed: {reason}")
+            self._fail(server_round, updates, reason)
         arrays, metrics = self.inner.aggregate_train(server_round, accepted)
         aggregate = None if arrays is None else arrays_sha256(arrays.to_numpy_ndarrays())
         self.log({"event": "round", "round": server_round, "updates": updates, "aggregate_sha256": aggregate})
         if arrays is None:
             raise QuorumLostError(f"round {server_round} failed closed: the strategy returned no aggregate")
         return arrays, metrics
+
+    def _fail(self, server_round: int, updates: list[JSONValue], reason: str) -> NoReturn:
+        """Log the round as failed, with every verdict and no aggregate, and fail it closed."""
+        self.log(
+            {"event": "round", "round": server_round, "updates": updates, "aggregate_sha256": None, "failed": reason}
+        )
+        raise QuorumLostError(f"round {server_round} failed closed: {reason}")
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

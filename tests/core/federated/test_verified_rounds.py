@@ -38,7 +38,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ed25519PrivateKe
     return {site: load_private_key(out / site) for site in SITES}
 
 
-def _plan(keys: dict[str, Ed25519PrivateKey], min_sites: int) -> RunPlan:
+def _plan(keys: dict[str, Ed25519PrivateKey], min_sites: int, dp: dict[str, float] | None = None) -> RunPlan:
     return RunPlan(
         run="r1",
         parent_version="p",
@@ -51,6 +51,7 @@ def _plan(keys: dict[str, Ed25519PrivateKey], min_sites: int) -> RunPlan:
         strategy="fedavg",
         min_sites=min_sites,
         local={},
+        dp=dp,
     )
 
 
@@ -77,10 +78,12 @@ def _reply(  # noqa: PLR0913 - one argument per thing a test corrupts
     return Message(content=content, reply_to=sent)
 
 
-def _strategy(keys: dict[str, Ed25519PrivateKey], min_sites: int) -> tuple[VerifiedStrategy, list[JSONObject]]:
+def _strategy(
+    keys: dict[str, Ed25519PrivateKey], min_sites: int, dp: dict[str, float] | None = None
+) -> tuple[VerifiedStrategy, list[JSONObject]]:
     log: list[JSONObject] = []
     strategy = VerifiedStrategy(
-        FedAvg(min_train_nodes=3, min_available_nodes=3), plan=_plan(keys, min_sites), log=log.append
+        FedAvg(min_train_nodes=3, min_available_nodes=3), plan=_plan(keys, min_sites, dp), log=log.append
     )
     strategy.expect(ArrayRecord(GLOBAL))
     return strategy, log
@@ -151,6 +154,22 @@ def test_below_quorum_the_round_fails_closed_and_says_why(keys: dict[str, Ed2551
         strategy.aggregate_train(1, replies)
     assert log[0]["aggregate_sha256"] is None
     assert "quorum" in log[0]["failed"]
+
+
+def test_under_differential_privacy_one_refused_update_fails_the_round(keys: dict[str, Ed25519PrivateKey]) -> None:
+    # Prepare: the quorum (2) holds, but the noise is calibrated to all three sites
+    dp = {"noise_multiplier": 1.0, "clipping_norm": 1.0, "delta": 1e-5, "epsilon_budget": 10.0}
+    strategy, log = _strategy(keys, min_sites=2, dp=dp)
+    replies = [_reply("a", _ones(1.0), keys["a"]), _reply("b", _ones(3.0), keys["b"])]
+    replies.append(_reply("c", _ones(9.0), keys["c"], arch="b" * 64))
+    without_dp, _ = _strategy(keys, min_sites=2)
+
+    # Execute / Assert
+    with pytest.raises(QuorumLostError, match="2 of 3 sites' updates accepted: under differential privacy"):
+        strategy.aggregate_train(1, replies)
+    assert log[0]["aggregate_sha256"] is None and "more privacy" in log[0]["failed"]
+    arrays, _ = without_dp.aggregate_train(1, replies)  # the same round without DP aggregates the two
+    assert arrays is not None
 
 
 def test_a_private_key_others_can_read_is_refused(tmp_path: Path) -> None:
