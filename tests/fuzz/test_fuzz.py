@@ -54,9 +54,16 @@ def _inputs(target: str) -> list[Path]:
 
 
 def _command(target: str, where: Path) -> Path:
-    """An executable that runs ``run.py fuzz TARGET``, for libFuzzer to re-run while minimizing."""
+    """An executable that runs ``run.py fuzz TARGET``, for libFuzzer to re-run while minimizing.
+
+    The shell forks the fuzzer instead of exec'ing it: Linux keeps a process's peak resident size
+    (``ru_maxrss``, which libFuzzer's ``-rss_limit_mb`` reads) across exec, and a child started from
+    the test run inherits the whole pytest process's peak. Late in the full suite that alone
+    (about 1.6 GB) passed the limit, and every first input was reported as out of memory.
+    """
     script = where / f"fuzz-{target}"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{RUN}" fuzz {target} "$@"\n', encoding="utf-8")
+    body = f'#!/bin/sh\n"{sys.executable}" "{RUN}" fuzz {target} "$@"\nexit $?\n'
+    script.write_text(body, encoding="utf-8")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
 
