@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEMO_USERS",
     "MIN_PASSWORD_LENGTH",
+    "PROVIDER_ACCOUNT_PREFIX",
     "DemoUser",
     "UserInfo",
     "add_user",
@@ -76,6 +77,9 @@ USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MAX_FULL_NAME_LENGTH: Final = 128
 #: Who seeds the demo users (``vigil init``).
 SYSTEM_ACTOR: Final = "system"
+#: How an identity provider's account is marked in ``app_user.password_hash`` (``oidc:ISSUER``):
+#: not a PHC string, so Argon2 refuses every password against it (``core.services.oidc``).
+PROVIDER_ACCOUNT_PREFIX: Final = "oidc:"
 #: The actor of a failed sign-in: nobody was authenticated.
 ANONYMOUS_ACTOR: Final = "anonymous"
 
@@ -489,6 +493,9 @@ def set_password(
     ------
     UnknownUserError
         No such user.
+    BadInputError
+        The account signs in through an identity provider: its password lives there, and a
+        Vigil password would quietly turn it into a local account the provider no longer governs.
     WeakPasswordError
         The password breaks :func:`check_password_policy`.
     """
@@ -496,7 +503,7 @@ def set_password(
     check_password_policy(password, username=name)
     password_hash = hash_password(password)
     with session_factory.begin() as session:
-        users.get_user(session, name)
+        _refuse_provider_account(users.get_user(session, name))
         users.set_password_hash(session, name, password_hash)
         audit_log.append(
             session,
@@ -505,6 +512,15 @@ def set_password(
             subject=name,
             payload={"username": name, "by": actor},
             recorded_at=now().isoformat(),
+        )
+
+
+def _refuse_provider_account(record: UserRecord) -> None:
+    if record.password_hash.startswith(PROVIDER_ACCOUNT_PREFIX):
+        issuer = record.password_hash.removeprefix(PROVIDER_ACCOUNT_PREFIX)
+        raise BadInputError(
+            f"user {record.username!r} signs in through the identity provider {issuer!r}: "
+            "Vigil holds no password for this account, so none can be set here (change it at the provider)"
         )
 
 

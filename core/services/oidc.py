@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final
 
 from core.audit.events import AuditAction
 from core.errors import BadInputError, ConfigError, UnknownRoleError, UnknownUserError
-from core.services.auth import ANONYMOUS_ACTOR, USERNAME_PATTERN
+from core.services.auth import ANONYMOUS_ACTOR, PROVIDER_ACCOUNT_PREFIX, USERNAME_PATTERN
 from core.services.permissions import Role, SignedInUser, parse_role
 from core.store import audit_log, users
 from core.store.engine import SessionFactory, write_with_retries
@@ -53,7 +53,9 @@ __all__ = [
     "OidcPolicy",
     "OidcSignIn",
     "SignInRefusedError",
+    "STREAMLIT_DEFAULT_PROVIDER",
     "account_marker",
+    "check_provider",
     "claim_values",
     "identify",
     "parse_policy",
@@ -62,11 +64,13 @@ __all__ = [
 
 #: The claim that becomes the Vigil username (see the module docstring for why not preferred_username).
 USERNAME_CLAIM: Final = "sub"
+#: The provider Streamlit records for ``st.login()`` with ``[auth]`` itself (no ``[auth.NAME]``).
+STREAMLIT_DEFAULT_PROVIDER: Final = "default"
 #: The claim that becomes the account's printed full name.
 NAME_CLAIM: Final = "name"
 #: How an identity provider's account is marked in ``app_user.password_hash``: not a PHC string,
 #: so Argon2 refuses to verify any password against it.
-ACCOUNT_MARKER_PREFIX: Final = "oidc:"
+ACCOUNT_MARKER_PREFIX: Final = PROVIDER_ACCOUNT_PREFIX
 #: The longest printed name kept (the ``app_user.full_name`` column).
 MAX_FULL_NAME: Final = 128
 #: Claim values recorded in a refusal's audit entry, at most, and their longest length.
@@ -233,9 +237,11 @@ def identify(claims: Mapping[str, object], policy: OidcPolicy) -> OidcIdentity:
     Raises
     ------
     SignInRefusedError
-        No ``iss``; a ``sub`` that is not a usable username (1-64 letters, digits, ``_ . @ -``);
-        or a role claim that is absent, malformed, maps to no role or to two roles.
+        The claims came from another provider section (:func:`check_provider`); no ``iss``; a
+        ``sub`` that is not a usable username (1-64 letters, digits, ``_ . @ -``); or a role
+        claim that is absent, malformed, maps to no role or to two roles.
     """
+    check_provider(claims, policy)
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not issuer:
         raise SignInRefusedError("the ID token names no issuer ('iss')")
@@ -255,6 +261,28 @@ def identify(claims: Mapping[str, object], policy: OidcPolicy) -> OidcIdentity:
         role=role,
         preferred_username=preferred[:_MAX_VALUE_CHARS],
     )
+
+
+def check_provider(claims: Mapping[str, object], policy: OidcPolicy) -> None:
+    """Refuse claims that came back from another ``[auth.NAME]`` section than the one the policy names.
+
+    Streamlit writes the section it signed in with into the cookie (``provider``; ``default`` for
+    ``[auth]`` itself). Secrets holding two providers, say a test realm beside the hospital's,
+    must not let a person signed in at the other one through: their groups would be mapped by a
+    table written for this one.
+
+    Raises
+    ------
+    SignInRefusedError
+        The cookie names no provider, or another than :attr:`OidcPolicy.provider`.
+    """
+    expected = policy.provider or STREAMLIT_DEFAULT_PROVIDER
+    got = claims.get("provider")
+    if got != expected:
+        raise SignInRefusedError(
+            f"the sign-in came from the identity provider section {_short(got)}, "
+            f"but [vigil.oidc] provider names {expected!r}"
+        )
 
 
 def _printed_name(value: object) -> str:

@@ -16,7 +16,7 @@ import pytest
 import core.services.auth as auth
 from core.audit.events import AuditAction, AuditEntry
 from core.config import load_settings
-from core.errors import ConfigError
+from core.errors import BadInputError, ConfigError, UnknownUserError
 from core.services import oidc
 from core.services.oidc import OidcPolicy, SignInRefusedError, identify, parse_policy
 from core.services.permissions import Permission, Role, SignedInUser, can
@@ -37,6 +37,7 @@ def claims(**extra: object) -> dict[str, object]:
         "preferred_username": "rita.reader",
         "name": "Rita Reader",
         "groups": ["staff", "rad-readers"],
+        "provider": "default",  # what Streamlit's cookie says after st.login() with [auth] itself
     }
     return base | extra
 
@@ -153,6 +154,8 @@ def test_two_values_of_one_role_are_one_role() -> None:
         ({"sub": "has spaces in it"}, r"subject 'has spaces in it' is not a usable Vigil username"),
         ({"sub": "x" * 65}, r"is not a usable Vigil username"),
         ({"iss": None}, r"names no issuer"),
+        ({"provider": "test-realm"}, r"provider section 'test-realm', but \[vigil.oidc\] provider names 'default'"),
+        ({"provider": None}, r"provider section None"),
     ],
 )
 def test_claims_that_give_no_single_role_are_refused_with_the_reason(changed: dict[str, object], reason: str) -> None:
@@ -279,6 +282,54 @@ def test_no_password_signs_in_to_a_provider_s_account(session_factory: SessionFa
     # Execute / Assert: the marker is no Argon2 hash; the local form cannot reach the account
     for guess in ("", f"oidc:{ISSUER}", ISSUER, "x" * 12):
         assert auth.verify_credentials(session_factory, result.user.username, guess) is None
+
+
+def test_only_the_provider_section_the_policy_names_is_accepted() -> None:
+    # Secrets may hold a second [auth.NAME]; its people must not be mapped by this policy's table.
+    hospital = parse_policy(TABLE | {"provider": "hospital"})
+    assert identify(claims(provider="hospital"), hospital).role is Role.RADIOLOGIST
+    with pytest.raises(SignInRefusedError, match="section 'default', but .* names 'hospital'"):
+        identify(claims(), hospital)
+
+
+def test_a_refused_provider_section_is_audited_and_creates_no_account(
+    session_factory: SessionFactory, now: datetime
+) -> None:
+    # Execute
+    with pytest.raises(SignInRefusedError):
+        oidc.sign_in(session_factory, claims(sub="rita", provider="test-realm"), POLICY, now=at(now))
+
+    # Assert
+    with session_factory() as session, pytest.raises(UnknownUserError):
+        users.get_user(session, "rita")
+    last = entries(session_factory)[-1]
+    assert last.action is AuditAction.LOGIN_FAILED
+    assert "test-realm" in str(last.payload["reason"])
+
+
+@pytest.mark.parametrize("by_admin", [False, True])
+def test_no_password_can_be_set_on_a_provider_s_account(
+    session_factory: SessionFactory, now: datetime, by_admin: bool
+) -> None:
+    # Prepare
+    oidc.sign_in(session_factory, claims(sub="rita"), POLICY, now=at(now))
+    with session_factory() as session:
+        before = users.get_user(session, "rita").password_hash
+    ledger = len(entries(session_factory))
+    admin = SignedInUser("ada", Role.ADMIN)
+
+    # Execute
+    with pytest.raises(BadInputError, match=r"'rita' signs in through the identity provider .*idp.example.org"):
+        if by_admin:
+            auth.reset_password(session_factory, admin, "rita", "a-long-enough-pass", now=at(now))
+        else:
+            auth.set_password(session_factory, "rita", "a-long-enough-pass", actor="ops", now=at(now))
+
+    # Assert: still the provider's account, nothing audited
+    with session_factory() as session:
+        assert users.get_user(session, "rita").password_hash == before == f"oidc:{ISSUER}"
+    assert len(entries(session_factory)) == ledger
+    assert auth.verify_credentials(session_factory, "rita", "a-long-enough-pass") is None
 
 
 def test_a_policy_is_frozen() -> None:
