@@ -205,12 +205,14 @@ class Settings:
         The IANA zone the pages show times in (``"Europe/Berlin"``); the store and the audit log
         keep UTC whatever this says. ``"UTC"`` when not configured.
     deid : DeidSettings
-        The ``[vigil.deid]`` table: the private-tag allow-list and whether identified exports are
-        allowed, per site. Exports are de-identified and no private element is kept when not configured.
+        The ``[vigil.deid]`` table: the private-tag allow-list, whether identified exports are
+        allowed and whether ingest de-identifies, per site. Exports are de-identified and no
+        private element is kept when not configured.
     per_site_deployment : bool
-        Whether a promotion may name sites (``vigil deploy promote --site``). Off by default: the
-        worklist, case review, explanations, feedback and monitoring still read the fleet-wide
-        version's predictions, so a site switched on its own would show its readers no AI result.
+        Whether a promotion may name sites (``vigil deploy promote --site``). On by default: every
+        reader (worklist, case review, explanations, feedback, adjudication, result reports, PACS
+        push, monitoring) follows the version serving each study's site. An installation that wants
+        one version everywhere sets it to false.
     oidc : Mapping or None
         The ``[vigil.oidc]`` table as written: single sign-on through the identity provider of
         Streamlit's ``[auth]`` secrets, the role claim and its mapping to Vigil roles, and whether
@@ -232,7 +234,7 @@ class Settings:
     display_timezone: str = "UTC"
     deid: DeidSettings = field(default=DeidSettings())
     oidc: Mapping[str, object] | None = None
-    per_site_deployment: bool = False
+    per_site_deployment: bool = True
 
     def pacs_endpoint(self, site: str) -> PacsEndpoint:
         """The PACS of ``site``.

@@ -11,7 +11,6 @@ moves, so the counts and tables drawn after it are the new state, never the one 
 
 from __future__ import annotations
 
-import threading
 from datetime import date, timedelta
 from typing import Final
 
@@ -21,7 +20,6 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.errors import BadInputError
-from core.models.loading import LoadedModel
 from core.services import monitoring
 from core.services.monitoring import (
     NOVELTY_ATTRIBUTES,
@@ -143,13 +141,11 @@ def run_controls(user: SignedInUser) -> None:
         return
     # The run takes half a minute on 2 cores: name each stage instead of greying the page.
     with st.status("Running the drift monitors…", expanded=True) as progress:
-        st.write(":material/memory: Loading the serving model")
-        model, lock = resources.model()
         st.write(
-            ":material/query_stats: Caching image features, running every monitor over every site, "
+            ":material/query_stats: Loading the serving models, caching image features, running every monitor, "
             "raising alerts and grouping them into incidents (about half a minute)"
         )
-        run = _run(user, model, lock)
+        run = _run(user)
         st.write(":material/refresh: Reading the new state from the store")
         progress.update(label="Monitors ran", state="complete", expanded=False)
     _flash(
@@ -159,9 +155,10 @@ def run_controls(user: SignedInUser) -> None:
     st.rerun()
 
 
-def _run(user: SignedInUser, model: LoadedModel, lock: threading.Lock) -> monitoring.MonitoringRun:
+def _run(user: SignedInUser) -> monitoring.MonitoringRun:
+    # Each version serving a site is loaded (once per server) to cache the features of its studies.
     return monitoring.run_monitoring(
-        resources.session_factory(), model=model, by=user, now=resources.utc_now, lock=lock
+        resources.session_factory(), model=None, load=resources.model, by=user, now=resources.utc_now
     )
 
 

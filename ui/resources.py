@@ -90,18 +90,23 @@ def checkpoint_if_due() -> None:
         _log.warning("an audit checkpoint was due but not signed: %s", exc)
 
 
-def model() -> tuple[LoadedModel, threading.Lock]:
-    """The serving model, shared by every session, and the lock explanations hold (rule R12).
+def model(version: str | None = None) -> tuple[LoadedModel, threading.Lock]:
+    """A model version's loaded model, shared by every session, and the lock its explanations hold (rule R12).
 
-    Keyed on the serving version, so a promotion or a rollback loads the new version instead of
+    ``version`` is the one serving the study being explained (``explanation.explain_case`` names
+    it); None means the fleet-wide serving version. Cached per version, so sites served by two
+    versions each get their own, and a promotion or a rollback loads the new version instead of
     explaining with the old one. Only the cold path (a study without a stored explanation) calls it.
     """
     cfg = settings()
-    serving = [m.version for m in model_service.list_models(read_session_factory()) if m.serving]
-    return _model(cfg.database_url, str(cfg.home), serving[0] if serving else "")
+    if version is None:
+        serving = [m.version for m in model_service.list_models(read_session_factory()) if m.serving]
+        version = serving[0] if serving else ""
+    return _model(cfg.database_url, str(cfg.home), version)
 
 
-@st.cache_resource(show_spinner="Loading the model once for this server...", max_entries=2)
+# Up to four versions at once: a fleet version, a site's challenger, and what each replaced.
+@st.cache_resource(show_spinner="Loading the model once for this server...", max_entries=4)
 def _model(url: str, home: str, version: str) -> tuple[LoadedModel, threading.Lock]:
     # url and version are cache keys only: a new database or serving version loads afresh.
     models_dir = Path(home) / "models"

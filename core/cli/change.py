@@ -35,6 +35,12 @@ def register_change(sub: Any, add: AddParser) -> None:
         help="the plan (TOML; default: the change_control_plan setting, else the bundled plan)",
     )
     p.add_argument("--report", type=output_file(".html"), default=None, metavar="FILE.html", help="write the report")
+    p.add_argument(
+        "--site",
+        default=None,
+        metavar="SITE",
+        help="gate against the version serving SITE (default: the fleet-wide serving version)",
+    )
     p.set_defaults(handler=_validate_change)
 
 
@@ -57,6 +63,7 @@ def _validate_change(args: argparse.Namespace) -> Outcome:
         actor=f"cli:{getpass.getuser()}",
         now=utc_now,
         batch_size=settings.batch_size,
+        site=args.site,
     )
     data = result.to_dict()
     if args.report is not None:

@@ -369,7 +369,7 @@ def _explain(args: argparse.Namespace) -> Outcome:
         _check_apart(args.out, args.export_dicom)
     settings = _settings()
     sf = _store()
-    model = model_service.load_serving(sf, models_dir=settings.home / "models")
+    model = model_service.load_for_study(sf, args.study_uid, models_dir=settings.home / "models")
     res = explanation.explain_study(
         sf,
         model,

@@ -23,6 +23,7 @@ from core.errors import BadInputError
 if TYPE_CHECKING:  # the monitoring service loads torch, the store sqlalchemy, the drift code scipy
     from core.drift.monitor import StreamReport
     from core.drift.streams import Windowing
+    from core.models.loading import LoadedModel
     from core.services.monitoring import Incident, MonitoringRun, SiteMonitoring
     from core.store.alerts import AlertRecord, AlertStatus
     from core.store.incidents import IncidentStatus
@@ -147,8 +148,15 @@ def _drift(args: argparse.Namespace) -> Outcome:
         incident_window_days=args.incident_window,
     )
     sf = open_store(settings)
-    model = None if args.no_images else model_service.load_serving(sf, models_dir=settings.home / "models")
-    run = monitoring.run_monitoring(sf, model=model, by=_actor(), now=utc_now, site=args.site, config=config)
+    models_dir = settings.home / "models"
+
+    def load(version: str) -> tuple[LoadedModel, None]:
+        # Each version serving a site in scope caches the features of the studies it scored.
+        return model_service.load_named(sf, version, models_dir=models_dir), None
+
+    run = monitoring.run_monitoring(
+        sf, model=None, load=None if args.no_images else load, by=_actor(), now=utc_now, site=args.site, config=config
+    )
     return Outcome(run_to_dict(run), _text(run))
 
 
@@ -179,6 +187,7 @@ def _site_dict(site: SiteMonitoring) -> JSONObject:
         for r in site.reports
     }
     return {
+        "model_version": site.model_version,
         "studies": site.n_studies,
         "undated": site.n_undated,
         "streams": streams,

@@ -35,11 +35,12 @@ from core.metrics.sampling_plan import SamplingPlan
 from core.services import validation
 from core.services.outcomes import LabelSource, ResolvedLabel, emr_strength, resolve_labels
 from core.services.permissions import Permission, SignedInUser, parse_role, require
-from core.store import audit_log, emr, feedback, model_versions, outcomes, record_hashes, studies, users
+from core.store import audit_log, deployments, emr, feedback, outcomes, record_hashes, studies, users
+from core.store import sites as site_store
 from core.store.emr import EvidenceRecord
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.feedback import FeedbackRecord
-from core.store.outcomes import OutcomeIn, OutcomeRecord, OutcomeSource
+from core.store.outcomes import OutcomeIn, OutcomeRecord, OutcomeSource, ScoredStudy
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -150,7 +151,7 @@ class CaseEvidence:
     Attributes
     ----------
     score : float or None
-        The serving model's score, None when not scored.
+        The score of the version serving its site, None when not scored.
     label_of_record : ResolvedLabel or None
         The resolved label, None when no source settles the study.
     reads : tuple of Read
@@ -312,8 +313,7 @@ def adjudication_queue(
     """
     require(user, Permission.ADJUDICATE)
     with sf() as session:
-        serving = model_versions.serving(session)
-        scored = outcomes.scored_studies(session, serving.id, site=site) if serving is not None else []
+        scored = _scored_as_served(session, site)
         site_of = outcomes.study_sites(session)
         uids = {sid: uid for uid, sid in outcomes.study_ids_by_uid(session).items()}
         records = outcomes.list_outcomes(session)
@@ -324,6 +324,26 @@ def adjudication_queue(
     dates = {s.study_id: s.study_date for s in scored}
     cases = _cases(site_of, uids, scores, dates, records, reads)
     return prioritise(cases, now=now())
+
+
+def _scored_as_served(session: Session, site: str | None) -> list[ScoredStudy]:
+    """Every study of ``site`` (of every site when None), scored by the version serving its site.
+
+    Raises
+    ------
+    UnknownSiteError
+        ``site`` is given but not registered.
+    """
+    if site is not None:
+        site_store.get_site(session, site)
+    serving = deployments.versions_by_site(session)
+    names = [site] if site is not None else sorted(serving)
+    return [
+        s
+        for name in names
+        if (version := serving.get(name)) is not None
+        for s in outcomes.scored_studies(session, version.id, site=name)
+    ]
 
 
 def _cases(
@@ -392,7 +412,7 @@ def case_file(sf: SessionFactory, user: SignedInUser, study_uid: str) -> CaseFil
         recs = [r for r in outcomes.list_outcomes(session, site=study.site_name) if r.study_id == study.id]
         rows = feedback.study_history(session, study.id)
         evidence = emr.list_evidence(session, study_id=study.id)
-        serving = model_versions.serving(session)
+        serving = deployments.version_serving(session, study.site_name)
         scored = outcomes.scored_studies(session, serving.id, site=study.site_name) if serving is not None else []
     mine = next((s for s in scored if s.study_id == study.id), None)
     label = resolve_labels(recs, [r for r in rows if r.current]).labels.get(study.id)

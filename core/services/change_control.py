@@ -33,7 +33,8 @@ from core.registry.plan import DEFAULT_PLAN_PATH, ChangePlan, read_plan
 from core.services.holdout import LabelledCase, holdout_cases, holdout_sha256
 from core.services.models import load_version
 from core.services.permissions import Permission, SignedInUser, require
-from core.store import audit_log, change_validations, explain_reports, model_versions
+from core.store import audit_log, change_validations, deployments, explain_reports, model_versions
+from core.store import sites as site_store
 from core.store.change_validations import ValidationRecord
 from core.store.engine import SessionFactory
 from core.store.model_versions import ModelVersionRecord
@@ -102,8 +103,13 @@ def validate_change(  # noqa: PLR0913 - keyword-only; each is one input of the g
     actor: str,
     now: Callable[[], datetime],
     batch_size: int = 16,
+    site: str | None = None,
 ) -> ChangeValidation:
     """Run the change-control gate of ``challenger`` against the serving version and store it.
+
+    The champion is the fleet-wide serving version, or with ``site`` the version serving that
+    site: a site switched to a version of its own needs a gate against that version before a
+    promotion there (``core.services.deployment.promote`` checks it per site).
 
     Raises
     ------
@@ -117,14 +123,21 @@ def validate_change(  # noqa: PLR0913 - keyword-only; each is one input of the g
         The challenger's training manifest names a hold-out study.
     BadInputError
         The challenger is the serving version, nothing serves, or the hold-out holds no labelled study.
+    UnknownSiteError
+        ``site`` is not registered.
     """
     with session_factory() as session:
         cand = model_versions.get_by_version(session, challenger)
-        champ = model_versions.serving(session)
+        if site is None:
+            champ = model_versions.serving(session)
+        else:
+            site_store.get_site(session, site)
+            champ = deployments.version_serving(session, site)
     if champ is None:
         raise BadInputError("no version is serving: `vigil init` registers the first")
     if champ.id == cand.id:
-        raise BadInputError(f"{challenger!r} is the serving version; validate a challenger against it")
+        where = "" if site is None else f" at {site!r}"
+        raise BadInputError(f"{challenger!r} is the serving version{where}; validate a challenger against it")
     champion_model, challenger_model = (
         load_version(champ, models_dir=models_dir),
         load_version(cand, models_dir=models_dir),

@@ -84,11 +84,10 @@ __all__ = [
     "validation_html",
 ]
 
-#: Why a promotion naming sites is refused while the ``per_site_deployment`` setting is off.
+#: Why a promotion naming sites is refused where the ``per_site_deployment`` setting is switched off.
 PER_SITE_OFF: Final = (
-    "per-site promotion is off (setting per_site_deployment = false): the worklist, case review, "
-    "explanations, feedback and monitoring still show the fleet-wide version's predictions, so "
-    "a site's readers would see no AI result from a version switched for that site alone"
+    "per-site promotion is switched off in this installation's configuration (per_site_deployment = false): "
+    "promote fleet-wide, or set per_site_deployment = true"
 )
 #: What a promotion's signature means (21 CFR 11.50(b)(3)).
 SIGNATURE_MEANING: Final = "approved for clinical use"
@@ -179,7 +178,7 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
     actor: str,
     now: Callable[[], datetime],
     sites: Sequence[str] = (),
-    per_site_allowed: bool = False,
+    per_site_allowed: bool = True,
 ) -> tuple[DeploymentRecord, ...]:
     """Switch ``sites`` (every site without its own switch when empty) to ``version``, signed.
 
@@ -206,7 +205,7 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
     DeploymentRefusedError
         It already serves a scope, or no passing gate run against a scope's serving version exists,
         or ``sites`` are named while ``per_site_allowed`` is False (the ``per_site_deployment``
-        setting: the reading and monitoring views do not follow a site's own version yet).
+        setting switched off).
     SignatureFailedError
         Wrong password, unknown signer, or a signer whose role may not approve deployments
         (audited as ``signature_failed``).
@@ -314,7 +313,8 @@ def _gated_scopes(
             if gate is None:
                 raise DeploymentRefusedError(
                     f"{target.version!r} has not been validated against the serving version {champion.version!r}"
-                    f"{where}: run `vigil validate-change {target.version}` first"
+                    f"{where}: run `vigil validate-change {target.version}"
+                    f"{'' if site is None else f' --site {site}'}` first"
                 )
             if not gate.passed:
                 failed = ", ".join(str(f) for f in _failed(gate.report)) or "see the report"
@@ -676,7 +676,7 @@ def promote_as(  # noqa: PLR0913 - the signer, the version and password, then ke
     models_dir: Path,
     now: Callable[[], datetime],
     sites: Sequence[str] = (),
-    per_site_allowed: bool = False,
+    per_site_allowed: bool = True,
 ) -> tuple[DeploymentRecord, ...]:
     """:func:`promote` of ``sites`` (fleet-wide when empty), signed by the signed-in user with their password again."""
     signer = require(user, Permission.APPROVE_DEPLOYMENT)

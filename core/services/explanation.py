@@ -30,6 +30,7 @@ from typing import Final, cast
 
 import numpy as np
 import torch
+from sqlalchemy.orm import Session
 
 from core import __version__
 from core.audit.events import AuditAction
@@ -48,6 +49,7 @@ from core.models.preprocess import preprocess
 from core.services.permissions import Permission, SignedInUser, require
 from core.store import (
     audit_log,
+    deployments,
     explanations,
     model_versions,
     outcomes,
@@ -58,6 +60,7 @@ from core.store import (
 )
 from core.store.engine import SessionFactory
 from core.store.explanations import ExplanationIn, ExplanationRecord
+from core.store.model_versions import ModelVersionRecord
 from core.store.predictions import PredictionRecord
 from core.store.studies import InstanceRecord
 from core.types import FloatArray, JSONObject, JSONValue
@@ -78,7 +81,8 @@ __all__ = [
     "record_viewed",
 ]
 
-ModelProvider = Callable[[], tuple[LoadedModel, threading.Lock]]
+#: Given a version's name, its shared loaded model and the lock its explanations hold.
+ModelProvider = Callable[[str], tuple[LoadedModel, threading.Lock]]
 
 #: Baseline images GradientShap draws from (benchmark-site negatives).
 N_BASELINES: Final = 16
@@ -385,12 +389,21 @@ def _load_artifact(rec: ExplanationRecord) -> FloatArray | None:
 # --- the review page ----------------------------------------------------------------------------
 
 
-def _reusable(session_factory: SessionFactory, study_uid: str, method: ExplainMethod) -> StoredExplanation | None:
-    """The newest valid stored map of ``method`` by the serving version for the study, if any."""
+def _version_for(session: Session, study_uid: str) -> ModelVersionRecord:
+    """The version serving the study's site: the one whose prediction its reader is shown."""
+    study = studies.get_study(session, study_uid)
+    serving = deployments.version_serving(session, study.site_name)
+    if serving is None:
+        raise BadInputError("no model version is serving: run `vigil init`")
+    return serving
+
+
+def _reusable(
+    session_factory: SessionFactory, study_uid: str, method: ExplainMethod
+) -> tuple[ModelVersionRecord, StoredExplanation | None]:
+    """The version serving the study's site, and its newest valid stored map of ``method`` for the study, if any."""
     with session_factory() as session:
-        serving = model_versions.serving(session)
-        if serving is None:
-            raise BadInputError("no model version is serving: run `vigil init`")
+        serving = _version_for(session, study_uid)
         inst = studies.list_instances(session, study_uid)[0]
         candidates = [
             (rec, version)
@@ -403,11 +416,11 @@ def _reusable(session_factory: SessionFactory, study_uid: str, method: ExplainMe
     for rec, predicted_by in sorted(mine, key=lambda rv: rv[0].id, reverse=True):
         heatmap = _load_artifact(rec)
         if heatmap is not None:
-            return StoredExplanation(
+            return serving, StoredExplanation(
                 study_uid, method.value, serving.version, heatmap, rec.artifact_sha256,
                 Path(rec.artifact_path), rec.id, predicted_by, rec.params, reused=True,
             )  # fmt: skip
-    return None
+    return serving, None
 
 
 def explain_case(
@@ -420,13 +433,14 @@ def explain_case(
     artifacts_dir: Path,
     now: Callable[[], datetime],
 ) -> StoredExplanation:
-    """The serving model's ``method`` map of the study: the stored artifact, or computed once and stored.
+    """The ``method`` map of the study by the version serving its site: stored, or computed once and stored.
 
     Parameters
     ----------
     model : callable
-        Returns the shared model and its explanation lock; called only when no valid stored
-        artifact exists, so a cached map never loads the model.
+        Given the name of the version serving the study's site, returns its shared model and its
+        explanation lock; called only when no valid stored artifact exists, so a cached map never
+        loads the model.
 
     Raises
     ------
@@ -437,10 +451,15 @@ def explain_case(
     """
     require(user, Permission.REVIEW_STUDIES)
     chosen = parse_method(method)
-    stored = _reusable(session_factory, study_uid, chosen)
+    serving, stored = _reusable(session_factory, study_uid, chosen)
     if stored is not None:
         return stored
-    loaded, lock = model()
+    loaded, lock = model(serving.version)
+    if loaded.card.version != serving.version:  # a map by another version would be shown as this one's
+        raise BadInputError(
+            f"the model provider returned {loaded.card.version!r} for {serving.version!r}, "
+            f"the version serving study {study_uid}"
+        )
     return explain_study(
         session_factory,
         loaded,

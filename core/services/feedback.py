@@ -25,7 +25,7 @@ from core.audit.events import AuditAction
 from core.audit.records import RECORD_HASH_KEY, RecordKind
 from core.errors import BadInputError, FeedbackConflictError
 from core.services.permissions import Permission, SignedInUser, can, parse_role, require
-from core.store import audit_log, feedback, model_versions, predictions, record_hashes, studies, users
+from core.store import audit_log, deployments, feedback, predictions, record_hashes, studies, users
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.feedback import FeedbackIn, FeedbackRecord
 from core.types import JSONObject
@@ -219,17 +219,21 @@ def _check_form(form: FeedbackForm) -> None:
 
 
 def _check_prediction(session: Session, form: FeedbackForm) -> int:
-    """The study's id, once the form's prediction is shown to be its serving, scored prediction."""
+    """The study's id, once the form's prediction is shown to be the scored one of the version serving its site.
+
+    That is the prediction the reader was shown (``review.open_case``), so the feedback row, which
+    names the prediction, names the version the reader actually saw.
+    """
     study = studies.get_study(session, form.study_uid)
     instance = studies.list_instances(session, form.study_uid)[0]
-    serving = model_versions.serving(session)
+    serving = deployments.version_serving(session, study.site_name)
     pred = None if serving is None else predictions.prediction_for(session, instance.id, serving.id)
-    if pred is None or pred.score is None:
+    if serving is None or pred is None or pred.score is None:
         raise BadInputError(f"study {form.study_uid} has no scored prediction to give feedback on")
     if pred.id != form.prediction_id:
         raise BadInputError(
-            f"prediction {form.prediction_id} is not the serving model's prediction for study {form.study_uid} "
-            f"(now {pred.id}); reopen the case"
+            f"prediction {form.prediction_id} is not the prediction for study {form.study_uid} of "
+            f"{serving.version}, the version serving site {study.site_name!r} (now {pred.id}); reopen the case"
         )
     return study.id
 

@@ -17,7 +17,8 @@ from core.errors import BadInputError, ModelTamperedError
 from core.models.address import content_address
 from core.models.card import ModelCard, read_card, write_card
 from core.models.loading import BUNDLED_DIR, LoadedModel, load_model
-from core.store import audit_log, deployments, model_tags, model_versions
+from core.store import audit_log, deployments, model_tags, model_versions, studies
+from core.store import sites as site_store
 from core.store.engine import SessionFactory
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "get_card",
     "list_models",
     "load_named",
+    "load_for_study",
     "load_serving",
     "load_version",
     "register_bundled",
@@ -160,14 +162,43 @@ def get_card(session_factory: SessionFactory, version: str) -> ModelCard:
 
 
 def load_serving(
-    session_factory: SessionFactory, *, models_dir: Path, device: torch.device | None = None
+    session_factory: SessionFactory, *, models_dir: Path, device: torch.device | None = None, site: str | None = None
 ) -> LoadedModel:
-    """Load the serving version from ``models_dir``, checking its weights against the stored card."""
+    """Load the version serving ``site`` (the fleet-wide one when None), checking its weights against the stored card.
+
+    Raises
+    ------
+    UnknownSiteError
+        ``site`` is not registered.
+    BadInputError
+        No version serves yet.
+    """
     with session_factory() as session:
-        rec = model_versions.serving(session)
+        if site is None:
+            rec = model_versions.serving(session)
+        else:
+            site_store.get_site(session, site)
+            rec = deployments.version_serving(session, site)
     if rec is None:
         raise BadInputError("no model version is serving: run `vigil init` to register the bundled model")
     return load_version(rec, models_dir=models_dir, device=device)
+
+
+def load_for_study(
+    session_factory: SessionFactory, study_uid: str, *, models_dir: Path, device: torch.device | None = None
+) -> LoadedModel:
+    """Load the version serving the site of ``study_uid``: the one whose result its readers are shown.
+
+    Raises
+    ------
+    UnknownStudyError
+        No such study.
+    BadInputError
+        No version serves yet.
+    """
+    with session_factory() as session:
+        site = studies.get_study(session, study_uid).site_name
+    return load_serving(session_factory, models_dir=models_dir, device=device, site=site)
 
 
 def load_named(

@@ -59,7 +59,7 @@ from core.services.monitoring_incidents import (
     list_incidents,
     resolve_incident,
 )
-from core.store import alerts, feedback, incidents, model_versions, sites
+from core.store import alerts, deployments, feedback, incidents, model_versions, sites
 from core.store import monitoring as monitoring_store
 from core.store.alerts import AlertRecord, AlertStatus
 from core.store.engine import SessionFactory
@@ -162,6 +162,9 @@ class SiteMonitoring:
         Studies stored for the site; ``n_undated`` of them have no StudyDate and are left out.
     missing : dict of str to str
         Streams not built, with the reason (no labels yet, no benchmark, ...).
+    model_version : str
+        The version serving the site, whose scores and features are monitored there (its
+        reference is the same version's benchmark scores).
     """
 
     site: str
@@ -170,6 +173,7 @@ class SiteMonitoring:
     reports: tuple[StreamReport, ...]
     missing: dict[str, str]
     novelty: NoveltyReport
+    model_version: str = ""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -210,9 +214,10 @@ class MonitoringRun:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Read:
-    model_version: str
-    studies: dict[str, list[MonitoredStudy]]
-    benchmark: list[MonitoredStudy]
+    model_version: str  # the fleet-wide version
+    versions: dict[str, str]  # site name -> the version serving it
+    studies: dict[str, list[MonitoredStudy]]  # each read with the version serving its site
+    benchmarks: dict[str, list[MonitoredStudy]]  # version name -> the benchmark studies as it scored them
     labels: dict[int, int] | None
     feedback: dict[int, list[bool]] | None
     alerts: list[AlertRecord]
@@ -243,9 +248,12 @@ def compute_monitoring(
         No model version is serving.
     """
     read = _read(session_factory, site)
-    reference = _reference(read.benchmark)
+    # Each site is compared with the benchmark as scored by the same version: a site switched to a
+    # challenger is never measured against the champion's reference.
+    references = {version: _reference(bench) for version, bench in read.benchmarks.items()}
     per_site = tuple(
-        _monitor_site(name, studies, reference, read, config=config) for name, studies in read.studies.items()
+        _monitor_site(name, studies, references[read.versions[name]], read, config=config)
+        for name, studies in read.studies.items()
     )
     return MonitoringView(
         model_version=read.model_version,
@@ -266,10 +274,16 @@ def _read(session_factory: SessionFactory, site: str | None) -> _Read:
         registered = sites.list_sites(session)
         targets = [sites.get_site(session, site)] if site is not None else [s for s in registered if not s.is_benchmark]
         bench = next((s for s in registered if s.is_benchmark), None)
+        serving = deployments.versions_by_site(session)
+        served = {s.name: serving.get(s.name) or mv for s in targets}
         return _Read(
             model_version=mv.version,
-            studies={s.name: read_studies(session, mv.id, site_id=s.id) for s in targets},
-            benchmark=read_studies(session, mv.id, site_id=bench.id) if bench is not None else [],
+            versions={name: v.version for name, v in served.items()},
+            studies={s.name: read_studies(session, served[s.name].id, site_id=s.id) for s in targets},
+            benchmarks={
+                v.version: read_studies(session, v.id, site_id=bench.id) if bench is not None else []
+                for v in served.values()
+            },
             labels=_labels(session),
             feedback=_feedback(session),
             alerts=[a for s in targets for a in alerts.list_alerts(session, site_id=s.id)],
@@ -382,13 +396,15 @@ def _monitor_site(
         {attr: [str(getattr(s, attr)) for s in dated] for attr in NOVELTY_ATTRIBUTES},
         warmup=config.settings.novelty_warmup,
     )
-    return SiteMonitoring(name, len(studies), len(studies) - len(dated), reports, missing, novelty)
+    return SiteMonitoring(
+        name, len(studies), len(studies) - len(dated), reports, missing, novelty, model_version=read.versions[name]
+    )
 
 
 # --- a run: features, monitors, alerts ----------------------------------------------------------
 
 
-def run_monitoring(
+def run_monitoring(  # noqa: PLR0913 - keyword-only; load is the per-site form of model and lock
     session_factory: SessionFactory,
     *,
     model: LoadedModel | None,
@@ -398,6 +414,7 @@ def run_monitoring(
     config: MonitoringConfig = DEFAULT_CONFIG,
     lock: threading.Lock | None = None,
     hooks: AlertHooks = ALERT_HOOKS,
+    load: Callable[[str], tuple[LoadedModel, threading.Lock | None]] | None = None,
 ) -> MonitoringRun:
     """Cache missing image features, run every monitor, raise the new alerts and group them into incidents.
 
@@ -406,7 +423,12 @@ def run_monitoring(
     Parameters
     ----------
     model : LoadedModel or None
-        The serving model, to cache image features first; None uses the features cached so far.
+        A model whose image features of the studies it scored are cached first; None uses the
+        features cached so far.
+    load : callable, optional
+        Given a version's name, its loaded model and lock: each version serving a site in scope
+        is loaded with it and caches the features of the studies it scored (a site switched to
+        its own version is monitored with that version's features).
     by : SignedInUser or str
         A signed-in person (needs ``view_performance``), or an unattended actor such as
         ``"cli:alice"`` or ``"system"``.
@@ -421,6 +443,12 @@ def run_monitoring(
     computed = 0
     if model is not None:
         computed = refresh_features(session_factory, model, site=site, batch_size=config.batch_size, lock=lock, now=now)
+    if load is not None:
+        for version in _versions_in_scope(session_factory, site):
+            loaded, version_lock = load(version)
+            computed += refresh_features(
+                session_factory, loaded, site=site, batch_size=config.batch_size, lock=version_lock, now=now
+            )
     view = compute_monitoring(session_factory, site=site, config=config)
     candidates = [
         c
@@ -451,6 +479,14 @@ def run_monitoring(
     opened_ids = {i.id for i in raised.opened}
     opened = tuple(sorted((i for i in view.incidents if i.id in opened_ids), key=lambda i: i.id))
     return MonitoringRun(view=view, raised=raised.alerts, features_computed=computed, opened=opened)
+
+
+def _versions_in_scope(session_factory: SessionFactory, site: str | None) -> list[str]:
+    """The names of the versions serving ``site`` (every site when None), each once."""
+    with session_factory() as session:
+        serving = deployments.versions_by_site(session)
+    wanted = [serving.get(site)] if site is not None else list(serving.values())
+    return list(dict.fromkeys(v.version for v in wanted if v is not None))
 
 
 def _refreshed(session_factory: SessionFactory, view: MonitoringView, names: set[str]) -> MonitoringView:

@@ -333,7 +333,9 @@ def evaluation_set(session_factory: SessionFactory, *, model_version: str | None
     Parameters
     ----------
     model_version : str, optional
-        The serving version when None.
+        The fleet-wide serving version when None. Deliberately one version across every site,
+        benchmark included, even where a site serves a version of its own: the metrics built on
+        this set compare each site with the benchmark under the same version.
 
     Raises
     ------

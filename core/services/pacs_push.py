@@ -108,7 +108,7 @@ def explanation_objects(
 ) -> list[Path]:
     """The Grad-CAM Secondary Capture and Segmentation of ``study_uid``, exported into ``out_dir`` (audited).
 
-    Explains with the serving model as ``vigil explain --method gradcam --export-dicom`` does.
+    Explains with the version serving the study's site, as ``vigil explain --method gradcam --export-dicom`` does.
 
     Raises
     ------
@@ -118,7 +118,7 @@ def explanation_objects(
     from core.services import explanation  # torch and captum: only when something is explained
     from core.services import models as model_service
 
-    model = model_service.load_serving(sf, models_dir=settings.home / "models")
+    model = model_service.load_for_study(sf, study_uid, models_dir=settings.home / "models")
     stored = explanation.explain_study(
         sf,
         model,

@@ -12,7 +12,7 @@ from core import __version__
 from core.errors import BadInputError
 from core.imaging.export import ExportedObject
 from core.imaging.sr import ModelResult, write_model_result_sr
-from core.store import model_versions, predictions, studies
+from core.store import deployments, predictions, studies
 from core.store.engine import SessionFactory
 
 __all__ = ["MODEL_NAME", "export_result_sr"]
@@ -22,26 +22,28 @@ MODEL_NAME = "Vigil chest radiograph nodule classifier"
 
 
 def export_result_sr(sf: SessionFactory, study_uid: str, *, out_dir: Path) -> ExportedObject:
-    """Write the serving version's stored result on ``study_uid`` as an SR into ``out_dir``.
+    """Write the stored result on ``study_uid`` of the version serving its site as an SR into ``out_dir``.
 
     Raises
     ------
     UnknownStudyError
         No such study.
     BadInputError
-        No version serves, the serving version has not scored the study (run ``vigil predict``),
+        No version serves its site, the version serving it has not scored the study (run ``vigil predict``),
         or its image could not be scored; nothing is written.
     """
     with sf() as session:
         instances = studies.list_instances(session, study_uid)  # refuses an unknown study
-        serving = model_versions.serving(session)
+        site = studies.get_study(session, study_uid).site_name
+        serving = deployments.version_serving(session, site)
         if serving is None:
             raise BadInputError("no model version serves yet; `vigil init` registers the first")
         source = instances[0]
         prediction = predictions.prediction_for(session, source.id, serving.id)
     if prediction is None:
         raise BadInputError(
-            f"study {study_uid} has no result from the serving version {serving.version}: run `vigil predict`"
+            f"study {study_uid} has no result from {serving.version}, the version serving site {site!r}: "
+            "run `vigil predict`"
         )
     if prediction.score is None:
         raise BadInputError(f"study {study_uid} could not be scored by {serving.version}: no result to report")

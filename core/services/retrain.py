@@ -27,7 +27,7 @@ from core.models.finetune import FinetuneConfig, finetune_model
 from core.services.holdout import LabelledCase, training_pool
 from core.services.models import RegisteredModel, get_card, register_model
 from core.services.permissions import Permission, SignedInUser, require
-from core.store import audit_log, incidents, model_versions
+from core.store import audit_log, deployments, incidents, model_versions
 from core.store.engine import SessionFactory, head_revision
 from core.store.incidents import IncidentStatus
 from core.types import JSONObject
@@ -66,17 +66,25 @@ class RetrainProposal:
 
 
 def retrain_proposals(session_factory: SessionFactory) -> list[RetrainProposal]:
-    """Confirmed drift incidents that no retraining of the serving version has answered yet."""
+    """Confirmed drift incidents that no retraining of the version serving their site has answered yet.
+
+    The parent proposed for an incident is the version serving the incident's site: the one
+    that drifted there (with per-site deployment it may not be the fleet-wide version).
+    """
     with session_factory() as session:
-        serving = model_versions.serving(session)
-        if serving is None:
+        if model_versions.serving(session) is None:
             return []
+        serving = deployments.versions_by_site(session)
         confirmed = incidents.list_incidents(session, statuses=(IncidentStatus.ACKNOWLEDGED,))
-        children = [v for v in model_versions.list_versions(session) if v.card.get("parent_version") == serving.version]
+        registered = model_versions.list_versions(session)
     proposals = []
     for incident in confirmed:
+        parent = serving.get(incident.site)
         acked = incident.acknowledged_at
-        if acked is None or any(child.created_at >= acked for child in children):
+        if parent is None or acked is None:
+            continue
+        children = [v for v in registered if v.card.get("parent_version") == parent.version]
+        if any(child.created_at >= acked for child in children):
             continue
         proposals.append(
             RetrainProposal(
@@ -86,7 +94,7 @@ def retrain_proposals(session_factory: SessionFactory) -> list[RetrainProposal]:
                 incident.summary,
                 incident.acknowledged_by or "",
                 acked,
-                serving.version,
+                parent.version,
             )
         )
     return proposals

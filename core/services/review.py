@@ -28,7 +28,7 @@ from core.models.card import ModelCard
 from core.services import feedback
 from core.services.feedback import FeedbackForm, FeedbackRecord, FeedbackSaved
 from core.services.permissions import Permission, SignedInUser, require
-from core.store import model_versions, predictions, studies
+from core.store import deployments, predictions, studies
 from core.store.engine import SessionFactory
 from core.types import FloatArray
 
@@ -153,7 +153,7 @@ class CaseImage:
 
 
 def open_case(session_factory: SessionFactory, user: SignedInUser, study_uid: str) -> CaseInfo:
-    """Load a case's study header, the serving model's prediction and card essentials.
+    """Load a case's study header, the prediction of the version serving its site, and that card's essentials.
 
     Raises
     ------
@@ -166,7 +166,7 @@ def open_case(session_factory: SessionFactory, user: SignedInUser, study_uid: st
     with session_factory() as session:
         study = studies.get_study(session, study_uid)
         instance = studies.list_instances(session, study_uid)[0]
-        serving = model_versions.serving(session)
+        serving = deployments.version_serving(session, study.site_name)
         pred = None if serving is None else predictions.prediction_for(session, instance.id, serving.id)
     spacing = (
         MeasurementSpacing(instance.pixel_spacing_row, instance.pixel_spacing_col, instance.spacing_source)

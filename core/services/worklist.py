@@ -1,7 +1,8 @@
 """The reader's worklist: filtered, paged in SQL, stepped through with next / previous.
 
-Every function needs :attr:`Permission.REVIEW_STUDIES`. Studies are shown with the serving model's
-prediction; the filters and the order are the ones ``core.store.reviews`` defines.
+Every function needs :attr:`Permission.REVIEW_STUDIES`. Each study is shown with the prediction of
+the version serving its site (``core.store.deployments``); the filters and the order are the ones
+``core.store.reviews`` defines.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Final
 
 from core.errors import BadInputError
 from core.services.permissions import Permission, SignedInUser, require
-from core.store import model_versions, reviews, sites, users
+from core.store import deployments, model_versions, reviews, sites, users
 from core.store.engine import SessionFactory
+from core.store.model_versions import ModelVersionRecord
 from core.store.reviews import COUNT_CAP, Cohort, ReviewStatus, ScoreBand, WorklistOrder, WorklistQuery, WorklistRow
 
 if TYPE_CHECKING:
@@ -72,7 +74,8 @@ class WorklistPage:
         At least 1, even for an empty list; past the count's cap, one more than this page while
         this page is full (``capped``), so the reader can keep paging.
     model_version : str or None
-        The serving version whose scores are shown; None before a model is registered.
+        The version whose scores are shown, and any other serving a site in view with its sites
+        (``"v1; v2 at north"``); None before a model is registered.
     total : int
         How many studies the filter selects, or :data:`COUNT_CAP` when there are more (``capped``):
         counting stops there, so a page costs the same at any store size.
@@ -207,10 +210,10 @@ def _query(session: Session, user: SignedInUser, flt: WorklistFilter) -> tuple[W
         raise BadInputError(f"date range is empty: {flt.date_from} is after {flt.date_to}")
     for name in flt.sites:
         sites.get_site(session, name)  # a typo must not look like an empty worklist
-    serving = model_versions.serving(session)
+    shown, served, label = _versions_in_view(session, flt.sites)
     reader = users.get_user(session, user.username)
     query = WorklistQuery(
-        model_version_id=None if serving is None else serving.id,
+        model_version_id=None if shown is None else shown.id,
         reader_id=reader.id,
         sites=flt.sites,
         date_from=flt.date_from,
@@ -219,5 +222,34 @@ def _query(session: Session, user: SignedInUser, flt: WorklistFilter) -> tuple[W
         status=flt.status,
         order=flt.order,
         cohort=flt.cohort,
+        served=served,
     )
-    return query, None if serving is None else serving.version
+    return query, label
+
+
+def _versions_in_view(
+    session: Session, wanted: tuple[str, ...]
+) -> tuple[ModelVersionRecord | None, tuple[tuple[str, int], ...], str | None]:
+    """The version whose predictions the worklist shows, the sites in view served by another, and a label.
+
+    Each study is shown with the prediction of the version serving its site. When every site in
+    view is served by one version, that version alone (one index walk, as before per-site
+    deployment); otherwise the fleet-wide version, with the sites served by another version and
+    theirs. The label names them: ``"v1"``, or ``"v1; v2 at north, south"``.
+    """
+    fleet = model_versions.serving(session)
+    by_site = deployments.versions_by_site(session)
+    in_view = {name: v for name, v in by_site.items() if v is not None and (not wanted or name in wanted)}
+    versions = {v.id: v for v in in_view.values()}
+    if fleet is None or not versions:
+        return fleet, (), None if fleet is None else fleet.version
+    if len(versions) == 1:
+        (only,) = versions.values()
+        return only, (), only.version
+    served = tuple((name, v.id) for name, v in sorted(in_view.items()) if v.id != fleet.id)
+    elsewhere: dict[str, list[str]] = {}
+    for name, v in sorted(in_view.items()):
+        if v.id != fleet.id:
+            elsewhere.setdefault(v.version, []).append(name)
+    label = "; ".join([fleet.version, *(f"{v} at {', '.join(names)}" for v, names in elsewhere.items())])
+    return fleet, served, label

@@ -25,6 +25,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, aliased
 
 from core.store import model_versions
+from core.store.model_versions import ModelVersionRecord
 from core.store.tables import DeploymentRow, ModelVersionRow, SiteRow, StudyRow, UserRow
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "serving_by_site",
     "serving_for",
     "serving_for_studies",
+    "version_serving",
+    "versions_by_site",
 ]
 
 #: A switch with its version's and its previous version's names, and its signer's full name.
@@ -170,6 +173,33 @@ def serving_by_site(session: Session) -> dict[str, int | None]:
     return {
         name: _own_or(session, name, fleet) for name in session.scalars(select(SiteRow.name).order_by(SiteRow.name))
     }
+
+
+def version_serving(session: Session, site: str, *, at: datetime | None = None) -> ModelVersionRecord | None:
+    """The model version serving ``site`` now, or at ``at``: the one every reader of its studies shows.
+
+    Now: the site's own newest switch, else the fleet pointer, exactly as a prediction writer
+    reads it (:func:`serving_by_site`), so a reader always looks for the prediction the writer
+    made. At ``at``: the switch in force then (:func:`served_at`). None before any version serves.
+    The caller checks that ``site`` is registered; an unknown name is served fleet-wide.
+    """
+    if at is not None:
+        record = served_at(session, at, site)
+        version_id = None if record is None else record.version_id
+    else:
+        version_id = _own_or(session, site, model_versions.serving_id(session))
+    return None if version_id is None else model_versions.get_by_id(session, version_id)
+
+
+def versions_by_site(session: Session) -> dict[str, ModelVersionRecord | None]:
+    """The version serving each registered site now, by site name (None before any), one read per version."""
+    by_id: dict[int, ModelVersionRecord] = {}
+    out: dict[str, ModelVersionRecord | None] = {}
+    for name, version_id in serving_by_site(session).items():
+        if version_id is not None and version_id not in by_id:
+            by_id[version_id] = model_versions.get_by_id(session, version_id)
+        out[name] = None if version_id is None else by_id[version_id]
+    return out
 
 
 def serving_for_studies(session: Session, study_ids: Iterable[int]) -> dict[int, int | None]:

@@ -10,17 +10,20 @@ that the given model version made for its first instance; studies that version h
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    case,
     exists,
     func,
     insert,
@@ -31,7 +34,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from core.errors import UnknownStudyError
-from core.store.tables import FeedbackRow, InstanceRow, ModelVersionRow, PredictionRow, SiteRow, StudyRow
+from core.store.tables import (
+    DeploymentRow,
+    FeedbackRow,
+    InstanceRow,
+    ModelVersionRow,
+    PredictionRow,
+    SiteRow,
+    StudyRow,
+)
 
 __all__ = [
     "BORDERLINE_MARGIN",
@@ -108,6 +119,10 @@ class WorklistQuery:
         Inclusive study-date bounds; a study without a date is left out when either is set.
     cohort : Cohort
         Live studies only (the default), benchmark studies only, or both.
+    served : tuple of (str, int)
+        Sites served by a version other than ``model_version_id``, each with that version's id:
+        a study at such a site is shown with that version's prediction. Empty (the default) when
+        every site in view is served by ``model_version_id``.
     """
 
     model_version_id: int | None
@@ -119,6 +134,27 @@ class WorklistQuery:
     status: ReviewStatus = ReviewStatus.ANY
     order: WorklistOrder = WorklistOrder.ARRIVAL
     cohort: Cohort = Cohort.ANY
+    served: tuple[tuple[str, int], ...] = ()
+
+    def parts(self) -> list[tuple[int, tuple[str, ...] | None, tuple[str, ...]]]:
+        """Each version in view with its sites: ``(version id, only these sites or None, not these sites)``.
+
+        ``model_version_id`` comes first and serves every site not in :attr:`served`; a part whose
+        sites the ``sites`` filter leaves out entirely is dropped.
+        """
+        if self.model_version_id is None:
+            return []
+        others: dict[int, list[str]] = {}
+        for name, version_id in self.served:
+            others.setdefault(version_id, []).append(name)
+        wanted = set(self.sites)
+        elsewhere = tuple(sorted(name for name, _ in self.served))
+        fleet = [(self.model_version_id, None, elsewhere)] if not wanted or wanted - set(elsewhere) else []
+        return fleet + [
+            (version_id, tuple(sorted(names)), ())
+            for version_id, names in sorted(others.items())
+            if not wanted or wanted & set(names)
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +209,12 @@ def count_worklist(session: Session, query: WorklistQuery, *, cap: int = COUNT_C
     scored = _scored(query)
     if scored is None:
         return _count(session, _everything(query), cap + 1)
-    n = _count(session, scored, cap + 1)
-    return n if n > cap else n + _count(session, _unscored(query), cap + 1 - n)
+    n = 0
+    for part in scored:  # disjoint sites: the counts add up
+        n += _count(session, part, cap + 1 - n)
+        if n > cap:
+            return n
+    return n + _count(session, _unscored(query), cap + 1 - n)
 
 
 def worklist_row(session: Session, query: WorklistQuery, study_uid: str) -> WorklistRow:
@@ -202,21 +242,23 @@ def neighbour(session: Session, query: WorklistQuery, current: WorklistRow, *, f
     if scored is None:
         return _first_uid(session, _everything(query), _ARRIVAL, current.study_id, forward=forward)
     unscored = _unscored(query)
+    key = _scored_key(query.order)
     if _is_scored(current):
-        found = _step_scored(session, scored, query.order, current, forward=forward)
+        steps = [_step_scored(session, part, key, current, forward=forward) for part in scored]
+        found = _nearest(steps, key, forward=forward)
         if found is None and forward:
             found = _first_uid(session, unscored, _ARRIVAL, None, forward=True)
         return found
     found = _first_uid(session, unscored, _ARRIVAL, current.study_id, forward=forward)
     if found is None and not forward:
-        found = _first_uid(session, scored, _scored_key(query.order), None, forward=False)
+        found = _nearest([_first_row(session, part, key, forward=False) for part in scored], key, forward=False)
     return found
 
 
 def data_version(session: Session) -> str:
     """A token that changes whenever a worklist could change: new studies, predictions, feedback, model.
 
-    Four index look-ups (the largest keys and the serving version), whatever the table sizes;
+    Five index look-ups (the largest keys, the serving version, the newest switch), whatever the table sizes;
     UI caches key on it instead of hashing result frames.
     """
     stmt = select(
@@ -224,9 +266,11 @@ def data_version(session: Session) -> str:
         select(func.max(PredictionRow.id)).scalar_subquery(),
         select(func.max(FeedbackRow.id)).scalar_subquery(),
         select(func.max(ModelVersionRow.id)).where(ModelVersionRow.is_serving).scalar_subquery(),
+        # A switch of one site's version moves no fleet pointer, only the deployment history.
+        select(func.max(DeploymentRow.id)).scalar_subquery(),
     )
-    s, p, f, m = session.execute(stmt).one()
-    return f"s{s or 0}.p{p or 0}.f{f or 0}.m{m or 0}"
+    s, p, f, m, d = session.execute(stmt).one()
+    return f"s{s or 0}.p{p or 0}.f{f or 0}.m{m or 0}.d{d or 0}"
 
 
 def _first_instance_id() -> Any:
@@ -257,14 +301,17 @@ def _columns(query: WorklistQuery) -> tuple[Any, ...]:
 
 
 def _select(query: WorklistQuery) -> Select[*tuple[Any, ...]]:
-    """Every study with the version's prediction for its first instance, if any (outer join)."""
+    """Every study with its site's version's prediction for its first instance, if any (outer join)."""
     mv_id = query.model_version_id if query.model_version_id is not None else -1
+    version: Any = literal(mv_id)
+    if query.served:
+        version = case(dict(query.served), value=SiteRow.name, else_=mv_id)
     return (
         select(*_columns(query))
         .join(SiteRow, StudyRow.site_id == SiteRow.id)
         .outerjoin(
             PredictionRow,
-            and_(PredictionRow.instance_id == _first_instance_id(), PredictionRow.model_version_id == mv_id),
+            and_(PredictionRow.instance_id == _first_instance_id(), PredictionRow.model_version_id == version),
         )
     )
 
@@ -274,14 +321,22 @@ def _everything(query: WorklistQuery) -> Select[*tuple[Any, ...]]:
     return _filtered(_select(query), query)
 
 
-def _scored(query: WorklistQuery) -> Select[*tuple[Any, ...]] | None:
-    """The studies the version scored, driven from ``prediction`` (None when ordered by arrival).
+def _scored(query: WorklistQuery) -> list[Select[*tuple[Any, ...]]] | None:
+    """The studies scored by the version serving their site, one part per version (None when ordered by arrival).
 
-    Joined from the prediction side so that SQL can walk ``ix_prediction_worklist_*`` in the
-    page's order and stop after one page, instead of sorting every study on a computed key.
+    Each part is joined from the prediction side so that SQL can walk ``ix_prediction_worklist_*``
+    of its version in the page's order and stop after one page, instead of sorting every study on
+    a computed key. The parts select disjoint sites; with one version in view there is one part.
     """
     if query.order is WorklistOrder.ARRIVAL or query.model_version_id is None:
         return None
+    return [_scored_part(query, *part) for part in query.parts()]
+
+
+def _scored_part(
+    query: WorklistQuery, version_id: int, only: tuple[str, ...] | None, excluded: tuple[str, ...]
+) -> Select[*tuple[Any, ...]]:
+    """The studies of ``only`` (of every site but ``excluded``) that ``version_id`` scored."""
     stmt = (
         select(*_columns(query))
         .select_from(PredictionRow)
@@ -289,12 +344,16 @@ def _scored(query: WorklistQuery) -> Select[*tuple[Any, ...]] | None:
         .join(StudyRow, StudyRow.id == InstanceRow.study_id)
         .join(SiteRow, StudyRow.site_id == SiteRow.id)
         .where(
-            PredictionRow.model_version_id == query.model_version_id,
+            PredictionRow.model_version_id == version_id,
             PredictionRow.score.is_not(None),
             PredictionRow.label.is_not(None),
             InstanceRow.id == _first_instance_id(),
         )
     )
+    if only is not None:
+        stmt = stmt.where(SiteRow.name.in_(only))
+    if excluded:
+        stmt = stmt.where(SiteRow.name.not_in(excluded))
     return _filtered(stmt, query)
 
 
@@ -342,12 +401,22 @@ def _page(session: Session, query: WorklistQuery, limit: int, offset: int) -> li
     if scored is None:
         stmt = _everything(query).order_by(*_order_by(_ARRIVAL, forward=True))
         return list(session.execute(stmt.limit(limit).offset(offset)))
-    stmt = scored.order_by(*_order_by(_scored_key(query.order), forward=True))
-    rows = list(session.execute(stmt.limit(limit).offset(offset)))
+    key = _scored_key(query.order)
+    if len(scored) == 1:
+        stmt = scored[0].order_by(*_order_by(key, forward=True))
+        rows = list(session.execute(stmt.limit(limit).offset(offset)))
+    else:
+        # A k-way merge of the versions' index walks: each reads at most offset + limit rows in
+        # the page's order, as one walk with an OFFSET would; the merge keeps the global order.
+        walks = [
+            list(session.execute(part.order_by(*_order_by(key, forward=True)).limit(offset + limit))) for part in scored
+        ]
+        merged = heapq.merge(*walks, key=lambda r: _sort_key(r, key))
+        rows = list(itertools.islice(merged, offset, offset + limit))
     if len(rows) == limit:
         return rows
     # The scored part ends on this page: the unscored part starts where it stopped.
-    n_scored = offset + len(rows) if rows else _count(session, scored, None)
+    n_scored = offset + len(rows) if rows else sum(_count(session, part, None) for part in scored)
     tail = _unscored(query).order_by(*_order_by(_ARRIVAL, forward=True))
     return rows + list(session.execute(tail.limit(limit - len(rows)).offset(max(0, offset - n_scored))))
 
@@ -362,21 +431,48 @@ def _is_scored(row: WorklistRow) -> bool:
 
 
 def _step_scored(
-    session: Session, scored: Select[*tuple[Any, ...]], order: WorklistOrder, current: WorklistRow, *, forward: bool
-) -> str | None:
-    """The scored study next to ``current`` in ``order`` (None past the last or before the first).
+    session: Session,
+    scored: Select[*tuple[Any, ...]],
+    key: Sequence[_KeyColumn],
+    current: WorklistRow,
+    *,
+    forward: bool,
+) -> Any | None:
+    """The row of ``scored`` next to ``current`` in ``key`` order (None past the last or before the first).
 
     Tries the rows that share ``current``'s key up to its last column and differ there, then up
     to the column before, and so on: the first hit is the neighbour, and each try is one index range.
     """
-    key = _scored_key(order)
     for i in reversed(range(len(key))):
         same = [k.column == literal(k.value(current)) for k in key[:i]]
         candidates = scored.where(*same, key[i].beyond(current, forward=forward))
-        found = _first_uid(session, candidates, key, None, forward=forward)
+        found = _first_row(session, candidates, key, forward=forward)
         if found is not None:
             return found
     return None
+
+
+def _nearest(rows: Sequence[Any | None], key: Sequence[_KeyColumn], *, forward: bool) -> str | None:
+    """The StudyInstanceUID of the first of ``rows`` in ``key`` order (the last when not ``forward``)."""
+    found = [r for r in rows if r is not None]
+    if not found:
+        return None
+    pick = min if forward else max
+    return str(pick(found, key=lambda r: _sort_key(r, key)).study_uid)
+
+
+def _sort_key(row: Any, key: Sequence[_KeyColumn]) -> tuple[Any, ...]:
+    """``row``'s place in ``key`` order as a tuple that sorts ascending (a scored row: no NULLs)."""
+    # Every key column is a bool, a float or an int: all order as floats.
+    values = (float(cast(float, k.value(row))) for k in key)
+    return tuple(-v if k.descending else v for k, v in zip(key, values, strict=True))
+
+
+def _first_row(
+    session: Session, stmt: Select[*tuple[Any, ...]], key: Sequence[_KeyColumn], *, forward: bool
+) -> Any | None:
+    """The first row of ``stmt`` in ``key`` order (backwards when not ``forward``)."""
+    return session.execute(stmt.order_by(*_order_by(key, forward=forward)).limit(1)).first()
 
 
 def _first_uid(
@@ -390,7 +486,7 @@ def _first_uid(
     """The first study of ``stmt`` in ``key`` order (backwards when not ``forward``), past ``after_id``."""
     if after_id is not None:
         stmt = stmt.where(StudyRow.id > after_id if forward else StudyRow.id < after_id)
-    found = session.execute(stmt.order_by(*_order_by(key, forward=forward)).limit(1)).first()
+    found = _first_row(session, stmt, key, forward=forward)
     return None if found is None else str(found.study_uid)
 
 

@@ -127,19 +127,21 @@ def test_an_ml_engineer_rolls_back_but_cannot_promote(app: App, installation: In
     assert "Rolled back" in " ".join(s.value for s in at.success)
 
 
-def test_sites_are_offered_only_where_per_site_deployment_is_on(app: App, installation: Installation) -> None:
+def test_sites_are_not_offered_where_per_site_deployment_is_switched_off(
+    app: App, installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "vigil.toml"
+    config.write_text("per_site_deployment = false\n", encoding="utf-8")
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
     _challenger_with_a_passing_gate(installation)
     at = _open(app, Role.CMIO)
-    assert not [m for m in at.multiselect if m.label == "Sites"]  # off by default: fleet-wide only
+    assert not [m for m in at.multiselect if m.label == "Sites"]  # switched off: fleet-wide only
 
 
 def test_the_cmio_promotes_one_site_and_the_page_shows_each_site_serving(
     app: App, installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # Prepare: an installation that switched per-site deployment on
-    config = tmp_path / "vigil.toml"
-    config.write_text("per_site_deployment = true\n", encoding="utf-8")
-    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    # Prepare: the default installation (per-site deployment is on)
     _challenger_with_a_passing_gate(installation)
     at = _open(app, Role.CMIO)
     picker = next(m for m in at.multiselect if m.label == "Sites")

@@ -62,7 +62,7 @@ def _no_spawn(_argv: object, _env: object, _log: object) -> int:
     raise AssertionError("no site is registered here: the launch stops before a process is started")
 
 
-def _no_model() -> tuple[LoadedModel, threading.Lock]:
+def _no_model(version: str) -> tuple[LoadedModel, threading.Lock]:
     raise UnknownStudyError(UID)  # reached only when allowed; the empty installation stops it either way
 
 

@@ -256,9 +256,7 @@ def test_the_cli_promotes_a_site_answers_what_served_it_and_rolls_it_back(
     # Prepare
     for key, value in inst.env.items():
         monkeypatch.setenv(key, value)
-    config = inst.home / "per-site.toml"
-    config.write_text("per_site_deployment = true\n", encoding="utf-8")
-    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    monkeypatch.delenv("VIGIL_CONFIG", raising=False)  # per-site deployment is on by default
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     first = _site_names(inst.session_factory())[0]
 
@@ -304,13 +302,15 @@ def test_a_version_that_serves_no_site_records_nothing_and_says_superseded(inst:
     assert report.superseded and report.scored == 0 and stored == []
 
 
-def test_a_promotion_naming_sites_is_refused_while_per_site_deployment_is_off(
+def test_a_promotion_naming_sites_is_refused_where_per_site_deployment_is_switched_off(
     inst: Installation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Prepare: the default settings
+    # Prepare: an installation that switched per-site deployment off (it is on by default)
     for key, value in inst.env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+    config = inst.home / "fleet-only.toml"
+    config.write_text("per_site_deployment = false\n", encoding="utf-8")
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     first = _site_names(inst.session_factory())[0]
 
@@ -320,5 +320,5 @@ def test_a_promotion_naming_sites_is_refused_while_per_site_deployment_is_off(
     )
 
     # Assert: refused with the reason, and nothing switched
-    assert code == 2 and "per_site_deployment = false" in err and "no AI result" in err, err
+    assert code == 2 and "per_site_deployment = false" in err and "promote fleet-wide" in err, err
     assert run_json(capsys, "deploy", "status")[1]["serving"] == TEST_MODEL_VERSION

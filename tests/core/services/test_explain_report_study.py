@@ -148,11 +148,11 @@ def test_the_review_page_reuses_stored_maps_and_audits_views(env: Env, small_coh
     uid = _ready(env, small_cohort)
     loads = []
 
-    def provider() -> tuple[LoadedModel, object]:
+    def provider(version: str) -> tuple[LoadedModel, object]:
         loads.append(1)
         import threading
 
-        return models.load_serving(env.sf, models_dir=env.models_dir), threading.Lock()
+        return models.load_named(env.sf, version, models_dir=env.models_dir), threading.Lock()
 
     def case() -> explanation.StoredExplanation:
         return explanation.explain_case(

@@ -136,7 +136,7 @@ def test_nobody_corrects_someone_elses_feedback(sf: SessionFactory, form: Feedba
         ({"time_on_case_s": math.nan}, "time on case"),
         ({"comment": "x" * 2001}, "comment"),
         ({"idempotency_key": "short"}, "idempotency key"),
-        ({"prediction_id": 10_000}, "not the serving model's prediction"),
+        ({"prediction_id": 10_000}, "the version serving site"),
     ],
 )
 def test_bad_values_are_refused_and_nothing_is_written(

@@ -43,9 +43,11 @@ def sf(inst: Installation) -> SessionFactory:
 
 
 def _model(inst: Installation, calls: list[int]):  # type: ignore[no-untyped-def]
-    def provide() -> tuple[LoadedModel, threading.Lock]:
+    def provide(version: str) -> tuple[LoadedModel, threading.Lock]:
         calls.append(1)
-        return model_service.load_serving(inst.session_factory(), models_dir=inst.home / "models"), threading.Lock()
+        return model_service.load_named(
+            inst.session_factory(), version, models_dir=inst.home / "models"
+        ), threading.Lock()
 
     return provide
 

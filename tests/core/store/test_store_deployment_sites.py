@@ -116,6 +116,25 @@ def test_served_at_applies_the_site_rule_to_the_switches_made_by_then(sf: Sessio
     assert answers[None] == [None, "v1", "v1", "v1", "v3", "v3"]
 
 
+def test_every_reader_asks_one_function_for_the_version_serving_a_site_now_or_then(sf: SessionFactory) -> None:
+    # Prepare: north v2 at +1h, fleet v3 at +2h
+    _switch(sf, "v2", T0 + HOUR, site="north")
+    _switch(sf, "v3", T0 + 2 * HOUR)
+
+    # Execute
+    with sf() as session:
+        now = {site: deployments.version_serving(session, site) for site in ("north", "south")}
+        then = {site: deployments.version_serving(session, site, at=T0 + HOUR) for site in ("north", "south")}
+        before = deployments.version_serving(session, "north", at=T0 - HOUR)
+        by_site = deployments.versions_by_site(session)
+
+    # Assert: a site's own switch, else the fleet's; as it was at a moment; None before any switch
+    assert {k: v and v.version for k, v in now.items()} == {"north": "v2", "south": "v3"}
+    assert {k: v and v.version for k, v in then.items()} == {"north": "v2", "south": "v1"}
+    assert before is None
+    assert {k: v and v.version for k, v in by_site.items()} == {"east": "v3", "north": "v2", "south": "v3"}
+
+
 def test_history_of_a_site_holds_its_own_and_the_fleet_switches(sf: SessionFactory) -> None:
     # Prepare
     _switch(sf, "v2", T0 + HOUR, site="north")

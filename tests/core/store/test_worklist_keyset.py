@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from core.bench import store
 from core.store import model_versions, reviews, users
 from core.store.engine import SessionFactory
 from core.store.reviews import Cohort, ReviewStatus, ScoreBand, WorklistOrder, WorklistQuery, WorklistRow
-from core.store.tables import FeedbackRow, InstanceRow, PredictionRow, StudyRow
+from core.store.tables import FeedbackRow, InstanceRow, PredictionRow, SiteRow, StudyRow
 
 ROWS = 120
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
@@ -81,6 +82,100 @@ def test_pages_and_steps_follow_the_defined_order(worklist_store: SessionFactory
             assert backward == expected[::-1], case
             assert reviews.count_worklist(s, query) == len(expected), case
             assert reviews.count_worklist(s, query, cap=5) == min(len(expected), 6), case
+
+
+#: Filters for the mixed-version store: none, the switched site alone, an unswitched site alone, both.
+MIXED_FILTERS: list[dict[str, Any]] = [
+    {},
+    {"status": ReviewStatus.NOT_REVIEWED_BY_ME},
+    {"band": ScoreBand.POSITIVE},
+    {"sites": ("site-a",)},
+    {"sites": ("site-b",)},
+    {"sites": ("site-a", "site-b"), "band": ScoreBand.BORDERLINE},
+]
+
+
+def test_a_site_served_by_its_own_version_shows_it_and_every_view_pages_in_order(
+    worklist_store: SessionFactory,
+) -> None:
+    # Prepare: site-a switched to a second version, which scored its studies differently and left some unscored
+    with worklist_store.begin() as s:
+        own = _second_version_at(s, "site-a", random.Random(11))
+    with worklist_store() as s:
+        fleet = _query(s, order=WorklistOrder.ARRIVAL).model_version_id
+        own_predictions = set(s.scalars(select(PredictionRow.id).where(PredictionRow.model_version_id == own)))
+        for order, filters in itertools.product(WorklistOrder, MIXED_FILTERS):
+            query = _query(s, order=order, served=(("site-a", own),), **filters)
+            expected = _mixed_reference(s, query, fleet=fleet)
+
+            # Execute
+            offset, paged = 0, []
+            while rows := reviews.worklist_rows(s, query, limit=7, offset=offset):
+                paged += rows
+                offset += 7
+            walk = filters in WALKED and expected
+            forward = _walk(s, query, expected[0], forward=True) if walk else expected
+            backward = _walk(s, query, expected[-1], forward=False) if walk else expected[::-1]
+
+            # Assert: the order, the count, and each site's own version's predictions
+            case = f"{order} {filters}"
+            assert [r.study_uid for r in paged] == expected, case
+            assert forward == expected, case
+            assert backward == expected[::-1], case
+            assert reviews.count_worklist(s, query) == len(expected), case
+            assert reviews.count_worklist(s, query, cap=5) == min(len(expected), 6), case
+            shown = [r for r in paged if r.prediction_id is not None]
+            assert all((r.prediction_id in own_predictions) == (r.site_name == "site-a") for r in shown), case
+            if not filters:  # the test cannot pass vacuously: site-a rows do show the second version
+                assert any(r.site_name == "site-a" and r.prediction_id in own_predictions for r in paged), case
+
+
+def _second_version_at(s: Any, site: str, rng: random.Random) -> int:
+    """Register a SYNTHETIC second version; score ``site``'s first images with it (ties, a few left unscored)."""
+    version = model_versions.register(
+        s,
+        version="synthetic-site-version",
+        card={"version": "synthetic-site-version"},
+        weights_sha256="0" * 64,
+        now=NOW,
+    ).id
+    first = (
+        select(func.min(InstanceRow.id))
+        .join(StudyRow, StudyRow.id == InstanceRow.study_id)
+        .join(SiteRow, SiteRow.id == StudyRow.site_id)
+        .where(SiteRow.name == site)
+        .group_by(InstanceRow.study_id)
+    )
+    instances = sorted(s.scalars(first))
+    rows = []
+    for instance_id in instances[5:]:  # the first five studies stay unscored by this version
+        score = round(rng.random(), 1)
+        rows.append(
+            {
+                "instance_id": instance_id,
+                "model_version_id": version,
+                "score": score,
+                "label": score >= 0.5,
+                "threshold": 0.5,
+                "device": "synthetic",
+                "created_at": NOW,
+            }
+        )
+    s.execute(insert(PredictionRow), rows)
+    return int(version)
+
+
+def _mixed_reference(s: Any, query: WorklistQuery, *, fleet: int | None) -> list[str]:
+    """The defined order over each site's studies read with its own version alone, sorted here in Python."""
+    names = list(s.scalars(select(SiteRow.name)))
+    served = dict(query.served)
+    rows = []
+    for name in names:
+        if query.sites and name not in query.sites:
+            continue
+        alone = replace(query, model_version_id=served.get(name, fleet), sites=(name,), served=())
+        rows += [reviews._row(r, 0, None) for r in s.execute(reviews._everything(alone))]
+    return [r.study_uid for r in sorted(rows, key=_key(query.order))]
 
 
 def test_a_study_that_left_the_list_still_has_the_right_neighbours(worklist_store: SessionFactory) -> None:
