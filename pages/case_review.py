@@ -7,6 +7,7 @@ import streamlit as st
 from core.services.permissions import Permission, can
 from ui import auth, cached, state
 from ui.components import case, feedback_form, viewer
+from ui.components.dicom_viewer import compare
 
 user = auth.require_page(Permission.REVIEW_STUDIES)
 reads = cached.reads(user)
@@ -29,10 +30,14 @@ if view is None:
 
 case.sync_url(study_uid)
 state.begin_visit(study_uid)
+# Always one slot, filled or not: an element that comes and goes would shift the viewer's position
+# in the page, and Streamlit would mount a second viewer beside the first until the rerun ends.
+flash = st.empty()
 if message := state.pop_flash():
-    st.success(message)
+    flash.success(message)
 case.navigation_bar(reads.neighbours(state.worklist_filter(), study_uid))
-case.header(view.info, overlay_hidden=viewer.overlay_hidden(study_uid))
+with st.container():  # one block: the header's optional warning cannot shift the viewer either
+    case.header(view.info, overlay_hidden=viewer.overlay_hidden(study_uid))
 if can(user, Permission.ADJUDICATE):
     st.page_link(
         "pages/adjudication.py",
@@ -42,7 +47,11 @@ if can(user, Permission.ADJUDICATE):
     )
 image_col, side_col = st.columns([3, 2], gap="medium")
 with image_col:
-    viewer.render(user, view)
+    # "Compare with prior" is offered only when the patient has one, and is off at the start of each
+    # case. Its switch comes after the viewer, so the viewer keeps its place whether it is offered or not.
+    prior = compare.chosen_prior(reads, view)
+    viewer.render(user, view, prior=prior.view)
+    compare.switch(view, prior)
 with side_col:
     feedback_form.render(user, view.info, list(view.history))
     case.history(view.history, user)

@@ -203,6 +203,7 @@ def meta_from_dataset(ds: Dataset) -> DicomMeta:
         window_center=center if width is not None and width >= 1 else None,
         window_width=width if width is not None and width >= 1 else None,
         imager_pixel_spacing_mm=_spacing(values, "ImagerPixelSpacing"),
+        pixel_spacing_calibration_type=values.text("PixelSpacingCalibrationType").upper(),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.imaging.spacing import MeasurementSpacing, measurement_spacing
+from core.imaging.spacing import PROJECTION_MODALITIES, MeasurementSpacing, measurement_spacing
 from core.types import FloatArray
 
 __all__ = ["DicomMeta", "DicomImage"]
@@ -47,11 +47,17 @@ class DicomMeta:
     window_center: float | None
     window_width: float | None
     imager_pixel_spacing_mm: tuple[float, float] | None = None  # (row, column) at the detector plane
+    pixel_spacing_calibration_type: str = ""  # (0028,0A02) as written, upper case: GEOMETRY, FIDUCIAL or ""
 
     @property
     def measurement_spacing(self) -> MeasurementSpacing | None:
-        """The spacing lengths are measured with: PixelSpacing, else ImagerPixelSpacing (``core.imaging.spacing``)."""
-        return measurement_spacing(self.pixel_spacing_mm, self.imager_pixel_spacing_mm)
+        """The spacing lengths are measured with and what they mean (the rule in ``core.imaging.spacing``)."""
+        return measurement_spacing(
+            self.pixel_spacing_mm,
+            self.imager_pixel_spacing_mm,
+            calibration_type=self.pixel_spacing_calibration_type,
+            projection=self.modality.upper() in PROJECTION_MODALITIES,
+        )
 
 
 @dataclass(frozen=True, slots=True)

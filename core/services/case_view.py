@@ -4,7 +4,9 @@ The viewer used to climb into ``core.services`` four times per render (image, ex
 trust sentences, model version) and the history once more. :func:`open_case_view` gathers them
 once: the case header with the model card essentials, the decoded image (modality units), the
 stored explanation maps that were asked for, the explanation report's verdict on every method and
-the reader's history. The page renders the returned :class:`CaseView` and asks nothing else.
+the reader's history, and which prior studies the patient has (:mod:`core.services.priors`). The
+page renders the returned :class:`CaseView`; only when the reader asks to compare does it call
+:func:`open_prior_view` for the prior's film, so a case without a comparison costs what it did.
 
 Safety rule kept here rather than in the UI: a method the explanation report marks "not
 supported" is *experimental*; its map is withheld (with the reason) unless it is asked for with
@@ -22,14 +24,15 @@ from typing import Final
 from core.errors import BadInputError, OutsideIntendedUseError, PixelsUnreadableError
 from core.explain.report import TrustLevel, TrustReport, trust_level
 from core.explain.result import ExplainMethod
-from core.services import explain_report, explanation, feedback, review
+from core.services import explain_report, explanation, feedback, priors, review
 from core.services.explanation import ModelProvider, StoredExplanation
 from core.services.permissions import Permission, SignedInUser, require
+from core.services.priors import PriorCandidate
 from core.services.review import CaseImage, CaseInfo
 from core.store.engine import SessionFactory
 from core.store.feedback import FeedbackRecord
 
-__all__ = ["CaseView", "TrustVerdict", "open_case_view", "trust_verdicts"]
+__all__ = ["CaseView", "PriorView", "TrustVerdict", "open_case_view", "open_prior_view", "trust_verdicts"]
 
 #: The map a case opens with: the method the report supports for the bundled model.
 DEFAULT_METHODS: Final = (ExplainMethod.GRADCAM,)
@@ -81,6 +84,8 @@ class CaseView:
         Every method's verdict, in :class:`ExplainMethod` order.
     history : tuple of FeedbackRecord
         The study's feedback, oldest first, as the user may see it.
+    priors : tuple of PriorCandidate
+        The patient's earlier studies at the same site, most recent first (empty: none).
     """
 
     info: CaseInfo
@@ -90,6 +95,7 @@ class CaseView:
     map_problems: Mapping[ExplainMethod, str]
     trust: Mapping[ExplainMethod, TrustVerdict]
     history: tuple[FeedbackRecord, ...]
+    priors: tuple[PriorCandidate, ...] = ()
 
     @property
     def study_uid(self) -> str:
@@ -105,6 +111,31 @@ class CaseView:
     def experimental_methods(self) -> tuple[ExplainMethod, ...]:
         """Methods offered only under the "Experimental" control, with the report's reason."""
         return tuple(m for m, v in self.trust.items() if v.experimental)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PriorView:
+    """A prior study as it is shown beside the case (frozen: safe to cache across reruns).
+
+    Attributes
+    ----------
+    info : CaseInfo
+        The prior's header (its date and spacing) and the serving model's prediction for it, if
+        it was scored (the score shown with the prior).
+    image : CaseImage or None
+        Pixels of shape (rows, columns), float32, in modality units; None when unreadable.
+    image_problem : str or None
+        Why ``image`` is None, one sentence for the reader.
+    """
+
+    info: CaseInfo
+    image: CaseImage | None
+    image_problem: str | None
+
+    @property
+    def study_uid(self) -> str:
+        """The prior's StudyInstanceUID."""
+        return self.info.study.study_uid
 
 
 def trust_verdicts(report: TrustReport | None, *, version: str | None) -> dict[ExplainMethod, TrustVerdict]:
@@ -236,6 +267,7 @@ def open_case_view(
     image = _image(session_factory, user, study_uid)
     maps, problems = _maps(session_factory, user, info, allowed, model=model, artifacts_dir=artifacts_dir, now=now)
     history = feedback.feedback_history(session_factory, user, study_uid)
+    prior = priors.prior_studies(session_factory, user, study_uid)
     return CaseView(
         info=info,
         image=image if isinstance(image, CaseImage) else None,
@@ -244,4 +276,25 @@ def open_case_view(
         map_problems=problems | withheld,
         trust=trust,
         history=tuple(history),
+        priors=prior,
+    )
+
+
+def open_prior_view(session_factory: SessionFactory, user: SignedInUser, prior_uid: str) -> PriorView:
+    """The prior study's header, score and film, for showing beside a case (one call per prior).
+
+    Raises
+    ------
+    PermissionDeniedError
+        ``user`` may not review studies.
+    UnknownStudyError
+        No such study.
+    """
+    require(user, Permission.REVIEW_STUDIES)
+    info = review.open_case(session_factory, user, prior_uid)
+    image = _image(session_factory, user, prior_uid)
+    return PriorView(
+        info=info,
+        image=image if isinstance(image, CaseImage) else None,
+        image_problem=image if isinstance(image, str) else None,
     )

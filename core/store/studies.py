@@ -31,6 +31,7 @@ __all__ = [
     "list_instances",
     "list_studies",
     "path_is_referenced",
+    "patient_studies",
 ]
 
 
@@ -280,6 +281,12 @@ def list_instances(session: Session, study_uid: str) -> list[InstanceRecord]:
     study = get_study(session, study_uid)
     query = _instances().where(InstanceRow.study_id == study.id).order_by(InstanceRow.id)
     return [_instance_record(row, uid) for row, uid in session.execute(query)]
+
+
+def patient_studies(session: Session, *, site_id: int, patient_id: str) -> list[StudyRecord]:
+    """Every study of ``patient_id`` at site ``site_id``, in the order stored (a case's prior candidates)."""
+    query = _studies().where(StudyRow.site_id == site_id, StudyRow.patient_id == patient_id).order_by(StudyRow.id)
+    return [_study_record(study, name) for study, name in session.execute(query)]
 
 
 def first_instances(session: Session, study_ids: Iterable[int]) -> dict[int, InstanceRecord]:

@@ -122,6 +122,8 @@ class StudyRow(Base):
     """One imaging study (StudyInstanceUID) with its harmonized header."""
 
     __tablename__ = "study"
+    # A case's prior studies are looked up by patient within a site (core.services.priors, migration 0020).
+    __table_args__ = (Index("ix_study_patient_id_site_id", "patient_id", "site_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_uid: Mapped[str] = mapped_column(String(UID), unique=True)

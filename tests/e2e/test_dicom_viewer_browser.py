@@ -127,7 +127,8 @@ _RENDER_SCRIPT = """([rows, columns, spacing]) => {
   window.postMessage({type: "streamlit:render", args: {
     study_uid: "1.2.3", rows, columns, pixels: new Uint8Array(pixels.buffer), map,
     presets: [{name: "File default", center: 500, width: 1000}, {name: "Narrow", center: 300, width: 200}],
-    spacing: [spacing, spacing], spacing_source: "ImagerPixelSpacing", length_unit: "mm at detector",
+    spacing: [spacing, spacing], spacing_source: "ImagerPixelSpacing", calibration: "Proj",
+    length_unit: "mm at detector",
     spacing_note: "Lengths in mm at detector, from ImagerPixelSpacing", value_unit: "(DX units)",
     modality: "DX", map_label: "Grad-CAM map", map_signed: false, overlay: true, opacity: 0.5,
     threshold: 0.5, height: 400, renderer: "cpu", generation: "g1"}}, "*");

@@ -20,7 +20,7 @@ import streamlit as st
 
 from core.errors import UnknownStudyError
 from core.services import case_view, explanation
-from core.services.case_view import CaseView
+from core.services.case_view import CaseView, PriorView
 from core.services.explanation import ExplainMethod
 from core.services.permissions import Permission, SignedInUser, require
 from ui import cached, explanations, resources, state
@@ -97,8 +97,8 @@ def _case_view(
     )
 
 
-def render(user: SignedInUser, view: CaseView) -> None:
-    """The method switch, the overlay toggle, the viewer, and the words that go with the map."""
+def render(user: SignedInUser, view: CaseView, *, prior: PriorView | None = None) -> None:
+    """The method switch, the overlay toggle, the viewer (with ``prior`` beside it), and the map's words."""
     uid = view.study_uid
     if view.image is None:
         st.error(f"This study's image cannot be shown: {view.image_problem}", icon=":material/broken_image:")
@@ -108,7 +108,8 @@ def render(user: SignedInUser, view: CaseView) -> None:
     overlay = bool(st.session_state.get(_overlay_key(uid), True))
     # ``?renderer=cpu`` forces Cornerstone's CPU rendering (thin clients with broken WebGL, tests).
     renderer = "cpu" if st.query_params.get("renderer") == "cpu" else "auto"
-    args = viewer_args(view, method if method in view.maps else None, overlay=overlay, renderer=renderer)
+    shown = method if method in view.maps else None
+    args = viewer_args(view, shown, overlay=overlay, renderer=renderer, prior=prior)
     dicom_viewer.render(args, key=_VIEWER_KEY)
     _words(view, method, experimental=experimental, overlay=overlay)
     if overlay and method in view.maps:

@@ -50,8 +50,8 @@ def _ingest(env: Env, path: Path) -> None:
     [
         # only ImagerPixelSpacing: measured at the detector, and said so
         (False, "0.148", MeasurementSpacing(0.148, 0.148, SpacingSource.IMAGER_PIXEL_SPACING)),
-        # both: PixelSpacing wins (the generator writes 1.6 mm to both)
-        (True, "0.148", MeasurementSpacing(1.6, 1.6, SpacingSource.PIXEL_SPACING)),
+        # both, different: PixelSpacing wins and was calibrated by the sender (PS3.3 10.7.1.1)
+        (True, "0.148", MeasurementSpacing(1.6, 1.6, SpacingSource.PIXEL_SPACING_CALIBRATED)),
         # neither: lengths in pixels
         (False, None, None),
     ],
@@ -81,7 +81,7 @@ def test_the_case_carries_the_spacing_and_the_attribute_it_came_from(
         assert length_unit(info.study.spacing) == "mm at detector"
         assert spacing_note(info.study.spacing).startswith("Lengths in mm at detector, from ImagerPixelSpacing")
     elif expected is not None:
-        assert length_unit(info.study.spacing) == "mm"
-        assert spacing_note(info.study.spacing) == "Lengths in mm from PixelSpacing (1.6 × 1.6 mm)"
+        assert length_unit(info.study.spacing) == "mm calibrated"
+        assert spacing_note(info.study.spacing).startswith("Lengths in mm calibrated by the sender: PixelSpacing (1.6")
     else:
         assert length_unit(info.study.spacing) == "px"

@@ -31,8 +31,8 @@ from core.store.engine import (
 from core.store.tables import Base, SiteRow, StudyRow
 from tests.conftest import NewDatabase
 
-#: The single head every migration path ends at (federated runs, after the PACS pull's seen instances).
-HEAD = "0019"
+#: The single head every migration path ends at (the prior-study index, after the worklist score indexes).
+HEAD = "0020"
 
 TABLES = {"site", "study", "instance", "model_version", "prediction", "explanation", "app_user", "audit_entry"}
 

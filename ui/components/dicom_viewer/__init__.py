@@ -61,4 +61,6 @@ def render(args: ViewerArgs, *, key: str) -> None:
     except ViewerNotBuiltError as exc:
         st.error(str(exc), icon=":material/build:")
         return
-    component(pixels=args.pixels, map=args.map_bytes, key=key, default=None, **args.fields)
+    component(
+        pixels=args.pixels, map=args.map_bytes, prior_pixels=args.prior_pixels, key=key, default=None, **args.fields
+    )

@@ -14,16 +14,20 @@ from typing import Final
 import numpy as np
 
 from core.errors import BadInputError
-from core.imaging.spacing import MeasurementSpacing
-from core.services.case_view import CaseView
+from core.imaging.spacing import MeasurementSpacing, SpacingBasis, SpacingSource
+from core.services.case_view import CaseView, PriorView
 from core.services.explanation import ExplainMethod, StoredExplanation
+from core.services.review import CaseInfo
 from core.types import FloatArray, JSONObject
 
 __all__ = [
+    "CORNERSTONE_CALIBRATION",
     "DEFAULT_OPACITY",
     "DEFAULT_THRESHOLD",
+    "LENGTH_UNITS",
     "ViewerArgs",
     "encode_map",
+    "film_label",
     "encode_pixels",
     "length_unit",
     "spacing_note",
@@ -52,11 +56,15 @@ class ViewerArgs:
         ``rows * columns`` little-endian float32 values in modality units.
     map_bytes : bytes or None
         ``rows * columns`` uint8 map values, or None without a map.
+    prior_pixels : bytes or None
+        The prior film's ``rows * columns`` float32 values (``fields["prior"]`` describes it), or
+        None when no prior is compared.
     """
 
     fields: JSONObject
     pixels: bytes
     map_bytes: bytes | None
+    prior_pixels: bytes | None = None
 
 
 def encode_pixels(pixels: FloatArray) -> bytes:
@@ -95,37 +103,128 @@ def encode_map(heatmap: FloatArray, *, signed: bool) -> bytes:
     return np.ascontiguousarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).tobytes()
 
 
+#: The unit written after a measured length, by what the length means (``core.imaging.spacing``).
+LENGTH_UNITS: Final = {
+    SpacingBasis.PATIENT: "mm",
+    SpacingBasis.DETECTOR: "mm at detector",
+    SpacingBasis.GEOMETRY: "mm calibrated (geometry)",
+    SpacingBasis.FIDUCIAL: "mm calibrated (fiducial)",
+    SpacingBasis.CALIBRATED: "mm calibrated",
+    SpacingBasis.UNKNOWN: "mm (basis unknown)",
+}
+#: Cornerstone3D's calibration type for each basis: its length tool writes it after "mm" on the
+#: canvas ("mm Proj", "mm ERMF", ...), as OHIF does. The patient plane needs none.
+CORNERSTONE_CALIBRATION: Final = {
+    SpacingBasis.PATIENT: "",
+    SpacingBasis.DETECTOR: "Proj",
+    SpacingBasis.GEOMETRY: "ERMF",
+    SpacingBasis.FIDUCIAL: "Calibrated",
+    SpacingBasis.CALIBRATED: "Calibrated",
+    SpacingBasis.UNKNOWN: "Unknown",
+}
+
+
 def spacing_note(spacing: MeasurementSpacing | None) -> str:
-    """The sentence that says which attribute lengths are measured from (and "at detector" when they are)."""
+    """The sentence that says what a measured length means and which attribute it comes from."""
     if spacing is None:
         return "No PixelSpacing or ImagerPixelSpacing in the file: lengths are in pixels"
     values = f"{spacing.row_mm:.3g} × {spacing.col_mm:.3g} mm"
-    if spacing.source.at_detector:
+    basis = spacing.basis
+    if spacing.source is SpacingSource.IMAGER_PIXEL_SPACING:
         return (
             f"Lengths in mm at detector, from ImagerPixelSpacing ({values}): not corrected for magnification, "
             "so larger than in the patient"
         )
-    return f"Lengths in mm from PixelSpacing ({values})"
+    return {
+        SpacingBasis.PATIENT: f"Lengths in mm in the patient, from PixelSpacing ({values})",
+        SpacingBasis.DETECTOR: (
+            f"Lengths in mm at detector: PixelSpacing ({values}) equals ImagerPixelSpacing and no calibration "
+            "is stated, so it is not corrected for magnification and lengths are larger than in the patient"
+        ),
+        SpacingBasis.GEOMETRY: (
+            f"Lengths in mm calibrated for geometric magnification (PixelSpacingCalibrationType GEOMETRY, "
+            f"PixelSpacing {values}): true near the central ray at the depth the sender assumed"
+        ),
+        SpacingBasis.FIDUCIAL: (
+            f"Lengths in mm calibrated against an object of known size (PixelSpacingCalibrationType FIDUCIAL, "
+            f"PixelSpacing {values}): true near the central ray at that object's depth"
+        ),
+        SpacingBasis.CALIBRATED: (
+            f"Lengths in mm calibrated by the sender: PixelSpacing ({values}) differs from ImagerPixelSpacing, "
+            "and how it was corrected is not stated"
+        ),
+        SpacingBasis.UNKNOWN: (
+            f"Lengths in mm from PixelSpacing ({values}), basis unknown: the file states neither "
+            "ImagerPixelSpacing nor a calibration type, so these may be detector or patient lengths"
+        ),
+    }[basis]
 
 
 def length_unit(spacing: MeasurementSpacing | None) -> str:
-    """The unit written after a measured length: "mm", "mm at detector" or "px"."""
-    if spacing is None:
-        return "px"
-    return "mm at detector" if spacing.source.at_detector else "mm"
+    """The unit written after a measured length: "px" without a spacing, else :data:`LENGTH_UNITS`."""
+    return "px" if spacing is None else LENGTH_UNITS[spacing.basis]
+
+
+def film_label(role: str, info: CaseInfo) -> str:
+    """``Prior · 2025-02-06 · AI score 0.35``: what a film beside another is, its date and the model's score.
+
+    Parameters
+    ----------
+    role : str
+        "Current" or "Prior".
+    info : CaseInfo
+        The film's study header and the serving model's prediction for it.
+    """
+    day = info.study.study_date.isoformat() if info.study.study_date else "no date"
+    pred = info.prediction
+    if pred is None:
+        score = "no AI score"
+    elif pred.score is None:
+        score = f"not scored by {pred.model_version}"
+    else:
+        score = f"AI score {pred.score:.2f}{' (positive)' if pred.label else ''}"
+    return f"{role} · {day} · {score}"
+
+
+def _prior_fields(prior: PriorView) -> tuple[JSONObject, bytes]:
+    """The prior film's grid, spacing words and label, and its pixels."""
+    if prior.image is None:
+        raise BadInputError(f"prior study {prior.study_uid} has no image to show: {prior.image_problem}")
+    rows, columns = prior.image.pixels.shape
+    spacing = prior.info.study.spacing
+    fields: JSONObject = {
+        "study_uid": prior.study_uid,
+        "rows": int(rows),
+        "columns": int(columns),
+        "spacing": list(spacing.mm) if spacing else None,
+        "length_unit": length_unit(spacing),
+        "calibration": CORNERSTONE_CALIBRATION[spacing.basis] if spacing else "",
+        "label": film_label("Prior", prior.info),
+    }
+    return fields, encode_pixels(prior.image.pixels)
 
 
 def _unit(modality: str) -> str:
     return "HU" if modality.upper() == "CT" else f"({modality or 'modality'} units)"
 
 
-def viewer_args(view: CaseView, method: ExplainMethod | None, *, overlay: bool, renderer: str = "auto") -> ViewerArgs:
+def viewer_args(
+    view: CaseView,
+    method: ExplainMethod | None,
+    *,
+    overlay: bool,
+    renderer: str = "auto",
+    prior: PriorView | None = None,
+) -> ViewerArgs:
     """The component's arguments for ``view`` showing ``method``'s map (None: no map).
+
+    ``prior``, when given, is shown beside the current film with the same window / level (and no
+    explanation map: the map belongs to the current film's score).
 
     Raises
     ------
     BadInputError
-        The view has no image, or ``renderer`` is neither "auto" nor "cpu".
+        The view or the prior has no image, or ``renderer`` is neither "auto" nor "cpu".
     """
     if view.image is None:
         raise BadInputError(f"study {view.study_uid} has no image to show: {view.image_problem}")
@@ -142,6 +241,8 @@ def viewer_args(view: CaseView, method: ExplainMethod | None, *, overlay: bool, 
         "presets": [{"name": p.name, "center": p.center, "width": p.width} for p in view.image.presets],
         "spacing": list(study.spacing.mm) if study.spacing else None,
         "spacing_source": str(study.spacing.source) if study.spacing else None,
+        "spacing_basis": str(study.spacing.basis) if study.spacing else None,
+        "calibration": CORNERSTONE_CALIBRATION[study.spacing.basis] if study.spacing else "",
         "spacing_note": spacing_note(study.spacing),
         "length_unit": length_unit(study.spacing),
         "value_unit": _unit(study.modality),
@@ -155,6 +256,11 @@ def viewer_args(view: CaseView, method: ExplainMethod | None, *, overlay: bool, 
         "renderer": renderer,
         # A new map for the same study must reload the viewer's layer, not keep the old one.
         "generation": shown.sha256 if shown is not None else "",
+        "label": film_label("Current", view.info),
+        "prior": None,
     }
+    prior_pixels = None
+    if prior is not None:
+        fields["prior"], prior_pixels = _prior_fields(prior)
     map_bytes = encode_map(shown.heatmap, signed=signed) if shown is not None else None
-    return ViewerArgs(fields, encode_pixels(view.image.pixels), map_bytes)
+    return ViewerArgs(fields, encode_pixels(view.image.pixels), map_bytes, prior_pixels)

@@ -4,6 +4,11 @@
 // by core.imaging, so no DICOM parsing or file URL reaches the browser) and the explanation map
 // as uint8. Every interaction (window/level, zoom, pan, measure, probe, overlay opacity,
 // threshold, outline, flash) runs here, without a Streamlit rerun.
+//
+// "Compare with prior" adds a second stack viewport beside the first, for the patient's prior
+// film: the same tools, one window / level for both (a change on either is copied to the other,
+// in modality units), and a label on each film with its date and AI score. Without a prior the
+// second pane is not even enabled, so the single-film layout and its timings are unchanged.
 
 import {
   Enums,
@@ -31,6 +36,7 @@ import { connect, setFrameHeight } from "./streamlit.js";
 
 const ENGINE_ID = "vigil-engine";
 const VIEWPORT_ID = "vigil-stack";
+const PRIOR_VIEWPORT_ID = "vigil-prior";
 const GROUP_ID = "vigil-tools";
 const { MouseBindings } = ToolEnums;
 // Keys the page itself binds (next/previous case, worklist, feedback): passed up to Streamlit.
@@ -51,6 +57,10 @@ const state = {
   flashing: false,
   inverted: false,
   generation: 0,
+  prior: null, // the args.prior shown in the second pane, or null
+  priorViewport: null,
+  priorImageId: null,
+  priorGeneration: 0,
 };
 
 function hasWebGL() {
@@ -100,6 +110,7 @@ async function initialise(forceCpu) {
   setMode("wl");
   const element = $("viewport");
   element.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
+  element.addEventListener(Enums.Events.VOI_MODIFIED, () => state.prior && copyWindow(state.viewport, state.priorViewport));
   element.addEventListener("mousemove", onProbe);
   element.addEventListener("contextmenu", (e) => e.preventDefault());
   return engine;
@@ -130,29 +141,34 @@ function float32(bytes) {
   return new Float32Array(copy.buffer);
 }
 
-async function showStudy(args) {
-  const generation = ++state.generation;
-  const imageId = `vigil:${args.study_uid}:${generation}`;
-  const spacing = args.spacing || [1, 1];
+function localImage(imageId, film, pixels, modality, window) {
+  // A film of film.rows x film.columns float32 pixels in modality units, cached under imageId.
+  const spacing = film.spacing || [1, 1];
   imageLoader.createAndCacheLocalImage(imageId, {
-    scalarData: float32(args.pixels),
-    dimensions: [args.columns, args.rows],
+    scalarData: float32(pixels),
+    dimensions: [film.columns, film.rows],
     spacing: [spacing[1], spacing[0]],
-    frameOfReferenceUID: args.study_uid,
+    frameOfReferenceUID: film.study_uid,
   });
   // The modules Cornerstone and its tools read besides the plane and pixel modules: the pixels
   // are already in modality units (slope 1, intercept 0), windowed from the file's own window.
-  const first = args.presets[0];
   const add = (type, metadata) => utilities.genericMetadataProvider.add(imageId, { type, metadata });
-  add("generalSeriesModule", { modality: args.modality, seriesInstanceUID: args.study_uid });
+  add("generalSeriesModule", { modality, seriesInstanceUID: film.study_uid });
   add("modalityLutModule", { rescaleSlope: 1, rescaleIntercept: 0 });
-  add("voiLutModule", { windowCenter: [first.center], windowWidth: [first.width] });
-  if (args.spacing_source === "ImagerPixelSpacing") {
-    // A detector-plane spacing: Cornerstone's own label then reads "mm Proj" (projection), as in
-    // OHIF, beside the status line's "mm at detector". A local image takes its calibration from
-    // the cached image itself (the stack viewport merges it into what the tools read).
-    cache.getImage(imageId).calibration = { type: Enums.CalibrationTypes.PROJECTION };
+  add("voiLutModule", { windowCenter: [window.center], windowWidth: [window.width] });
+  if (film.calibration) {
+    // What a length means (core.imaging.spacing): Cornerstone's own label then reads "mm Proj"
+    // at the detector, "mm ERMF" or "mm Calibrated" when calibrated and "mm Unknown" when the
+    // header cannot tell, as in OHIF, beside the status line's words. A local image takes its
+    // calibration from the cached image itself (the stack viewport merges it into what the tools read).
+    cache.getImage(imageId).calibration = { type: film.calibration };
   }
+}
+
+async function showStudy(args) {
+  const generation = ++state.generation;
+  const imageId = `vigil:${args.study_uid}:${generation}`;
+  localImage(imageId, args, args.pixels, args.modality, args.presets[0]);
   await state.viewport.setStack([imageId], 0);
   if (generation !== state.generation) return;
   state.imageId = imageId;
@@ -169,21 +185,49 @@ async function showStudy(args) {
   document.body.dataset.state = "ready";
 }
 
+function films() {
+  // The viewports on screen: the case's, then the prior's when it is compared.
+  return state.priorViewport ? [state.viewport, state.priorViewport] : [state.viewport];
+}
+
 function setWindow(preset) {
   const lower = preset.center - preset.width / 2;
-  state.viewport.setProperties({ voiRange: { lower, upper: lower + preset.width } });
-  state.viewport.render();
+  for (const vp of films()) {
+    vp.setProperties({ voiRange: { lower, upper: lower + preset.width } });
+    vp.render();
+  }
+}
+
+function copyWindow(from, to) {
+  // One window / level for both films: a drag or preset on either is copied to the other. The
+  // copy fires the other's VOI_MODIFIED, which finds the ranges equal and stops there.
+  if (!from || !to || state.syncing) return;
+  const a = from.getProperties().voiRange;
+  const b = to.getProperties().voiRange;
+  if (!a || !(a.upper > a.lower)) return;
+  if (b && Math.abs(a.lower - b.lower) < 1e-6 && Math.abs(a.upper - b.upper) < 1e-6) return;
+  state.syncing = true;
+  try {
+    to.setProperties({ voiRange: { lower: a.lower, upper: a.upper } });
+    to.render();
+  } finally {
+    state.syncing = false;
+  }
 }
 
 function fit() {
-  state.viewport.resetCamera();
-  state.viewport.render();
+  for (const vp of films()) {
+    vp.resetCamera();
+    vp.render();
+  }
 }
 
 function invert() {
   state.inverted = !state.inverted;
-  state.viewport.setProperties({ invert: state.inverted });
-  state.viewport.render();
+  for (const vp of films()) {
+    vp.setProperties({ invert: state.inverted });
+    vp.render();
+  }
   $("invert").setAttribute("aria-pressed", String(state.inverted));
 }
 
@@ -309,8 +353,12 @@ function onLength(event) {
   if (!points || points.length < 2) return;
   state.lastAnnotation = event.detail.annotation; // for browser tests: the tool's own cachedStats
   const length = Math.hypot(...points[1].map((v, k) => v - points[0][k]));
-  // "mm at detector" when the spacing is ImagerPixelSpacing: the beam magnifies the patient there.
-  const unit = state.args.length_unit || (state.args.spacing ? "mm" : "px");
+  // What a length means comes from core.imaging.spacing ("mm at detector", "mm calibrated", ...),
+  // for the film the line was drawn on.
+  const onPrior = state.prior && event.detail.annotation.metadata
+    && event.detail.annotation.metadata.referencedImageId === state.priorImageId;
+  const film = onPrior ? state.prior : state.args;
+  const unit = film.length_unit || (film.spacing ? "mm" : "px");
   $("length").textContent = `Length ${length.toFixed(1)} ${unit}`;
   document.body.dataset.length = length.toFixed(2);
   document.body.dataset.lengthUnit = unit;
@@ -343,9 +391,70 @@ async function onRender(args) {
   controls(args);
   if (newStudy) {
     await showStudy(args);
-  } else {
-    drawOverlay();
   }
+  await showPrior(args);
+  if (!newStudy) drawOverlay();
+}
+
+function samePrior(a, b) {
+  return Boolean(a && b && a.study_uid === b.study_uid);
+}
+
+async function showPrior(args) {
+  // Show, keep or remove the prior pane so that it matches args.prior.
+  const want = args.prior || null;
+  $("label-current").textContent = args.label || "";
+  $("label-current").hidden = !want;
+  if (samePrior(want, state.prior) && state.priorImageId) return;
+  const generation = ++state.priorGeneration;
+  if (!want) {
+    if (state.priorViewport) {
+      state.group.removeViewports(ENGINE_ID, PRIOR_VIEWPORT_ID);
+      state.engine.disableElement(PRIOR_VIEWPORT_ID);
+    }
+    Object.assign(state, { prior: null, priorViewport: null, priorImageId: null });
+    $("pane-prior").hidden = true;
+    document.body.dataset.prior = "";
+    relayout();
+    return;
+  }
+  $("pane-prior").hidden = false;
+  state.prior = null; // no window is copied from the prior pane until its film is shown
+  if (!state.priorViewport) {
+    const element = $("viewport-prior");
+    state.engine.enableElement({
+      viewportId: PRIOR_VIEWPORT_ID,
+      type: Enums.ViewportType.STACK,
+      element,
+      defaultOptions: { background: [0, 0, 0] },
+    });
+    state.group.addViewport(PRIOR_VIEWPORT_ID, ENGINE_ID);
+    state.priorViewport = state.engine.getViewport(PRIOR_VIEWPORT_ID);
+    if (!element.dataset.wired) {
+      element.dataset.wired = "true";
+      // Only once its film is on screen: while the stack loads, the prior's VOI is not the reader's.
+      element.addEventListener(Enums.Events.VOI_MODIFIED, () => state.prior && copyWindow(state.priorViewport, state.viewport));
+      element.addEventListener("contextmenu", (e) => e.preventDefault());
+    }
+  }
+  const imageId = `vigil-prior:${want.study_uid}:${generation}`;
+  localImage(imageId, want, args.prior_pixels, args.modality, args.presets[0]);
+  await state.priorViewport.setStack([imageId], 0);
+  if (generation !== state.priorGeneration) return;
+  state.priorImageId = imageId;
+  $("label-prior").textContent = want.label;
+  state.priorViewport.setProperties({ invert: state.inverted });
+  copyWindow(state.viewport, state.priorViewport); // the reader's window, kept, now on both films
+  state.prior = want;
+  relayout();
+  document.body.dataset.prior = want.study_uid;
+}
+
+function relayout() {
+  // The panes changed width: let Cornerstone size its canvases again, then fit both films.
+  state.engine.resize(true, false);
+  fit();
+  drawOverlay();
 }
 
 function wire() {
