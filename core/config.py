@@ -132,6 +132,7 @@ class DeidSite:
     site: str
     private_allowlist: tuple[PrivateTag, ...] | None = None
     identified_exports: bool | None = None
+    deidentify_at_ingest: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +151,18 @@ class DeidSettings:
         Per-site settings, sorted by site. A site's allow-list replaces the installation's for that
         site's files; a site that sets ``identified_exports = false`` refuses identified exports
         even when the installation allows them (the ledger exported holds every site's entries).
+        A site's ``deidentify_at_ingest`` replaces the installation's for that site.
+    deidentify_at_ingest : bool
+        Whether ``vigil ingest`` applies the Basic Profile to each file before it is stored, with
+        the patient ID and accession number replaced by the keyed pseudonyms FHIR ingest computes
+        (``core.services.deidentify.ingest_deid``). False by default: the store stays inside the
+        site, and its readers must be able to tell which patient a study belongs to.
     """
 
     private_allowlist: tuple[PrivateTag, ...] = ()
     identified_exports: bool = False
     sites: tuple[DeidSite, ...] = ()
+    deidentify_at_ingest: bool = False
 
     def allowlist_for(self, site: str | None) -> tuple[PrivateTag, ...]:
         """The private allow-list for files of ``site`` (the installation's when it sets none)."""
@@ -162,6 +170,13 @@ class DeidSettings:
             if entry.site == site and entry.private_allowlist is not None:
                 return entry.private_allowlist
         return self.private_allowlist
+
+    def deidentify_at_ingest_for(self, site: str) -> bool:
+        """Whether files ingested into ``site`` are de-identified first (the installation's when it sets nothing)."""
+        for entry in self.sites:
+            if entry.site == site and entry.deidentify_at_ingest is not None:
+                return entry.deidentify_at_ingest
+        return self.deidentify_at_ingest
 
     def identified_exports_allowed(self) -> bool:
         """True when the installation allows identified exports and no site refuses them."""
@@ -501,8 +516,8 @@ def _pacs_url(site: str, url: object) -> str:
 _PRIVATE_TAG: Final = re.compile(r"\(\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{2}|[xX]{2})([0-9A-Fa-f]{2})\s*\)")
 #: The longest Private Creator value: it is an LO element (PS3.5 6.2).
 _CREATOR_MAX_CHARS: Final = 64
-_DEID_KEYS: Final = frozenset({"private_allowlist", "identified_exports", "sites"})
-_DEID_SITE_KEYS: Final = frozenset({"private_allowlist", "identified_exports"})
+_DEID_KEYS: Final = frozenset({"private_allowlist", "identified_exports", "sites", "deidentify_at_ingest"})
+_DEID_SITE_KEYS: Final = frozenset({"private_allowlist", "identified_exports", "deidentify_at_ingest"})
 
 
 def _deid_settings(value: object) -> DeidSettings:
@@ -518,6 +533,7 @@ def _deid_settings(value: object) -> DeidSettings:
         private_allowlist=_private_allowlist("deid.private_allowlist", value.get("private_allowlist", [])),
         identified_exports=_flag("deid.identified_exports", value.get("identified_exports", False)),
         sites=tuple(_deid_site(str(site), table) for site, table in sorted(sites.items())),
+        deidentify_at_ingest=_flag("deid.deidentify_at_ingest", value.get("deidentify_at_ingest", False)),
     )
 
 
@@ -529,10 +545,12 @@ def _deid_site(site: str, table: object) -> DeidSite:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_DEID_SITE_KEYS))})")
     allowlist = table.get("private_allowlist")
     identified = table.get("identified_exports")
+    at_ingest = table.get("deidentify_at_ingest")
     return DeidSite(
         site=site,
         private_allowlist=None if allowlist is None else _private_allowlist(f"{where}.private_allowlist", allowlist),
         identified_exports=None if identified is None else _flag(f"{where}.identified_exports", identified),
+        deidentify_at_ingest=None if at_ingest is None else _flag(f"{where}.deidentify_at_ingest", at_ingest),
     )
 
 

@@ -233,6 +233,7 @@ def _ingest(args: argparse.Namespace) -> Outcome:
     if args.predict or args.workers is not None:
         return _ingest_streaming(args)
     from core.services import ingestion
+    from core.services.deidentify import ingest_deid
     from core.services.store import utc_now
 
     settings = _settings()
@@ -247,6 +248,7 @@ def _ingest(args: argparse.Namespace) -> Outcome:
             now=utc_now,
             progress=advance,
             max_file_bytes=settings.max_file_bytes,
+            deid=ingest_deid(settings, args.site),
         )
     return _ingest_outcome(report)
 
@@ -272,6 +274,7 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
     from core.pipeline import FlowLimits, StreamingPipeline
     from core.services import models as model_service
     from core.services import prediction
+    from core.services.deidentify import ingest_deid
     from core.services.store import utc_now
 
     settings = _settings()
@@ -294,7 +297,13 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
             max_file_bytes=settings.max_file_bytes,
         )
         with pipe:
-            report = pipe.run(args.paths, site=args.site, progress=advance, on_total=lambda n: advance(0, total=n))
+            report = pipe.run(
+                args.paths,
+                site=args.site,
+                progress=advance,
+                on_total=lambda n: advance(0, total=n),
+                deid=ingest_deid(settings, args.site),
+            )
         # The serving version changed mid-run: what was stored after the switch is scored by the new one.
         later = _predict_until_current(sf, settings, args.site, advance) if report.superseded else []
     extra: dict[str, object] = {"workers": limits.workers}

@@ -31,6 +31,7 @@ from core.models.loading import LoadedModel
 from core.pipeline.pool import Arrived, FlowLimits, make_pool, stream_batches
 from core.pipeline.scoring import score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
+from core.services.deidentify import IngestDeid
 from core.services.ingestion import IngestReport, IngestRun, Recorded, Rejection, add_to_report, record_batch
 from core.services.prediction import record_predictions
 from core.store import model_versions, sites
@@ -156,6 +157,7 @@ class StreamingPipeline:
         site: str,
         progress: Callable[[int], None] | None = None,
         on_total: Callable[[int], None] | None = None,
+        deid: IngestDeid | None = None,
     ) -> PipelineReport:
         """Ingest, and score when a model was given, every file under ``paths`` into ``site``.
 
@@ -169,6 +171,9 @@ class StreamingPipeline:
             Called with the number of files just stored (pass ``tqdm.update``).
         on_total : callable, optional
             Told how many files there are before work starts.
+        deid : IngestDeid, optional
+            De-identify each file before it is stored, as :func:`core.services.ingestion.ingest_paths`
+            does; scores are of the same pixels (the profile leaves them as they are).
 
         Raises
         ------
@@ -182,7 +187,7 @@ class StreamingPipeline:
         files = iter_dicom_paths(paths)
         if on_total:
             on_total(len(files))
-        run = IngestRun(self._sf, site, self._dicom_dir, self._actor, self._now, self._max_file_bytes)
+        run = IngestRun(self._sf, site, self._dicom_dir, self._actor, self._now, self._max_file_bytes, deid)
         model = self._model
         order = WorkOrder(
             self._max_file_bytes,

@@ -23,6 +23,12 @@ The key is made on first use (32 random bytes, file mode 0600 in a 0700 folder) 
 seen to have used the same key. Losing it means the same study gets new UIDs in later exports.
 A key file that group or others may read is refused (:func:`core.services.keyfile.read_key_file`).
 
+De-identification at ingest (``[vigil.deid] deidentify_at_ingest``, per site) is the other use:
+:func:`ingest_deid` says how a site's ingest de-identifies, and :func:`deidentify_for_ingest`
+turns one gated file into the copy the store keeps. It uses the site's *pseudonym* key (the one
+FHIR ingest hashes MRNs and accession numbers with), not this module's export key, so that
+outcomes from the EMR still link to the stored studies (``core.services.linkage``).
+
 ``OUT`` is created 0700 when missing. A symbolic link as ``OUT`` is followed when it points to a
 folder (the checks that keep ``OUT`` apart from ``SRC`` compare the resolved folders); a dangling
 link, or one to anything but a folder, is refused, as is an ``OUT`` that is a file, a FIFO or a
@@ -31,6 +37,7 @@ device.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -45,19 +52,25 @@ from typing import Final
 from core.audit.chain import to_recorded_at
 from core.audit.events import AuditAction
 from core.config import PrivateTag, Settings
-from core.errors import DicomRejectedError, PathNotFoundError, UnusablePathError
+from core.errors import BadInputError, DicomRejectedError, PathNotFoundError, UnusablePathError
+from core.fhir import pseudonym
 from core.imaging.deid import PrivateElement, ProfileOption, deidentify_bytes, load_profile
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES, file_kind, read_regular_file
+from core.imaging.image import DicomMeta
 from core.imaging.scan import iter_dicom_paths
+from core.services.fhir_ingest import site_secret
 from core.services.keyfile import install_key_file, read_key_file
 from core.store import audit_log, sites
 from core.store.engine import SessionFactory
 from core.types import JSONObject
 
 __all__ = [
+    "INGEST_OPTIONS",
     "KEY_BYTES",
     "DeidJob",
     "DeidReport",
+    "DeidentifiedFile",
+    "IngestDeid",
     "Listed",
     "Written",
     "check_folders",
@@ -66,6 +79,8 @@ __all__ = [
     "deid_secret",
     "deid_secret_at",
     "deidentify_folder",
+    "deidentify_for_ingest",
+    "ingest_deid",
     "key_id",
     "private_elements",
 ]
@@ -80,6 +95,10 @@ PART_SUFFIX: Final = ".part"
 #: Outputs and temporary files are private to the account that runs Vigil (PHI-derived).
 FILE_MODE: Final = 0o600
 OUT_MODE: Final = 0o700
+#: Profile options on at ingest. Full dates are kept: linkage's patient-and-date rule, every chart
+#: over time (drift, a scanner's dated software update) and "which version served at T" need the
+#: real study date, and the EMR evidence beside the studies keeps its dates too.
+INGEST_OPTIONS: Final = (ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,3 +488,146 @@ def _audit(
             payload=report.audit_payload(completed=completed),
             recorded_at=to_recorded_at(now()),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class IngestDeid:
+    """How one ingest run de-identifies its files before they are stored.
+
+    Attributes
+    ----------
+    secret : bytes
+        The site's pseudonym key (:func:`core.services.fhir_ingest.site_secret`): PatientID and
+        AccessionNumber become ``core.fhir.pseudonym`` of their values under it, UIDs
+        :func:`core.imaging.deid.pseudonymous_uid` of theirs.
+    private_allowlist : tuple of PrivateElement
+        Private elements kept (the site's ``[vigil.deid]`` allow-list).
+    """
+
+    secret: bytes = field(repr=False)
+    private_allowlist: tuple[PrivateElement, ...] = ()
+
+    @property
+    def key_id(self) -> str:
+        """Names the key in the audit trail without revealing it."""
+        return key_id(self.secret)
+
+
+def ingest_deid(settings: Settings, site: str) -> IngestDeid | None:
+    """How ingest into ``site`` de-identifies, or None when it stores files as they come.
+
+    Reads (and on first use creates) the pseudonym key only when the site de-identifies.
+
+    Raises
+    ------
+    PseudonymKeyError
+        As :func:`core.services.fhir_ingest.site_secret`.
+    """
+    if not settings.deid.deidentify_at_ingest_for(site):
+        return None
+    return IngestDeid(site_secret(settings), private_elements(settings.deid.allowlist_for(site)))
+
+
+@dataclass(frozen=True, slots=True)
+class DeidentifiedFile:
+    """A gated file's de-identified copy, as the store takes it (a ``core.services.ingestion.GatedFile``).
+
+    Attributes
+    ----------
+    path : Path
+        Where the original was read from (shown to the operator, never audited).
+    sha256 : str
+        Hex SHA-256 of :attr:`data`: the content address it is stored under.
+    data : bytes
+        The de-identified DICOM file.
+    meta : DicomMeta
+        Its header, except ``accession_number``: the keyed pseudonym of the original (see
+        :func:`deidentify_for_ingest`).
+    source_sha256 : str
+        Hex SHA-256 of the original bytes: what the audit trail names the source by.
+    profile_version, table_sha256 : str
+        The table applied (with :data:`INGEST_OPTIONS`).
+    key_id : str
+        :func:`key_id` of the pseudonym key.
+    """
+
+    path: Path
+    sha256: str
+    data: bytes = field(repr=False)
+    meta: DicomMeta
+    source_sha256: str
+    profile_version: str
+    table_sha256: str
+    key_id: str
+
+    def audit_source(self) -> JSONObject:
+        """The audit entry's account of the source: hashes and how the copy was made, never a path.
+
+        Folder and file names are often the patient's; the original's SHA-256 still lets an
+        operator holding the file match it.
+        """
+        return {
+            "source_sha256": self.source_sha256,
+            "deidentified": {
+                "profile_version": self.profile_version,
+                "table_sha256": self.table_sha256,
+                "options": [o.value for o in INGEST_OPTIONS],
+                "key_id": self.key_id,
+            },
+        }
+
+
+def deidentify_for_ingest(data: bytes, path: Path, meta: DicomMeta, deid: IngestDeid) -> DeidentifiedFile:
+    """The copy of a gated file that ingest stores: the Basic Profile with :data:`INGEST_OPTIONS`.
+
+    PatientID becomes ``pseudonym(secret, "patient", PatientID)`` in the file and the row, exactly
+    the key FHIR ingest gives the patient's MRN. The accession number's pseudonym (32 characters)
+    does not fit AccessionNumber (SH, 16), so the file's AccessionNumber is emptied as the profile
+    says and only the row keeps ``pseudonym(secret, "accession", AccessionNumber)``. An empty value
+    stays empty. Deterministic: the same file gives the same bytes, so ingesting it again is a
+    duplicate.
+
+    Parameters
+    ----------
+    data : bytes
+        The bytes the gate accepted.
+    path : Path
+        Names the file in a rejection.
+    meta : DicomMeta
+        The gate's reading of ``data`` (the values pseudonymized are the ones the identified
+        store would have kept).
+
+    Raises
+    ------
+    DicomRejectedError
+        The file is quarantined for burned-in annotation risk (nothing of it is stored), or it
+        cannot be de-identified; the reason never quotes a value of the file.
+    """
+    patient = pseudonym(deid.secret, "patient", meta.patient_id) if meta.patient_id else ""
+    accession = pseudonym(deid.secret, "accession", meta.accession_number) if meta.accession_number else ""
+    try:
+        result = deidentify_bytes(
+            data,
+            path,
+            secret=deid.secret,
+            options=INGEST_OPTIONS,
+            private_allowlist=deid.private_allowlist,
+            replacements={"PatientID": patient},
+        )
+    except DicomRejectedError:
+        raise
+    except BadInputError as exc:  # e.g. nested too deep for the copy the profile works on
+        raise DicomRejectedError(path, f"it could not be de-identified at ingest: {exc}") from exc
+    if result.data is None or result.meta is None:
+        reason = result.quarantine_reason or "quarantined."
+        raise DicomRejectedError(path, f"quarantined by de-identification at ingest, not stored: {reason}")
+    return DeidentifiedFile(
+        path=path,
+        sha256=hashlib.sha256(result.data).hexdigest(),
+        data=result.data,
+        meta=dataclasses.replace(result.meta, accession_number=accession),
+        source_sha256=hashlib.sha256(data).hexdigest(),
+        profile_version=result.profile_version,
+        table_sha256=result.table_sha256,
+        key_id=deid.key_id,
+    )

@@ -14,7 +14,9 @@ arrived: at every ingest, and on :func:`relink` (``vigil fhir relink``). The lin
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import re
 import secrets
 from collections import Counter
@@ -40,6 +42,7 @@ from core.fhir import (
     parse_payload,
     pseudonym,
 )
+from core.imaging.deid import pseudonymous_uid
 from core.services.keyfile import install_key_file, read_key_file
 from core.services.linkage import Link, LinkTarget, StudyIndex, StudyKeys, link
 from core.store import audit_log, emr, outcomes, record_hashes
@@ -438,8 +441,16 @@ def _new_patients(session: Session, ex: Extraction) -> list[PatientIn]:
 
 
 def _study_index(session: Session, secret: bytes) -> StudyIndex:
-    """Every stored study keyed by pseudonyms made with the site's key (raw values stay in ``study``)."""
-    return StudyIndex(
+    """Every stored study keyed by pseudonyms made with the site's key (raw values stay in ``study``).
+
+    A study de-identified at ingest (``core.services.deidentify.deidentify_for_ingest``) stores the
+    pseudonyms themselves, and ``pseudonymous_uid(secret, uid)`` for its UID. Which studies those
+    are is not recorded, so every study is indexed both ways: its values hashed, and as stored.
+    Neither way can meet the other's by chance: a stored raw value equals some value's pseudonym
+    (or keyed UID) only for someone holding the key.
+    """
+    candidates = emr.link_candidates(session)
+    hashed = (
         StudyKeys(
             study_id=c.study_id,
             study_uid=c.study_uid,
@@ -447,8 +458,13 @@ def _study_index(session: Session, secret: bytes) -> StudyIndex:
             patient=pseudonym(secret, "patient", c.patient_id) if c.patient_id else None,
             study_date=c.study_date,
         )
-        for c in emr.link_candidates(session)
+        for c in candidates
     )
+    as_stored = (
+        StudyKeys(c.study_id, c.study_uid, c.accession_number or None, c.patient_id or None, c.study_date)
+        for c in candidates
+    )
+    return StudyIndex(itertools.chain(hashed, as_stored), uid_alias=functools.partial(pseudonymous_uid, secret))
 
 
 def _target(e: EvidenceIn) -> LinkTarget:

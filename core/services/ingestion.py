@@ -7,6 +7,12 @@ audit entry in one transaction; a rejected file leaves only its audit entry behi
 pipeline (:mod:`core.pipeline`) gates in worker processes and stores many files per transaction
 through the same code (:func:`record_batch`), each file still with its own rows and audit entry.
 
+A site that de-identifies at ingest (``[vigil.deid] deidentify_at_ingest``) passes an
+:class:`~core.services.deidentify.IngestDeid`: each accepted file is then replaced by its
+de-identified copy (:func:`core.services.deidentify.deidentify_for_ingest`) before anything is
+placed or recorded, so the stored file, its rows and its audit entry hold only the copy's values;
+a file quarantined for burned-in annotation risk is rejected with that reason and not stored.
+
 Several ingests may run at once, from processes or threads, on the same files: a stored file
 is written, and removed when its rows do not commit, only under a lock on its content address
 and only when no committed row points to it; an ingest that loses a race reports a duplicate.
@@ -34,10 +40,12 @@ from core.imaging.gate import check_file
 from core.imaging.harmonize import harmonize_vendor
 from core.imaging.image import DicomMeta
 from core.imaging.scan import iter_dicom_paths
+from core.services.deidentify import DeidentifiedFile, IngestDeid, deidentify_for_ingest
 from core.services.locks import content_lock
 from core.store import audit_log, sites, studies
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.studies import InstanceIn, InstanceRecord, StudyIn
+from core.types import JSONObject
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -89,6 +97,7 @@ class IngestRun:
     actor: str
     now: Callable[[], datetime]
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    deid: IngestDeid | None = None  # de-identify each file before it is stored (None: store as it came)
 
 
 class IngestOutcome(Enum):
@@ -130,7 +139,7 @@ T = TypeVar("T")
 _PLACING_THREADS = 8
 
 
-def ingest_paths(
+def ingest_paths(  # noqa: PLR0913 - the store, the input, and one keyword per setting of the run
     session_factory: SessionFactory,
     paths: Sequence[Path],
     *,
@@ -140,6 +149,7 @@ def ingest_paths(
     now: Callable[[], datetime],
     progress: Callable[[int], None] | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    deid: IngestDeid | None = None,
 ) -> IngestReport:
     """Gate and ingest every DICOM file under ``paths`` into ``site``.
 
@@ -155,6 +165,9 @@ def ingest_paths(
         Clock for ``created_at`` and audit timestamps (UTC).
     max_file_bytes : int
         Files larger than this are rejected unread (``Settings.max_file_bytes``).
+    deid : IngestDeid, optional
+        De-identify each accepted file before it is stored (``core.services.deidentify.ingest_deid``
+        for the site); None stores files as they come.
 
     Returns
     -------
@@ -171,7 +184,7 @@ def ingest_paths(
     with session_factory() as session:
         sites.get_site(session, site)
     files = iter_dicom_paths(paths)
-    run = IngestRun(session_factory, site, dicom_dir, actor, now, max_file_bytes)
+    run = IngestRun(session_factory, site, dicom_dir, actor, now, max_file_bytes, deid)
     report = IngestReport(site=site)
     for path in files:
         _ingest_one(run, path, report)
@@ -196,7 +209,8 @@ def add_to_report(report: IngestReport, item: GatedFile | Rejection, recorded: R
     if isinstance(item, Rejection):
         report.rejected.append(item)
     elif recorded.outcome is IngestOutcome.STORED:
-        report.ingested.append(item.meta.sop_instance_uid)
+        # The stored row's UID: a de-identified copy's is not the file's own.
+        report.ingested.append(recorded.instance.sop_instance_uid if recorded.instance else item.meta.sop_instance_uid)
     elif recorded.outcome is IngestOutcome.DUPLICATE:
         report.duplicates.append(str(item.path))
     else:
@@ -233,6 +247,8 @@ def record_batch(
     tuple of (list of Recorded, then's result or None)
         One :class:`Recorded` per item, in order.
     """
+    if run.deid is not None:
+        items = [_deidentified(item, run.deid) for item in items]
     accepted = [(i, item) for i, item in enumerate(items) if not isinstance(item, Rejection)]
     targets = {i: stored_path(run.dicom_dir, item.sha256) for i, item in accepted}
     with contextlib.ExitStack() as locks:
@@ -251,6 +267,16 @@ def record_batch(
         for target in created - kept:
             _remove_unreferenced(run.session_factory, target)
     return recorded, extra
+
+
+def _deidentified(item: GatedFile | Rejection, deid: IngestDeid) -> GatedFile | Rejection:
+    """The copy of ``item`` the store keeps, or its rejection (quarantined, or beyond de-identifying)."""
+    if isinstance(item, Rejection):
+        return item
+    try:
+        return deidentify_for_ingest(item.data, item.path, item.meta, deid)
+    except DicomRejectedError as exc:
+        return Rejection(str(item.path), exc.reason)
 
 
 def _place_all(contents: dict[Path, GatedFile]) -> set[Path]:
@@ -329,12 +355,19 @@ def _add_rows(session: Session, run: IngestRun, site_id: int, accepted: GatedFil
             "sop_instance_uid": accepted.meta.sop_instance_uid,
             "sha256": accepted.sha256,
             "site": run.site,
-            "source_path": str(accepted.path),
+            **_source(accepted),
             "instance_id": stored.instance.id,
         },
         recorded_at=run.now().isoformat(),
     )
     return stored.instance
+
+
+def _source(accepted: GatedFile) -> JSONObject:
+    """What the audit entry says of the file's origin: its path, or for a de-identified copy only hashes."""
+    if isinstance(accepted, DeidentifiedFile):
+        return accepted.audit_source()
+    return {"source_path": str(accepted.path)}
 
 
 def _append_rejection(session: Session, run: IngestRun, path: Path, reason: str) -> None:

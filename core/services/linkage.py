@@ -2,7 +2,9 @@
 
 The keys are compared as keyed pseudonyms (``core.fhir.pseudonym``): the caller hashes each stored
 study's patient id and accession number with the site secret, so neither raw value is needed
-beside the evidence, and none is stored.
+beside the evidence, and none is stored. A study de-identified at ingest already stores those
+pseudonyms, and a keyed UID: the caller indexes its values as they are, and passes ``uid_alias``
+so that evidence naming the original StudyInstanceUID finds it.
 
 Rules, first match wins:
 
@@ -16,7 +18,7 @@ Rules, first match wins:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
@@ -73,7 +75,9 @@ class Link:
 class StudyIndex:
     """Stored studies indexed by each linkage key; build once per ingest."""
 
-    def __init__(self, studies: Iterable[StudyKeys]) -> None:
+    def __init__(self, studies: Iterable[StudyKeys], *, uid_alias: Callable[[str], str] | None = None) -> None:
+        """Index ``studies``; ``uid_alias`` maps an original UID to the one a de-identified study stores."""
+        self._uid_alias = uid_alias
         self._by_uid: dict[str, int] = {}
         self._by_accession: dict[str, list[int]] = defaultdict(list)
         self._by_patient: dict[str, list[tuple[date, int]]] = defaultdict(list)
@@ -85,8 +89,11 @@ class StudyIndex:
                 self._by_patient[s.patient].append((s.study_date, s.study_id))
 
     def by_uid(self, study_uid: str) -> int | None:
-        """The study with this StudyInstanceUID."""
-        return self._by_uid.get(study_uid)
+        """The study with this StudyInstanceUID, or with its alias (a study de-identified at ingest)."""
+        found = self._by_uid.get(study_uid)
+        if found is None and self._uid_alias is not None:
+            found = self._by_uid.get(self._uid_alias(study_uid))
+        return found
 
     def by_accession(self, accession: str) -> Sequence[int]:
         """Studies with this accession hash (normally one)."""

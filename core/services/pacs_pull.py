@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Final
 
 from core.audit.events import AuditAction
 from core.config import PacsEndpoint, Settings
-from core.errors import BadInputError, PacsAuthError, PacsServerError, PacsUnreachableError
+from core.errors import BadInputError, PacsAuthError, PacsConfigError, PacsServerError, PacsUnreachableError
 from core.imaging.dicomweb import DicomwebClient, InstanceHit, StudyHit, StudyQuery, UnreadableStudy
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES
 from core.imaging.gate import is_dicom_uid
@@ -480,9 +480,17 @@ def pull_sites(  # noqa: PLR0913 - keyword-only; the pull inputs and its hooks
     ------
     PacsConfigError
         A site has no PACS configured, its secret is not set or cannot be used, or it would send
-        credentials over plain http; nothing is asked of any PACS.
+        credentials over plain http, or the site de-identifies at ingest; nothing is asked of any PACS.
     """
     endpoints = [settings.pacs_endpoint(site) for site in sites_]
+    for endpoint in endpoints:
+        if settings.deid.deidentify_at_ingest_for(endpoint.site):
+            # A pull keeps the PACS's own UIDs to know what it has seen; that is not built yet.
+            raise PacsConfigError(
+                endpoint.site,
+                "the site de-identifies at ingest, which a PACS pull does not do yet; "
+                "export from the PACS to a folder and use `vigil ingest`",
+            )
     made = [(endpoint, clients(endpoint)) for endpoint in endpoints]  # every secret checked before any request
     pulls, failures = [], []
     for endpoint, client in made:

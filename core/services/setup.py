@@ -24,6 +24,7 @@ from core.sampledata.fhir_outcomes import OUTCOMES_DIR
 from core.services import audit_checkpoints, auth, fhir_ingest, ingestion, outcomes, prediction
 from core.services import models as model_service
 from core.services import sites as site_service
+from core.services.deidentify import ingest_deid
 from core.services.store import open_store
 from core.store import audit_log
 from core.store.engine import SessionFactory, head_revision
@@ -125,6 +126,7 @@ def initialize(
             now=now,
             progress=progress,
             max_file_bytes=settings.max_file_bytes,
+            deid=ingest_deid(settings, site),
         )
         ingested, duplicates, rejected = (
             ingested + len(rep.ingested),

@@ -16,9 +16,10 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
-from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag, repeater_has_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -36,6 +37,8 @@ __all__ = [
     "BASIC_PROFILE_CODE",
     "PRIVATE_KEPT",
     "PRIVATE_REMOVED",
+    "REPLACEABLE",
+    "REPLACED",
     "SAFE_PRIVATE_CODE",
     "VIGIL_REMOVED",
     "VIGIL_REPLACED_UID",
@@ -53,6 +56,8 @@ PRIVATE_REMOVED: Final = "private_removed"
 PRIVATE_KEPT: Final = "private_kept"
 VIGIL_REMOVED: Final = "vigil_removed"
 VIGIL_REPLACED_UID: Final = "vigil_replaced_uid"
+#: Key of :attr:`DeidResult.actions` counting the caller's replacements (``deidentify(replacements=...)``).
+REPLACED: Final = "replaced"
 
 _DATE_VRS: Final = frozenset({"DA", "DT", "TM"})
 _BINARY_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -63,6 +68,13 @@ _REGISTERED_UID_ROOT: Final = "1.2.840.10008."
 _KIND_UID_MARKERS: Final = ("ClassUID", "TransferSyntaxUID", "CodingSchemeUID")
 # Overlays: the even groups 6000-601E (PS3.5 7.6); the table's switch may remove them whole.
 _OVERLAY_GROUPS: Final = range(0x6000, 0x6020, 2)
+#: Actions after which a caller may set its own value (a keyed pseudonym): the profile allows a
+#: replacement value there (Z: "a zero length value, or a non-zero length value that may be a dummy";
+#: D: "a non-zero length value that may be a dummy"), never where it removes, keeps or remaps a UID.
+REPLACEABLE: Final = frozenset({Action.EMPTY, Action.DUMMY})
+# The longest value of each text VR a replacement may take (PS3.5 Table 6.2-1), in characters.
+_MAX_CHARS: Final = {"AE": 16, "CS": 16, "LO": 64, "SH": 16, "PN": 64}
+_NO_REPLACEMENTS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -120,6 +132,7 @@ def deidentify(
     options: Iterable[ProfileOption | str] = (),
     private_allowlist: Iterable[PrivateElement] = (),
     profile: Profile | None = None,
+    replacements: Mapping[str, str] = _NO_REPLACEMENTS,
 ) -> DeidResult:
     """Apply the Basic Application Level Confidentiality Profile to a copy of ``ds``.
 
@@ -136,6 +149,11 @@ def deidentify(
         Private elements to keep; every other private element is removed.
     profile : Profile, optional
         The table; the shipped one when omitted.
+    replacements : Mapping[str, str]
+        Keyword to value, set at the top level after the profile ran: a value the caller made,
+        such as ingest's keyed pseudonym of the PatientID (``core.services.deidentify``). Only for
+        attributes the table empties or dummies under ``options`` (:data:`REPLACEABLE`), in a
+        text VR and within its length; an empty value leaves the profile's result.
 
     Returns
     -------
@@ -149,15 +167,17 @@ def deidentify(
     Raises
     ------
     BadInputError
-        ``secret`` is too short, an option is not one of :class:`ProfileOption`, or ``ds`` nests
+        ``secret`` is too short, an option is not one of :class:`ProfileOption`, ``ds`` nests
         sequences deeper than :data:`~core.imaging.depth.MAX_SEQUENCE_DEPTH` (measured
-        without recursion, before anything is copied: copying recurses once per level).
+        without recursion, before anything is copied: copying recurses once per level), or a
+        replacement names an attribute the profile does not empty or dummy, or does not fit its VR.
     """
     check_secret(secret)
     if (too_deep := depth_refusal(dataset_depth(ds))) is not None:
         raise BadInputError(f"the data set cannot be de-identified: {too_deep}")
     table = profile if profile is not None else load_profile()
     chosen = frozenset(_option(o) for o in options)
+    replacing = _checked_replacements(replacements, table, chosen)
     names = tuple(sorted(o.value for o in chosen))
     reason = burned_in_risk(ds)
     if reason is not None:
@@ -166,6 +186,9 @@ def deidentify(
     ctx = _Context(secret, chosen, allowed, table, Counter(), allowlist_note(allowed))
     out = copy.deepcopy(ds)
     _clean(out, ctx)
+    for tag, value in replacing:
+        out.add_new(tag, dictionary_VR(tag), value)
+        ctx.counts[REPLACED] += 1
     _mark(out, ctx)
     return DeidResult(out, None, dict(sorted(ctx.counts.items())), table.version, table.sha256, names)
 
@@ -190,6 +213,29 @@ def allowlist_note(allowed: Iterable[tuple[int, str, int]]) -> str | None:
     text = "\n".join(f"({g:04X},xx{o:02X}) {c}" for g, c, o in entries)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     return f"Vigil private allow-list: {len(entries)} element(s), {digest}"
+
+
+def _checked_replacements(
+    replacements: Mapping[str, str], table: Profile, options: frozenset[ProfileOption]
+) -> list[tuple[int, str]]:
+    """``(tag, value)`` of each non-empty replacement, refused unless the profile allows a value there."""
+    out = []
+    for keyword, value in sorted(replacements.items()):
+        tag = tag_for_keyword(keyword)
+        rule = table.rules.get(tag) if tag is not None else None
+        if tag is None or rule is None or rule.action_under(options) not in REPLACEABLE:
+            raise BadInputError(f"{keyword!r} cannot be replaced: the profile does not empty or dummy it")
+        vr = dictionary_VR(tag)
+        if vr not in _MAX_CHARS:
+            raise BadInputError(f"{keyword!r} cannot be replaced: its VR {vr} is not a text VR")
+        if len(value) > _MAX_CHARS[vr] or "\\" in value:
+            raise BadInputError(
+                f"the replacement for {keyword!r} is {len(value)} characters long or holds a backslash; "
+                f"{vr} allows at most {_MAX_CHARS[vr]} and no backslash"
+            )
+        if value:
+            out.append((tag, value))
+    return out
 
 
 def _option(value: ProfileOption | str) -> ProfileOption:

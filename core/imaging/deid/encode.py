@@ -16,6 +16,7 @@ import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final
 
 from pydicom import dcmwrite
@@ -26,11 +27,13 @@ from core.imaging.deid.apply import deidentify
 from core.imaging.deid.private import PrivateElement
 from core.imaging.deid.profile import ProfileOption
 from core.imaging.depth import dataset_depth, depth_refusal, sequence_depth
-from core.imaging.dicom import dataset_from_bytes
+from core.imaging.dicom import dataset_from_bytes, meta_from_dataset
+from core.imaging.image import DicomMeta
 
 __all__ = ["DeidFile", "deidentify_bytes"]
 
 _PREAMBLE: Final = b"\x00" * 128
+_NO_REPLACEMENTS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,9 @@ class DeidFile:
         As :attr:`core.imaging.deid.apply.DeidResult.actions`.
     profile_version, table_sha256 : str
         The table applied.
+    meta : DicomMeta or None
+        The de-identified copy's header, as the ingest gate reads one (what ingest stores in its
+        rows); None when quarantined.
     """
 
     data: bytes | None = field(repr=False)
@@ -57,6 +63,7 @@ class DeidFile:
     actions: Mapping[str, int]
     profile_version: str
     table_sha256: str
+    meta: DicomMeta | None = field(default=None, repr=False)
 
 
 def deidentify_bytes(
@@ -66,6 +73,7 @@ def deidentify_bytes(
     secret: bytes,
     options: Iterable[ProfileOption | str] = (),
     private_allowlist: Iterable[PrivateElement] = (),
+    replacements: Mapping[str, str] = _NO_REPLACEMENTS,
 ) -> DeidFile:
     """Parse, de-identify and re-encode one file's bytes.
 
@@ -75,7 +83,7 @@ def deidentify_bytes(
         A DICOM Part 10 file.
     path : Path
         Names the file in errors; it is not read.
-    secret, options, private_allowlist
+    secret, options, private_allowlist, replacements
         As :func:`core.imaging.deid.apply.deidentify`.
 
     Raises
@@ -97,9 +105,12 @@ def deidentify_bytes(
         # at what it cannot make sense of) must still be refused before anything copies it.
         if (too_deep := depth_refusal(dataset_depth(ds))) is not None:
             raise DicomRejectedError(path, too_deep)
-        result = deidentify(ds, secret=secret, options=options, private_allowlist=private_allowlist)
+        result = deidentify(
+            ds, secret=secret, options=options, private_allowlist=private_allowlist, replacements=replacements
+        )
         out = result.dataset
         encoded = None if out is None else _encode(out, ds)
+        meta = None if out is None else meta_from_dataset(out)
     except (DicomRejectedError, BadInputError):
         raise
     except Exception as exc:  # one hostile file must not end a folder's run; its message may quote a value
@@ -112,6 +123,7 @@ def deidentify_bytes(
         actions=result.actions,
         profile_version=result.profile_version,
         table_sha256=result.table_sha256,
+        meta=meta,
     )
 
 
