@@ -18,6 +18,13 @@ geometric run-length distribution (the in-control run length of both charts is c
 geometric once past the first few observations). The estimator is checked against fully observed
 run lengths in the tests (1,000 fresh streams of ``8 * arl0`` observations).
 
+Simulation costs ``n_streams * horizon`` draws, which grows with the ARL0: a busy site's windows
+of a few studies, many a day, ask for ARL0s in the millions and hours of simulation. Past
+:data:`MAX_SIMULATED_VALUES` the threshold comes from the Markov chain approximation instead
+(:mod:`core.drift.arl_chain`), whose cost does not depend on the ARL0; the two agree within the
+simulation's own error where both run (``tests/core/drift/test_arl_chain.py``), and the
+calibration records which method found it.
+
 Everything is seeded: the same arguments give the same threshold. Results are cached per process.
 """
 
@@ -31,6 +38,7 @@ from typing import Final
 
 import numpy as np
 
+from core.drift import arl_chain
 from core.drift.cusum import cusum_sides
 from core.drift.ewma import ewma_normalized
 from core.types import FloatArray, IntArray
@@ -43,6 +51,7 @@ __all__ = [
     "run_lengths",
     "detection_delay",
     "HORIZON_FACTOR",
+    "MAX_SIMULATED_VALUES",
 ]
 
 #: Calibration streams are this many target ARL0s long (see the censoring correction above).
@@ -61,6 +70,12 @@ def _chunk(horizon: int) -> int:
 
 
 _BISECTION_STEPS: Final = 60
+#: Largest simulation (streams x horizon draws, about 20 s here) before the Markov chain takes over;
+#: the default budget's daily charts (ARL0 17,532 days at 1,000 streams) stay just under it.
+MAX_SIMULATED_VALUES: Final = 60_000_000
+#: How a calibration found its threshold (:attr:`Calibration.method`).
+SIMULATION: Final = "simulation"
+MARKOV_CHAIN: Final = "markov chain"
 
 
 class ChartKind(StrEnum):
@@ -84,11 +99,13 @@ class Calibration:
     arl0 : float
         Target in-control average run length, in observations.
     simulated_arl0 : float
-        ARL0 at ``threshold`` on the calibration streams (censoring-corrected).
+        ARL0 at ``threshold``: on the calibration streams (censoring-corrected), or the chain's.
     n_streams, horizon, seed : int
-        Simulation settings.
+        Simulation settings (``n_streams`` and ``horizon`` are 0 for the Markov chain).
     censored : float
-        Share of calibration streams with no alarm within ``horizon`` at ``threshold``.
+        Share of calibration streams with no alarm within ``horizon`` at ``threshold`` (0 for the chain).
+    method : str
+        :data:`SIMULATION` or :data:`MARKOV_CHAIN`.
     """
 
     chart: ChartKind
@@ -100,6 +117,7 @@ class Calibration:
     horizon: int
     seed: int
     censored: float
+    method: str = SIMULATION
 
     @property
     def false_alarm_rate(self) -> float:
@@ -213,6 +231,9 @@ def calibrate(
     if n_streams < 10:
         raise ValueError(f"calibration needs at least 10 simulated streams, got {n_streams}")
     horizon = int(math.ceil(HORIZON_FACTOR * arl0))
+    if n_streams * horizon > MAX_SIMULATED_VALUES:
+        threshold, achieved = arl_chain.threshold_for(kind.value, parameter, arl0)
+        return Calibration(kind, parameter, threshold, arl0, achieved, 0, 0, seed, 0.0, MARKOV_CHAIN)
     rec = _records(kind, parameter, n_streams=n_streams, horizon=horizon, seed=seed)
     lo, hi = 0.0, float(np.nanmax(rec.values))
     if rec.arl(hi)[1] < 0.5 and rec.arl(hi)[0] < arl0:
