@@ -458,3 +458,64 @@ def test_nodes_with_another_release_or_preprocessing_are_refused_audited_and_sho
     assert nodes_seen["northfield"].reason.startswith("preprocessing hash")
     assert all(n.last_run_key == "fl-compat-1" for n in nodes_seen.values())
     assert _marked() == []
+
+
+def _refused(
+    home: Home, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[int, str]:
+    """``vigil ARGV`` expected to fail: its exit code and what it wrote to stderr."""
+    for k, v in home.env.items():
+        monkeypatch.setenv(k, v)
+    code = main([*argv, "--json"])
+    return code, capsys.readouterr().err
+
+
+def test_a_secure_aggregation_run_records_its_sites_and_aggregate_and_never_one_sites_update(
+    keyed: Home, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: what SecAgg+ cannot be combined with is refused before anything starts
+    secure = ("fl", "run", "--sites", ",".join(SITES), "--rounds", "1", "--secure-aggregation")
+    dp = ("--dp-noise-multiplier", "1", "--dp-clipping-norm", "1", "--epsilon-budget", "8")
+    for extra, reason in ((("--strategy", "median"), "fedavg strategy only"), (dp, "cannot be combined")):
+        code, err = _refused(keyed, monkeypatch, capsys, *secure, *extra)
+        assert code == 2
+        assert reason in err
+
+    # Execute
+    code, data = _vigil(
+        keyed, monkeypatch, capsys,
+        "fl", "run", "--sites", ",".join(SITES), "--rounds", "2", "--secure-aggregation", "--version", "fl-secure-1",
+        "--batch-size", "4", "--timeout", "500",
+    )  # fmt: skip
+
+    # Assert: finished, every process gone
+    assert code == 0, data
+    assert data["status"] == "finished"
+    assert _marked() == []
+    # Assert: every site took part in every round; no update was seen, so none is hashed
+    with keyed.sf() as session:
+        record = federated_runs.get_run(session, str(data["run"]))
+    assert record is not None
+    assert [(u.round, u.site) for u in record.updates] == [(r, s) for r in (1, 2) for s in sorted(SITES)]
+    assert all(u.accepted and u.update_sha256 == "" for u in record.updates)
+    assert record.config["secure"]["protocol"] == "SecAgg+"
+    # Assert: one audit entry per round naming the sites and the aggregate's hash, and no update hash
+    rounds = [e for e in _entries(keyed.sf) if e.action == AuditAction.FL_ROUND_AGGREGATED and e.subject == data["run"]]
+    assert [e.payload["round"] for e in rounds] == [1, 2]
+    for entry in rounds:
+        assert entry.payload["secure_aggregation"] == "SecAgg+"
+        assert entry.payload["participating_sites"] == sorted(SITES)
+        assert "accepted_updates_sha256" not in entry.payload
+        assert entry.payload["aggregate_sha256"] == next(
+            u.aggregate_sha256 for u in record.updates if u.round == entry.payload["round"]
+        )
+    # Assert: the server's log of the run names no update, and no site's reply carried its weights
+    events = (keyed.settings.home / "fl-runs" / str(data["run"]) / "events.jsonl").read_text(encoding="utf-8")
+    assert '"update_sha256": ""' in events
+    assert all(json.loads(line).get("secure") for line in events.splitlines() if '"event": "round"' in line)
+    # Assert: the aggregate is a registered challenger whose lineage names secure aggregation
+    card = models.get_card(keyed.sf, "fl-secure-1")
+    assert card.parent_version == RANDOM_VERSION
+    assert card.hyperparameters["secure_aggregation"]["protocol"] == "SecAgg+"
+    assert "SecAgg+" in card.hyperparameters["aggregation"]
+    assert card.hyperparameters["dp"] is None

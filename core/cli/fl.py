@@ -5,7 +5,8 @@
 - ``vigil fl run --sites A,B --rounds R``: start a SuperLink and one SuperNode per site as
   subprocesses on free loopback ports, run the Flower app, stream each round, stop every process
   on exit, error or Ctrl-C, record the run with its audit entries, and register the aggregate as
-  a challenger (``--version``).
+  a challenger (``--version``). ``--secure-aggregation`` runs FedAvg under Flower's SecAgg+ instead
+  (not with a robust strategy or differential privacy).
 - ``vigil fl show RUN`` / ``vigil fl list``: what the store holds.
 """
 
@@ -91,6 +92,24 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     dp.add_argument("--dp-clipping-norm", type=finite_float(0.0, above=True), default=None, help="C, update L2 bound")
     dp.add_argument("--dp-delta", type=finite_float(0.0, 1.0, above=True), default=1e-5, help="delta (1e-5)")
     dp.add_argument("--epsilon-budget", type=finite_float(0.0, above=True), default=None, help="per site, all runs")
+    sa = p.add_argument_group("secure aggregation (Flower's SecAgg+; fedavg only, not with differential privacy)")
+    sa.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="the server sees only the sum of the sites' masked updates, never one site's",
+    )
+    sa.add_argument(
+        "--secagg-threshold",
+        type=bounded_int(2, 1000),
+        default=None,
+        help="sites needed to unmask the sum and finish a round (the quorum, at least 2)",
+    )
+    sa.add_argument(
+        "--secagg-clipping-range",
+        type=finite_float(0.0, above=True),
+        default=8.0,
+        help="largest change of one parameter a site may send in a round (8)",
+    )
 
 
 def _settings() -> Settings:
@@ -278,6 +297,7 @@ def _prepare(
         dp=_dp(args),
         version=args.version,
         on_this_machine=on_this_machine,
+        secure=_secure(args, quorum=args.min_sites or len(sites)),
     )
 
 
@@ -294,6 +314,19 @@ def _dp(args: argparse.Namespace) -> Any:
         clipping_norm=args.dp_clipping_norm,
         delta=args.dp_delta,
         epsilon_budget=args.epsilon_budget,
+    )
+
+
+def _secure(args: argparse.Namespace, *, quorum: int) -> Any:
+    if not args.secure_aggregation:
+        if args.secagg_threshold is not None:
+            raise BadInputError("--secagg-threshold needs --secure-aggregation")
+        return None
+    from core.federated.secure import SecAggSettings
+
+    return SecAggSettings(
+        reconstruction_threshold=args.secagg_threshold or max(2, quorum),
+        clipping_range=args.secagg_clipping_range,
     )
 
 

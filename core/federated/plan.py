@@ -69,6 +69,11 @@ class RunPlan:
     dp : dict or None
         Client-level differential privacy (``noise_multiplier``, ``clipping_norm``, ``delta``,
         ``epsilon_budget``), or None.
+    secure : dict or None
+        Secure aggregation with Flower's SecAgg+ (:class:`core.federated.secure.SecAggSettings`
+        as JSON: ``clipping_range``, ``quantization_range``, ``reconstruction_threshold``), or None.
+        FedAvg only, without differential privacy: Flower runs SecAgg+ through its legacy workflow,
+        which neither its message-API strategies nor its privacy accountant join.
     expected_node : dict
         The node profile every site must report
         (:meth:`core.federated.compatibility.NodeProfile.to_dict`, computed where the run is
@@ -90,6 +95,7 @@ class RunPlan:
     robust: Mapping[str, Any] = field(default_factory=dict)
     dp: Mapping[str, Any] | None = None
     expected_node: Mapping[str, str] = field(default_factory=dict)
+    secure: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -98,6 +104,9 @@ class RunPlan:
             raise BadInputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if not 1 <= self.min_sites <= len(self.sites):
             raise BadInputError(f"quorum must be between 1 and {len(self.sites)} sites, got {self.min_sites}")
+        if self.secure is not None and (self.strategy != "fedavg" or self.dp is not None):
+            mode = "differential privacy" if self.dp is not None else f"the {self.strategy!r} strategy"
+            raise BadInputError(f"secure aggregation (SecAgg+) runs with plain fedavg only, not with {mode}")
 
     def to_json(self) -> JSONObject:
         """JSON-ready (sites as a list)."""
@@ -116,6 +125,7 @@ class RunPlan:
             "robust": dict(self.robust),
             "dp": None if self.dp is None else dict(self.dp),
             "expected_node": dict(self.expected_node),
+            "secure": None if self.secure is None else dict(self.secure),
         }
 
     @classmethod
@@ -136,6 +146,7 @@ class RunPlan:
             robust=dict(doc.get("robust") or {}),
             dp=None if doc.get("dp") is None else dict(doc["dp"]),
             expected_node={str(k): str(v) for k, v in (doc.get("expected_node") or {}).items()},
+            secure=None if doc.get("secure") is None else dict(doc["secure"]),
         )
 
 

@@ -2,12 +2,14 @@
 
 Flower's run config carries one value, ``run-dir``: the folder holding the run's plan and
 starting weights (:mod:`core.federated.plan`). The app builds the named strategy, wraps it in the
-verifying wrapper, runs the rounds, and writes its progress and the aggregated weights back into
+verifying wrapper (or, for a plan with secure aggregation, runs Flower's SecAgg+ workflow:
+:mod:`core.federated.secure_server`), runs the rounds, and writes its progress and the aggregated weights back into
 that folder, where ``vigil fl run`` follows them and records the run in the store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,8 +21,11 @@ from core.federated.plan import FINAL_WEIGHTS, INITIAL_WEIGHTS, RunPlan, read_pl
 from core.federated.privacy import DpSettings, rounds_within_budget
 from core.federated.protocol import RoundConfig
 from core.federated.runlog import append_event
+from core.federated.secure_server import run_secure
 from core.federated.strategies import build_strategy, private_fedavg
+from core.federated.task import integer_entries
 from core.federated.verified import VerifiedStrategy
+from core.types import JSONObject
 
 __all__ = ["app", "dp_settings", "round_config"]
 
@@ -65,6 +70,9 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = Path(str(context.run_config["run-dir"]))
     plan = read_plan(run_dir)
     append_event(run_dir, {"event": "started", "run": plan.run, "sites": list(plan.sites), "rounds": plan.rounds})
+    if plan.secure is not None:
+        _main_secure(grid, context, plan, run_dir)
+        return
     try:
         dp = dp_settings(plan)
         rounds = plan.rounds if dp is None else rounds_within_budget(dp, plan.rounds)
@@ -75,10 +83,7 @@ def main(grid: Grid, context: Context) -> None:
             if dp is None
             else private_fedavg(dp, n_sites=len(plan.sites))
         )
-        # Stamped when logged: a reply's time is its node's heartbeat (core.services.federated_live).
-        strategy = VerifiedStrategy(
-            inner, plan=plan, log=lambda event: append_event(run_dir, {**event, "at": datetime.now(UTC).isoformat()})
-        )
+        strategy = VerifiedStrategy(inner, plan=plan, log=_stamped(run_dir))
         result = strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord(read_weights(run_dir / INITIAL_WEIGHTS)),
@@ -103,3 +108,28 @@ def main(grid: Grid, context: Context) -> None:
         raise
     halted = "" if rounds == plan.rounds else f"halted before round {rounds + 1}: it would exceed the privacy budget"
     append_event(run_dir, {"event": "finished", "run": plan.run, "rounds_run": rounds, "halted": halted})
+
+
+def _stamped(run_dir: Path) -> Callable[[JSONObject], None]:
+    """Append events stamped when logged: a reply's time is its node's heartbeat (core.services.federated_live)."""
+    return lambda event: append_event(run_dir, {**event, "at": datetime.now(UTC).isoformat()})
+
+
+def _main_secure(grid: Grid, context: Context, plan: RunPlan, run_dir: Path) -> None:
+    """The SecAgg+ mode (:mod:`core.federated.secure_server`): FedAvg over masked updates, no DP."""
+    try:
+        config = dict(round_config(plan).to_record())
+        final = run_secure(
+            grid,
+            context,
+            plan=plan,
+            config=config,
+            initial=read_weights(run_dir / INITIAL_WEIGHTS),
+            integer=integer_entries(plan.network),
+            log=_stamped(run_dir),
+        )
+        write_weights(final, run_dir / FINAL_WEIGHTS)
+    except Exception as exc:
+        append_event(run_dir, {"event": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        raise
+    append_event(run_dir, {"event": "finished", "run": plan.run, "rounds_run": plan.rounds, "halted": ""})

@@ -40,6 +40,7 @@ __all__ = [
     "SiteManifest",
     "architecture_sha256",
     "evaluate_local",
+    "integer_entries",
     "load_site_data",
     "network_arrays",
     "read_site_manifest",
@@ -285,6 +286,11 @@ def architecture_sha256(spec: Mapping[str, Any]) -> str:
     network = build_network(dict(spec))
     layout = [[name, list(t.shape)] for name, t in network.state_dict().items()]
     return hashlib.sha256(canonical_json({"spec": dict(spec), "state": layout})).hexdigest()
+
+
+def integer_entries(spec: Mapping[str, Any]) -> tuple[bool, ...]:
+    """Whether each ``state_dict`` entry of the network is an integer counter (``num_batches_tracked``)."""
+    return tuple(not t.is_floating_point() for t in build_network(dict(spec)).state_dict().values())
 
 
 def train_local(

@@ -39,6 +39,7 @@ from core.federated.plan import (
     write_weights,
 )
 from core.federated.privacy import DpSettings, epsilon, rounds_within_budget
+from core.federated.secure import SecAggSettings
 from core.federated.signing import generate_site_key, load_private_key, load_public_key, public_key_pem
 from core.federated.task import (
     SiteManifest,
@@ -229,12 +230,15 @@ def prepare_run(  # noqa: PLR0913 - keyword-only; one argument per input of the 
     dp: DpSettings | None = None,
     version: str | None = None,
     on_this_machine: bool = True,
+    secure: SecAggSettings | None = None,
 ) -> PreparedRun:
     """Check the request, write each site's manifest and the plan, audit the start.
 
     Every check comes before anything is written: unknown parent or site, a site without a
     registered key or without its private key here, a site without labelled studies outside
-    the hold-out, differential privacy with another strategy than FedAvg, a site whose
+    the hold-out, differential privacy with another strategy than FedAvg, secure aggregation
+    (``secure``, SecAgg+) with another strategy than FedAvg, with differential privacy or with a
+    reconstruction threshold above the number of sites, a site whose
     privacy budget (``dp.epsilon_budget`` less the ε its earlier runs spent, composed by
     addition) does not allow one round, or a ``version`` name (for the aggregate) that is
     malformed or taken.
@@ -249,10 +253,7 @@ def prepare_run(  # noqa: PLR0913 - keyword-only; one argument per input of the 
         Any of the above, named.
     """
     _check_request(sites_, rounds, strategy, min_sites)
-    if dp is not None and strategy != "fedavg":
-        raise BadInputError(
-            f"differential privacy runs with the fedavg strategy only (Flower's accounting), got {strategy!r}"
-        )
+    _check_modes(strategy, dp=dp, secure=secure, n_sites=len(sites_))
     parent_card = get_card(session_factory, parent)
     if version is not None:
         _refuse_taken(session_factory, version)
@@ -291,6 +292,7 @@ def prepare_run(  # noqa: PLR0913 - keyword-only; one argument per input of the 
         local=local.to_json(),
         dp=None if dp is None else _dp_plan(session_factory, dp, sites_, rounds),
         expected_node={k: str(v) for k, v in expected.to_dict().items()},
+        secure=None if secure is None else secure.to_json(),
     )
     (run_dir / "sites").mkdir(parents=True, exist_ok=True)
     nodes = []
@@ -312,6 +314,35 @@ def prepare_run(  # noqa: PLR0913 - keyword-only; one argument per input of the 
             recorded_at=started.isoformat(),
         )
     return PreparedRun(plan, run_dir, tuple(nodes), started)
+
+
+def _check_modes(strategy: str, *, dp: DpSettings | None, secure: SecAggSettings | None, n_sites: int) -> None:
+    """Refuse modes that do not combine: DP or SecAgg+ with another strategy than FedAvg, SecAgg+ with DP.
+
+    In the installed Flower, SecAgg+ runs through its legacy workflow, which neither the
+    message-API strategies nor the privacy accountant join.
+    """
+    if dp is not None and strategy != "fedavg":
+        raise BadInputError(
+            f"differential privacy runs with the fedavg strategy only (Flower's accounting), got {strategy!r}"
+        )
+    if secure is None:
+        return
+    if strategy != "fedavg":
+        raise BadInputError(
+            f"secure aggregation (SecAgg+) runs with the fedavg strategy only, got {strategy!r}: a robust strategy "
+            "needs to see each update, which SecAgg+ hides; choose one or the other"
+        )
+    if dp is not None:
+        raise BadInputError(
+            "secure aggregation (SecAgg+) and differential privacy cannot be combined here: Flower runs SecAgg+ "
+            "through its legacy workflow, which its privacy accountant does not join; choose one or the other"
+        )
+    if secure.reconstruction_threshold > n_sites:
+        raise BadInputError(
+            f"the SecAgg+ reconstruction threshold is {secure.reconstruction_threshold} sites, "
+            f"but the run has {n_sites}"
+        )
 
 
 def epsilon_spent(session_factory: SessionFactory) -> dict[str, float]:
@@ -503,21 +534,33 @@ def _audit_rounds(
                     payload={"round": r, "site": u["site"], "reason": u["reason"], "update_sha256": u["update_sha256"]},
                     recorded_at=now().isoformat(),
                 )
-        accepted: JSONObject = {str(u["site"]): str(u["update_sha256"]) for u in e["updates"] if u["accepted"]}
         audit_log.append(
             session,
             actor=actor,
             action=AuditAction.FL_ROUND_AGGREGATED,
             subject=record.run_key,
-            payload={
-                "round": r,
-                "strategy": record.strategy,
-                "accepted_updates_sha256": accepted,
-                "aggregate_sha256": e.get("aggregate_sha256"),
-                "failed": e.get("failed"),
-            },
+            payload=_round_payload(e, record.strategy),
             recorded_at=now().isoformat(),
         )
+
+
+def _round_payload(event: Mapping[str, Any], strategy: str) -> JSONObject:
+    """A round's audit entry: each accepted update's hash and the aggregate's; under SecAgg+ the sites instead.
+
+    A SecAgg+ server never sees one update, so there is no per-update hash to record: the entry
+    names the sites whose masked updates (and signed participation) made the aggregate.
+    """
+    accepted = [u for u in event["updates"] if u["accepted"]]
+    payload: JSONObject = {"round": int(event["round"]), "strategy": strategy}
+    if event.get("secure"):
+        payload["secure_aggregation"] = "SecAgg+"
+        payload["participating_sites"] = [str(site) for site in sorted(str(u["site"]) for u in accepted)]
+        payload["individual_updates"] = "masked: never seen by the server, so not hashed"
+    else:
+        payload["accepted_updates_sha256"] = {str(u["site"]): str(u["update_sha256"]) for u in accepted}
+    payload["aggregate_sha256"] = event.get("aggregate_sha256")
+    payload["failed"] = event.get("failed")
+    return payload
 
 
 def _refuse_taken(session_factory: SessionFactory, version: str) -> None:
@@ -576,6 +619,14 @@ def _used_examples(prepared: PreparedRun) -> tuple[list[TrainingExample], list[T
     return train, val, holdout
 
 
+_AGGREGATION = "Flower (flwr) message-API strategy over verified, Ed25519-signed site updates"
+_AGGREGATION_SECURE = (
+    "Flower (flwr) SecAgg+ secure aggregation (legacy DefaultWorkflow with SecAggPlusWorkflow, secaggplus_mod "
+    "at each site), FedAvg of equally weighted site changes; the server saw only their masked sum; each "
+    "site's participation Ed25519-signed"
+)
+
+
 def _card(  # noqa: PLR0913 - every card field has one source
     parent: ModelCard,
     plan: RunPlan,
@@ -605,8 +656,9 @@ def _card(  # noqa: PLR0913 - every card field has one source
         **plan.local,
         "robust": dict(plan.robust),
         "dp": _privacy(plan, events),
+        "secure_aggregation": None if plan.secure is None else dict(plan.secure),
         "parent_weights_sha256": parent.weights["sha256"],
-        "aggregation": "Flower (flwr) message-API strategy over verified, Ed25519-signed site updates",
+        "aggregation": _AGGREGATION_SECURE if plan.secure is not None else _AGGREGATION,
     }
     # No pooled validation set exists centrally: the parent's threshold is kept, and the gate judges it.
     return challenger_card(
