@@ -13,11 +13,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
+import signal
 import sys
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -208,16 +211,40 @@ def _run_claimed(args: argparse.Namespace, settings: Settings, sf: Any, run_key:
         federated_live.note_progress(sf, run, seen, expected=prepared.plan.expected_node, now=utc_now())
 
     failure = None
-    try:
-        with LocalFederation(work_dir=prepared.run_dir / "flower", sites=prepared.nodes, environ=os.environ) as fed:
-            events = fed.run(app_dir, prepared.run_dir, on_event=on_event, timeout=args.timeout)
-    except FederationFailedError as exc:
-        failure = str(exc)
-    except KeyboardInterrupt:
-        federated.record_run(sf, prepared, events or seen, version=None, models_dir=settings.home / "models",
-                             actor=args.actor or _actor(), now=utc_now, failure="interrupted (Ctrl-C)")  # fmt: skip
-        raise
+    with _deferred_interrupt() as interrupted:
+        try:
+            with LocalFederation(work_dir=prepared.run_dir / "flower", sites=prepared.nodes, environ=os.environ) as fed:
+                events = fed.run(
+                    app_dir, prepared.run_dir, on_event=on_event, timeout=args.timeout, interrupted=interrupted
+                )
+        except FederationFailedError as exc:
+            failure = str(exc)
+        except KeyboardInterrupt:
+            federated.record_run(sf, prepared, events or seen, version=None, models_dir=settings.home / "models",
+                                 actor=args.actor or _actor(), now=utc_now, failure="interrupted (Ctrl-C)")  # fmt: skip
+            raise
     return _recorded(prepared, events or seen, args.version, failure, actor=args.actor)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn Ctrl-C into a flag the federation's poll loop checks, for the length of the block.
+
+    A KeyboardInterrupt raised at an arbitrary bytecode could land inside a store write (the run's
+    progress is written as events arrive) and leave its connection holding SQLite's write lock, so
+    that recording the run as interrupted then waits on itself. The flag is checked between polls,
+    where nothing is being written. Outside the main thread (no signal handlers there) the flag
+    never rises and Ctrl-C acts as before.
+    """
+    raised = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield raised.is_set
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: raised.set())
+    try:
+        yield raised.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _recorded(

@@ -258,8 +258,12 @@ class LocalFederation:
         on_event: Callable[[JSONObject], None],
         timeout: float,
         poll: float = 0.5,
+        interrupted: Callable[[], bool] = lambda: False,
     ) -> list[JSONObject]:
         """Submit the app with ``flwr run``, pass each new event of ``run_dir`` to ``on_event``, return them all.
+
+        ``interrupted`` is asked between polls; when it says True the run stops with
+        ``KeyboardInterrupt`` there, never inside ``on_event`` (which may be writing to the store).
 
         Returns when the run's log says ``finished`` or ``failed`` (and ``flwr run`` has exited
         or been stopped).
@@ -288,6 +292,8 @@ class LocalFederation:
         now = time.monotonic()
         deadline, submit_gone = now + timeout, now + timeout
         while time.monotonic() < min(deadline, submit_gone):
+            if interrupted():
+                raise KeyboardInterrupt
             new = read_events(run_dir, skip=len(events))
             for event in new:
                 on_event(event)
