@@ -55,7 +55,9 @@ class Planter:
     def value(self, vr: str) -> str:
         n = len(self.canaries) + 1
         if vr in NUMBER_VRS:
-            text = f"7{n:07d}"
+            # The sign keeps it out of the digits of a UID: a keyed "2.25.<39 digits>" UID holds
+            # any given run of 8 digits now and then, which a bare number would be taken for.
+            text = f"+7{n:07d}"
         elif vr == "UI":
             text = f"1.3.6.1.4.1.58888.9{n:06d}"
         else:
