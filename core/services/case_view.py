@@ -190,11 +190,12 @@ def _allowed(
     return allowed, withheld
 
 
-def _image(session_factory: SessionFactory, user: SignedInUser, study_uid: str) -> CaseImage | str:
+def _image(session_factory: SessionFactory, user: SignedInUser, study_uid: str) -> tuple[CaseImage | None, str | None]:
+    """The study's film and None, or None and why it cannot be shown (one sentence for the reader)."""
     try:
-        return review.load_case_image(session_factory, user, study_uid)
+        return review.load_case_image(session_factory, user, study_uid), None
     except PixelsUnreadableError as exc:
-        return exc.reason
+        return None, exc.reason
 
 
 def _maps(
@@ -264,14 +265,14 @@ def open_case_view(
     version = info.prediction.model_version if info.prediction is not None else None
     trust = trust_verdicts(_report(session_factory, version), version=version)
     allowed, withheld = _allowed(methods, trust, experimental=experimental)
-    image = _image(session_factory, user, study_uid)
+    image, image_problem = _image(session_factory, user, study_uid)
     maps, problems = _maps(session_factory, user, info, allowed, model=model, artifacts_dir=artifacts_dir, now=now)
     history = feedback.feedback_history(session_factory, user, study_uid)
     prior = priors.prior_studies(session_factory, user, study_uid)
     return CaseView(
         info=info,
-        image=image if isinstance(image, CaseImage) else None,
-        image_problem=image if isinstance(image, str) else None,
+        image=image,
+        image_problem=image_problem,
         maps=maps,
         map_problems=problems | withheld,
         trust=trust,
@@ -292,9 +293,5 @@ def open_prior_view(session_factory: SessionFactory, user: SignedInUser, prior_u
     """
     require(user, Permission.REVIEW_STUDIES)
     info = review.open_case(session_factory, user, prior_uid)
-    image = _image(session_factory, user, prior_uid)
-    return PriorView(
-        info=info,
-        image=image if isinstance(image, CaseImage) else None,
-        image_problem=image if isinstance(image, str) else None,
-    )
+    image, image_problem = _image(session_factory, user, prior_uid)
+    return PriorView(info=info, image=image, image_problem=image_problem)
