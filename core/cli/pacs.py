@@ -230,12 +230,13 @@ def _watch(args: argparse.Namespace) -> Outcome:
 
 def _push(args: argparse.Namespace) -> Outcome:
     from core.services import pacs
-    from core.services.pacs_auto_push import push_study
+    from core.services.pacs_auto_push import push_study, refuse_deidentified
     from core.services.store import open_store, utc_now
 
     settings = _settings()
     sf = open_store(settings)
     site = pacs.study_site(sf, args.study_uid)  # an unknown study stops before anything is made
+    refuse_deidentified(settings, site)
     with _clients(settings)(settings.pacs_endpoint(site)) as client:
         report = push_study(sf, settings, client, args.study_uid, actor=_actor(), now=utc_now)
     lines = [f"pushed {len(report.stored)} objects of {report.study_uid} to {report.endpoint}"]

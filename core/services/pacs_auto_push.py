@@ -33,6 +33,7 @@ from typing import Final
 
 from core.audit.events import AuditAction
 from core.config import PacsEndpoint, Settings
+from core.errors import PacsConfigError
 from core.imaging.dicomweb import DicomwebClient
 from core.services import pacs, result_report
 from core.store import audit_log
@@ -48,6 +49,7 @@ __all__ = [
     "open_failures",
     "push_after_verdict",
     "push_study",
+    "refuse_deidentified",
 ]
 
 #: Temporary folders under ``VIGIL_HOME`` holding the objects of one push (removed afterwards).
@@ -131,9 +133,12 @@ def push_study(
     ------
     UnknownStudyError, BadInputError
         The study is unknown or has no result from the serving model: nothing is sent.
+    PacsConfigError
+        The study's site de-identifies at ingest: nothing is sent (see :func:`refuse_deidentified`).
     PacsUnreachableError, PacsAuthError, PacsServerError
         Nothing was stored.
     """
+    refuse_deidentified(settings, pacs.study_site(sf, study_uid))
     settings.home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.home, prefix=OUTBOX_PREFIX) as folder:
         outbox = Path(folder)
@@ -144,6 +149,28 @@ def push_study(
             *pacs.explanation_objects(sf, settings, study_uid, out_dir=outbox, actor=actor, now=now),
         ]
         return pacs.push_objects(sf, client, study_uid, objects, actor=actor, now=now)
+
+
+def refuse_deidentified(settings: Settings, site: str) -> None:
+    """Refuse to send results to the PACS of a site that de-identifies at ingest.
+
+    Such a site's studies are stored under keyed UIDs and a pseudonymous patient, which its PACS
+    does not know: objects referring to them would not join the reader's study, they would open
+    a new one under the pseudonym. A keyed UID cannot be turned back into the original (that is
+    its point), so there is nothing to push them under.
+
+    Raises
+    ------
+    PacsConfigError
+        Naming the site and why.
+    """
+    if settings.deid.deidentify_at_ingest_for(site):
+        raise PacsConfigError(
+            site,
+            "the site de-identifies at ingest, so Vigil holds its studies under keyed UIDs its PACS does not "
+            "know; results cannot be filed into the PACS's study (read them in Vigil, or turn "
+            "[vigil.deid] deidentify_at_ingest off for the site)",
+        )
 
 
 def push_after_verdict(

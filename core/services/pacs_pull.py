@@ -44,11 +44,13 @@ from typing import TYPE_CHECKING, Final
 
 from core.audit.events import AuditAction
 from core.config import PacsEndpoint, Settings
-from core.errors import BadInputError, PacsAuthError, PacsConfigError, PacsServerError, PacsUnreachableError
+from core.errors import BadInputError, PacsAuthError, PacsServerError, PacsUnreachableError
+from core.imaging.deid import pseudonymous_uid
 from core.imaging.dicomweb import DicomwebClient, InstanceHit, StudyHit, StudyQuery, UnreadableStudy
 from core.imaging.files import DEFAULT_MAX_FILE_BYTES
 from core.imaging.gate import is_dicom_uid
 from core.services import ingestion
+from core.services.deidentify import IngestDeid, ingest_deid
 from core.store import audit_log, pacs_seen, sites, studies
 from core.store.engine import SessionFactory, write_with_retries
 from core.types import JSONObject
@@ -201,6 +203,11 @@ class _Run:
     actor: str
     now: Callable[[], datetime]
     max_file_bytes: int
+    deid: IngestDeid | None = None
+
+    def key(self, uid: str) -> str:
+        """The form of the PACS's ``uid`` that Vigil stores: itself, or its keyed UID at a de-identifying site."""
+        return uid if self.deid is None else pseudonymous_uid(self.deid.secret, uid)
 
 
 @dataclass
@@ -244,6 +251,7 @@ def pull_site(  # noqa: PLR0913 - keyword-only; the ingest inputs, the search an
     stop: threading.Event | None = None,
     page_size: int = 100,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    deid: IngestDeid | None = None,
 ) -> SitePull:
     """Retrieve every new instance of the studies ``query`` finds on ``client``'s PACS into ``site``.
 
@@ -257,6 +265,10 @@ def pull_site(  # noqa: PLR0913 - keyword-only; the ingest inputs, the search an
         Set (by a SIGTERM handler) to stop after the instance in hand; give the client the same
         event, so that a retry pause ends with it too. A request ended by it gives a report with
         ``stopped`` True, not an error.
+    deid : IngestDeid, optional
+        The site's de-identification at ingest (:func:`core.services.deidentify.ingest_deid`):
+        stores the de-identified copy and keeps only keyed UIDs (see the module docstring).
+        None stores instances as they come.
 
     Raises
     ------
@@ -276,7 +288,7 @@ def pull_site(  # noqa: PLR0913 - keyword-only; the ingest inputs, the search an
         site_id = sites.get_site(session, site).id
     tally = _Tally()
     with pull_lock(home / STAGING_DIR, client.base_url) as staging:
-        run = _Run(sf, client, site, site_id, staging, home / "dicom", actor, now, max_file_bytes)
+        run = _Run(sf, client, site, site_id, staging, home / "dicom", actor, now, max_file_bytes, deid)
         try:
             _pull_search(run, query, tally, predict, stop, page_size)
         except PacsServerError:
@@ -311,7 +323,7 @@ def _pull_search(  # noqa: PLR0913 - the run, its query and its hooks
 def _pull_study(run: _Run, hit: StudyHit, tally: _Tally, stop: threading.Event | None) -> bool:
     """Deal with every unseen instance of one study; False when it was complete already."""
     with run.sf() as session:
-        seen = pacs_seen.seen_uids(session, run.client.base_url, hit.study_uid)
+        seen = pacs_seen.seen_uids(session, run.client.base_url, run.key(hit.study_uid))
     if hit.counted and hit.n_instances is not None and len(seen) >= hit.n_instances:
         tally.complete += 1
         return False
@@ -319,7 +331,7 @@ def _pull_study(run: _Run, hit: StudyHit, tally: _Tally, stop: threading.Event |
     for instance in run.client.search_instances(hit.study_uid):
         if stop is not None and stop.is_set():
             break
-        if instance.sop_instance_uid not in seen:
+        if run.key(instance.sop_instance_uid) not in seen:
             _pull_instance(run, instance, tally)
     _audit_study(run, hit.study_uid, before, tally)
     return True
@@ -334,7 +346,7 @@ def _pull_instance(run: _Run, instance: InstanceHit, tally: _Tally) -> None:
             tally.rejected.append(PacsRejection(instance.study_uid, uid, reason))
             return
     with run.sf() as session:
-        stored = studies.find_instance_by_uid(session, uid) is not None
+        stored = studies.find_instance_by_uid(session, run.key(uid)) is not None
     if stored:  # ingested by an earlier, interrupted pull (or from a file): no need to fetch it
         tally.duplicates += 1
         _mark(run, instance, "duplicate")
@@ -375,6 +387,7 @@ def _ingest_bytes(run: _Run, instance: InstanceHit, data: bytes) -> ingestion.In
             actor=run.actor,
             now=run.now,
             max_file_bytes=run.max_file_bytes,
+            deid=run.deid,
         )
     finally:
         path.unlink(missing_ok=True)
@@ -387,8 +400,8 @@ def _mark(run: _Run, instance: InstanceHit, outcome: str, reason: str = "") -> N
             session,
             endpoint=run.client.base_url,
             site_id=run.site_id,
-            study_uid=instance.study_uid,
-            sop_instance_uid=instance.sop_instance_uid,
+            study_uid=run.key(instance.study_uid),
+            sop_instance_uid=run.key(instance.sop_instance_uid),
             outcome=outcome,
             reason=reason,
             now=run.now(),
@@ -407,7 +420,7 @@ def _audit_study(run: _Run, study_uid: str, before: tuple[int, int, int, int], t
             session,
             actor=run.actor,
             action=AuditAction.PACS_STUDY_PULLED,
-            subject=study_uid,
+            subject=run.key(study_uid),
             payload={
                 "endpoint": run.client.base_url,
                 "site": run.site,
@@ -480,20 +493,16 @@ def pull_sites(  # noqa: PLR0913 - keyword-only; the pull inputs and its hooks
     ------
     PacsConfigError
         A site has no PACS configured, its secret is not set or cannot be used, or it would send
-        credentials over plain http, or the site de-identifies at ingest; nothing is asked of any PACS.
+        credentials over plain http; nothing is asked of any PACS.
+    PseudonymKeyError
+        A site de-identifies at ingest and its pseudonym key cannot be read or made; nothing is
+        asked of any PACS.
     """
     endpoints = [settings.pacs_endpoint(site) for site in sites_]
-    for endpoint in endpoints:
-        if settings.deid.deidentify_at_ingest_for(endpoint.site):
-            # A pull keeps the PACS's own UIDs to know what it has seen; that is not built yet.
-            raise PacsConfigError(
-                endpoint.site,
-                "the site de-identifies at ingest, which a PACS pull does not do yet; "
-                "export from the PACS to a folder and use `vigil ingest`",
-            )
-    made = [(endpoint, clients(endpoint)) for endpoint in endpoints]  # every secret checked before any request
+    # Every secret and pseudonym key is read before any request.
+    made = [(endpoint, clients(endpoint), ingest_deid(settings, endpoint.site)) for endpoint in endpoints]
     pulls, failures = [], []
-    for endpoint, client in made:
+    for endpoint, client, deid in made:
         if stop is not None and stop.is_set():
             break
         try:
@@ -511,6 +520,7 @@ def pull_sites(  # noqa: PLR0913 - keyword-only; the pull inputs and its hooks
                         stop=stop,
                         page_size=endpoint.page_size,
                         max_file_bytes=settings.max_file_bytes,
+                        deid=deid,
                     )
                 )
         except BadInputError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from core.audit.events import AuditAction
-from core.config import PACS_URL_MAX_CHARS, PacsEndpoint
-from core.errors import BadInputError, PacsAuthError, PacsServerError, PacsUnreachableError
+from core.config import PACS_URL_MAX_CHARS, DeidSettings, DeidSite, PacsEndpoint
+from core.errors import BadInputError, PacsAuthError, PacsConfigError, PacsServerError, PacsUnreachableError
+from core.imaging.deid import pseudonymous_uid
 from core.imaging.dicomweb import (
     MAX_SEARCH_RESULTS,
     DicomwebAuth,
@@ -27,9 +29,11 @@ from core.imaging.dicomweb import (
 )
 from core.sampledata import generate_cohort
 from core.services import pacs, sites
+from core.services.deidentify import ingest_deid
+from core.services.pacs_auto_push import push_study
 from core.store import audit_log, pacs_seen, predictions, studies
 from core.store.engine import SessionFactory
-from core.store.tables import PacsSeenRow
+from core.store.tables import Base, PacsSeenRow
 from tests.core.services.conftest import Env
 from tests.pacs_server import OrthancServer, ScriptedDicomweb, orthanc, qido_pages, start_orthanc, study_item
 
@@ -400,6 +404,78 @@ def test_push_sends_the_explanation_objects_into_the_study(
     with env.sf() as session:
         (entry,) = [e for e in audit_log.iter_entries(session) if e.action == AuditAction.PACS_PUSHED]
     assert entry.subject == study_uid and sorted(entry.payload["stored"]) == sorted(report.stored)  # type: ignore[arg-type]
+
+
+def _deidentifying(env: Env) -> Env:
+    """``env`` with its benchmark site de-identifying at ingest."""
+    deid = DeidSettings(sites=(DeidSite(SITE, deidentify_at_ingest=True),))
+    return dataclasses.replace(env, settings=dataclasses.replace(env.settings, deid=deid))
+
+
+def _every_stored_value(sf: SessionFactory) -> str:
+    """Every value of every row of every table, as one string (what a dump of the database would show)."""
+    with sf() as session:
+        return "\n".join(
+            repr(tuple(row)) for table in Base.metadata.sorted_tables for row in session.execute(table.select())
+        )
+
+
+def test_a_deidentifying_site_pulls_its_pacs_into_keyed_uids_only(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
+    # Prepare: the site de-identifies and has this PACS; the originals' identifiers, as the PACS holds them
+    env = _deidentifying(env)
+    endpoint = PacsEndpoint(site=SITE, url=pacs_server.dicomweb_url, auth="basic", username="u", secret_env="S")
+    env = dataclasses.replace(env, settings=dataclasses.replace(env.settings, pacs=(endpoint,)))
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in cohort_files]
+    originals = {str(h.SOPInstanceUID) for h in headers} | {str(h.StudyInstanceUID) for h in headers}
+    originals |= {str(h.SeriesInstanceUID) for h in headers} | {str(h.PatientID) for h in headers}
+    secret = ingest_deid(env.settings, SITE).secret  # type: ignore[union-attr]
+
+    # Execute: the pull through pull_sites (what `vigil pacs pull` runs), twice
+    def pull() -> pacs.SitePull:
+        report = pacs.pull_sites(
+            env.settings,
+            env.sf,
+            lambda _endpoint: _client(pacs_server),
+            sites_=[SITE],
+            since=date(1900, 1, 1),
+            actor="t",
+            now=env.now,
+        )
+        assert report.failures == ()
+        return report.sites[0]
+
+    first, second = pull(), pull()
+
+    # Assert: stored under keyed UIDs, with the de-identified copy's bytes, and no original anywhere
+    keyed = sorted(pseudonymous_uid(secret, str(h.SOPInstanceUID)) for h in headers)
+    assert _sop_uids(env.sf) == keyed
+    assert (first.stored, first.rejected) == (len(cohort_files), ())
+    assert (second.retrieved, second.studies_complete) == (0, first.studies_found)  # the seen-table still works
+    dump = _every_stored_value(env.sf)
+    assert [uid for uid in originals if uid in dump] == []
+    for path in env.dicom_dir.rglob("*.dcm"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.PatientIdentityRemoved == "YES" and str(ds.SOPInstanceUID) in keyed
+    with env.sf() as session:
+        subjects = {e.subject for e in audit_log.iter_entries(session) if e.action == AuditAction.PACS_STUDY_PULLED}
+    assert subjects == {pseudonymous_uid(secret, str(h.StudyInstanceUID)) for h in headers}
+
+
+def test_results_are_not_pushed_to_the_pacs_of_a_deidentifying_site(
+    env: Env, pacs_server: OrthancServer, cohort_files: list[Path]
+) -> None:
+    # Prepare: a study pulled and scored while the site kept identifiers; then the site de-identifies
+    _pull(env, pacs_server)
+    study_uid = str(pydicom.dcmread(cohort_files[0], stop_before_pixels=True).StudyInstanceUID)
+    env = _deidentifying(env)
+
+    # Execute / Assert: refused naming the site and why, before anything is sent or audited
+    with _client(pacs_server) as client, pytest.raises(PacsConfigError, match=r"'benchmark'.*keyed UIDs"):
+        push_study(env.sf, env.settings, client, study_uid, actor="t", now=env.now)
+    with env.sf() as session:
+        assert not [e for e in audit_log.iter_entries(session) if e.action == AuditAction.PACS_PUSHED]
 
 
 def test_mark_seen_is_once_per_endpoint_and_instance(session_factory: SessionFactory, now: datetime) -> None:
