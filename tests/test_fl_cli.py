@@ -120,6 +120,34 @@ def test_an_unregistered_site_or_a_keyless_site_is_refused_before_anything_start
     assert code == 2
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (("--secagg-threshold", "2"), "--secagg-threshold needs --secure-aggregation"),
+        (("--dp-noise-multiplier", "1.0"), "differential privacy needs"),
+    ],
+)
+def test_an_option_that_needs_another_is_named_before_the_store_is_read(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: tuple[str, ...],
+    named: str,
+) -> None:
+    # Prepare: an empty home, where the first thing read from the store (the serving model) is missing
+    monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VIGIL_DATABASE_URL", f"sqlite:///{tmp_path / 'v.db'}")
+    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+
+    # Execute
+    code = main(["fl", "run", "--sites", "northfield,eastgate", "--rounds", "1", *options])
+
+    # Assert: the option is named, not the missing model, and no store was made
+    assert code == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "v.db").exists()
+
+
 def test_a_loopback_run_trains_records_audits_registers_and_leaves_no_process(
     keyed: Home, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -174,6 +174,7 @@ def _run(args: argparse.Namespace) -> Outcome:
     from core.services import federated_live
     from core.services.store import open_store, utc_now
 
+    _options(args)  # a bad combination of options is named before the store is opened
     settings = _settings()
     sf = open_store(settings)
     run = args.run_key or federated_live.new_run_key(utc_now())
@@ -298,7 +299,7 @@ def _prepare(
     from core.services import federated, models
     from core.services.store import utc_now
 
-    sites = _sites(args.sites)
+    sites, dp, secure = _options(args)
     parent = args.parent or _serving(models.list_models(sf))
     run = run or f"fl-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     return federated.prepare_run(
@@ -321,11 +322,17 @@ def _prepare(
         keys_dir=settings.home / "fl-keys",
         now=utc_now,
         actor=getattr(args, "actor", None) or _actor(),
-        dp=_dp(args),
+        dp=dp,
         version=args.version,
         on_this_machine=on_this_machine,
-        secure=_secure(args, quorum=args.min_sites or len(sites)),
+        secure=secure,
     )
+
+
+def _options(args: argparse.Namespace) -> tuple[list[str], Any, Any]:
+    """The sites, privacy and secure-aggregation settings the options give; checks need no store."""
+    sites = _sites(args.sites)
+    return sites, _dp(args), _secure(args, quorum=args.min_sites or len(sites))
 
 
 def _dp(args: argparse.Namespace) -> Any:
