@@ -8,7 +8,8 @@ Two tests, kept few for a 2-core machine:
   it with the installation's model. The case opens as before (no second film, "Compare with
   prior" off); switched on, both films are shown, each labelled with its date and AI score;
 - the built component alone (CPU rendering): window / level set on either film is the other's
-  too, and removing the prior gives the case its whole width back.
+  too, the pixel probe reads the prior's own film in its own units, and removing the prior gives
+  the case its whole width back.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ _RENDER = """([withPrior]) => {
     return new Uint8Array(pixels.buffer);
   };
   const prior = withPrior ? {study_uid: "1.2.9", rows: 96, columns: 80, spacing: [0.6, 0.6],
-    length_unit: "mm at detector", calibration: "Proj", label: "Prior · 2025-01-02 · AI score 0.12"} : null;
+    length_unit: "mm at detector", calibration: "Proj", label: "Prior · 2025-01-02 · AI score 0.12",
+    value_unit: "(CR units)"} : null;
   window.postMessage({type: "streamlit:render", args: {
     study_uid: "1.2.3", rows: 128, columns: 128, pixels: film(128, 128, 4), map: null,
     prior_pixels: withPrior ? film(96, 80, 3) : null, prior,
@@ -151,6 +153,12 @@ def test_component_keeps_one_window_for_both_films_and_gives_the_width_back() ->
             page.mouse.up()
             page.wait_for_timeout(300)
             dragged = (_window(page, "viewport"), _window(page, "priorViewport"))
+            page.mouse.move(x + 7, y + 5)
+            probed = page.locator("#probe").inner_text()
+            case_box = page.locator("#viewport").bounding_box()
+            assert case_box is not None
+            page.mouse.move(case_box["x"] + case_box["width"] / 2, case_box["y"] + case_box["height"] / 2)
+            probed_case = page.locator("#probe").inner_text()
 
             # Execute: the prior switched off again
             page.evaluate(_RENDER, [False])
@@ -165,5 +173,13 @@ def test_component_keeps_one_window_for_both_films_and_gives_the_width_back() ->
             assert dragged[1] != pytest.approx(preset[1]) and dragged[0] == pytest.approx(dragged[1])
             assert half["width"] < 0.6 * whole["width"] and prior_box["x"] > half["x"] + half["width"] - 1
             expect(page.locator("#label-current")).to_be_hidden()
+            # ... and the probe read the prior's own film (its pixel is 3 x + y) in its own units
+            found = re.fullmatch(r"Prior \((\d+), (\d+)\): (-?\d+\.\d) \(CR units\)", probed)
+            assert found is not None, probed
+            px, py, value = int(found[1]), int(found[2]), float(found[3])
+            assert px < 80 and py < 96 and value == pytest.approx(3 * px + py)
+            found = re.fullmatch(r"\((\d+), (\d+)\): (-?\d+\.\d) \(DX units\)", probed_case)
+            assert found is not None, probed_case
+            assert float(found[3]) == pytest.approx(4 * int(found[1]) + int(found[2]))
         finally:
             browser.close()

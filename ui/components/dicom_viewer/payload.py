@@ -200,6 +200,7 @@ def _prior_fields(prior: PriorView) -> tuple[JSONObject, bytes]:
         "length_unit": length_unit(spacing),
         "calibration": CORNERSTONE_CALIBRATION[spacing.basis] if spacing else "",
         "label": film_label("Prior", prior.info),
+        "value_unit": _unit(prior.info.study.modality),
     }
     return fields, encode_pixels(prior.image.pixels)
 

@@ -111,7 +111,7 @@ async function initialise(forceCpu) {
   const element = $("viewport");
   element.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
   element.addEventListener(Enums.Events.VOI_MODIFIED, () => state.prior && copyWindow(state.viewport, state.priorViewport));
-  element.addEventListener("mousemove", onProbe);
+  element.addEventListener("mousemove", (event) => onProbe(event, "current"));
   element.addEventListener("contextmenu", (e) => e.preventDefault());
   return engine;
 }
@@ -132,6 +132,18 @@ function setMode(mode) {
     button.setAttribute("aria-pressed", String(button.dataset.mode === mode));
   }
   document.body.dataset.mode = mode;
+}
+
+const decodedCache = new WeakMap();
+
+function decoded(bytes) {
+  // float32(bytes), decoded once per film: the probe reads it on every mouse move.
+  let values = decodedCache.get(bytes);
+  if (!values) {
+    values = float32(bytes);
+    decodedCache.set(bytes, values);
+  }
+  return values;
 }
 
 function float32(bytes) {
@@ -285,20 +297,34 @@ function onRendered() {
   drawOverlay();
 }
 
-function onProbe(event) {
-  if (!state.imageId) return;
-  const rect = $("viewport").getBoundingClientRect();
-  const world = state.viewport.canvasToWorld([event.clientX - rect.left, event.clientY - rect.top]);
-  const [x, y] = utilities.worldToImageCoords(state.imageId, world).map(Math.floor);
+function probedFilm(which) {
+  // What the probe reads on each pane: the case's film, or the prior's once it is on screen.
+  if (which === "prior") {
+    if (!state.prior || !state.priorImageId) return null;
+    const { rows, columns, value_unit: unit } = state.prior;
+    return { viewport: state.priorViewport, imageId: state.priorImageId, element: $("viewport-prior"),
+      rows, columns, unit, pixels: state.args.prior_pixels, name: "Prior " };
+  }
+  if (!state.imageId) return null;
   const { rows, columns, value_unit: unit } = state.args;
-  if (x < 0 || y < 0 || x >= columns || y >= rows) {
+  return { viewport: state.viewport, imageId: state.imageId, element: $("viewport"),
+    rows, columns, unit, pixels: state.args.pixels, name: "" };
+}
+
+function onProbe(event, which) {
+  const film = probedFilm(which);
+  if (!film) return;
+  const rect = film.element.getBoundingClientRect();
+  const world = film.viewport.canvasToWorld([event.clientX - rect.left, event.clientY - rect.top]);
+  const [x, y] = utilities.worldToImageCoords(film.imageId, world).map(Math.floor);
+  if (x < 0 || y < 0 || x >= film.columns || y >= film.rows) {
     $("probe").textContent = "";
     return;
   }
-  const value = state.viewport.getImageData().scalarData
-    ? state.viewport.getImageData().scalarData[y * columns + x]
-    : float32(state.args.pixels)[y * columns + x];
-  $("probe").textContent = `(${x}, ${y}): ${Number(value).toFixed(1)} ${unit}`;
+  // The values sent, not the viewport's: its scalar data is the rendered copy, which the CPU
+  // renderer may hold in another type or range.
+  const value = decoded(film.pixels)[y * film.columns + x];
+  $("probe").textContent = `${film.name}(${x}, ${y}): ${Number(value).toFixed(1)} ${film.unit}`;
 }
 
 function flash() {
@@ -435,6 +461,7 @@ async function showPrior(args) {
       // Only once its film is on screen: while the stack loads, the prior's VOI is not the reader's.
       element.addEventListener(Enums.Events.VOI_MODIFIED, () => state.prior && copyWindow(state.priorViewport, state.viewport));
       element.addEventListener("contextmenu", (e) => e.preventDefault());
+      element.addEventListener("mousemove", (event) => onProbe(event, "prior"));
     }
   }
   const imageId = `vigil-prior:${want.study_uid}:${generation}`;
