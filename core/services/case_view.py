@@ -32,10 +32,21 @@ from core.services.review import CaseImage, CaseInfo
 from core.store.engine import SessionFactory
 from core.store.feedback import FeedbackRecord
 
-__all__ = ["CaseView", "PriorView", "TrustVerdict", "open_case_view", "open_prior_view", "trust_verdicts"]
+__all__ = [
+    "PRIORS_OFFERED",
+    "CaseView",
+    "PriorView",
+    "TrustVerdict",
+    "open_case_view",
+    "open_prior_view",
+    "trust_verdicts",
+]
 
 #: The map a case opens with: the method the report supports for the bundled model.
 DEFAULT_METHODS: Final = (ExplainMethod.GRADCAM,)
+#: The most recent priors a case offers for comparison: enough to follow a finding over years,
+#: few enough for a short list beside the viewer.
+PRIORS_OFFERED: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +96,8 @@ class CaseView:
     history : tuple of FeedbackRecord
         The study's feedback, oldest first, as the user may see it.
     priors : tuple of PriorCandidate
-        The patient's earlier studies at the same site, most recent first (empty: none).
+        The patient's earlier studies at the same site, most recent first, at most
+        :data:`PRIORS_OFFERED` (empty: none).
     """
 
     info: CaseInfo
@@ -268,7 +280,7 @@ def open_case_view(
     image, image_problem = _image(session_factory, user, study_uid)
     maps, problems = _maps(session_factory, user, info, allowed, model=model, artifacts_dir=artifacts_dir, now=now)
     history = feedback.feedback_history(session_factory, user, study_uid)
-    prior = priors.prior_studies(session_factory, user, study_uid)
+    prior = priors.prior_studies(session_factory, user, study_uid, limit=PRIORS_OFFERED)
     return CaseView(
         info=info,
         image=image,

@@ -1,9 +1,9 @@
 """A SYNTHETIC prior study for one patient of a test installation (the sample cohort has no repeat patients).
 
 The first live study of the cohort is re-saved under new UIDs, mirrored left to right (so it is
-visibly another film), with an accession ``SYN-PRIOR-…``, the same PatientID, a date
-:data:`PRIOR_DAYS` earlier and a description saying it is a test fixture; it is ingested through
-the ordinary gate and scored by the installation's serving model.
+visibly another film), with an accession ``SYN-P<days>-…``, the same PatientID, a date ``days``
+(:data:`PRIOR_DAYS` unless given) earlier and a description saying it is a test fixture; it is
+ingested through the ordinary gate and scored by the installation's serving model.
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ class Pair:
     prior_label: str
 
 
-def add_synthetic_prior(inst: Installation, out: Path) -> Pair:
-    """Ingest and score a SYNTHETIC prior for the first live study of the cohort (test fixture only)."""
+def add_synthetic_prior(inst: Installation, out: Path, *, days: int = PRIOR_DAYS) -> Pair:
+    """Ingest and score a SYNTHETIC prior, ``days`` before the first live study of the cohort (test fixture only)."""
     with (inst.cohort_dir / "manifest.csv").open(newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if r["is_benchmark"] == "0" and r["study_date"])
     ds = pydicom.dcmread(inst.cohort_dir / row["path"])
-    day = date.fromisoformat(row["study_date"]) - timedelta(days=PRIOR_DAYS)
+    day = date.fromisoformat(row["study_date"]) - timedelta(days=days)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.AccessionNumber = f"SYN-PRIOR-{row['accession_number']}"[:16]
+    ds.AccessionNumber = f"SYN-P{days}-{row['accession_number']}"[:16]
     ds.StudyDate = ds.SeriesDate = day.strftime("%Y%m%d")
     ds.StudyDescription = "SYNTHETIC prior (test fixture)"
     # Mirrored, so that the prior is visibly another film (the random test model scores both alike).

@@ -3,7 +3,7 @@
 Two tests, kept few for a 2-core machine:
 
 - the review app: the sample cohort has no repeat patients, so the fixture ingests a SYNTHETIC
-  prior (a live study's phantom re-saved under new UIDs, an accession ``SYN-PRIOR-…``, the same
+  prior (a live study's phantom re-saved under new UIDs, an accession ``SYN-P<days>-…``, the same
   PatientID and a date 400 days earlier, its description saying it is a test fixture) and scores
   it with the installation's model. The case opens as before (no second film, "Compare with
   prior" off); switched on, both films are shown, each labelled with its date and AI score;

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
@@ -69,3 +71,18 @@ def texts(at: AppTest) -> str:
 
     walk(at._tree)
     return "\n".join(parts)
+
+
+def viewer_args_sent(at: AppTest) -> dict[str, Any]:
+    """The JSON arguments the Cornerstone3D viewer component was sent (pixels and map aside)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: object) -> None:
+        if type(node).__name__ == "UnknownElement" and getattr(node, "type", "") == "component_instance":
+            found.append(json.loads(node.proto.json_args))  # type: ignore[attr-defined]
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    assert len(found) == 1, f"expected one viewer, found {len(found)}"
+    return found[0]

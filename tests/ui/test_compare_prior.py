@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from core.services import case_view
 from core.services.permissions import Role, SignedInUser
 from tests.e2e.synthetic_prior import PRIOR_DAYS, add_synthetic_prior
-from tests.ui.conftest import USERS
+from tests.ui.conftest import USERS, viewer_args_sent
 from tests.ui.installation import Installation
 from ui import resources
 from ui.components.dicom_viewer.payload import viewer_args
@@ -88,3 +88,41 @@ def test_the_switch_is_offered_only_with_a_prior_and_is_off_at_every_case(
     assert not at.exception
     assert on == [True] and warned == []
     assert not [t for t in at.toggle if str(t.label).startswith("Compare with prior")]
+
+
+def test_with_several_priors_the_reader_chooses_which_and_the_next_case_starts_from_the_most_recent(
+    app: App, installation: Installation, tmp_path: Path
+) -> None:
+    # Prepare: two priors of one patient, 400 and 800 days before the case
+    recent = add_synthetic_prior(installation, tmp_path / "recent", days=400)
+    older = add_synthetic_prior(installation, tmp_path / "older", days=800)
+    view = _view(installation, recent.current_uid)
+    at = app(Role.RADIOLOGIST)
+    at.switch_page(PAGE)
+    at.session_state["vigil.case.study"] = recent.current_uid
+    at.run()
+
+    # Execute: compare, then choose the older prior from the list
+    (switch,) = [t for t in at.toggle if str(t.label).startswith("Compare with prior")]
+    label = str(switch.label)
+    switch.set_value(True).run()
+    (chosen,) = [s for s in at.selectbox if s.label == "Prior shown"]
+    offered, first = list(chosen.options), viewer_args_sent(at)["prior"]
+    chosen.set_value(older.prior_uid).run()
+    second = viewer_args_sent(at)["prior"]
+
+    # Assert: both offered, most recent first and shown first; the choice reached the viewer
+    assert [p.study_uid for p in view.priors] == [recent.prior_uid, older.prior_uid]
+    assert label == "Compare with prior (2 earlier studies)"
+    assert [o.split(" · ")[1] for o in offered] == [
+        p.accession_number for p in view.priors
+    ]  # shown as "date · accession"
+    assert first["study_uid"] == recent.prior_uid and second["study_uid"] == older.prior_uid
+    assert not at.exception and not [w for w in at.warning if "prior" in str(w.value)]
+
+    # Execute / Assert: the prior, read as a case, has the older one as its only prior; the switch is off
+    at.session_state["vigil.case.study"] = recent.prior_uid
+    at.run()
+    (switch,) = [t for t in at.toggle if str(t.label).startswith("Compare with prior")]
+    assert switch.value is False and not [s for s in at.selectbox if s.label == "Prior shown"]
+    assert viewer_args_sent(at)["prior"] is None

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select, text, update
@@ -19,7 +17,7 @@ from core.services.audit import verify_ledger
 from core.services.permissions import Permission, Role, SignedInUser, can
 from core.services.worklist import ReviewStatus, ScoreBand, WorklistFilter, worklist_page
 from core.store.tables import AuditEntryRow, InstanceRow, StudyRow
-from tests.ui.conftest import APP, USERS, count_elements, texts
+from tests.ui.conftest import APP, USERS, count_elements, texts, viewer_args_sent
 from tests.ui.installation import DEMO_PASSWORDS, Installation
 from tests.ui.test_deep_links import open_url
 from ui.navigation import PAGES, refusal_text
@@ -269,27 +267,12 @@ def test_case_page_shows_image_overlay_card_and_metadata_but_never_the_lesion_ma
 
     # Assert
     uid = at.session_state["vigil.case.study"]
-    args = _viewer_args(at)
+    args = viewer_args_sent(at)
     assert args["study_uid"] == uid and args["overlay"] is True and args["map_label"] == "Grad-CAM map"
     assert any("operating threshold" in m.value for m in at.markdown)
     assert any("synthetic chest radiograph phantoms" in m.value for m in at.markdown)
     assert at.toggle(key=f"view-overlay-{uid}").value is True
     assert "mask" not in texts(at).lower()
-
-
-def _viewer_args(at: AppTest) -> dict[str, Any]:
-    """The JSON arguments the Cornerstone3D viewer component was sent (pixels and map aside)."""
-    found: list[dict[str, Any]] = []
-
-    def walk(node: object) -> None:
-        if type(node).__name__ == "UnknownElement" and getattr(node, "type", "") == "component_instance":
-            found.append(json.loads(node.proto.json_args))  # type: ignore[attr-defined]
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    assert len(found) == 1, f"expected one viewer, found {len(found)}"
-    return found[0]
 
 
 def _element_types(at: AppTest) -> set[str]:
@@ -315,7 +298,7 @@ def test_the_viewer_starts_at_the_file_default_window_with_the_presets_named(
     )
 
     # Execute
-    presets = _viewer_args(at)["presets"]
+    presets = viewer_args_sent(at)["presets"]
 
     # Assert: the first preset (the one shown first) is the file's own window
     assert (presets[0]["center"], presets[0]["width"]) == pytest.approx((image.default.center, image.default.width))
@@ -376,7 +359,7 @@ def test_gradientshap_shows_a_signed_map_with_its_legend_and_trust_note(app: App
     captions = [c.value for c in at.caption]
     assert any(c.startswith("Red: evidence for a nodule") for c in captions)
     assert any("How far to trust GradientShap" in c for c in captions)
-    args = _viewer_args(at)
+    args = viewer_args_sent(at)
     assert args["map_label"] == "GradientShap map" and args["map_signed"] is True
     assert count_elements(at) < ELEMENT_BUDGET
 

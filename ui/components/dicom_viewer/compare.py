@@ -1,8 +1,10 @@
 """The "Compare with prior" switch: offered only when the patient has a prior, off at the start of every case.
 
 The case view already names the priors (``core.services.priors``: same patient, same site,
-strictly earlier date). Only when the reader switches the comparison on is the prior's film read
-and decoded (one ``core.services.case_view.open_prior_view`` call, cached per user, prior and data
+strictly earlier date, the most recent few). The switch compares with the most recent; when the
+patient has more than one, a list under the switch chooses another, also per case (the most
+recent again at the next case). Only when the reader switches the comparison on is the prior's
+film read and decoded (one ``core.services.case_view.open_prior_view`` call, cached per user, prior and data
 version), so a case read without it costs what it did before and looks as it did.
 
 The page reads the switch's state before the viewer (:func:`chosen_prior`) and draws the switch
@@ -21,6 +23,7 @@ from core.errors import UnknownStudyError
 from core.services import case_view
 from core.services.case_view import CaseView, PriorView
 from core.services.permissions import SignedInUser
+from core.services.priors import PriorCandidate
 from ui import cached, resources
 
 __all__ = ["PriorChoice", "chosen_prior", "switch"]
@@ -39,15 +42,34 @@ def _compare_key(study_uid: str) -> str:
     return f"view-compare-{study_uid}"
 
 
+def _which_key(study_uid: str) -> str:
+    # Keyed on the case too: the next case starts again from its most recent prior.
+    return f"view-compare-which-{study_uid}"
+
+
+def _chosen(view: CaseView) -> PriorCandidate:
+    """The prior picked from the list, or the most recent (no list, or a pick no longer offered)."""
+    picked = st.session_state.get(_which_key(view.study_uid))
+    return next((p for p in view.priors if p.study_uid == picked), view.priors[0])
+
+
+def _when(prior: PriorCandidate) -> str:
+    return prior.study_date.isoformat() if prior.study_date else "no date"
+
+
+def _describe(prior: PriorCandidate) -> str:
+    return f"{_when(prior)} · {prior.accession_number}" if prior.accession_number else _when(prior)
+
+
 def chosen_prior(reads: cached.Reads, view: CaseView) -> PriorChoice:
     """The prior the reader switched on for this case (reads state only; draws nothing)."""
     if not view.priors or view.image is None or st.session_state.get(_compare_key(view.study_uid)) is not True:
         return PriorChoice()
-    newest = view.priors[0]
+    chosen = _chosen(view)
     try:
-        prior = _prior_view(reads.url, reads.user, newest.study_uid, reads.version)
+        prior = _prior_view(reads.url, reads.user, chosen.study_uid, reads.version)
     except UnknownStudyError:  # removed since the case was opened
-        name = newest.accession_number or newest.study_uid
+        name = chosen.accession_number or chosen.study_uid
         return PriorChoice(problem=f"the prior study {name} is no longer stored.")
     if prior.image is None:
         return PriorChoice(problem=f"the prior's image cannot be shown: {prior.image_problem}")
@@ -55,18 +77,26 @@ def chosen_prior(reads: cached.Reads, view: CaseView) -> PriorChoice:
 
 
 def switch(view: CaseView, choice: PriorChoice) -> None:
-    """The switch (only when the case has a prior), and why the prior is not shown when it cannot be."""
+    """The switch (only when the case has a prior), the list of priors when there are several, and any problem."""
     if not view.priors or view.image is None:
         return
-    newest = view.priors[0]
-    when = newest.study_date.isoformat() if newest.study_date else "no date"
-    st.toggle(
-        f"Compare with prior ({when})",
+    several = len(view.priors) > 1
+    label = f"{len(view.priors)} earlier studies" if several else _when(view.priors[0])
+    on = st.toggle(
+        f"Compare with prior ({label})",
         value=False,
         key=_compare_key(view.study_uid),
-        help="The patient's most recent earlier study at this site, beside this one with the same window / level. "
-        "Off at the start of every case.",
+        help="The patient's most recent earlier study at this site (or one chosen below), beside this one with "
+        "the same window / level. Off at the start of every case.",
     )
+    if on and several:
+        st.selectbox(
+            "Prior shown",
+            options=[p.study_uid for p in view.priors],
+            format_func={p.study_uid: _describe(p) for p in view.priors}.__getitem__,
+            key=_which_key(view.study_uid),
+            help=f"The {len(view.priors)} most recent earlier studies at this site, most recent first.",
+        )
     if choice.problem:
         st.warning(f"The prior is not shown: {choice.problem}", icon=":material/broken_image:")
 
