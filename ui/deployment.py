@@ -7,6 +7,7 @@ show the new state together, and a confirmation names what changed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from typing import Final
 
@@ -16,7 +17,7 @@ import streamlit as st
 from core.errors import VigilError
 from core.models.finetune import FinetuneConfig
 from core.services import change_control, deployment, retrain, sites
-from core.services.deployment import DeploymentOverview, Served
+from core.services.deployment import DeploymentOverview, Served, SiteServing
 from core.services.permissions import ACTIONS, Permission, SignedInUser, can, can_any
 from core.store.deployments import DeploymentRecord
 from ui import localtime, resources
@@ -308,29 +309,55 @@ def proposals_section(user: SignedInUser) -> None:
 
 
 def gate_form(user: SignedInUser, view: DeploymentOverview) -> None:
-    """An ML engineer runs the change-control gate of a registered challenger against the serving version."""
+    """An ML engineer runs the change-control gate of a registered challenger against a serving version.
+
+    Against the fleet-wide version, or (when a site has a switch of its own) the version serving
+    that site: a promotion at such a site needs a gate run against what serves it.
+    """
     if not can(user, Permission.MANAGE_MODELS) or view.serving is None:
         return
-    challengers = [r.version for r in view.versions if r.version != view.serving.version]
+    champions = _gate_champions(view.serving.version, view.sites)
+    # The fleet's version is a challenger too where a site serves another of its own.
+    challengers = [r.version for r in view.versions if len(champions) > 1 or r.version != view.serving.version]
     if not challengers:
         return
     st.subheader("Run the change-control gate")
     with st.form("vigil-gate"):
         chosen = st.selectbox("Challenger", challengers)
-        st.caption(f"Against {view.serving.version}, on the locked hold-out, under the configured plan.")
+        scope = st.selectbox("Against the version serving", list(champions)) if len(champions) > 1 else None
+        if scope is None:
+            st.caption(f"Against {view.serving.version}, on the locked hold-out, under the configured plan.")
+        else:
+            st.caption("On the locked hold-out, under the configured plan.")
         submitted = st.form_submit_button("Run the gate")
     if submitted and chosen is not None:
+        site = champions[str(scope)] if scope is not None else None
         try:
             with st.spinner("Scoring the hold-out with both versions..."):
                 result = change_control.validate_change_as(
-                    resources.session_factory(), user, str(chosen), settings=resources.settings(), now=resources.utc_now
+                    resources.session_factory(),
+                    user,
+                    str(chosen),
+                    settings=resources.settings(),
+                    now=resources.utc_now,
+                    site=site,
                 )
         except VigilError as exc:
             st.error(str(exc))
             return
         verdict = "passed" if result.report.passed else "failed: " + "; ".join(result.report.failed)
+        against = f" against {result.champion}" + (f" (serving {site})" if site else "")
         st.session_state[_DONE] = (
             result.report.passed,
-            f"Gate run {result.record.id} of {result.challenger} {verdict}.",
+            f"Gate run {result.record.id} of {result.challenger}{against} {verdict}.",
         )
         st.rerun()
+
+
+def _gate_champions(fleet: str, sites: Sequence[SiteServing]) -> dict[str, str | None]:
+    """The choices of champion, labelled, to the site they judge at: the fleet's version, then each site's own."""
+    choices: dict[str, str | None] = {f"every site without its own switch ({fleet})": None}
+    for s in sites:
+        if s.own and s.deployment is not None:
+            choices[f"{s.site} ({s.deployment.version}, its own switch)"] = s.site
+    return choices

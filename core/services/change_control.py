@@ -80,8 +80,12 @@ def validate_change_as(
     *,
     settings: Settings,
     now: Callable[[], datetime],
+    site: str | None = None,
 ) -> ChangeValidation:
-    """:func:`validate_change` by the signed-in user (an ML engineer), under the configured plan."""
+    """:func:`validate_change` by the signed-in user (an ML engineer), under the configured plan.
+
+    ``site`` judges the challenger against the version serving that site (see :func:`validate_change`).
+    """
     engineer = require(user, Permission.MANAGE_MODELS)
     return validate_change(
         session_factory,
@@ -91,6 +95,7 @@ def validate_change_as(
         actor=engineer.username,
         now=now,
         batch_size=settings.batch_size,
+        site=site,
     )
 
 

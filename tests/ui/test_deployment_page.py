@@ -15,10 +15,12 @@ from streamlit.testing.v1 import AppTest
 
 from core.models.card import ModelCard, write_card
 from core.models.loading import sha256_file
-from core.services import models
-from core.services.permissions import Role
+from core.sampledata import MANIFEST_NAME
+from core.services import deployment, holdout, models, outcomes
+from core.services.permissions import Role, SignedInUser
 from core.store import audit_log, change_validations, model_versions
-from tests.ui.conftest import count_elements
+from tests.factories import LENIENT_PLAN_TOML
+from tests.ui.conftest import USERS, count_elements
 from tests.ui.installation import DEMO_PASSWORDS, TEST_MODEL_VERSION, Installation, clock
 
 App = Callable[[Role | None], AppTest]
@@ -170,3 +172,46 @@ def test_the_gate_report_downloads_as_html(app: App, installation: Installation)
     at = _open(app, Role.AUDITOR)
     assert any("validation" in str(s.options) for s in at.selectbox) or at.selectbox
     assert "Sign and promote" not in {b.label for b in at.button}
+
+
+def test_the_gate_runs_against_the_version_serving_a_site_with_its_own_switch(
+    app: App, installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Prepare: labels and a locked hold-out, a lenient plan, the challenger serving one site alone
+    sf = installation.session_factory()
+    outcomes.load_ground_truth(sf, installation.cohort_dir / MANIFEST_NAME, actor="t", now=clock)
+    holdout.lock_holdout(sf, fraction=0.5, seed=0, actor="t", now=clock)
+    (tmp_path / "plan.toml").write_text(LENIENT_PLAN_TOML, encoding="utf-8")
+    config = tmp_path / "vigil.toml"
+    config.write_text(f'[vigil]\nchange_control_plan = "{tmp_path / "plan.toml"}"\n', encoding="utf-8")
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    _challenger_with_a_passing_gate(installation)
+    alone = _open(app, Role.ML_ENGINEER)
+    offered_alone = [s.label for s in alone.selectbox]
+    cmio = SignedInUser(USERS[Role.CMIO], Role.CMIO)
+    site = _open(app, Role.CMIO).multiselect[0].options[0]
+    deployment.promote_as(
+        sf, cmio, CHALLENGER, DEMO_PASSWORDS["cmio"], models_dir=installation.home / "models", now=clock, sites=[site]
+    )
+
+    # Execute: the ML engineer judges the fleet's version against what now serves that site
+    at = _open(app, Role.ML_ENGINEER)
+    against = next(s for s in at.selectbox if s.label == "Against the version serving")
+    options = list(against.options)
+    against.set_value(f"{site} ({CHALLENGER}, its own switch)")
+    next(s for s in at.selectbox if s.label == "Challenger").set_value(TEST_MODEL_VERSION)
+    next(b for b in at.button if b.label == "Run the gate").click().run()
+
+    # Assert: offered only once a site has its own switch; the run stored is against the site's version
+    assert not at.exception, at.exception
+    assert "Against the version serving" not in offered_alone
+    assert options == [
+        f"every site without its own switch ({TEST_MODEL_VERSION})",
+        f"{site} ({CHALLENGER}, its own switch)",
+    ]
+    shown = [str(m.value) for m in (*at.success, *at.warning)]
+    assert any(f"of {TEST_MODEL_VERSION} against {CHALLENGER} (serving {site})" in m for m in shown), shown
+    with sf() as session:
+        newest = change_validations.list_all(session)[0]
+        names = {i: model_versions.get_by_version(session, v).id for i, v in ((0, TEST_MODEL_VERSION), (1, CHALLENGER))}
+    assert (newest.challenger_id, newest.champion_id) == (names[0], names[1])
