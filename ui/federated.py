@@ -63,7 +63,7 @@ def runs_table(view: FederatedOverview) -> None:
             "state": r.state,
             "rounds": f"{r.rounds_done} of {r.rounds}",
             "sites": ", ".join(r.sites),
-            "strategy": r.strategy + (" + DP" if r.private else ""),
+            "strategy": r.strategy + (" + DP" if r.private else "") + (" + SecAgg+" if r.secure else ""),
             "started": localtime.local_text(r.started_at),
             "ended": localtime.local_text(r.ended_at) if r.ended_at else "",
             "model": r.model_version or "",
@@ -98,6 +98,19 @@ def launch_form(user: SignedInUser, view: FederatedOverview) -> None:
         clip = b.number_input("Clipping norm C", min_value=0.0, value=1.0, key="fl-clip")
         delta = c.number_input("δ", min_value=0.0, max_value=1.0, value=1e-5, format="%.1e", key="fl-delta")
         budget = d.number_input("ε budget per site", min_value=0.0, value=8.0, key="fl-budget")
+        secure = st.checkbox(
+            "Secure aggregation (SecAgg+: the server sees only the sum; fedavg only, not with privacy)",
+            key="fl-secure",
+            help="Against an honest-but-curious coordinating centre. It does not stop a poisoned update "
+            "(a robust strategy needs to see each update) and adds no differential privacy.",
+        )
+        threshold = st.number_input(
+            "Sites needed to unmask a round (0 = the quorum, at least 2)",
+            min_value=0,
+            max_value=1000,
+            value=0,
+            key="fl-secagg-threshold",
+        )
         version = st.text_input("Register the aggregate as (optional)", key="fl-version")
         submitted = st.form_submit_button("Launch", icon=":material/rocket_launch:")
     if submitted:
@@ -111,6 +124,8 @@ def launch_form(user: SignedInUser, view: FederatedOverview) -> None:
             dp_delta=float(delta),
             epsilon_budget=float(budget) if private else None,
             version=version.strip() or None,
+            secure_aggregation=bool(secure),
+            secagg_threshold=int(threshold) if secure and threshold else None,
         )
         _launch(user, request)
 

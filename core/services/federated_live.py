@@ -77,6 +77,10 @@ class LaunchRequest:
     dp_delta : float
     version : str or None
         The name to register the aggregate under.
+    secure_aggregation : bool
+        Flower's SecAgg+ (``vigil fl run --secure-aggregation``): fedavg only, without DP.
+    secagg_threshold : int or None
+        Sites needed to unmask a round's sum, 2 to ``len(sites)``; None: the quorum (at least 2).
     """
 
     sites: tuple[str, ...]
@@ -88,6 +92,8 @@ class LaunchRequest:
     dp_delta: float = 1e-5
     epsilon_budget: float | None = None
     version: str | None = None
+    secure_aggregation: bool = False
+    secagg_threshold: int | None = None
 
     @property
     def private(self) -> bool:
@@ -110,6 +116,9 @@ class LaunchRequest:
                 "epsilon_budget": self.epsilon_budget,
             },
             "version": self.version,
+            "secure_aggregation": None
+            if not self.secure_aggregation
+            else {"threshold": self.secagg_threshold or max(2, self.min_sites or len(self.sites))},
         }
 
     def argv(self, run_key: str, actor: str) -> list[str]:
@@ -121,6 +130,10 @@ class LaunchRequest:
             args += ["--dp-noise-multiplier", repr(self.dp_noise_multiplier), "--dp-clipping-norm"]
             args += [repr(self.dp_clipping_norm), "--dp-delta", repr(self.dp_delta)]
             args += ["--epsilon-budget", repr(self.epsilon_budget)]
+        if self.secure_aggregation:
+            args += ["--secure-aggregation"]
+            if self.secagg_threshold is not None:
+                args += ["--secagg-threshold", str(self.secagg_threshold)]
         if self.version:
             args += ["--version", self.version]
         return [*args, "--json"]
@@ -133,7 +146,8 @@ def check_request(request: LaunchRequest) -> None:
     ------
     BadInputError
         Fewer than 2 sites or one named twice, rounds below 1, an unknown strategy, a quorum out of
-        range, DP settings given in part, not positive, or with another strategy than fedavg.
+        range, DP settings given in part, not positive, or with another strategy than fedavg,
+        secure aggregation with another strategy or with DP, or its threshold out of range.
     """
     if len(request.sites) < 2 or len(set(request.sites)) != len(request.sites):
         raise BadInputError(f"a federated run needs at least 2 different sites, got {', '.join(request.sites)!r}")
@@ -153,6 +167,23 @@ def check_request(request: LaunchRequest) -> None:
             raise BadInputError(f"δ must be between 0 and 1, got {request.dp_delta}")
         if request.strategy != "fedavg":
             raise BadInputError(f"differential privacy runs with the fedavg strategy only, got {request.strategy!r}")
+    _check_secure(request)
+
+
+def _check_secure(request: LaunchRequest) -> None:
+    """SecAgg+ runs alone (see ``core.services.federated``): plain fedavg, no DP, a threshold the sites can meet."""
+    if not request.secure_aggregation:
+        if request.secagg_threshold is not None:
+            raise BadInputError("a secure-aggregation threshold needs secure aggregation")
+        return
+    if request.strategy != "fedavg" or request.private:
+        mode = "differential privacy" if request.private else f"the {request.strategy!r} strategy"
+        raise BadInputError(f"secure aggregation (SecAgg+) runs with plain fedavg only, not with {mode}")
+    threshold = request.secagg_threshold
+    if threshold is not None and not 2 <= threshold <= len(request.sites):
+        raise BadInputError(
+            f"the secure-aggregation threshold must be between 2 and {len(request.sites)} sites, got {threshold}"
+        )
 
 
 def new_run_key(now: datetime) -> str:

@@ -68,6 +68,7 @@ class RunRow:
     ended_at: datetime | None
     model_version: str | None
     reason: str
+    secure: bool = False  # SecAgg+: the server saw only the sum of the updates
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,7 @@ def _stored_row(run: FlRunRecord, launch: FlLaunchRecord | None, rounds_done: in
         ended_at=run.ended_at,
         model_version=run.model_version,
         reason=run.reason,
+        secure=isinstance(run.config.get("secure"), dict),
     )
 
 
@@ -231,6 +233,7 @@ def _launch_row(launch: FlLaunchRecord) -> RunRow:
         ended_at=None if launch.state == "running" else launch.heartbeat_at,
         model_version=None,
         reason=launch.reason,
+        secure=isinstance(request.get("secure_aggregation"), dict),
     )
 
 

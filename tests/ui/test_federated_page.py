@@ -179,3 +179,20 @@ def test_bad_input_is_refused_naming_the_value(app: App, installation: Installat
     )
     with installation.session_factory()() as session:
         assert federated_runs.list_launches(session) == []
+
+
+def test_secure_aggregation_is_offered_and_refused_with_a_robust_strategy(app: App, installation: Installation) -> None:
+    # Prepare
+    _keys(installation)
+    at = _open(app, Role.ML_ENGINEER)
+    at.checkbox(key="fl-secure").check()
+    at.selectbox(key="fl-strategy").set_value("median")
+
+    # Execute
+    at.button(key="FormSubmitter:fl-launch-Launch").click().run()
+
+    # Assert: the page's request reached the service's check; nothing started
+    error = " ".join(e.value for e in at.error)
+    assert "Not launched: secure aggregation (SecAgg+) runs with plain fedavg only, not with the 'median'" in error
+    with installation.session_factory()() as session:
+        assert federated_runs.list_launches(session) == []

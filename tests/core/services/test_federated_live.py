@@ -159,6 +159,26 @@ def test_a_launch_starts_its_process_audits_and_is_retired_once_the_process_is_g
             "fedavg strategy only, got 'krum'",
         ),
         (LaunchRequest(sites=("northfield", "nowhere"), rounds=1), "nowhere"),
+        (
+            LaunchRequest(sites=SITES, rounds=1, strategy="krum", secure_aggregation=True),
+            "plain fedavg only, not with the 'krum' strategy",
+        ),
+        (
+            LaunchRequest(
+                sites=SITES,
+                rounds=1,
+                dp_noise_multiplier=1.0,
+                dp_clipping_norm=1.0,
+                epsilon_budget=8.0,
+                secure_aggregation=True,
+            ),  # fmt: skip
+            "not with differential privacy",
+        ),
+        (
+            LaunchRequest(sites=SITES, rounds=1, secure_aggregation=True, secagg_threshold=3),
+            "between 2 and 2 sites, got 3",
+        ),
+        (LaunchRequest(sites=SITES, rounds=1, secagg_threshold=2), "needs secure aggregation"),
     ],
 )
 def test_a_bad_request_is_refused_naming_the_value_and_nothing_is_written(
@@ -180,3 +200,18 @@ def test_a_bad_request_is_refused_naming_the_value_and_nothing_is_written(
     # Assert
     with session_factory() as session:
         assert federated_runs.list_launches(session) == []
+
+
+def test_a_secure_request_runs_as_the_command_line_would_parse_it() -> None:
+    # Prepare
+    from core.cli import build_parser
+
+    request = LaunchRequest(sites=SITES, rounds=2, secure_aggregation=True, secagg_threshold=2)
+
+    # Execute
+    args = build_parser().parse_args(request.argv("fl-20270101T120000-0a1b2c", "eng"))
+
+    # Assert: the flags vigil fl run acts on, and the launch's record of them
+    assert (args.secure_aggregation, args.secagg_threshold, args.strategy) == (True, 2, "fedavg")
+    assert request.to_json()["secure_aggregation"] == {"threshold": 2}
+    assert LaunchRequest(sites=SITES, rounds=1).to_json()["secure_aggregation"] is None
