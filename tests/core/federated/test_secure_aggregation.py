@@ -10,6 +10,7 @@ The loopback run through ``vigil fl run`` is in ``tests/test_fl_cli.py``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 import uuid
@@ -21,6 +22,7 @@ from typing import Any, cast
 import numpy as np
 import pytest
 from flwr.app import Context, Message, MessageType, Metadata, RecordDict
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -31,19 +33,21 @@ from core.federated.plan import RunPlan
 from core.federated.protocol import RoundConfig
 from core.federated.secure import SecAggSettings, apply_mean_change, site_change
 from core.federated.secure_server import run_secure
-from core.federated.signing import arrays_sha256
+from core.federated.signing import arrays_sha256, generate_site_key
 from core.federated.task import (
     LocalTrainConfig,
+    SiteManifest,
     architecture_sha256,
     integer_entries,
     network_arrays,
     train_local,
+    write_site_manifest,
 )
 from core.federated.verified import QuorumLostError
 from core.models.networks import DEFAULT_NETWORK, build_network
 from core.models.preprocess import PreprocessParams
 from core.types import JSONObject
-from tests.core.federated.conftest import SITES
+from tests.core.federated.conftest import SITES, site_examples
 
 SiteFiles = dict[str, tuple[Path, Path, bytes]]
 LOCAL: dict[str, Any] = {
@@ -123,14 +127,46 @@ class _InProcessGrid(Grid):
         return replies
 
 
-def _plan(site_files: SiteFiles, *, public_keys: dict[str, str] | None = None) -> RunPlan:
+class _DroppingGrid(_InProcessGrid):
+    """An in-process grid where one node stops answering from SecAgg+'s "collect masked vectors" stage on.
+
+    What a hospital whose link fails mid-round looks like to the server: it has shared its keys,
+    so the others' masked vectors carry masks paired with it, which the server must unmask from
+    the survivors' shares of its key.
+    """
+
+    def __init__(self, contexts: dict[int, Context], dropped: int) -> None:
+        super().__init__(contexts)
+        self.dropped = dropped
+        self.gone = False
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """As the base grid, without the dropped node once the masked vectors are asked for."""
+        messages = list(messages)
+        self.gone = self.gone or any(_stage(m) == Stage.COLLECT_MASKED_VECTORS for m in messages)
+        kept = [m for m in messages if not (self.gone and m.metadata.dst_node_id == self.dropped)]
+        return super().send_and_receive(kept, timeout=timeout)
+
+
+def _stage(message: Message) -> str | None:
+    record = message.content.config_records.get(RECORD_KEY_CONFIGS)
+    return None if record is None else cast(str | None, record.get(Key.STAGE))
+
+
+def _plan(
+    site_files: SiteFiles,
+    *,
+    public_keys: dict[str, str] | None = None,
+    sites: tuple[str, ...] = SITES,
+    threshold: int = 2,
+) -> RunPlan:
     preprocessing = PreprocessParams().to_dict()
     arch = architecture_sha256(DEFAULT_NETWORK)
     return RunPlan(
         run="secure-1",
         parent_version="p",
-        sites=SITES,
-        public_keys=public_keys or {s: site_files[s][2].decode() for s in SITES},
+        sites=sites,
+        public_keys=public_keys or {s: site_files[s][2].decode() for s in sites},
         network=dict(DEFAULT_NETWORK),
         preprocessing=preprocessing,
         arch_sha256=arch,
@@ -141,11 +177,11 @@ def _plan(site_files: SiteFiles, *, public_keys: dict[str, str] | None = None) -
         expected_node={
             k: str(v) for k, v in local_profile(arch_sha256=arch, preprocessing=preprocessing).to_dict().items()
         },
-        secure=SecAggSettings(reconstruction_threshold=2).to_json(),
+        secure=SecAggSettings(reconstruction_threshold=threshold).to_json(),
     )
 
 
-def _contexts(site_files: SiteFiles) -> dict[int, Context]:
+def _contexts(site_files: SiteFiles, sites: tuple[str, ...] = SITES) -> dict[int, Context]:
     return {
         100 + i: Context(
             run_id=1,
@@ -158,7 +194,7 @@ def _contexts(site_files: SiteFiles) -> dict[int, Context]:
             state=RecordDict(),
             run_config={},
         )
-        for i, site in enumerate(SITES)
+        for i, site in enumerate(sites)
     }
 
 
@@ -192,16 +228,7 @@ def test_the_secure_aggregate_is_the_plain_mean_of_the_sites_changes_and_no_chan
     integer = integer_entries(DEFAULT_NETWORK)
     contexts = _contexts(site_files)
     cfg = _round_config(plan)
-    local = LocalTrainConfig(epochs=1, learning_rate=3e-4, batch_size=4, seed=0)
-    changes = [
-        site_change(
-            train_local(plan.network, initial, site_data(ctx, cfg, part="train"), local, server_round=1).weights,
-            initial,
-            integer=integer,
-            clipping_range=8.0,
-        )
-        for ctx in contexts.values()
-    ]
+    changes = list(_changes(plan, contexts, initial).values())
     plain = apply_mean_change(
         initial, [np.mean(arrays, axis=0) for arrays in zip(*changes, strict=True)], integer=integer
     )
@@ -295,3 +322,73 @@ def test_a_plan_refuses_secure_aggregation_with_a_robust_strategy_or_differentia
     dp = {"noise_multiplier": 1.0, "clipping_norm": 1.0, "delta": 1e-5, "epsilon_budget": 8.0}
     with pytest.raises(BadInputError, match="differential privacy"):
         RunPlan.from_json({**plan, "dp": dp})
+
+
+THREE = (*SITES, "eastgate")
+
+
+@pytest.fixture(scope="module")
+def three_sites(fl_cohort: Path, site_files: SiteFiles, tmp_path_factory: pytest.TempPathFactory) -> SiteFiles:
+    """The two sites' files and a third site's, from the same cohort."""
+    out = tmp_path_factory.mktemp("fl-third")
+    manifest, key = out / "eastgate.json", out / "eastgate.pem"
+    write_site_manifest(SiteManifest("eastgate", site_examples(fl_cohort, "eastgate"), frozenset()), manifest)
+    return {**site_files, "eastgate": (manifest, key, generate_site_key(key))}
+
+
+def _changes(plan: RunPlan, contexts: dict[int, Context], initial: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Each site's own clipped change, computed beside the run as its ClientApp computes it."""
+    cfg, local = _round_config(plan), LocalTrainConfig(epochs=1, learning_rate=3e-4, batch_size=4, seed=0)
+    return {
+        str(ctx.node_config["site"]): site_change(
+            train_local(plan.network, initial, site_data(ctx, cfg, part="train"), local, server_round=1).weights,
+            initial,
+            integer=integer_entries(DEFAULT_NETWORK),
+            clipping_range=8.0,
+        )
+        for ctx in contexts.values()
+    }
+
+
+@pytest.mark.parametrize(("threshold", "survives"), [(2, True), (3, False)])
+def test_a_site_dropping_mid_round_is_unmasked_above_the_threshold_and_fails_the_round_below_it(
+    three_sites: SiteFiles, threshold: int, survives: bool
+) -> None:
+    # Prepare: three sites, quorum 2; eastgate (node 102) drops after sharing its keys
+    plan = dataclasses.replace(_plan(three_sites, sites=THREE, threshold=threshold), min_sites=2)
+    contexts = _contexts(three_sites, THREE)
+    initial, integer = _initial(), integer_entries(DEFAULT_NETWORK)
+    grid = _DroppingGrid(contexts, dropped=102)
+    events: list[JSONObject] = []
+
+    def run() -> list[np.ndarray]:
+        return run_secure(
+            grid,
+            Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={}),
+            plan=plan,
+            config=dict(_round_config(plan).to_record()),
+            initial=initial,
+            integer=integer,
+            log=events.append,
+        )
+
+    # Execute / Assert: below the threshold the round fails closed, logged with no aggregate
+    if not survives:
+        with pytest.raises(QuorumLostError, match="fewer sites than the reconstruction threshold"):
+            run()
+        (failed,) = [e for e in events if e["event"] == "round"]
+        assert failed["aggregate_sha256"] is None and grid.gone
+        return
+    final = run()
+
+    # Assert: above it, the mean of the two survivors' changes (eastgate's masks removed, its change absent)
+    changes = _changes(plan, contexts, initial)
+    survivors = [changes["northfield"], changes["riverside"]]
+    plain = apply_mean_change(
+        initial, [np.mean(arrays, axis=0) for arrays in zip(*survivors, strict=True)], integer=integer
+    )
+    bound = 2 * SecAggSettings(reconstruction_threshold=2).step
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(final, plain, strict=True)) <= bound
+    (round_event,) = [e for e in events if e["event"] == "round"]
+    accepted = sorted(str(u["site"]) for u in cast(list[JSONObject], round_event["updates"]) if u["accepted"])
+    assert accepted == ["northfield", "riverside"] and round_event["aggregate_sha256"] == arrays_sha256(final)
