@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -271,6 +272,10 @@ def test_case_page_shows_image_overlay_card_and_metadata_but_never_the_lesion_ma
     assert args["study_uid"] == uid and args["overlay"] is True and args["map_label"] == "Grad-CAM map"
     assert any("operating threshold" in m.value for m in at.markdown)
     assert any("synthetic chest radiograph phantoms" in m.value for m in at.markdown)
+    # the phantoms' PixelSpacing equals ImagerPixelSpacing: lengths at the detector, said in words
+    shown = texts(at).replace("\\", "")  # the header table escapes Markdown's characters
+    assert re.search(r"\| Matrix \| \d+ × \d+ px \|", shown)
+    assert re.search(r"\| Pixel spacing \| [\d.]+ × [\d.]+ mm at detector, from PixelSpacing \|", shown)
     assert at.toggle(key=f"view-overlay-{uid}").value is True
     assert "mask" not in texts(at).lower()
 

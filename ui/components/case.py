@@ -12,6 +12,7 @@ from core.services.permissions import Permission, SignedInUser, can
 from core.services.review import CaseInfo, CaseStudy
 from core.services.worklist import Neighbours
 from ui import state
+from ui.components.dicom_viewer.payload import LENGTH_UNITS
 from ui.components.frame import DEMO_NOTICE
 
 __all__ = ["details", "header", "history", "navigation_bar", "study_from_url", "sync_url"]
@@ -102,8 +103,8 @@ _MARKDOWN_SPECIALS: Final = frozenset("\\`*_{}[]()#+-.!|<>~$&:")
 
 
 def _shorten(text: str, limit: int = 36) -> str:
-    """Long unbroken values (UIDs) cut in the middle, so the table fits its column."""
-    if len(text) <= limit:
+    """Long unbroken values (UIDs) cut in the middle, so the table fits its column; text with spaces wraps."""
+    if len(text) <= limit or any(c.isspace() for c in text):
         return text
     keep = (limit - 1) // 2
     return f"{text[:keep]}…{text[-keep:]}"
@@ -116,7 +117,10 @@ def _escape(text: str) -> str:
 
 
 def _metadata(s: CaseStudy) -> list[tuple[str, str]]:
-    spacing = f"{s.spacing.row_mm:.3g} × {s.spacing.col_mm:.3g} mm ({s.spacing.source})" if s.spacing else "not stated"
+    spacing = "not stated"
+    if s.spacing is not None:  # what a length measured with it means, then where it was read
+        unit = LENGTH_UNITS[s.spacing.basis]
+        spacing = f"{s.spacing.row_mm:.3g} × {s.spacing.col_mm:.3g} {unit}, from {s.spacing.source.attribute}"
     return [
         ("Site", s.site),
         ("Vendor", f"{s.vendor} ({s.manufacturer})" if s.manufacturer else s.vendor),
@@ -128,7 +132,8 @@ def _metadata(s: CaseStudy) -> list[tuple[str, str]]:
         ("Modality / view", f"{s.modality} {s.view_position} {s.body_part}".strip()),
         ("Patient age / sex", f"{s.patient_age} {s.patient_sex}".strip()),
         ("kVp", "" if s.kvp is None else f"{s.kvp:g}"),
-        ("Matrix / spacing", f"{s.rows} × {s.columns} px, {spacing}"),
+        ("Matrix", f"{s.rows} × {s.columns} px"),
+        ("Pixel spacing", spacing),
         ("Software", s.software_versions),
         ("Study UID", s.study_uid),
     ]
