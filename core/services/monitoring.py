@@ -20,6 +20,7 @@ incident's first alarm are that incident's evidence (:mod:`core.drift.incidents`
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from core.drift.streams import StreamKind, Windowing, WindowKind
 from core.errors import BadInputError
 from core.models.loading import LoadedModel
 from core.services import monitoring_alerts as alerting
+from core.services import prediction
 from core.services.monitoring_alerts import (
     ALERT_HOOKS,
     AlertEvent,
@@ -446,8 +448,8 @@ def run_monitoring(  # noqa: PLR0913 - keyword-only; load is the per-site form o
     if load is not None:
         for version in _versions_in_scope(session_factory, site):
             loaded, version_lock = load(version)
-            computed += refresh_features(
-                session_factory, loaded, site=site, batch_size=config.batch_size, lock=version_lock, now=now
+            computed += _cache_version(
+                session_factory, loaded, version_lock, site=site, config=config, actor=actor, now=now
             )
     view = compute_monitoring(session_factory, site=site, config=config)
     candidates = [
@@ -479,6 +481,33 @@ def run_monitoring(  # noqa: PLR0913 - keyword-only; load is the per-site form o
     opened_ids = {i.id for i in raised.opened}
     opened = tuple(sorted((i for i in view.incidents if i.id in opened_ids), key=lambda i: i.id))
     return MonitoringRun(view=view, raised=raised.alerts, features_computed=computed, opened=opened)
+
+
+def _cache_version(  # noqa: PLR0913 - keyword-only; the run's scope and who records
+    session_factory: SessionFactory,
+    model: LoadedModel,
+    lock: threading.Lock | None,
+    *,
+    site: str | None,
+    config: MonitoringConfig,
+    actor: str,
+    now: Callable[[], datetime],
+) -> int:
+    """Give a version serving a site in scope its benchmark reference, then cache its features.
+
+    A version serving some sites only has not scored the benchmark (``prediction.score_reference``):
+    without those scores its sites' score and embedding streams would have no reference. Features
+    are cached for the sites in scope and, when one site is, for the benchmark too.
+    """
+    with lock or contextlib.nullcontext():
+        prediction.score_reference(session_factory, model, batch_size=config.batch_size, actor=actor, now=now)
+    with session_factory() as session:
+        bench = next((s.name for s in sites.list_sites(session) if s.is_benchmark), None)
+    scopes = [site] if site is None or bench is None else [site, bench]
+    return sum(
+        refresh_features(session_factory, model, site=scope, batch_size=config.batch_size, lock=lock, now=now)
+        for scope in dict.fromkeys(scopes)
+    )
 
 
 def _versions_in_scope(session_factory: SessionFactory, site: str | None) -> list[str]:

@@ -14,6 +14,13 @@ sites before it writes (the switch holds the same lock): a batch scored by a ver
 serving one of them is dropped, not stored, and the run ends with ``superseded`` set so that its
 caller loads the new version and goes on. So every stored prediction carries exactly the version
 that was serving its study's site when it was committed.
+
+**The benchmark as a reference.** Drift at a site is measured against the benchmark as scored by
+the version serving that site (``core.services.monitoring``). A version switched in at some sites
+only does not serve the benchmark site, so :func:`score_reference` scores the benchmark's studies
+with it, marked ``"reference": true`` in their audit entries: the one exception to the rule
+above, allowed only for benchmark studies and only while the version serves some site. Readers of
+the benchmark site still see the version serving it.
 """
 
 from __future__ import annotations
@@ -42,7 +49,14 @@ from core.store.studies import InstanceRecord
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["PredictReport", "predict_pending", "predict_serving", "record_predictions", "serving_version"]
+__all__ = [
+    "PredictReport",
+    "predict_pending",
+    "predict_serving",
+    "record_predictions",
+    "score_reference",
+    "serving_version",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +107,41 @@ def predict_pending(
         return PredictReport(model.card.version, 0, 0, 0, str(model.device), superseded=True)
     if on_total:
         on_total(len(pending))
+    return _score(session_factory, model, mv, pending, batch_size, _Recording(actor, now, progress))
+
+
+@dataclass(frozen=True, slots=True)
+class _Recording:
+    """Who records a scoring run's predictions, when, and who hears of each batch."""
+
+    actor: str
+    now: Callable[[], datetime]
+    progress: Callable[[int], None] | None = None
+    reference: bool = False
+
+
+def _score(  # noqa: PLR0913 - the store, the model and its row, the work, how to record it
+    session_factory: SessionFactory,
+    model: LoadedModel,
+    mv: ModelVersionRecord,
+    pending: Sequence[InstanceRecord],
+    batch_size: int,
+    how: _Recording,
+) -> PredictReport:
+    """Score ``pending`` in batches, one transaction each; stop (superseded) when ``mv`` may no longer record."""
     scored = skipped = positives = 0
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
         results = _predict_chunk(model, chunk, batch_size=batch_size)
         record = functools.partial(
-            record_predictions, model=model, model_version=mv, chunk=chunk, results=results, actor=actor, now=now
+            record_predictions,
+            model=model,
+            model_version=mv,
+            chunk=chunk,
+            results=results,
+            actor=how.actor,
+            now=how.now,
+            reference=how.reference,
         )
         try:
             recorded = write_with_retries(session_factory, record)
@@ -107,9 +150,42 @@ def predict_pending(
         scored += sum(r.score is not None for r in recorded)
         skipped += sum(r.score is None for r in recorded)
         positives += sum(bool(r.label) for r in recorded)
-        if progress:
-            progress(len(chunk))
+        if how.progress:
+            how.progress(len(chunk))
     return PredictReport(model.card.version, scored, skipped, positives, str(model.device))
+
+
+def score_reference(  # noqa: PLR0913 - keyword-only; as predict_pending
+    session_factory: SessionFactory,
+    model: LoadedModel,
+    *,
+    batch_size: int,
+    actor: str,
+    now: Callable[[], datetime],
+    progress: Callable[[int], None] | None = None,
+) -> PredictReport | None:
+    """Score the benchmark's studies not yet scored by ``model``, as the reference of the sites it serves.
+
+    Only for a version serving some site now that is not the benchmark's (the version serving the
+    benchmark scores it through :func:`predict_pending`). Each entry is audited like any prediction,
+    with ``"reference": true``.
+
+    Returns
+    -------
+    PredictReport or None
+        None when there is nothing to do: no benchmark site, or ``model`` serves the benchmark
+        site or no site at all. ``superseded`` when it stopped serving every site mid-run.
+    """
+    if batch_size < 1:
+        raise BadInputError(f"batch size must be at least 1, got {batch_size}")
+    with session_factory() as session:
+        bench = next((s for s in sites.list_sites(session) if s.is_benchmark), None)
+        mv = model_versions.get_by_version(session, model.card.version)
+        by_site = deployments.serving_by_site(session)
+        if bench is None or by_site.get(bench.name) == mv.id or mv.id not in by_site.values():
+            return None
+        pending = studies.instances_without_prediction(session, model_version_id=mv.id, site_id=bench.id)
+    return _score(session_factory, model, mv, pending, batch_size, _Recording(actor, now, progress, reference=True))
 
 
 def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a loader
@@ -126,7 +202,9 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
 
     One :func:`predict_pending` pass per version serving a site in scope, loaded with
     ``load(version)``; again after a pass that a promotion or rollback superseded, until a round
-    of passes finishes with nothing superseded.
+    of passes finishes with nothing superseded. Over every site (``site`` None), each version
+    serving sites other than the benchmark's then scores the benchmark as their reference
+    (:func:`score_reference`).
 
     Returns
     -------
@@ -156,7 +234,15 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
             reports.append(report)
             superseded = superseded or report.superseded
         if not superseded:
-            return reports
+            break
+    if site is None:  # everything pending: the benchmark's reference for versions serving other sites too
+        for version in _versions_serving(session_factory, None):
+            reference = score_reference(
+                session_factory, load(version), batch_size=batch_size, actor=actor, now=now, progress=progress
+            )
+            if reference is not None:
+                reports.append(reference)
+    return reports
 
 
 def serving_version(session_factory: SessionFactory, site: str) -> str:
@@ -184,6 +270,15 @@ def _versions_serving(session_factory: SessionFactory, site: str | None) -> list
         if not ids:
             raise BadInputError("no model version is serving: run `vigil init` to register the bundled model")
         return [model_versions.get_by_id(session, v).version for v in ids]
+
+
+def _may_record(session: Session, model_version_id: int, chunk: Sequence[InstanceRecord], *, reference: bool) -> bool:
+    """Whether the version may record predictions of ``chunk`` now (read after the head lock)."""
+    ids = {inst.study_id for inst in chunk}
+    if not reference:
+        return all(v == model_version_id for v in deployments.serving_for_studies(session, ids).values())
+    bench = {s.id for s in sites.list_sites(session) if s.is_benchmark}
+    return model_version_id in deployments.serving_by_site(session).values() and studies.sites_of(session, ids) <= bench
 
 
 def _predict_chunk(model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch_size: int) -> list[ImagePrediction]:
@@ -227,6 +322,7 @@ def record_predictions(
     results: Sequence[ImagePrediction],
     actor: str,
     now: Callable[[], datetime],
+    reference: bool = False,
 ) -> list[ImagePrediction]:
     """Stage the chunk's predictions and audit entries; return the ones this call recorded.
 
@@ -241,16 +337,22 @@ def record_predictions(
     preprocessing, threshold and network), latency, device, peak memory, autocast and any fallback;
     and ``record_sha256``, the hash of the row as stored (``core.audit.records``).
 
+    Parameters
+    ----------
+    reference : bool
+        The chunk is benchmark studies scored as the reference of a version serving other sites
+        (:func:`score_reference`): checked as such, and marked in each audit entry.
+
     Raises
     ------
     ServingVersionChangedError
-        ``model_version`` no longer serves the site of a study in ``chunk``; nothing may be
-        recorded for it (roll back).
+        ``model_version`` no longer serves the site of a study in ``chunk`` (with ``reference``:
+        no longer serves any site, or a study is not the benchmark's); nothing may be recorded
+        for it (roll back).
     """
     model_version_id = model_version.id
     audit_log.lock_head(session)  # serializes with a deployment switch before what serves is read
-    served = deployments.serving_for_studies(session, {inst.study_id for inst in chunk})
-    if any(version_id != model_version_id for version_id in served.values()):
+    if not _may_record(session, model_version_id, chunk, reference=reference):
         raise ServingVersionChangedError(model_version.version)
     card_sha256 = hashlib.sha256(model_version.card_json.encode("utf-8")).hexdigest()
     recorded = []
@@ -293,6 +395,7 @@ def record_predictions(
                 "device": rec.device,
                 "peak_memory_bytes": rec.peak_memory_bytes,
                 "amp": res.amp,
+                **({"reference": True} if reference else {}),
                 RECORD_HASH_KEY: digest,
             },
             recorded_at=now().isoformat(),

@@ -32,6 +32,7 @@ __all__ = [
     "list_studies",
     "path_is_referenced",
     "patient_studies",
+    "sites_of",
 ]
 
 
@@ -315,6 +316,14 @@ def instances_without_prediction(
     if site_id is not None:
         query = query.where(StudyRow.site_id == site_id)
     return [_instance_record(row, uid) for row, uid in session.execute(query)]
+
+
+def sites_of(session: Session, study_ids: Iterable[int]) -> set[int]:
+    """The site ids of the studies ``study_ids`` (an unknown id adds nothing)."""
+    ids = sorted(set(study_ids))
+    if not ids:
+        return set()
+    return set(session.scalars(select(StudyRow.site_id).where(StudyRow.id.in_(ids)).distinct()))
 
 
 def _studies() -> Select[StudyRow, str]:

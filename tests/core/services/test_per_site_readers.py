@@ -15,6 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from core.audit.events import AuditAction, AuditEntry
 from core.errors import BadInputError
 from core.models.loading import LoadedModel
 from core.services import (
@@ -33,7 +34,7 @@ from core.services import (
 from core.services.feedback import Finding
 from core.services.permissions import Role, SignedInUser
 from core.services.worklist import Cohort, ReviewStatus, WorklistFilter
-from core.store import model_versions, predictions, sites, studies
+from core.store import audit_log, model_versions, predictions, sites, studies
 from core.store.engine import SessionFactory
 from tests.ui.installation import TEST_MODEL_VERSION, Installation, clock, copy_installation
 from tests.ui.installation import shared_template as _template
@@ -228,3 +229,64 @@ def test_adjudication_result_reports_and_monitoring_follow_each_site(inst: Insta
     for site, uid in uids.items():
         if uid in queue:  # queued when scored and not settled; its score is the site's version's
             assert queue[uid].score == files[site].score
+
+
+def _benchmark(sf: SessionFactory) -> str:
+    with sf() as session:
+        return next(s.name for s in sites.list_sites(session) if s.is_benchmark)
+
+
+def _reference_entries(sf: SessionFactory) -> list[AuditEntry]:
+    with sf() as session:
+        return [e for e in audit_log.iter_entries(session) if e.payload.get("reference") is True]
+
+
+def test_a_version_serving_some_sites_scores_the_benchmark_as_their_reference(inst: Installation) -> None:
+    # Prepare: the fixture's `predict_serving(site=None)` after the promotion at two sites
+    sf = inst.session_factory()
+    bench, switched = _benchmark(sf), _live_sites(sf)[0]
+    with sf() as session:
+        n_bench = studies.count_studies(session, site=bench)
+
+    # Execute
+    view = monitoring.compute_monitoring(sf, site=switched)
+    seen = _what_readers_see(inst, _study_at(sf, bench))
+
+    # Assert: every benchmark study scored by the challenger, audited as the reference
+    entries = _reference_entries(sf)
+    assert len(entries) == n_bench > 0
+    assert {(e.action, e.payload["model_version"]) for e in entries} == {(AuditAction.PREDICTION_MADE, CHALLENGER)}
+    # Assert: the switched site's score streams now have the challenger's benchmark as reference
+    (site_view,) = view.sites
+    assert site_view.model_version == CHALLENGER
+    assert f"has {n_bench}" in site_view.missing.get("score_psi", f"has {n_bench}")  # few studies here: named
+    # Assert: readers of the benchmark still see the version serving it
+    assert set(seen.values()) == {TEST_MODEL_VERSION}
+
+
+def test_a_monitoring_run_gives_a_newly_switched_sites_version_its_reference(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    # Prepare: the challenger promoted at one site; only that site scored (as a PACS pull does)
+    installation = copy_installation(_template(tmp_path_factory.getbasetemp()), tmp_path)
+    _challenger_with_a_passing_gate(installation)
+    sf = installation.session_factory()
+    auth.add_user(sf, SIGNER, "cmio", PASSWORD, actor="t", now=clock, full_name="Dr Carla Mio")
+    site = _live_sites(sf)[0]
+    deployment.promote(
+        sf, CHALLENGER, signer=SIGNER, password=PASSWORD, models_dir=installation.home / "models",
+        actor=SIGNER, now=clock, sites=[site],
+    )  # fmt: skip
+    prediction.predict_serving(sf, _loader(installation), site=site, batch_size=4, actor="t", now=clock)
+    before = _reference_entries(sf)
+
+    # Execute: "Run monitors now" for that site
+    run = monitoring.run_monitoring(sf, model=None, by="system", now=clock, site=site, load=_provider(installation, []))
+
+    # Assert: the benchmark scored by the challenger, and its features cached with the site's
+    with sf() as session:
+        n_bench = studies.count_studies(session, site=_benchmark(sf))
+    assert before == [] and len(_reference_entries(sf)) == n_bench > 0
+    assert run.features_computed >= n_bench
+    (site_view,) = run.view.sites
+    assert "has 0" not in site_view.missing.get("score_psi", "")

@@ -18,7 +18,7 @@ from pathlib import Path
 from core.audit.events import AuditAction
 from core.sampledata import generate_cohort
 from core.services import deployment, ingestion
-from core.store import audit_log, deployments, model_versions, studies
+from core.store import audit_log, deployments, model_versions, sites, studies
 from tests.ui.installation import DEMO_PASSWORDS, TEST_MODEL_VERSION, build_installation, clock
 from tests.ui.test_deployment_page import CHALLENGER, _challenger_with_a_passing_gate
 
@@ -168,11 +168,17 @@ def test_a_promotion_of_one_site_during_a_prediction_stream(tmp_path: Path) -> N
     # challenger after it; every other site only by the old version; nothing is left unscored
     assert stream.returncode == 0, err
     with sf() as session:
+        ledger = list(audit_log.iter_entries(session))[before:]
         entries = [
             (str(e.action), str(e.payload.get("model_version", e.subject)), e.subject)
-            for e in list(audit_log.iter_entries(session))[before:]
+            for e in ledger
             if str(e.action) in (AuditAction.PREDICTION_MADE.value, AuditAction.MODEL_PROMOTED.value)
+            and e.payload.get("reference") is not True
         ]
+        # the benchmark scored by the challenger at the end, as the switched site's drift reference
+        references = {(str(e.payload["model_version"]), e.subject) for e in ledger if e.payload.get("reference")}
+        benchmark = next(s.name for s in sites.list_sites(session) if s.is_benchmark)
+        reference_sites = {studies.get_study(session, uid).site_name for _, uid in references}
         site_of = {uid: studies.get_study(session, uid).site_name for _, _, uid in entries if uid != CHALLENGER}
         ids = {v: model_versions.get_by_version(session, v).id for v in (TEST_MODEL_VERSION, CHALLENGER)}
         missing = {
@@ -188,5 +194,6 @@ def test_a_promotion_of_one_site_during_a_prediction_stream(tmp_path: Path) -> N
     assert any(v == CHALLENGER for _, v in at_site), "the switched site was scored by the challenger after it"
     others = {v for i, (_, v, uid) in enumerate(entries) if i != switch and site_of[uid] != switched}
     assert others == {TEST_MODEL_VERSION}
+    assert {v for v, _ in references} == {CHALLENGER} and reference_sites == {benchmark}
     # the old version still lacks only the switched site's later studies; the challenger lacks only the others'
     assert missing[TEST_MODEL_VERSION] <= {switched} and switched not in missing[CHALLENGER]
