@@ -16,10 +16,5 @@ st.caption(
     "only through the change-control gate."
 )
 view = federated.load(user)
-federated.status(view)
-federated.runs_table(view)
-if (run_key := federated.run_picker(view)) is not None:
-    federated.run_section(user, run_key)
-st.subheader("Nodes")
-federated.nodes_table(view.nodes)
+federated.live(user, view)
 federated.launch_form(user, view)

@@ -3,7 +3,9 @@
 Nothing here computes: :mod:`core.services.federated_view` builds what is shown and
 :mod:`core.services.federated_live` launches. A launch starts ``vigil fl run`` in the
 background and returns at once; the page shows the run's progress as the launcher writes it
-into the store, and is rerun (the refresh button, or any click) to show more.
+into the store. While a run is running, :func:`live` reads the store again every
+:data:`REFRESH_S` seconds (a Streamlit fragment: only it reruns, so a half-filled launch form
+keeps its values), and reruns the whole page once when the run ends, which stops the timer.
 """
 
 from __future__ import annotations
@@ -25,10 +27,22 @@ from core.services.federated_view import FederatedOverview, NodeStatus, PrivacyR
 from core.services.permissions import SignedInUser
 from ui import localtime, resources
 
-__all__ = ["launch_form", "load", "nodes_table", "run_picker", "run_section", "runs_table", "status"]
+__all__ = [
+    "REFRESH_S",
+    "launch_form",
+    "live",
+    "load",
+    "nodes_table",
+    "run_picker",
+    "run_section",
+    "runs_table",
+    "status",
+]
 
 _DONE: Final = "vigil.federated.done"
 _HASH: Final = 12  # hash characters shown; the full hash is in the audit log and `vigil fl show`
+#: Seconds between two reads of the store while a run is running.
+REFRESH_S: Final = 5
 
 
 def load(user: SignedInUser) -> FederatedOverview:
@@ -48,7 +62,31 @@ def status(view: FederatedOverview) -> None:
             f"{localtime.local_text(run.started_at)}): round {run.rounds_done} of {run.rounds} logged.",
             icon=":material/sync:",
         )
-        st.button("Refresh progress", key="fl-refresh", icon=":material/refresh:")
+        st.caption(f"Progress is read again every {REFRESH_S} s while the run is running.")
+
+
+def live(user: SignedInUser, view: FederatedOverview) -> None:
+    """The status, the runs, the chosen run and the nodes; read again every few seconds while a run runs.
+
+    ``view`` is the page's read: it decides whether the section polls, and is what the first
+    draw shows; each later tick of the fragment reads the store again.
+    """
+    running = view.running is not None
+    first = [view]
+
+    @st.fragment(run_every=REFRESH_S if running else None)
+    def section() -> None:
+        fresh = first.pop() if first else load(user)
+        status(fresh)
+        runs_table(fresh)
+        if (run_key := run_picker(fresh)) is not None:
+            run_section(user, run_key)
+        st.subheader("Nodes")
+        nodes_table(fresh.nodes)
+        if running and fresh.running is None:  # the run ended: redraw the page once, without the timer
+            st.rerun(scope="app")
+
+    section()
 
 
 def runs_table(view: FederatedOverview) -> None:
