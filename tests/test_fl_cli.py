@@ -248,28 +248,28 @@ def test_the_federated_model_goes_through_the_change_control_gate(
 def test_a_private_run_halts_before_the_budget_is_exceeded_and_records_the_epsilon_it_spent(
     keyed: Home, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Prepare: a per-site budget that allows 2 of the 3 rounds asked for
+    # Prepare: a per-site budget that allows 1 of the 2 rounds asked for
     z, delta = 2.0, 1e-5
-    two, three = (epsilon(q=1.0, noise_multiplier=z, steps=k, delta=delta) for k in (2, 3))
-    budget = (two + three) / 2
+    one, two = (epsilon(q=1.0, noise_multiplier=z, steps=k, delta=delta) for k in (1, 2))
+    budget = (one + two) / 2
 
     # Execute
     code, data = _vigil(
         keyed, monkeypatch, capsys,
-        "fl", "run", "--sites", ",".join(SITES), "--rounds", "3", "--batch-size", "4",
+        "fl", "run", "--sites", ",".join(SITES), "--rounds", "2", "--batch-size", "4",
         "--dp-noise-multiplier", str(z), "--dp-clipping-norm", "1.0", "--dp-delta", str(delta),
         "--epsilon-budget", repr(budget), "--version", "fl-dp-1", "--timeout", "500",
     )  # fmt: skip
 
-    # Assert: two rounds released, the third never started, epsilon recomputed from the logged settings
+    # Assert: one round released, the second never started, epsilon recomputed from the logged settings
     assert code == 0, data
-    assert "halted before round 3" in str(data["reason"])
-    assert sorted({u["round"] for u in data["updates"]}) == [1, 2]  # type: ignore[union-attr]
+    assert "halted before round 2" in str(data["reason"])
+    assert sorted({u["round"] for u in data["updates"]}) == [1]  # type: ignore[union-attr]
     dp = data["config"]["dp"]  # type: ignore[index]
-    assert dp["epsilon_spent"] == pytest.approx(two)
-    assert dp["epsilon_reported_by_server"] == pytest.approx(two)
+    assert dp["epsilon_spent"] == pytest.approx(one)
+    assert dp["epsilon_reported_by_server"] == pytest.approx(one)
     assert dp["epsilon_spent"] <= budget
-    assert models.get_card(keyed.sf, "fl-dp-1").hyperparameters["dp"]["epsilon_spent"] == pytest.approx(two)
+    assert models.get_card(keyed.sf, "fl-dp-1").hyperparameters["dp"]["epsilon_spent"] == pytest.approx(one)
     assert _marked() == []
 
     # Execute / Assert: the sites' budget is spent, so another private run is refused before it starts
@@ -512,7 +512,7 @@ def test_a_secure_aggregation_run_records_its_sites_and_aggregate_and_never_one_
     # Execute
     code, data = _vigil(
         keyed, monkeypatch, capsys,
-        "fl", "run", "--sites", ",".join(SITES), "--rounds", "2", "--secure-aggregation", "--version", "fl-secure-1",
+        "fl", "run", "--sites", ",".join(SITES), "--rounds", "1", "--secure-aggregation", "--version", "fl-secure-1",
         "--batch-size", "4", "--timeout", "500",
     )  # fmt: skip
 
@@ -524,12 +524,12 @@ def test_a_secure_aggregation_run_records_its_sites_and_aggregate_and_never_one_
     with keyed.sf() as session:
         record = federated_runs.get_run(session, str(data["run"]))
     assert record is not None
-    assert [(u.round, u.site) for u in record.updates] == [(r, s) for r in (1, 2) for s in sorted(SITES)]
+    assert [(u.round, u.site) for u in record.updates] == [(1, s) for s in sorted(SITES)]
     assert all(u.accepted and u.update_sha256 == "" for u in record.updates)
     assert record.config["secure"]["protocol"] == "SecAgg+"
     # Assert: one audit entry per round naming the sites and the aggregate's hash, and no update hash
     rounds = [e for e in _entries(keyed.sf) if e.action == AuditAction.FL_ROUND_AGGREGATED and e.subject == data["run"]]
-    assert [e.payload["round"] for e in rounds] == [1, 2]
+    assert [e.payload["round"] for e in rounds] == [1]
     for entry in rounds:
         assert entry.payload["secure_aggregation"] == "SecAgg+"
         assert entry.payload["participating_sites"] == sorted(SITES)

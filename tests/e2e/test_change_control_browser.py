@@ -90,7 +90,7 @@ def test_drift_to_retrain_to_gate_to_signed_promotion_to_rollback(served: tuple[
             expect(page.get_by_text(f"Registered challenger #2 {CHALLENGER}")).to_be_visible()
             _settled(page)
             page.get_by_role("button", name="Run the gate").click()
-            expect(page.get_by_text(f"of {CHALLENGER} passed")).to_be_visible()
+            expect(page.get_by_text(f"of {CHALLENGER} against {BUNDLED} passed")).to_be_visible()
             _sign_out(page)
 
             # The CMIO signs the promotion with their password.
