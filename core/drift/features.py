@@ -17,11 +17,20 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-from scipy.stats import ks_2samp, rankdata
+from scipy.stats import rankdata
 
 from core.types import FloatArray
 
-__all__ = ["ImageStatistics", "image_statistics", "psi", "ks_statistic", "auc", "EmbeddingReference", "PSI_FLOOR"]
+__all__ = [
+    "PSI_FLOOR",
+    "EmbeddingReference",
+    "ImageStatistics",
+    "ScoreReference",
+    "auc",
+    "image_statistics",
+    "ks_statistic",
+    "psi",
+]
 
 #: Bin share used in place of an empty bin, so PSI stays finite (the usual convention).
 PSI_FLOOR: Final = 1e-4
@@ -86,7 +95,8 @@ def psi(reference: FloatArray, sample: FloatArray, *, bins: int = 10) -> float:
     """Population stability index of ``sample`` against ``reference``.
 
     ``sum((s_i - r_i) * ln(s_i / r_i))`` over ``bins`` quantile bins of the reference; empty
-    bins count as :data:`PSI_FLOOR`. Rule of thumb: < 0.1 stable, > 0.25 shifted.
+    bins count as :data:`PSI_FLOOR`. Rule of thumb: < 0.1 stable, > 0.25 shifted. For many
+    samples against one reference, prepare it once (:class:`ScoreReference`).
 
     Parameters
     ----------
@@ -107,36 +117,90 @@ def psi(reference: FloatArray, sample: FloatArray, *, bins: int = 10) -> float:
     >>> round(psi(ref, ref), 6)
     0.0
     """
-    ref = np.asarray(reference, dtype=np.float64)
-    smp = np.asarray(sample, dtype=np.float64)
-    ref, smp = ref[np.isfinite(ref)], smp[np.isfinite(smp)]
-    if ref.size == 0 or smp.size == 0:
-        warnings.warn(f"PSI undefined: {ref.size} reference and {smp.size} sample values", stacklevel=2)
-        return math.nan
-    edges = np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-    r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=edges.size + 1) / ref.size
-    s = np.bincount(np.searchsorted(edges, smp, side="right"), minlength=edges.size + 1) / smp.size
-    r, s = np.maximum(r, PSI_FLOOR), np.maximum(s, PSI_FLOOR)
-    return float(np.sum((s - r) * np.log(s / r)))
+    return ScoreReference.fit(reference, bins=bins).psi(sample)
 
 
 def ks_statistic(reference: FloatArray, sample: FloatArray) -> float:
     """Two-sample Kolmogorov-Smirnov distance ``D`` between ``sample`` and ``reference``.
 
-    Returns NaN (with a warning) when either side has no finite value.
+    Returns NaN (with a warning) when either side has no finite value. For many samples against
+    one reference, prepare it once (:class:`ScoreReference`).
 
     Examples
     --------
     >>> ks_statistic(np.array([0.1, 0.2, 0.3]), np.array([0.7, 0.8]))
     1.0
     """
-    ref = np.asarray(reference, dtype=np.float64)
-    smp = np.asarray(sample, dtype=np.float64)
-    ref, smp = ref[np.isfinite(ref)], smp[np.isfinite(smp)]
-    if ref.size == 0 or smp.size == 0:
-        warnings.warn(f"KS undefined: {ref.size} reference and {smp.size} sample values", stacklevel=2)
-        return math.nan
-    return float(ks_2samp(ref, smp).statistic)
+    return ScoreReference.fit(reference).ks(sample)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreReference:
+    """A reference distribution prepared once for many windows: its sorted values and PSI bins.
+
+    A drift stream compares every window of a site's scores with the benchmark's. At a million
+    studies the benchmark holds a third of them, and sorting it again for each of thousands of
+    windows was most of ``vigil drift``'s time; prepared once, each window costs a search of its
+    own few values in the sorted reference.
+
+    Attributes
+    ----------
+    values : ndarray of shape (n_ref,)
+        The reference's finite values, sorted.
+    edges : ndarray of shape (n_edges,)
+        PSI bin edges: the reference's inner quantiles, without repeats.
+    proportions : ndarray of shape (n_edges + 1,)
+        The reference's share in each bin, floored at :data:`PSI_FLOOR`.
+    """
+
+    values: FloatArray
+    edges: FloatArray
+    proportions: FloatArray
+
+    @classmethod
+    def fit(cls, reference: FloatArray, *, bins: int = 10) -> ScoreReference:
+        """Prepare ``reference`` (non-finite values dropped; may be empty: every distance is then NaN)."""
+        ref = np.asarray(reference, dtype=np.float64)
+        ref = np.sort(ref[np.isfinite(ref)])
+        if ref.size == 0:
+            return cls(ref, np.zeros(0), np.ones(1))
+        edges = np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+        shares = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=edges.size + 1) / ref.size
+        return cls(ref, edges, np.maximum(shares, PSI_FLOOR))
+
+    def psi(self, sample: FloatArray) -> float:
+        """:func:`psi` of ``sample`` against this reference."""
+        smp = self._finite(sample, "PSI")
+        if smp is None:
+            return math.nan
+        s = np.bincount(np.searchsorted(self.edges, smp, side="right"), minlength=self.edges.size + 1) / smp.size
+        s = np.maximum(s, PSI_FLOOR)
+        return float(np.sum((s - self.proportions) * np.log(s / self.proportions)))
+
+    def ks(self, sample: FloatArray) -> float:
+        """:func:`ks_statistic` of ``sample`` against this reference: ``sup |F_ref - F_sample|``.
+
+        Between two of the sample's values its ECDF is flat and the reference's can only rise,
+        so the supremum is reached at a sample value: by the two ECDFs there, or by their limits
+        from the left. Both are read by a search in each sorted side.
+        """
+        smp = self._finite(sample, "KS")
+        if smp is None:
+            return math.nan
+        s = np.sort(smp)
+        gaps = [
+            np.searchsorted(self.values, s, side=side) / self.values.size - np.searchsorted(s, s, side=side) / s.size
+            for side in ("right", "left")
+        ]
+        return float(max(np.max(np.abs(g)) for g in gaps))
+
+    def _finite(self, sample: FloatArray, what: str) -> FloatArray | None:
+        smp = np.asarray(sample, dtype=np.float64)
+        smp = smp[np.isfinite(smp)]
+        if self.values.size == 0 or smp.size == 0:
+            warnings.warn(f"{what} undefined: {self.values.size} reference and {smp.size} sample values", stacklevel=3)
+            return None
+        return smp
 
 
 def auc(labels: FloatArray, scores: FloatArray) -> float:

@@ -18,7 +18,7 @@ from typing import Final
 
 import numpy as np
 
-from core.drift.features import EmbeddingReference, auc, ks_statistic, psi
+from core.drift.features import EmbeddingReference, ScoreReference, auc
 from core.drift.streams import (
     Standardization,
     WindowedStream,
@@ -181,11 +181,13 @@ def _reference_streams(
     scored = np.isfinite(obs.scores)
     dates, scores = obs.dates[scored], obs.scores[scored]
 
+    prepared = ScoreReference.fit(reference)  # once: thousands of windows compare with it
+
     def window_psi(idx: IntArray) -> float:
-        return psi(reference, scores[idx])
+        return prepared.psi(scores[idx])
 
     def window_ks(idx: IntArray) -> float:
-        return ks_statistic(reference, scores[idx])
+        return prepared.ks(scores[idx])
 
     out.append(distance_stream("score_psi", dates, distance_window, window_psi))
     out.append(distance_stream("score_ks", dates, distance_window, window_ks))

@@ -309,6 +309,17 @@ def rate_stream(name: str, dates: DateArray, outcomes: FloatArray, windowing: Wi
     )
 
 
+def _members(window: IntArray, n_windows: int) -> list[IntArray]:
+    """The study indices of each window, ascending: one sort, not one scan of every study per window.
+
+    ``window`` holds each study's window (-1: after the last complete one, in none). Scanning for
+    each window made a stream quadratic in its studies: minutes at a busy site's 300,000.
+    """
+    order = np.argsort(window, kind="stable")  # stable: ascending study indices within a window
+    bounds = np.searchsorted(window[order], np.arange(n_windows + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n_windows)]
+
+
 def distance_stream(
     name: str,
     dates: DateArray,
@@ -330,7 +341,7 @@ def distance_stream(
     if windowing.kind is not WindowKind.STUDIES:
         raise ValueError(f"distance stream {name!r} needs windows of N studies, not {windowing.label}")
     window, wdates, pending = assign_windows(dates, windowing)
-    values = np.array([distance(np.flatnonzero(window == i)) for i in range(wdates.size)], dtype=np.float64)
+    values = np.array([distance(members) for members in _members(window, wdates.size)], dtype=np.float64)
     ok = np.isfinite(values)
     center = float(values[ok][0]) if ok.any() else 0.0
     dev = np.where(ok, values - center, 0.0)

@@ -7,10 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from scipy import ndimage, stats
 from sklearn.metrics import roc_auc_score
 
-from core.drift.features import EmbeddingReference, auc, image_statistics, ks_statistic, psi
+from core.drift.features import EmbeddingReference, ScoreReference, auc, image_statistics, ks_statistic, psi
 
 
 def test_noise_estimate_follows_the_noise_not_the_anatomy() -> None:
@@ -100,3 +100,29 @@ def test_embedding_distance_is_about_one_in_distribution_and_grows_outside() -> 
 def test_embedding_reference_needs_two_rows() -> None:
     with pytest.raises(ValueError, match="n >= 2"):
         EmbeddingReference.fit(np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ks_and_psi_against_a_prepared_reference_equal_scipy_and_the_one_shot_form(seed: int) -> None:
+    # Prepare: scores with ties (rounded) and shifts, reference and window of many sizes, NaNs mixed in
+    rng = np.random.default_rng(seed)
+    ref = np.round(rng.beta(2, 5, int(rng.integers(1, 400))), int(rng.integers(1, 4)))
+    sample = np.round(rng.beta(2, 5, int(rng.integers(1, 60))) + rng.normal(0, 0.1), 2)
+    sample[rng.random(sample.size) < 0.1] = np.nan
+    finite = sample[np.isfinite(sample)]
+
+    # Execute
+    prepared = ScoreReference.fit(np.concatenate([ref, [np.nan]]))
+
+    # Assert: scipy's two-sided statistic exactly; PSI as the former one-shot computation
+    if finite.size:
+        assert prepared.ks(sample) == pytest.approx(stats.ks_2samp(ref, finite).statistic, abs=1e-12)
+        edges = np.unique(np.quantile(ref, np.linspace(0.0, 1.0, 11)[1:-1]))
+
+        def shares(x: np.ndarray) -> np.ndarray:
+            counts = np.bincount(np.searchsorted(edges, x, side="right"), minlength=edges.size + 1)
+            return np.maximum(counts / x.size, 1e-4)
+
+        r, s = shares(ref), shares(finite)
+        assert prepared.psi(sample) == pytest.approx(float(np.sum((s - r) * np.log(s / r))), abs=1e-12)
+    assert prepared.ks(sample) == ks_statistic(ref, sample) or math.isnan(ks_statistic(ref, sample))

@@ -223,3 +223,25 @@ def test_undefined_distance_is_skipped_and_counted() -> None:
 def test_window_text_is_checked(text: str) -> None:
     with pytest.raises(ValueError, match="unknown window"):
         Windowing.parse(text)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_distance_stream_gives_each_window_exactly_its_studies_in_order(seed: int) -> None:
+    # Prepare: studies on random sorted days, windows of 7 (the last, incomplete one is pending)
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    dates = np.sort(np.datetime64("2026-01-01") + rng.integers(0, 30, n).astype("timedelta64[D]"))
+    windowing = Windowing(WindowKind.STUDIES, 7)
+    window, _, _ = assign_windows(dates, windowing)
+    seen: list[list[int]] = []
+
+    def distance(idx: np.ndarray) -> float:
+        seen.append(idx.tolist())
+        return float(idx.size)
+
+    # Execute
+    stream = distance_stream("d", dates, windowing, distance)
+
+    # Assert: what one scan per window gives (the former way), window by window
+    assert seen == [np.flatnonzero(window == i).tolist() for i in range(stream.dates.size)]
+    assert all(len(s) == 7 for s in seen)
