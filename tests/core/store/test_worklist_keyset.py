@@ -24,6 +24,7 @@ from core.store import model_versions, reviews, users
 from core.store.engine import SessionFactory
 from core.store.reviews import Cohort, ReviewStatus, ScoreBand, WorklistOrder, WorklistQuery, WorklistRow
 from core.store.tables import FeedbackRow, InstanceRow, PredictionRow, SiteRow, StudyRow
+from tests.conftest import BACKENDS
 
 ROWS = 120
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
@@ -58,6 +59,11 @@ def worklist_store(session_factory: SessionFactory, tmp_path: Path) -> SessionFa
     return session_factory
 
 
+#: The two slow walks run on the embedded file and the server only: an in-memory SQLite runs the same SQL.
+_WALK_BACKENDS = pytest.mark.parametrize("session_factory", BACKENDS, indirect=True)
+
+
+@_WALK_BACKENDS
 def test_pages_and_steps_follow_the_defined_order(worklist_store: SessionFactory) -> None:
     # One store per database, every order and filter over it (a store per case costs minutes).
     with worklist_store() as s:
@@ -95,6 +101,7 @@ MIXED_FILTERS: list[dict[str, Any]] = [
 ]
 
 
+@_WALK_BACKENDS
 def test_a_site_served_by_its_own_version_shows_it_and_every_view_pages_in_order(
     worklist_store: SessionFactory,
 ) -> None:
