@@ -72,11 +72,13 @@ def live(user: SignedInUser, view: FederatedOverview) -> None:
     draw shows; each later tick of the fragment reads the store again.
     """
     running = view.running is not None
-    first = [view]
+    unshown: FederatedOverview | None = view  # drawn by the first call; each tick reads anew
 
+    # The fragment's ticks call it with the arguments of its first call, so the view is not one.
     @st.fragment(run_every=REFRESH_S if running else None)
     def section() -> None:
-        fresh = first.pop() if first else load(user)
+        nonlocal unshown
+        fresh, unshown = unshown or load(user), None
         status(fresh)
         runs_table(fresh)
         if (run_key := run_picker(fresh)) is not None:

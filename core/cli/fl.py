@@ -356,10 +356,10 @@ def _secure(args: argparse.Namespace, *, quorum: int) -> Any:
         if args.secagg_threshold is not None:
             raise BadInputError("--secagg-threshold needs --secure-aggregation")
         return None
-    from core.federated.secure import SecAggSettings
+    from core.federated.secure import SecAggSettings, default_threshold
 
     return SecAggSettings(
-        reconstruction_threshold=args.secagg_threshold or max(2, quorum),
+        reconstruction_threshold=args.secagg_threshold or default_threshold(quorum),
         clipping_range=args.secagg_clipping_range,
     )
 

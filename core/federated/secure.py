@@ -29,10 +29,15 @@ import numpy as np
 from core.errors import BadInputError
 from core.types import JSONObject
 
-__all__ = ["MODULUS_RANGE", "SecAggSettings", "apply_mean_change", "site_change"]
+__all__ = ["MODULUS_RANGE", "SecAggSettings", "apply_mean_change", "default_threshold", "site_change"]
 
 #: SecAgg+'s mask modulus (Flower's default, 2**32); the quantisation range must be below it.
 MODULUS_RANGE: Final = 2**32
+
+
+def default_threshold(quorum: int) -> int:
+    """The reconstruction threshold when none is asked for: the run's quorum, and never below 2."""
+    return max(2, quorum)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,7 @@ def array_sha256(arr: FloatArray) -> str:
 def _negative_studies(session_factory: SessionFactory, model: LoadedModel) -> tuple[list[str], str, str]:
     """(study UIDs, source, site) of the benchmark site's negatives: labelled ones, else scored below threshold."""
     with session_factory() as session:
-        bench = next((s for s in sites.list_sites(session) if s.is_benchmark), None)
+        bench = sites.benchmark_site(session)
         if bench is None:
             raise BadInputError(
                 "GradientShap draws its baselines from the benchmark site's negatives: no benchmark site"

@@ -29,6 +29,7 @@ from core.audit.events import AuditAction
 from core.errors import BadInputError
 from core.federated.compatibility import NodeProfile, incompatibility
 from core.federated.plan import STRATEGIES
+from core.federated.secure import default_threshold
 from core.services.permissions import Permission, SignedInUser, parse_role, require
 from core.store import audit_log, federated_runs, sites, users
 from core.store.engine import SessionFactory
@@ -118,7 +119,7 @@ class LaunchRequest:
             "version": self.version,
             "secure_aggregation": None
             if not self.secure_aggregation
-            else {"threshold": self.secagg_threshold or max(2, self.min_sites or len(self.sites))},
+            else {"threshold": self.secagg_threshold or default_threshold(self.min_sites or len(self.sites))},
         }
 
     def argv(self, run_key: str, actor: str) -> list[str]:

@@ -20,7 +20,6 @@ incident's first alarm are that incident's evidence (:mod:`core.drift.incidents`
 from __future__ import annotations
 
 import base64
-import contextlib
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -499,11 +498,10 @@ def _cache_version(  # noqa: PLR0913 - keyword-only; the run's scope and who rec
     without those scores its sites' score and embedding streams would have no reference. Features
     are cached for the sites in scope and, when one site is, for the benchmark too.
     """
-    with lock or contextlib.nullcontext():
-        prediction.score_reference(session_factory, model, batch_size=config.batch_size, actor=actor, now=now)
+    prediction.score_reference(session_factory, model, batch_size=config.batch_size, actor=actor, now=now, lock=lock)
     with session_factory() as session:
-        bench = next((s.name for s in sites.list_sites(session) if s.is_benchmark), None)
-    scopes = [site] if site is None or bench is None else [site, bench]
+        bench = sites.benchmark_site(session)
+    scopes = [site] if site is None or bench is None else [site, bench.name]
     return sum(
         refresh_features(session_factory, model, site=scope, batch_size=config.batch_size, lock=lock, now=now)
         for scope in dict.fromkeys(scopes)

@@ -25,8 +25,10 @@ the benchmark site still see the version serving it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +46,7 @@ from core.store import audit_log, deployments, model_versions, predictions, reco
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.model_versions import ModelVersionRecord
 from core.store.predictions import PredictionIn
+from core.store.sites import SiteRecord
 from core.store.studies import InstanceRecord
 
 if TYPE_CHECKING:
@@ -118,6 +121,7 @@ class _Recording:
     now: Callable[[], datetime]
     progress: Callable[[int], None] | None = None
     reference: bool = False
+    lock: threading.Lock | None = None  # a model shared with other threads: held around each forward pass
 
 
 def _score(  # noqa: PLR0913 - the store, the model and its row, the work, how to record it
@@ -132,7 +136,8 @@ def _score(  # noqa: PLR0913 - the store, the model and its row, the work, how t
     scored = skipped = positives = 0
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
-        results = _predict_chunk(model, chunk, batch_size=batch_size)
+        with how.lock or contextlib.nullcontext():
+            results = _predict_chunk(model, chunk, batch_size=batch_size)
         record = functools.partial(
             record_predictions,
             model=model,
@@ -163,12 +168,18 @@ def score_reference(  # noqa: PLR0913 - keyword-only; as predict_pending
     actor: str,
     now: Callable[[], datetime],
     progress: Callable[[int], None] | None = None,
+    lock: threading.Lock | None = None,
 ) -> PredictReport | None:
     """Score the benchmark's studies not yet scored by ``model``, as the reference of the sites it serves.
 
     Only for a version serving some site now that is not the benchmark's (the version serving the
     benchmark scores it through :func:`predict_pending`). Each entry is audited like any prediction,
     with ``"reference": true``.
+
+    Parameters
+    ----------
+    lock : threading.Lock, optional
+        The shared model's lock (the app's), held around each batch's forward pass only.
 
     Returns
     -------
@@ -179,13 +190,30 @@ def score_reference(  # noqa: PLR0913 - keyword-only; as predict_pending
     if batch_size < 1:
         raise BadInputError(f"batch size must be at least 1, got {batch_size}")
     with session_factory() as session:
-        bench = next((s for s in sites.list_sites(session) if s.is_benchmark), None)
         mv = model_versions.get_by_version(session, model.card.version)
-        by_site = deployments.serving_by_site(session)
-        if bench is None or by_site.get(bench.name) == mv.id or mv.id not in by_site.values():
+        bench = _reference_site(session, mv.id)
+        if bench is None:
             return None
         pending = studies.instances_without_prediction(session, model_version_id=mv.id, site_id=bench.id)
-    return _score(session_factory, model, mv, pending, batch_size, _Recording(actor, now, progress, reference=True))
+    how = _Recording(actor, now, progress, reference=True, lock=lock)
+    return _score(session_factory, model, mv, pending, batch_size, how)
+
+
+def _reference_site(session: Session, version_id: int) -> SiteRecord | None:
+    """The benchmark site when ``version_id`` serves some site now but not it (its reference is to score), else None."""
+    bench = sites.benchmark_site(session)
+    by_site = deployments.serving_by_site(session)
+    if bench is None or by_site.get(bench.name) == version_id or version_id not in by_site.values():
+        return None
+    return bench
+
+
+def _versions_needing_reference(session_factory: SessionFactory) -> list[str]:
+    """The versions :func:`score_reference` has work for, by name: chosen before any is loaded."""
+    with session_factory() as session:
+        ids = {v for v in deployments.serving_by_site(session).values() if v is not None}
+        wanted = sorted(v for v in ids if _reference_site(session, v) is not None)
+        return [model_versions.get_by_id(session, v).version for v in wanted]
 
 
 def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a loader
@@ -236,7 +264,7 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
         if not superseded:
             break
     if site is None:  # everything pending: the benchmark's reference for versions serving other sites too
-        for version in _versions_serving(session_factory, None):
+        for version in _versions_needing_reference(session_factory):
             reference = score_reference(
                 session_factory, load(version), batch_size=batch_size, actor=actor, now=now, progress=progress
             )
@@ -277,8 +305,9 @@ def _may_record(session: Session, model_version_id: int, chunk: Sequence[Instanc
     ids = {inst.study_id for inst in chunk}
     if not reference:
         return all(v == model_version_id for v in deployments.serving_for_studies(session, ids).values())
-    bench = {s.id for s in sites.list_sites(session) if s.is_benchmark}
-    return model_version_id in deployments.serving_by_site(session).values() and studies.sites_of(session, ids) <= bench
+    bench = sites.benchmark_site(session)
+    serves = model_version_id in deployments.serving_by_site(session).values()
+    return serves and bench is not None and studies.sites_of(session, ids) <= {bench.id}
 
 
 def _predict_chunk(model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch_size: int) -> list[ImagePrediction]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from core.errors import BadInputError, DuplicateSiteError, UnknownSiteError
 from core.store.tables import SiteRow
 
-__all__ = ["SiteRecord", "add_site", "get_site", "list_sites"]
+__all__ = ["SiteRecord", "add_site", "benchmark_site", "get_site", "list_sites"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,11 @@ def get_site(session: Session, name: str) -> SiteRecord:
 def list_sites(session: Session) -> list[SiteRecord]:
     """Every site, sorted by name."""
     return [SiteRecord.from_row(row) for row in session.scalars(select(SiteRow).order_by(SiteRow.name))]
+
+
+def benchmark_site(session: Session) -> SiteRecord | None:
+    """The retrospective benchmark site (the first by name if several are marked), or None."""
+    return next((s for s in list_sites(session) if s.is_benchmark), None)
 
 
 def _find(session: Session, name: str) -> SiteRow | None:

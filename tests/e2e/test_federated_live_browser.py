@@ -19,7 +19,8 @@ from core.services import federated, federated_live
 from core.store import federated_runs
 from core.store.federated_runs import FlLaunchRecord
 from tests.e2e.streamlit_server import CHROMIUM, CHROMIUM_ARGS, serve
-from tests.ui.installation import DEMO_PASSWORDS, Installation, clock, copy_installation, shared_template
+from tests.e2e.test_audit_browser import _sign_in
+from tests.ui.installation import Installation, clock, copy_installation, shared_template
 from ui.federated import REFRESH_S
 
 RUN = "fl-20270104T100000-0a1b2c"
@@ -56,9 +57,7 @@ def test_the_page_shows_a_running_runs_rounds_and_its_end_without_a_click(served
             page.set_default_timeout(60_000)
             expect.set_options(timeout=60_000)
             page.goto(f"{url}/federated")
-            page.get_by_role("textbox", name="Username").fill("mlengineer")
-            page.get_by_role("textbox", name="Password").fill(DEMO_PASSWORDS["mlengineer"])
-            page.get_by_role("button", name="Sign in").click()
+            _sign_in(page, "mlengineer")
             expect(page.get_by_text("round 0 of 2 logged")).to_be_visible()
             page.get_by_role("textbox", name="Register the aggregate as (optional)").fill("typed-by-the-engineer")
 
