@@ -3,8 +3,9 @@
 It implements what ``st.login`` (Authlib's client) uses and checks what a real provider checks:
 
 - ``/.well-known/openid-configuration``: discovery, with S256 PKCE and an ``end_session_endpoint``;
-- ``/authorize``: GET shows a login form, POST checks the password and redirects back with a
-  single-use code bound to the client, redirect URI, nonce and PKCE challenge;
+- ``/authorize``: GET shows a login form (every time: the provider keeps no session of its own,
+  as with ``prompt=login``), POST checks the password and redirects back with a single-use code
+  bound to the client, redirect URI, nonce and PKCE challenge; ``auth_time`` is that moment;
 - ``/token``: the authorization-code grant with client authentication (HTTP Basic or form) and
   the PKCE verifier; answers an access token and an ID token signed RS256 with the test's key;
 - ``/jwks``: the public key as a JWK;
@@ -58,6 +59,7 @@ class _Grant:
     challenge: str | None
     username: str
     expires: float
+    authenticated_at: int
 
 
 def _b64(data: bytes) -> str:
@@ -86,6 +88,8 @@ class OidcProvider:
     seen: list[str] = field(default_factory=list)
     #: Code exchanges whose PKCE verifier matched its challenge.
     pkce_verified: int = 0
+    #: The ``prompt`` parameter of each authorization request shown ("" when absent).
+    prompts: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- documents ---------------------------------------------------------------------------
@@ -120,8 +124,8 @@ class OidcProvider:
         }
         return {"keys": [jwk]}
 
-    def id_token(self, username: str, nonce: str | None) -> str:
-        """A compact JWS (RS256) of the account's claims."""
+    def id_token(self, username: str, nonce: str | None, auth_time: int | None = None) -> str:
+        """A compact JWS (RS256) of the account's claims; ``auth_time`` is when the password was checked."""
         account = self.accounts[username]
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -130,7 +134,7 @@ class OidcProvider:
             "aud": self.client_id,
             "iat": now,
             "exp": now + TOKEN_LIFETIME_S,
-            "auth_time": now,
+            "auth_time": now if auth_time is None else auth_time,
             "preferred_username": username,
             "name": account.name,
             "email": f"{username}@hospital.example.org",
@@ -170,6 +174,7 @@ class OidcProvider:
                 challenge=query.get("code_challenge"),
                 username=username,
                 expires=time.monotonic() + CODE_LIFETIME_S,
+                authenticated_at=int(time.time()),
             )
         return code
 
@@ -197,7 +202,7 @@ class OidcProvider:
             "token_type": "Bearer",
             "expires_in": TOKEN_LIFETIME_S,
             "scope": "openid profile email",
-            "id_token": self.id_token(grant.username, grant.nonce),
+            "id_token": self.id_token(grant.username, grant.nonce, grant.authenticated_at),
         }
 
 
@@ -247,6 +252,8 @@ def _get(provider: OidcProvider, path: str, query: Mapping[str, str]) -> _Respon
     if path == "/jwks":
         return _Response.json(200, provider.jwks())
     if path == "/authorize":
+        with provider.lock:
+            provider.prompts.append(query.get("prompt", ""))
         problem = provider.check_authorize(query)
         return _Response(400, problem.encode()) if problem else _Response.page(_login_form(query))
     if path == "/logout":

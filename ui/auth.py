@@ -27,6 +27,7 @@ from core.errors import ConfigError, SignInFailedError, SignInThrottledError
 from core.services import auth as auth_service
 from core.services import oidc
 from core.services.permissions import Permission, SignedInUser, can
+from core.services.provider_signature import ProviderReauthentication
 from ui import resources
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "SignOnOptions",
     "current_user",
     "display_name",
+    "provider_reauthentication",
+    "reauthenticate_to_sign",
     "require_page",
     "sign_in",
     "sign_on_options",
@@ -114,13 +117,37 @@ def start_single_sign_on() -> str | None:
     incomplete ``[auth]`` section (a missing ``client_id``, say) only when asked to sign in.
     """
     policy = _policy()
-    if policy is None:
+    return _login(None if policy is None else policy.provider, "Single sign-on", configured=policy is not None)
+
+
+def reauthenticate_to_sign() -> str | None:
+    """Send the browser to the identity provider to enter the password again, for a signature.
+
+    Goes through ``[vigil.oidc] signature_provider`` when set (the same provider, configured to
+    ask for the password every time); the browser comes back to a new session, signed in again.
+    Returns the problem to show when Streamlit cannot start.
+    """
+    policy = _policy()
+    provider = None if policy is None else policy.signing_provider
+    return _login(provider, "Re-authentication", configured=policy is not None)
+
+
+def _login(provider: str | None, what: str, *, configured: bool) -> str | None:
+    """``st.login(provider)``; the problem to show when single sign-on is off or Streamlit cannot start."""
+    if not configured:
         return "Single sign-on is not configured."
     try:
-        st.login(policy.provider)
+        st.login(provider)
     except StreamlitAuthError as exc:
-        return f"Single sign-on cannot start: {exc}"
+        return f"{what} cannot start: {exc}"
     return None
+
+
+def provider_reauthentication() -> ProviderReauthentication | None:
+    """When, and as whom, the identity provider last authenticated this browser's person (None without its cookie)."""
+    if not _identity_provider_signed_in():
+        return None
+    return ProviderReauthentication.from_claims(st.user.to_dict())
 
 
 def _identity_provider_signed_in() -> bool:

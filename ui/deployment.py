@@ -16,17 +16,18 @@ import streamlit as st
 
 from core.errors import VigilError
 from core.models.finetune import FinetuneConfig
-from core.services import change_control, deployment, retrain, sites
+from core.services import change_control, deployment, provider_signature, retrain, sites
 from core.services.deployment import DeploymentOverview, Served, SiteServing
 from core.services.permissions import ACTIONS, Permission, SignedInUser, can, can_any
 from core.store.deployments import DeploymentRecord
-from ui import localtime, resources
+from ui import auth, localtime, resources
 
 __all__ = [
     "gate_form",
     "gate_reports",
     "history_section",
     "load",
+    "pending_signature",
     "promote_form",
     "proposals_section",
     "registry_table",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 _DONE: Final = "vigil.deployment.done"
+_EVERY_SITE: Final = "every site without its own switch"
 
 
 def load(user: SignedInUser) -> DeploymentOverview:
@@ -131,7 +133,12 @@ def gate_reports(user: SignedInUser, view: DeploymentOverview) -> None:
 
 
 def promote_form(user: SignedInUser, view: DeploymentOverview) -> None:
-    """Promote a version that passed its gate, under the signed-in approver's electronic signature."""
+    """Promote a version that passed its gate, under the signed-in approver's electronic signature.
+
+    A local account signs with its password entered again. A person signed in through the
+    identity provider has no Vigil password: the form sends them to the provider to enter theirs
+    again, and :func:`pending_signature` completes the promotion when they come back.
+    """
     if not can(user, Permission.APPROVE_DEPLOYMENT):
         return
     st.subheader("Promote")
@@ -139,6 +146,7 @@ def promote_form(user: SignedInUser, view: DeploymentOverview) -> None:
     if not candidates:
         st.caption("No version has passed its gate against the serving version.")
         return
+    through_provider = auth.signed_in_through_provider()
     with st.form("vigil-promote", clear_on_submit=True):
         version = st.selectbox("Version", candidates)
         per_site = resources.settings().per_site_deployment
@@ -156,30 +164,114 @@ def promote_form(user: SignedInUser, view: DeploymentOverview) -> None:
             f"**Electronic signature.** Signing as **{user.username}**, meaning "
             f"**{deployment.SIGNATURE_MEANING}**; your full name, the date and time are recorded with it."
         )
-        password = st.text_input("Your password", type="password")
-        submitted = st.form_submit_button("Sign and promote", type="primary")
-    if submitted and version is not None:
-        try:
+        if through_provider:
+            st.caption(
+                "You signed in through your organisation's account, so your organisation's sign-in page asks "
+                "for your password again; you come back here to confirm."
+            )
+            password = ""
+        else:
+            password = st.text_input("Your password", type="password")
+        label = "Continue to sign at your organisation's sign-in" if through_provider else "Sign and promote"
+        submitted = st.form_submit_button(label, type="primary")
+    if not submitted or version is None:
+        return
+    models = resources.settings().home / "models"
+    chosen = [str(s) for s in chosen_sites]
+    try:
+        if through_provider:
+            deployment.request_promotion_signature_as(
+                resources.session_factory(),
+                user,
+                str(version),
+                models_dir=models,
+                now=resources.utc_now,
+                sites=chosen,
+                per_site_allowed=per_site,
+            )
+        else:
             records = deployment.promote_as(
                 resources.session_factory(),
                 user,
                 str(version),
                 password,
+                models_dir=models,
+                now=resources.utc_now,
+                sites=chosen,
+                per_site_allowed=per_site,
+            )
+    except VigilError as exc:
+        st.error(str(exc))
+        return
+    if through_provider:
+        if (problem := auth.reauthenticate_to_sign()) is not None:
+            st.error(problem)
+        return
+    _promoted(records)
+
+
+def _promoted(records: Sequence[DeploymentRecord]) -> None:
+    """Confirm a promotion on the next run, which redraws the page from the store."""
+    where = "; ".join(f"{r.scope} (slot {r.slot})" for r in records)
+    first = records[0]
+    st.session_state[_DONE] = (
+        True,
+        f"{first.version} now serves {where}; signed by {first.signer_name} ({first.signer}).",
+    )
+    st.rerun()
+
+
+def pending_signature(user: SignedInUser) -> None:
+    """The promotion this user asked to sign at the identity provider: complete it on their return, or withdraw it."""
+    if not can(user, Permission.APPROVE_DEPLOYMENT) or not auth.signed_in_through_provider():
+        return
+    waiting = deployment.pending_signature_as(resources.read_session_factory(), user, now=resources.utc_now())
+    if waiting is None:
+        return
+    proof = auth.provider_reauthentication()
+    sites = waiting.scope.get("sites")
+    named = isinstance(sites, list) and bool(sites)
+    where = ", ".join(str(s) for s in sites) if named and isinstance(sites, list) else _EVERY_SITE
+    with st.container(border=True):
+        st.subheader("Your signature is waiting")
+        st.markdown(
+            f"Promote **{waiting.subject}** at **{where}**, meaning **{waiting.meaning}**, "
+            f"asked at {localtime.local_text(waiting.requested_at)}."
+        )
+        fresh = proof is not None and provider_signature.fresh_enough(proof, waiting, resources.utc_now())
+        if fresh and proof is not None and proof.authenticated_at is not None:
+            st.caption(
+                f"Your organisation's sign-in checked your password at {localtime.local_text(proof.authenticated_at)}."
+            )
+        else:
+            st.caption(
+                "Your organisation's sign-in has not checked your password since you asked to sign, or did so more "
+                f"than {provider_signature.SIGNATURE_WINDOW_S / 60:.0f} minutes ago: enter it again to sign."
+            )
+        cols = st.columns(3)
+        sign = cols[0].button("Sign and promote", type="primary", disabled=not fresh, key="vigil-sign-waiting")
+        again = cols[1].button("Enter my password again", key="vigil-reauthenticate")
+        withdraw = cols[2].button("Withdraw", key="vigil-withdraw-signature")
+    if again and (problem := auth.reauthenticate_to_sign()) is not None:
+        st.error(problem)
+    if withdraw:
+        deployment.withdraw_signature_as(resources.session_factory(), user, now=resources.utc_now)
+        st.session_state[_DONE] = (False, f"Signature withdrawn: {waiting.subject} was not promoted.")
+        st.rerun()
+    if sign and proof is not None:
+        try:
+            records = deployment.promote_signed_at_provider_as(
+                resources.session_factory(),
+                user,
+                proof,
                 models_dir=resources.settings().home / "models",
                 now=resources.utc_now,
-                sites=[str(s) for s in chosen_sites],
-                per_site_allowed=per_site,
+                per_site_allowed=resources.settings().per_site_deployment,
             )
         except VigilError as exc:
             st.error(str(exc))
             return
-        where = "; ".join(f"{r.scope} (slot {r.slot})" for r in records)
-        first = records[0]
-        st.session_state[_DONE] = (
-            True,
-            f"{first.version} now serves {where}; signed by {first.signer_name} ({first.signer}).",
-        )
-        st.rerun()
+        _promoted(records)
 
 
 def rollback_form(user: SignedInUser, view: DeploymentOverview) -> None:

@@ -76,6 +76,10 @@ class AuditAction(StrEnum):
     MODEL_PROMOTED = "model_promoted"
     MODEL_ROLLED_BACK = "model_rolled_back"
     SIGNATURE_FAILED = "signature_failed"
+    #: A person signed in through the identity provider asked to sign (the act waits for their
+    #: re-authentication there), or withdrew that request.
+    SIGNATURE_REQUESTED = "signature_requested"
+    SIGNATURE_WITHDRAWN = "signature_withdrawn"
     #: De-identification: a folder of DICOM files de-identified to the PS3.15 Basic Profile
     #: for leaving the site; the payload holds counts, the table's version and hash, never a path or PHI.
     DEID_EXPORTED = "deid_exported"

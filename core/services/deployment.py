@@ -41,7 +41,7 @@ from core.errors import (
     InvalidTagError,
     UnknownValidationError,
 )
-from core.services import auth
+from core.services import auth, provider_signature
 from core.services.models import load_version
 from core.services.permissions import (
     ACTIONS,
@@ -61,7 +61,8 @@ from core.store import (
 )
 from core.store import sites as site_store
 from core.store.deployments import DeploymentRecord
-from core.store.engine import SessionFactory
+from core.store.engine import SessionFactory, write_with_retries
+from core.store.signature_requests import SignatureRequestRecord
 from core.types import JSONObject
 
 __all__ = [
@@ -76,12 +77,16 @@ __all__ = [
     "deployment_history",
     "overview",
     "promote",
+    "pending_signature_as",
     "promote_as",
+    "promote_signed_at_provider_as",
+    "request_promotion_signature_as",
     "rollback",
     "rollback_as",
     "served_at",
     "serving_now",
     "validation_html",
+    "withdraw_signature_as",
 ]
 
 #: Why a promotion naming sites is refused where the ``per_site_deployment`` setting is switched off.
@@ -211,16 +216,7 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
         (audited as ``signature_failed``).
     """
     names = _site_names(sites)
-    with session_factory() as session:
-        for name in names:
-            site_store.get_site(session, name)
-        if names and not per_site_allowed:
-            raise DeploymentRefusedError(PER_SITE_OFF)
-        target = model_versions.get_by_version(session, version)
-        champions = {site: _serving_version(session, site) for site in (names or (None,))}
-    # Refuses a changed record or weights file first; built on the CPU only to be checked.
-    load_version(target, models_dir=models_dir, device=_CHECK_DEVICE)
-    scopes = _gated_scopes(session_factory, target, champions)
+    target, scopes = _prepare(session_factory, version, names, per_site_allowed=per_site_allowed, models_dir=models_dir)
     signer_role = auth.verify_signature(
         session_factory,
         signer,
@@ -230,19 +226,68 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
         subject=version,
         now=now,
     ).role
+    signed = _Signed(signer, signer_role.value, {"method": "password entered again"})
+    return _switch(session_factory, target, scopes, names, signed, actor=actor, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    """A verified signature: who, their role, how they were authenticated, and the request it completes."""
+
+    signer: str
+    role: str
+    authentication: JSONObject
+    request: SignatureRequestRecord | None = None
+
+
+def _prepare(
+    session_factory: SessionFactory,
+    version: str,
+    names: tuple[str, ...],
+    *,
+    per_site_allowed: bool,
+    models_dir: Path,
+) -> tuple[model_versions.ModelVersionRecord, tuple[_Scope, ...]]:
+    """The registered, unchanged ``version`` and each scope's passing gate run; refused otherwise."""
+    with session_factory() as session:
+        for name in names:
+            site_store.get_site(session, name)
+        if names and not per_site_allowed:
+            raise DeploymentRefusedError(PER_SITE_OFF)
+        target = model_versions.get_by_version(session, version)
+        champions = {site: _serving_version(session, site) for site in (names or (None,))}
+    # Refuses a changed record or weights file first; built on the CPU only to be checked.
+    load_version(target, models_dir=models_dir, device=_CHECK_DEVICE)
+    return target, _gated_scopes(session_factory, target, champions)
+
+
+def _switch(  # noqa: PLR0913 - keyword-only after the act's parts
+    session_factory: SessionFactory,
+    target: model_versions.ModelVersionRecord,
+    scopes: tuple[_Scope, ...],
+    names: tuple[str, ...],
+    signed: _Signed,
+    *,
+    actor: str,
+    now: Callable[[], datetime],
+) -> tuple[DeploymentRecord, ...]:
+    """Switch every scope to ``target`` under ``signed``: one transaction with its audit entry."""
     signed_at = now()
     with session_factory.begin() as session:
         # The head lock first: a concurrent switch or prediction batch is then ordered around this one.
         audit_log.lock_head(session)
+        if signed.request is not None:
+            provider_signature.take(session, signed.signer, signed.request)
         for scope in scopes:
             _check_still_serving(session, scope.site, scope.champion)
         manifest = _manifest(
             target,
             scopes,
-            signer=signer,
-            printed_name=users.get_user(session, signer).full_name,
-            signer_role=signer_role.value,
+            signer=signed.signer,
+            printed_name=users.get_user(session, signed.signer).full_name,
+            signer_role=signed.role,
             signed_at=signed_at,
+            authentication=signed.authentication,
         )
         signature = hashlib.sha256(canonical_json(manifest)).hexdigest()
         records = tuple(
@@ -255,7 +300,7 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
                 reason=f"promoted under validation {scope.gate.id}",
                 site=scope.site,
                 validation_id=scope.gate.id,
-                signer=signer,
+                signer=signed.signer,
                 signature_meaning=SIGNATURE_MEANING,
                 signature_sha256=signature,
             )
@@ -265,7 +310,7 @@ def promote(  # noqa: PLR0913 - keyword-only; each is one input of the signed ac
             session,
             actor=actor,
             action=AuditAction.MODEL_PROMOTED,
-            subject=version,
+            subject=target.version,
             payload={
                 "sites": list(names) if names else None,
                 "switches": [_switch_payload(r, s.champion) for r, s in zip(records, scopes, strict=True)],
@@ -333,10 +378,12 @@ def _manifest(  # noqa: PLR0913 - keyword-only; each is one fact of the signatur
     printed_name: str,
     signer_role: str,
     signed_at: datetime,
+    authentication: JSONObject,
 ) -> JSONObject:
     """The signed record (21 CFR 11.50): printed name, username, role, time, meaning, and what is signed."""
     return {
         "meaning": SIGNATURE_MEANING,
+        "authentication": authentication,
         "signer": signer,
         "printed_name": printed_name,
         "signer_role": signer_role,
@@ -691,6 +738,102 @@ def promote_as(  # noqa: PLR0913 - the signer, the version and password, then ke
         sites=sites,
         per_site_allowed=per_site_allowed,
     )
+
+
+def request_promotion_signature_as(  # noqa: PLR0913 - the signer and the version, then keywords
+    session_factory: SessionFactory,
+    user: SignedInUser | None,
+    version: str,
+    *,
+    models_dir: Path,
+    now: Callable[[], datetime],
+    sites: Sequence[str] = (),
+    per_site_allowed: bool = True,
+) -> SignatureRequestRecord:
+    """Ask to sign the promotion of ``version`` at the identity provider (single sign-on accounts).
+
+    Everything a promotion checks before its signature is checked now, so the signer does not
+    re-authenticate for an act that would be refused; the request then waits for
+    :func:`promote_signed_at_provider_as` (see ``core.services.provider_signature``), audited as
+    ``signature_requested``. A request the signer had waiting is replaced.
+
+    Raises
+    ------
+    PermissionDeniedError, BadInputError, UnknownSiteError, UnknownModelVersionError, DeploymentRefusedError
+        As :func:`promote` before its signature; nothing is kept.
+    """
+    signer = require(user, Permission.APPROVE_DEPLOYMENT)
+    names = _site_names(sites)
+    _prepare(session_factory, version, names, per_site_allowed=per_site_allowed, models_dir=models_dir)
+    moment = now()
+    return write_with_retries(
+        session_factory,
+        lambda s: provider_signature.request(
+            s, signer, meaning=SIGNATURE_MEANING, subject=version, scope={"sites": list(names)}, now=moment
+        ),
+    )
+
+
+def promote_signed_at_provider_as(  # noqa: PLR0913 - the signer and their proof, then keywords
+    session_factory: SessionFactory,
+    user: SignedInUser | None,
+    proof: provider_signature.ProviderReauthentication,
+    *,
+    models_dir: Path,
+    now: Callable[[], datetime],
+    per_site_allowed: bool = True,
+) -> tuple[DeploymentRecord, ...]:
+    """Complete the promotion the signed-in user asked to sign, with their re-authentication at the provider.
+
+    The gate, the serving versions and the sites are checked again (they may have changed while
+    the signer was away); the switch, its audit entry and the deletion of the request are one
+    transaction. The manifest records the issuer, the subject and when the provider authenticated
+    the signer, beside the request's time.
+
+    Raises
+    ------
+    BadInputError
+        No request waits (or it lapsed), or it was withdrawn or replaced meanwhile.
+    SignatureFailedError
+        :func:`core.services.provider_signature.verify` refused ``proof`` (audited).
+    DeploymentRefusedError, UnknownSiteError, UnknownModelVersionError, ModelTamperedError
+        As :func:`promote`.
+    """
+    signer = require(user, Permission.APPROVE_DEPLOYMENT)
+    role, request = provider_signature.verify(
+        session_factory, signer.username, proof, permission=Permission.APPROVE_DEPLOYMENT, now=now
+    )
+    if request.meaning != SIGNATURE_MEANING:
+        raise BadInputError(f"the waiting signature means {request.meaning!r}, not {SIGNATURE_MEANING!r}")
+    names = _site_names(_requested_sites(request.scope))
+    target, scopes = _prepare(
+        session_factory, request.subject, names, per_site_allowed=per_site_allowed, models_dir=models_dir
+    )
+    how = {**proof.to_dict(), "requested_at": request.requested_at.isoformat()}
+    signed = _Signed(signer.username, role.value, how, request)
+    return _switch(session_factory, target, scopes, names, signed, actor=signer.username, now=now)
+
+
+def _requested_sites(scope: JSONObject) -> list[str]:
+    sites = scope.get("sites")
+    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
+        raise BadInputError(f"the waiting signature's sites are not a list of names: {sites!r}")
+    return [str(s) for s in sites]
+
+
+def pending_signature_as(
+    session_factory: SessionFactory, user: SignedInUser | None, *, now: datetime
+) -> SignatureRequestRecord | None:
+    """The promotion the signed-in user asked to sign at the identity provider, while it waits."""
+    signer = require(user, Permission.APPROVE_DEPLOYMENT)
+    return provider_signature.pending(session_factory, signer.username, now=now)
+
+
+def withdraw_signature_as(
+    session_factory: SessionFactory, user: SignedInUser | None, *, now: Callable[[], datetime]
+) -> bool:
+    """Withdraw the signed-in user's waiting signature (audited); whether one waited."""
+    return provider_signature.cancel(session_factory, require(user, Permission.APPROVE_DEPLOYMENT), now=now)
 
 
 def rollback_as(  # noqa: PLR0913 - keyword-only

@@ -78,7 +78,7 @@ _MAX_RECORDED_VALUES: Final = 20
 _MAX_VALUE_CHARS: Final = 128
 #: Streamlit names providers ``[auth.NAME]`` and cannot route a name with an underscore.
 _PROVIDER_NAME: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_KEYS: Final = ("role_claim", "roles", "provider", "local_sign_in")
+_KEYS: Final = ("role_claim", "roles", "provider", "local_sign_in", "signature_provider")
 
 
 class SignInRefusedError(BadInputError):
@@ -105,12 +105,22 @@ class OidcPolicy:
     local_sign_in : bool
         Whether the username and password form is still offered (small sites, the demo,
         break-glass accounts). An administrator turns it off once everyone signs in through the provider.
+    signature_provider : str or None
+        The ``[auth.NAME]`` section an electronic signature re-authenticates through: the same
+        identity provider, configured to ask for the password again (``prompt = "login"``, see
+        ``core.services.provider_signature``); None to use :attr:`provider`.
     """
 
     role_claim: str
     roles: Mapping[str, Role]
     provider: str | None = None
     local_sign_in: bool = True
+    signature_provider: str | None = None
+
+    @property
+    def signing_provider(self) -> str | None:
+        """The section a signature re-authenticates through (None: ``[auth]`` itself)."""
+        return self.signature_provider or self.provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +150,8 @@ def parse_policy(table: Mapping[str, object]) -> OidcPolicy:
     ----------
     table : Mapping[str, object]
         As TOML gave it: ``role_claim`` (str), ``roles`` (a table of claim value -> role name),
-        optionally ``provider`` (str) and ``local_sign_in`` (bool, default true).
+        optionally ``provider`` (str), ``local_sign_in`` (bool, default true) and
+        ``signature_provider`` (str).
 
     Raises
     ------
@@ -154,13 +165,19 @@ def parse_policy(table: Mapping[str, object]) -> OidcPolicy:
     claim = table.get("role_claim")
     if not isinstance(claim, str) or not claim.strip():
         raise ConfigError(f"oidc.role_claim must name the ID-token claim holding groups or roles, got {claim!r}")
-    provider = table.get("provider")
-    if provider is not None and (not isinstance(provider, str) or not _PROVIDER_NAME.match(provider)):
-        raise ConfigError(f"oidc.provider must be letters, digits or '-' (an [auth.NAME] section), got {provider!r}")
+    provider = _provider_name(table, "provider")
     local = table.get("local_sign_in", True)
     if not isinstance(local, bool):
         raise ConfigError(f"oidc.local_sign_in must be true or false, got {local!r}")
-    return OidcPolicy(claim.strip(), _role_table(table.get("roles")), provider, local)
+    signing = _provider_name(table, "signature_provider")
+    return OidcPolicy(claim.strip(), _role_table(table.get("roles")), provider, local, signing)
+
+
+def _provider_name(table: Mapping[str, object], key: str) -> str | None:
+    name = table.get(key)
+    if name is not None and (not isinstance(name, str) or not _PROVIDER_NAME.match(name)):
+        raise ConfigError(f"oidc.{key} must be letters, digits or '-' (an [auth.NAME] section), got {name!r}")
+    return name
 
 
 def _role_table(value: object) -> Mapping[str, Role]:
@@ -264,21 +281,25 @@ def identify(claims: Mapping[str, object], policy: OidcPolicy) -> OidcIdentity:
 
 
 def check_provider(claims: Mapping[str, object], policy: OidcPolicy) -> None:
-    """Refuse claims that came back from another ``[auth.NAME]`` section than the one the policy names.
+    """Refuse claims that came back from another ``[auth.NAME]`` section than the ones the policy names.
 
     Streamlit writes the section it signed in with into the cookie (``provider``; ``default`` for
     ``[auth]`` itself). Secrets holding two providers, say a test realm beside the hospital's,
     must not let a person signed in at the other one through: their groups would be mapped by a
-    table written for this one.
+    table written for this one. The section signatures re-authenticate through
+    (:attr:`OidcPolicy.signature_provider`) is the same provider asked to check the password
+    again, and is accepted too; its issuer must still be the one that manages the account.
 
     Raises
     ------
     SignInRefusedError
-        The cookie names no provider, or another than :attr:`OidcPolicy.provider`.
+        The cookie names no provider, or another than :attr:`OidcPolicy.provider` and
+        :attr:`OidcPolicy.signature_provider`.
     """
     expected = policy.provider or STREAMLIT_DEFAULT_PROVIDER
+    accepted = {expected, policy.signature_provider or expected}
     got = claims.get("provider")
-    if got != expected:
+    if got not in accepted:
         raise SignInRefusedError(
             f"the sign-in came from the identity provider section {_short(got)}, "
             f"but [vigil.oidc] provider names {expected!r}"

@@ -60,6 +60,7 @@ __all__ = [
     "FlSiteKeyRow",
     "FlRunRow",
     "FlUpdateRow",
+    "SignatureRequestRow",
 ]
 
 # Named constraints, so later migrations (batch mode on SQLite included) can address them.
@@ -804,3 +805,20 @@ class FlLaunchRow(Base):
     events: Mapped[str] = mapped_column(Text)
     launched_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SignatureRequestRow(Base):
+    """A signature waiting for its signer's re-authentication at the identity provider (migration ``0021``).
+
+    One per signer: a new request replaces the old. ``subject`` is what will be signed (a model
+    version), ``scope`` canonical JSON of the rest of the act (the sites), ``meaning`` the
+    signature's meaning. The row is deleted in the transaction that completes the signature.
+    """
+
+    __tablename__ = "signature_request"
+
+    signer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    meaning: Mapped[str] = mapped_column(String(128))
+    subject: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())

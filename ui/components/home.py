@@ -6,9 +6,10 @@ from typing import Final
 
 import streamlit as st
 
+from core.services import provider_signature
 from core.services.permissions import Permission, Role, SignedInUser, can
 from core.services.worklist import WorklistFilter
-from ui import auth, cached
+from ui import auth, cached, resources
 
 __all__ = ["render"]
 
@@ -24,7 +25,14 @@ _ROLE_TEXT: Final = {
 
 
 def render(user: SignedInUser) -> None:
-    """Greeting, the role's purpose and, for readers, how many studies wait."""
+    """Greeting, the role's purpose and, for readers, how many studies wait.
+
+    A person back from re-authenticating at the identity provider for a signature lands here (the
+    provider returns every browser to the app's root) and is taken on to the signature waiting
+    on the Deployment page.
+    """
+    if _signature_waiting(user):
+        st.switch_page("pages/deployment.py")
     st.title("Vigil")
     st.markdown(f"Welcome, **{auth.display_name(user)}**. {_ROLE_TEXT[user.role]}")
     if can(user, Permission.REVIEW_STUDIES):
@@ -36,3 +44,10 @@ def render(user: SignedInUser) -> None:
         "Keyboard: on the worklist, O opens the selected study and N / P change page; on a case, "
         "J / K go to the next / previous study and W back to the worklist."
     )
+
+
+def _signature_waiting(user: SignedInUser) -> bool:
+    if not auth.signed_in_through_provider() or not can(user, Permission.APPROVE_DEPLOYMENT):
+        return False
+    waiting = provider_signature.pending(resources.read_session_factory(), user.username, now=resources.utc_now())
+    return waiting is not None

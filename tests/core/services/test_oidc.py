@@ -292,6 +292,17 @@ def test_only_the_provider_section_the_policy_names_is_accepted() -> None:
         identify(claims(), hospital)
 
 
+def test_the_signature_section_is_accepted_beside_the_sign_in_section_and_its_name_is_checked() -> None:
+    # The section signatures re-authenticate through is the same provider asked for the password again.
+    policy = parse_policy(TABLE | {"provider": "hospital", "signature_provider": "hospital-sign"})
+    assert (policy.signing_provider, parse_policy(TABLE).signing_provider) == ("hospital-sign", None)
+    assert identify(claims(provider="hospital-sign"), policy).role is Role.RADIOLOGIST
+    with pytest.raises(SignInRefusedError, match="section 'test-realm'"):
+        identify(claims(provider="test-realm"), policy)
+    with pytest.raises(ConfigError, match="oidc.signature_provider .* got 'a_b'"):
+        parse_policy(TABLE | {"signature_provider": "a_b"})
+
+
 def test_a_refused_provider_section_is_audited_and_creates_no_account(
     session_factory: SessionFactory, now: datetime
 ) -> None:

@@ -32,7 +32,7 @@ from core.store.tables import Base, SiteRow, StudyRow
 from tests.conftest import NewDatabase
 
 #: The single head every migration path ends at (the prior-study index, after the worklist score indexes).
-HEAD = "0020"
+HEAD = "0021"
 
 TABLES = {"site", "study", "instance", "model_version", "prediction", "explanation", "app_user", "audit_entry"}
 
