@@ -348,7 +348,26 @@ def load_settings(environ: Mapping[str, str], *, cwd: Path | None = None) -> Set
     unknown = sorted(set(values) - _TUNABLE)
     if unknown:
         raise ConfigError(f"unknown setting(s) in {cfg}: {', '.join(unknown)}")
-    return replace(Settings(home=home, database_url=url), **_tuned(values, base))
+    settings = replace(Settings(home=home, database_url=url), **_tuned(values, base))
+    _check_auto_push(settings)
+    return settings
+
+
+def _check_auto_push(settings: Settings) -> None:
+    """Refuse ``auto_push`` at a site that de-identifies at ingest, when the file is read.
+
+    Such a site's studies are held under keyed UIDs its PACS does not know, so every push would
+    fail (``core.services.pacs_auto_push.refuse_deidentified``), once per verdict; the
+    combination is a configuration mistake, named here before anything runs.
+    """
+    for endpoint in settings.pacs:
+        if endpoint.auto_push and settings.deid.deidentify_at_ingest_for(endpoint.site):
+            raise PacsConfigError(
+                endpoint.site,
+                "auto_push = true, but the site de-identifies at ingest ([vigil.deid] deidentify_at_ingest): "
+                "its studies are held under keyed UIDs its PACS does not know, so no result could be filed "
+                "there; turn one of the two off",
+            )
 
 
 #: Integer settings and their upper bounds (None: no bound beyond being positive).

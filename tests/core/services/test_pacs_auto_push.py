@@ -232,3 +232,24 @@ def test_auto_push_is_read_from_the_site_table_and_off_by_default(tmp_path: Path
 def test_a_bad_auto_push_value_is_refused_naming_it(tmp_path: Path, value: str) -> None:
     with pytest.raises(PacsConfigError, match=f"auto_push must be a bool, got {value.replace(chr(34), chr(39))}"):
         _load(tmp_path, f"auto_push = {value}\n")
+
+
+@pytest.mark.parametrize(
+    ("deid", "refused"),
+    [
+        ("[deid]\ndeidentify_at_ingest = true\n", True),
+        (f"[deid.sites.{SITE}]\ndeidentify_at_ingest = true\n", True),
+        ("[deid]\ndeidentify_at_ingest = true\n" + f"[deid.sites.{SITE}]\ndeidentify_at_ingest = false\n", False),
+        ("[deid.sites.elsewhere]\ndeidentify_at_ingest = true\n", False),
+    ],
+)
+def test_auto_push_at_a_site_that_deidentifies_is_refused_when_the_file_is_read(
+    tmp_path: Path, deid: str, refused: bool
+) -> None:
+    # A push there could never be filed into the PACS's study (keyed UIDs): a mistake named at load.
+    extra = f"auto_push = true\n{deid}"
+    if refused:
+        with pytest.raises(PacsConfigError, match=rf"'{SITE}'.*auto_push = true, but the site de-identifies"):
+            _load(tmp_path, extra)
+    else:
+        assert _load(tmp_path, extra).pacs_endpoint(SITE).auto_push is True
