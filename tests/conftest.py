@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import pytest
 from sqlalchemy import Engine
@@ -27,6 +28,25 @@ BACKENDS = ["sqlite-file", "postgresql"]
 
 #: ``new_database(kind, migrated=...)``: the URL of a new database of one of :data:`DATABASES`.
 NewDatabase = Callable[..., str]
+
+#: The modules that take minutes, longest first. ``scripts/test`` runs the suite on every core
+#: (pytest-xdist, work stealing); started first, the longest work runs beside everything else
+#: instead of alone at the end (longest-processing-time-first scheduling). Whole modules move, so
+#: their module-scoped fixtures are still set up once.
+LONGEST_FIRST: Final = (
+    "tests/core/models/test_bundled_reproduction.py",
+    "tests/e2e/test_change_control_browser.py",
+    "tests/test_fl_cli.py",
+    "tests/core/services/test_concurrency.py",
+    "tests/fuzz/test_fuzz.py",
+    "tests/e2e/test_accessibility_browser.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run :data:`LONGEST_FIRST`'s modules first, in that order; the rest keep their order."""
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture(scope="session")
