@@ -5,7 +5,9 @@ Nothing here computes: :mod:`core.services.federated_view` builds what is shown 
 background and returns at once; the page shows the run's progress as the launcher writes it
 into the store. While a run is running, :func:`live` reads the store again every
 :data:`REFRESH_S` seconds (a Streamlit fragment: only it reruns, so a half-filled launch form
-keeps its values), and reruns the whole page once when the run ends, which stops the timer.
+keeps its values), and reruns the whole page once when the run ends. While none is, it reads every
+:data:`IDLE_REFRESH_S` seconds, so a run launched elsewhere (the command line, another browser)
+shows without a click and switches the page to the faster pace.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from core.services.permissions import SignedInUser
 from ui import localtime, resources
 
 __all__ = [
+    "IDLE_REFRESH_S",
     "REFRESH_S",
     "launch_form",
     "live",
@@ -43,6 +46,8 @@ _DONE: Final = "vigil.federated.done"
 _HASH: Final = 12  # hash characters shown; the full hash is in the audit log and `vigil fl show`
 #: Seconds between two reads of the store while a run is running.
 REFRESH_S: Final = 5
+#: Seconds between two reads while no run is running: how late a run launched elsewhere shows.
+IDLE_REFRESH_S: Final = 15
 
 
 def load(user: SignedInUser) -> FederatedOverview:
@@ -63,19 +68,23 @@ def status(view: FederatedOverview) -> None:
             icon=":material/sync:",
         )
         st.caption(f"Progress is read again every {REFRESH_S} s while the run is running.")
+    else:
+        st.caption(f"No run is running; a run launched elsewhere shows here within {IDLE_REFRESH_S} s.")
 
 
 def live(user: SignedInUser, view: FederatedOverview) -> None:
     """The status, the runs, the chosen run and the nodes; read again every few seconds while a run runs.
 
-    ``view`` is the page's read: it decides whether the section polls, and is what the first
-    draw shows; each later tick of the fragment reads the store again.
+    ``view`` is the page's read: it sets the section's pace (:data:`REFRESH_S` while a run runs,
+    :data:`IDLE_REFRESH_S` otherwise) and is what the first draw shows; each later tick of the
+    fragment reads the store again, and redraws the whole page once when a run started or ended,
+    which sets the other pace.
     """
     running = view.running is not None
     unshown: FederatedOverview | None = view  # drawn by the first call; each tick reads anew
 
     # The fragment's ticks call it with the arguments of its first call, so the view is not one.
-    @st.fragment(run_every=REFRESH_S if running else None)
+    @st.fragment(run_every=REFRESH_S if running else IDLE_REFRESH_S)
     def section() -> None:
         nonlocal unshown
         fresh, unshown = unshown or load(user), None
@@ -85,7 +94,7 @@ def live(user: SignedInUser, view: FederatedOverview) -> None:
             run_section(user, run_key)
         st.subheader("Nodes")
         nodes_table(fresh.nodes)
-        if running and fresh.running is None:  # the run ended: redraw the page once, without the timer
+        if running != (fresh.running is not None):  # a run ended or started: redraw at the other pace
             st.rerun(scope="app")
 
     section()

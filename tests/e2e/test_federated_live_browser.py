@@ -3,7 +3,8 @@
 A launch row whose launcher process is alive (this test's own process) stands for a run in
 progress; the test then writes the launcher's progress into the store as ``vigil fl run`` does
 (``federated_live.note_progress``) and ends the launch. The page, left alone, must show each
-step within a few refresh periods, and keep what the engineer has typed in the launch form.
+step within a few refresh periods, and keep what the engineer has typed in the launch form. A
+second run then starts elsewhere (as from the command line) and shows without a click too.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import pytest
 
 from core.services import federated, federated_live
 from core.store import federated_runs
+from core.store.engine import SessionFactory
 from core.store.federated_runs import FlLaunchRecord
 from tests.e2e.streamlit_server import CHROMIUM, CHROMIUM_ARGS, serve
 from tests.e2e.test_audit_browser import _sign_in
 from tests.ui.installation import Installation, clock, copy_installation, shared_template
-from ui.federated import REFRESH_S
+from ui.federated import IDLE_REFRESH_S, REFRESH_S
 
 RUN = "fl-20270104T100000-0a1b2c"
+SECOND = "fl-20270104T110000-3d4e5f"
 SITES = ("northfield", "riverside")
 T0 = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 
@@ -35,13 +38,18 @@ def served(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator
     sf = inst.session_factory()
     for site in SITES:
         federated.register_site_key(sf, site, keys_dir=inst.home / "fl-keys", actor="t", now=clock)
+    _launch(sf, RUN)
+    with serve(inst, tmp_path / "streamlit.log") as url:
+        yield url, inst
+
+
+def _launch(sf: SessionFactory, run_key: str) -> None:
+    """A launch row whose launcher is alive (this test's process), as ``vigil fl run`` writes it."""
     request = {"sites": list(SITES), "rounds": 2, "strategy": "fedavg", "dp": None}
     with sf.begin() as session:
         federated_runs.add_launch(
-            session, FlLaunchRecord(RUN, os.getpid(), "mlengineer", "running", "", request, (), T0, T0)
+            session, FlLaunchRecord(run_key, os.getpid(), "mlengineer", "running", "", request, (), T0, T0)
         )
-    with serve(inst, tmp_path / "streamlit.log") as url:
-        yield url, inst
 
 
 @pytest.mark.browser
@@ -74,5 +82,9 @@ def test_the_page_shows_a_running_runs_rounds_and_its_end_without_a_click(served
             expect(page.get_by_text("stopped by the test").first).to_be_attached()  # a cell of the runs table
             typed = page.get_by_role("textbox", name="Register the aggregate as (optional)")
             expect(typed).to_have_value("typed-by-the-engineer")
+
+            # Execute / Assert: a run launched elsewhere while none runs shows at the idle pace
+            _launch(sf, SECOND)
+            expect(page.get_by_text(f"Run {SECOND} is running")).to_be_visible(timeout=3 * IDLE_REFRESH_S * 1000)
         finally:
             browser.close()
