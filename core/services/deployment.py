@@ -3,11 +3,12 @@
 A promotion switches the serving version only when, in this order: the version is registered and
 unchanged since (content address, weights file on disk); the newest change-control gate run of
 this version against the version serving now passed; and the approver's electronic signature
-verifies (their password, entered again, and a role that may approve deployments). The signature
-is the record 21 CFR 11.50 asks for: the signer's printed name, the date and time, and its
-meaning ("approved for clinical use"), bound to the exact version and gate report by the SHA-256
-of the signed manifest. The switch, its history row and its audit entry are one transaction;
-a refused signature is audited in its own.
+verifies (their password, entered again, and a role that may approve deployments; an account the
+identity provider manages re-authenticates there instead, see ``core.services.provider_signature``).
+The signature is the record 21 CFR 11.50 asks for: the signer's printed name, the date and time,
+and its meaning ("approved for clinical use"), bound to the exact version and gate report by the
+SHA-256 of the signed manifest, which also says how the signer was authenticated. The switch, its
+history row and its audit entry are one transaction; a refused signature is audited in its own.
 
 A promotion may name sites: each is switched on its own and every other site keeps what serves
 it (``core.store.deployments`` holds the rule); each site's serving version needs its own passing
