@@ -13,6 +13,9 @@ from ui import auth, cached, resources
 
 __all__ = ["render"]
 
+#: Set once Home has taken this session to a waiting signature (the provider returns to a new session).
+_TAKEN_TO_SIGNATURE: Final = "vigil.taken_to_signature"
+
 _ROLE_TEXT: Final = {
     Role.RADIOLOGIST: "Work your worklist: each case shows the image, the model's score and its Grad-CAM "
     "overlay, and records your read.",
@@ -29,9 +32,10 @@ def render(user: SignedInUser) -> None:
 
     A person back from re-authenticating at the identity provider for a signature lands here (the
     provider returns every browser to the app's root) and is taken on to the signature waiting
-    on the Deployment page.
+    on the Deployment page, once per session.
     """
-    if _signature_waiting(user):
+    if not st.session_state.get(_TAKEN_TO_SIGNATURE) and _signature_waiting(user):
+        st.session_state[_TAKEN_TO_SIGNATURE] = True  # once per session: Home stays reachable
         st.switch_page("pages/deployment.py")
     st.title("Vigil")
     st.markdown(f"Welcome, **{auth.display_name(user)}**. {_ROLE_TEXT[user.role]}")
