@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from core.audit.events import AuditAction, AuditEntry
+from core.audit.events import AuditAction
 from core.services import deployment
 from core.services.audit import verify_ledger
-from core.store import audit_log
 from tests.e2e.streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
-from tests.e2e.test_oidc_browser import CLIENT_ID, SSO_BUTTON
+from tests.e2e.test_oidc_browser import CLIENT_ID, SSO_BUTTON, _entries
 from tests.oidc_provider import Account, OidcProvider, running_provider
 from tests.ui.installation import TEST_MODEL_VERSION, Installation, copy_installation, shared_template
 from tests.ui.test_deployment_page import CHALLENGER, _challenger_with_a_passing_gate
@@ -61,11 +60,6 @@ def signing_app(
         with serve(inst, tmp_path / "streamlit.log", config=config) as url:
             provider.redirect_uris = (f"{url}/oauth2callback",)
             yield url, provider, inst
-
-
-def _entries(inst: Installation) -> list[AuditEntry]:
-    with inst.session_factory()() as session:
-        return list(audit_log.iter_entries(session))
 
 
 @pytest.mark.browser
