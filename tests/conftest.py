@@ -43,8 +43,14 @@ LONGEST_FIRST: Final = (
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run :data:`LONGEST_FIRST`'s modules first, in that order; the rest keep their order."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run :data:`LONGEST_FIRST`'s modules first, in that order; the rest keep their order.
+
+    A module renamed or removed without updating the list stops the run, naming it: otherwise the
+    suite would only grow slower, with nothing said.
+    """
+    if missing := [path for path in LONGEST_FIRST if not (config.rootpath / path).is_file()]:
+        raise pytest.UsageError(f"tests/conftest.py LONGEST_FIRST names modules that do not exist: {missing}")
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 

@@ -225,31 +225,27 @@ def pending_signature(user: SignedInUser) -> None:
     """The promotion this user asked to sign at the identity provider: complete it on their return, or withdraw it."""
     if not can(user, Permission.APPROVE_DEPLOYMENT) or not auth.signed_in_through_provider():
         return
-    waiting = deployment.pending_signature_as(resources.read_session_factory(), user, now=resources.utc_now())
+    now = resources.utc_now()
+    waiting = deployment.pending_signature_as(resources.read_session_factory(), user, now=now)
     if waiting is None:
         return
     proof = auth.provider_reauthentication()
-    sites = waiting.scope.get("sites")
-    named = isinstance(sites, list) and bool(sites)
-    where = ", ".join(str(s) for s in sites) if named and isinstance(sites, list) else _EVERY_SITE
+    checked_at = proof.authenticated_at if proof and provider_signature.fresh_enough(proof, waiting, now) else None
     with st.container(border=True):
         st.subheader("Your signature is waiting")
         st.markdown(
-            f"Promote **{waiting.subject}** at **{where}**, meaning **{waiting.meaning}**, "
-            f"asked at {localtime.local_text(waiting.requested_at)}."
+            f"Promote **{waiting.subject}** at **{', '.join(deployment.signature_sites(waiting)) or _EVERY_SITE}**, "
+            f"meaning **{waiting.meaning}**, asked at {localtime.local_text(waiting.requested_at)}."
         )
-        fresh = proof is not None and provider_signature.fresh_enough(proof, waiting, resources.utc_now())
-        if fresh and proof is not None and proof.authenticated_at is not None:
-            st.caption(
-                f"Your organisation's sign-in checked your password at {localtime.local_text(proof.authenticated_at)}."
-            )
+        if checked_at is not None:
+            st.caption(f"Your organisation's sign-in checked your password at {localtime.local_text(checked_at)}.")
         else:
             st.caption(
                 "Your organisation's sign-in has not checked your password since you asked to sign, or did so more "
                 f"than {provider_signature.SIGNATURE_WINDOW_S / 60:.0f} minutes ago: enter it again to sign."
             )
         cols = st.columns(3)
-        sign = cols[0].button("Sign and promote", type="primary", disabled=not fresh, key="vigil-sign-waiting")
+        sign = cols[0].button("Sign and promote", type="primary", disabled=checked_at is None, key="vigil-sign-waiting")
         again = cols[1].button("Enter my password again", key="vigil-reauthenticate")
         withdraw = cols[2].button("Withdraw", key="vigil-withdraw-signature")
     if again and (problem := auth.reauthenticate_to_sign()) is not None:

@@ -86,6 +86,7 @@ __all__ = [
     "rollback_as",
     "served_at",
     "serving_now",
+    "signature_sites",
     "validation_html",
     "withdraw_signature_as",
 ]
@@ -806,7 +807,7 @@ def promote_signed_at_provider_as(  # noqa: PLR0913 - the signer and their proof
     )
     if request.meaning != SIGNATURE_MEANING:
         raise BadInputError(f"the waiting signature means {request.meaning!r}, not {SIGNATURE_MEANING!r}")
-    names = _site_names(_requested_sites(request.scope))
+    names = _site_names(signature_sites(request))
     target, scopes = _prepare(
         session_factory, request.subject, names, per_site_allowed=per_site_allowed, models_dir=models_dir
     )
@@ -815,8 +816,9 @@ def promote_signed_at_provider_as(  # noqa: PLR0913 - the signer and their proof
     return _switch(session_factory, target, scopes, names, signed, actor=signer.username, now=now)
 
 
-def _requested_sites(scope: JSONObject) -> list[str]:
-    sites = scope.get("sites")
+def signature_sites(request: SignatureRequestRecord) -> list[str]:
+    """The sites a waiting promotion names (empty: every site without a switch of its own)."""
+    sites = request.scope.get("sites")
     if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
         raise BadInputError(f"the waiting signature's sites are not a list of names: {sites!r}")
     return [str(s) for s in sites]

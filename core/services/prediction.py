@@ -29,7 +29,7 @@ import contextlib
 import functools
 import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -202,17 +202,19 @@ def score_reference(  # noqa: PLR0913 - keyword-only; as predict_pending
 def _reference_site(session: Session, version_id: int) -> SiteRecord | None:
     """The benchmark site when ``version_id`` serves some site now but not it (its reference is to score), else None."""
     bench = sites.benchmark_site(session)
-    by_site = deployments.serving_by_site(session)
-    if bench is None or by_site.get(bench.name) == version_id or version_id not in by_site.values():
-        return None
-    return bench
+    return bench if _needs_reference(bench, deployments.serving_by_site(session), version_id) else None
+
+
+def _needs_reference(bench: SiteRecord | None, by_site: Mapping[str, int | None], version_id: int) -> bool:
+    """Whether ``version_id`` serves some site in ``by_site`` but not the benchmark ``bench``."""
+    return bench is not None and by_site.get(bench.name) != version_id and version_id in by_site.values()
 
 
 def _versions_needing_reference(session_factory: SessionFactory) -> list[str]:
     """The versions :func:`score_reference` has work for, by name: chosen before any is loaded."""
     with session_factory() as session:
-        ids = {v for v in deployments.serving_by_site(session).values() if v is not None}
-        wanted = sorted(v for v in ids if _reference_site(session, v) is not None)
+        bench, by_site = sites.benchmark_site(session), deployments.serving_by_site(session)
+        wanted = sorted(v for v in set(by_site.values()) if v is not None and _needs_reference(bench, by_site, v))
         return [model_versions.get_by_id(session, v).version for v in wanted]
 
 

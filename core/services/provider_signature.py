@@ -28,8 +28,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from core.audit.events import AuditAction
-from core.errors import BadInputError, SignatureFailedError, UnknownUserError
+from core.errors import BadInputError, SignatureFailedError, UnknownRoleError, UnknownUserError
 from core.services.auth import PROVIDER_ACCOUNT_PREFIX
+from core.services.oidc import account_marker
 from core.services.permissions import Permission, Role, SignedInUser, can, parse_role
 from core.store import audit_log, signature_requests, users
 from core.store.engine import SessionFactory, write_with_retries
@@ -58,6 +59,8 @@ SIGNATURE_WINDOW_S: Final = 300.0
 REQUEST_LIFETIME_S: Final = 600.0
 #: The provider's clock and Vigil's may differ by this much (an ``auth_time`` this far before the request counts).
 CLOCK_SKEW_S: Final = 30.0
+#: One past the largest ``auth_time`` a datetime can hold (year 9999); larger values are no time.
+_AUTH_TIME_END: Final = 253_402_300_800
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,7 @@ class ProviderReauthentication:
         """Read ``iss``, ``sub`` and ``auth_time`` (seconds since the epoch) from ID-token claims."""
         issuer, subject, moment = claims.get("iss"), claims.get("sub"), claims.get("auth_time")
         when = None
-        if isinstance(moment, int | float) and not isinstance(moment, bool) and 0 < moment < 2**40:
+        if isinstance(moment, int | float) and not isinstance(moment, bool) and 0 < moment < _AUTH_TIME_END:
             when = datetime.fromtimestamp(float(moment), tz=UTC)
         return cls(issuer if isinstance(issuer, str) else "", subject if isinstance(subject, str) else "", when)
 
@@ -175,18 +178,32 @@ def verify(
     moment = now()
     record = pending(session_factory, signer, now=moment)
     if record is None:
-        raise BadInputError(f"no signature waits for {signer!r} (none was asked for, or it lapsed after 10 minutes)")
+        raise BadInputError(
+            f"no signature waits for {signer!r} (none was asked for, or it lapsed after "
+            f"{REQUEST_LIFETIME_S / 60:.0f} minutes)"
+        )
     with session_factory() as session:
         try:
             account: users.UserRecord | None = users.get_user(session, signer)
         except UnknownUserError:
             account = None
-    problem = _problem(account, signer, proof, record, permission, moment)
-    if problem is None and account is not None:
-        return parse_role(account.role), record
+    role = _role(account)
+    problem = _problem(account, role, signer, proof, permission) or _staleness(proof, record, moment)
+    if problem is None and role is not None:
+        return role, record
     reason = problem or "unknown signer"
     write_with_retries(session_factory, lambda s: _record_failure(s, signer, proof, record, reason, moment))
     raise SignatureFailedError(signer, reason)
+
+
+def _role(account: users.UserRecord | None) -> Role | None:
+    """The account's stored role; None for no account, or a role this release does not know (it never signs)."""
+    if account is None:
+        return None
+    try:
+        return parse_role(account.role)
+    except UnknownRoleError:
+        return None
 
 
 def take(session: Session, signer: str, verified: SignatureRequestRecord) -> None:
@@ -203,25 +220,29 @@ def take(session: Session, signer: str, verified: SignatureRequestRecord) -> Non
     signature_requests.discard(session, signer)
 
 
-def _problem(  # noqa: PLR0911, PLR0913 - one reason per check, in the order a reviewer reads them
+def _problem(
     account: users.UserRecord | None,
+    role: Role | None,
     signer: str,
     proof: ProviderReauthentication,
-    record: SignatureRequestRecord,
     permission: Permission,
-    moment: datetime,
 ) -> str | None:
-    """Why ``proof`` does not sign ``record``; None when it does."""
+    """Why ``proof`` cannot vouch for ``signer`` at all (whom it names, and for which account); None when it can."""
     if account is None:
         return "unknown signer"
     if not account.password_hash.startswith(PROVIDER_ACCOUNT_PREFIX):
         return "the account signs with its Vigil password, not at the identity provider"
-    if account.password_hash != f"{PROVIDER_ACCOUNT_PREFIX}{proof.issuer}":
+    if account.password_hash != account_marker(proof.issuer):
         return f"the identity provider {proof.issuer!r} does not manage this account"
     if proof.subject != signer:
         return f"the identity provider re-authenticated {proof.subject!r}, not the signer"
-    if not can(SignedInUser(signer, parse_role(account.role)), permission):
+    if role is None or not can(SignedInUser(signer, role), permission):
         return f"role {account.role!r} may not {permission.value.replace('_', ' ')}"
+    return None
+
+
+def _staleness(proof: ProviderReauthentication, record: SignatureRequestRecord, now: datetime) -> str | None:
+    """Why ``proof``'s authentication does not count for ``record`` at ``now``; None when it does."""
     when = proof.authenticated_at
     if when is None:
         return "the identity provider's token does not say when the person authenticated (no auth_time claim)"
@@ -231,7 +252,7 @@ def _problem(  # noqa: PLR0911, PLR0913 - one reason per check, in the order a r
             f"requested at {record.requested_at.isoformat()} (it answered from its own session; the provider "
             'section used for signatures needs prompt = "login")'
         )
-    if (moment - when).total_seconds() > SIGNATURE_WINDOW_S:
+    if (now - when).total_seconds() > SIGNATURE_WINDOW_S:
         return (
             f"the re-authentication at {when.isoformat()} is more than {SIGNATURE_WINDOW_S:.0f} s old; "
             "authenticate again to sign"
@@ -241,12 +262,7 @@ def _problem(  # noqa: PLR0911, PLR0913 - one reason per check, in the order a r
 
 def fresh_enough(proof: ProviderReauthentication, record: SignatureRequestRecord, now: datetime) -> bool:
     """Whether ``proof``'s authentication counts for ``record`` at ``now``: after the request, within the window."""
-    when = proof.authenticated_at
-    return (
-        when is not None
-        and when >= record.requested_at - timedelta(seconds=CLOCK_SKEW_S)
-        and (now - when).total_seconds() <= SIGNATURE_WINDOW_S
-    )
+    return _staleness(proof, record, now) is None
 
 
 def _lapsed(record: SignatureRequestRecord, moment: datetime) -> bool:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,10 +27,54 @@ from tests.e2e.streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
 from tests.oidc_provider import Account, OidcProvider, running_provider
 from tests.ui.installation import Installation, copy_installation, shared_template
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 CLIENT_ID = "vigil-test"
 RITA = Account(password="rita-at-the-idp", sub="5f0c8a1e-rita", name="Rita Reader", groups=("staff", "rad-readers"))
 UMA = Account(password="uma-at-the-idp", sub="9b2d7c4f-uma", name="Uma Unmapped", groups=("staff",))
 SSO_BUTTON = "Sign in with your organisation's account"
+
+
+@contextmanager
+def served_with_sign_on(  # noqa: PLR0913 - keyword-only; each is one part of the set-up
+    inst: Installation,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    accounts: Mapping[str, Account],
+    oidc: str,
+    signature_section: str | None = None,
+) -> Iterator[tuple[str, OidcProvider]]:
+    """Serve ``inst`` with single sign-on through a loopback provider of its own: (URL, provider).
+
+    ``oidc`` is the body of ``[vigil.oidc]``; ``signature_section`` names an ``[auth.NAME]``
+    section for the same client that asks for the password every time (``prompt = "login"``).
+    """
+    client_secret = secrets.token_urlsafe(24)
+    with running_provider(
+        client_id=CLIENT_ID, client_secret=client_secret, redirect_uris=(), accounts=accounts
+    ) as provider:
+        client = (
+            f'client_id = "{CLIENT_ID}"\n'
+            f'client_secret = "{client_secret}"\n'
+            f'server_metadata_url = "{provider.issuer}/.well-known/openid-configuration"\n'
+        )
+        signing = ""
+        if signature_section is not None:
+            signing = f'\n[auth.{signature_section}]\n{client}client_kwargs = {{ prompt = "login" }}\n'
+        secrets_file = tmp_path / "secrets.toml"
+        secrets_file.write_text(
+            "[auth]\n"
+            'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+            f'cookie_secret = "{secrets.token_hex(32)}"\n{client}{signing}'
+        )
+        config = tmp_path / "vigil.toml"
+        config.write_text(f"[vigil.oidc]\n{oidc}")
+        monkeypatch.setenv("STREAMLIT_SECRETS_FILES", str(secrets_file))
+        with serve(inst, tmp_path / "streamlit.log", config=config) as url:
+            provider.redirect_uris = (f"{url}/oauth2callback",)
+            yield url, provider
 
 
 @pytest.fixture
@@ -37,25 +83,17 @@ def sso_app(
 ) -> Iterator[tuple[str, OidcProvider, Installation]]:
     """A private installation served with single sign-on through a provider of its own."""
     inst = copy_installation(shared_template(tmp_path_factory.getbasetemp()), tmp_path)
-    client_secret = secrets.token_urlsafe(24)
-    with running_provider(
-        client_id=CLIENT_ID, client_secret=client_secret, redirect_uris=(), accounts={"rita": RITA, "uma": UMA}
-    ) as provider:
-        secrets_file = tmp_path / "secrets.toml"
-        secrets_file.write_text(
-            "[auth]\n"
-            'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
-            f'cookie_secret = "{secrets.token_hex(32)}"\n'
-            f'client_id = "{CLIENT_ID}"\n'
-            f'client_secret = "{client_secret}"\n'
-            f'server_metadata_url = "{provider.issuer}/.well-known/openid-configuration"\n'
-        )
-        config = tmp_path / "vigil.toml"
-        config.write_text('[vigil.oidc]\nrole_claim = "groups"\nroles = { "rad-readers" = "radiologist" }\n')
-        monkeypatch.setenv("STREAMLIT_SECRETS_FILES", str(secrets_file))
-        with serve(inst, tmp_path / "streamlit.log", config=config) as url:
-            provider.redirect_uris = (f"{url}/oauth2callback",)
-            yield url, provider, inst
+    oidc = 'role_claim = "groups"\nroles = { "rad-readers" = "radiologist" }\n'
+    with served_with_sign_on(inst, tmp_path, monkeypatch, accounts={"rita": RITA, "uma": UMA}, oidc=oidc) as served:
+        yield (*served, inst)
+
+
+def at_the_provider(page: Page, provider: OidcProvider, username: str, password: str) -> None:
+    """Fill in the provider's login form once the browser is there, and continue."""
+    page.wait_for_url(f"{provider.issuer}/authorize?*")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Continue").click()
 
 
 def _wait_for(condition: Callable[[], bool], problem: str, timeout_s: float = 30.0) -> None:
@@ -75,17 +113,14 @@ def _entries(inst: Installation) -> list[AuditEntry]:
 def test_a_radiologist_signs_in_through_the_provider_and_an_unmapped_person_is_refused(
     sso_app: tuple[str, OidcProvider, Installation],
 ) -> None:
-    from playwright.sync_api import Page, expect, sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     url, provider, inst = sso_app
     before = len(_entries(inst))
 
     def through_provider(page: Page, username: str, password: str) -> None:
         page.get_by_role("button", name=SSO_BUTTON).click()
-        page.wait_for_url(f"{provider.issuer}/authorize?*")
-        page.get_by_label("Username").fill(username)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Continue").click()
+        at_the_provider(page, provider, username, password)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -10,7 +10,6 @@ authenticated, and the chain verifies.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import pytest
 from core.audit.events import AuditAction
 from core.services import deployment
 from core.services.audit import verify_ledger
-from tests.e2e.streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serve
-from tests.e2e.test_oidc_browser import CLIENT_ID, SSO_BUTTON, _entries
-from tests.oidc_provider import Account, OidcProvider, running_provider
+from tests.e2e.streamlit_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_oidc_browser import SSO_BUTTON, _entries, at_the_provider, served_with_sign_on
+from tests.oidc_provider import Account, OidcProvider
 from tests.ui.installation import TEST_MODEL_VERSION, Installation, copy_installation, shared_template
 from tests.ui.test_deployment_page import CHALLENGER, _challenger_with_a_passing_gate
 
@@ -35,46 +34,20 @@ def signing_app(
     """An installation with single sign-on, a signature section, and a challenger ready to promote."""
     inst = copy_installation(shared_template(tmp_path_factory.getbasetemp()), tmp_path)
     _challenger_with_a_passing_gate(inst)
-    client_secret = secrets.token_urlsafe(24)
-    with running_provider(
-        client_id=CLIENT_ID, client_secret=client_secret, redirect_uris=(), accounts={"carla": CARLA}
-    ) as provider:
-        client = (
-            f'client_id = "{CLIENT_ID}"\n'
-            f'client_secret = "{client_secret}"\n'
-            f'server_metadata_url = "{provider.issuer}/.well-known/openid-configuration"\n'
-        )
-        secrets_file = tmp_path / "secrets.toml"
-        secrets_file.write_text(
-            "[auth]\n"
-            'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
-            f'cookie_secret = "{secrets.token_hex(32)}"\n' + client + "\n[auth.vigil-sign]\n" + client
-            + 'client_kwargs = { prompt = "login" }\n'
-        )  # fmt: skip
-        config = tmp_path / "vigil.toml"
-        config.write_text(
-            '[vigil.oidc]\nrole_claim = "groups"\nroles = { "ai-quality" = "cmio" }\n'
-            'signature_provider = "vigil-sign"\n'
-        )
-        monkeypatch.setenv("STREAMLIT_SECRETS_FILES", str(secrets_file))
-        with serve(inst, tmp_path / "streamlit.log", config=config) as url:
-            provider.redirect_uris = (f"{url}/oauth2callback",)
-            yield url, provider, inst
+    oidc = 'role_claim = "groups"\nroles = { "ai-quality" = "cmio" }\nsignature_provider = "vigil-sign"\n'
+    with served_with_sign_on(
+        inst, tmp_path, monkeypatch, accounts={"carla": CARLA}, oidc=oidc, signature_section="vigil-sign"
+    ) as served:
+        yield (*served, inst)
 
 
 @pytest.mark.browser
 def test_a_cmio_signed_in_through_the_provider_signs_a_promotion_by_entering_her_password_there(
     signing_app: tuple[str, OidcProvider, Installation],
 ) -> None:
-    from playwright.sync_api import Page, expect, sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     url, provider, inst = signing_app
-
-    def at_the_provider(page: Page) -> None:
-        page.wait_for_url(f"{provider.issuer}/authorize?*")
-        page.get_by_label("Username").fill("carla")
-        page.get_by_label("Password").fill(CARLA.password)
-        page.get_by_role("button", name="Continue").click()
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -84,7 +57,7 @@ def test_a_cmio_signed_in_through_the_provider_signs_a_promotion_by_entering_her
             expect.set_options(timeout=60_000)
             page.goto(url)
             page.get_by_role("button", name=SSO_BUTTON).click()
-            at_the_provider(page)
+            at_the_provider(page, provider, "carla", CARLA.password)
             expect(page.get_by_text("Dr Carla Mio")).to_be_visible()
 
             # The promote form has no password field for her: it sends her to the provider.
@@ -92,7 +65,7 @@ def test_a_cmio_signed_in_through_the_provider_signs_a_promotion_by_entering_her
             expect(page.get_by_role("heading", name="Promote")).to_be_visible()
             expect(page.get_by_label("Your password")).to_have_count(0)
             page.get_by_role("button", name="Continue to sign at your organisation's sign-in").click()
-            at_the_provider(page)
+            at_the_provider(page, provider, "carla", CARLA.password)
 
             # Back from the provider: taken to the waiting signature, and it signs.
             expect(page.get_by_role("heading", name="Your signature is waiting")).to_be_visible()

@@ -215,3 +215,13 @@ def test_claims_become_a_reauthentication_and_bad_auth_times_are_none() -> None:
     assert good.authenticated_at == datetime.fromtimestamp(1_765_000_000, tz=UTC)
     assert [b.authenticated_at for b in bad] == [None, None, None]
     assert ProviderReauthentication.from_claims({}).issuer == ""
+
+
+def test_an_auth_time_past_the_year_9999_is_no_time_rather_than_a_crash() -> None:
+    # datetime cannot hold it; the token then cannot sign, as one without auth_time cannot.
+    for moment in (253_402_300_800, 2**39, 10**15):
+        assert (
+            ProviderReauthentication.from_claims({"iss": ISSUER, "sub": SUB, "auth_time": moment}).authenticated_at
+            is None
+        )
+    assert ProviderReauthentication.from_claims({"auth_time": 253_402_300_799}).authenticated_at is not None
