@@ -105,6 +105,9 @@ def register(sub: Any, add: AddParser) -> None:
 MAX_STUDIES_PER_SITE = 5000
 #: The most worker processes ``vigil ingest --workers`` starts (a typo must not fork ten thousand).
 MAX_WORKERS = 512
+#: ``core.pipeline.engine.ENGINES`` (copied so that building the parser does not import torch; a test
+#: keeps the copies equal).
+INGEST_ENGINES = ("local", "dask")
 
 
 def _register_setup(sub: Any, add: AddParser) -> None:
@@ -208,6 +211,15 @@ def _register_studies(sub: Any, add: AddParser) -> None:
         help=f"gate (and preprocess) in this many worker processes, 1 to {MAX_WORKERS} "
         "(default: one per core with --predict; without either flag files are gated one at a time)",
     )
+    p.add_argument(
+        "--engine",
+        choices=INGEST_ENGINES,
+        default="local",
+        help="where the gate and preprocessing run: this machine's worker processes (local), or the workers "
+        "of a running Dask cluster (dask, with --scheduler), which must see PATH at the same path; "
+        "stores and audit entries are written here either way",
+    )
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None, help="the Dask scheduler, e.g. tcp://10.0.0.5:8786")
     p.set_defaults(handler=_ingest)
     p = add(sub, "predict", "predict studies without a prediction from the serving model")
     p.add_argument("--site", default=None, help="only this site")
@@ -230,7 +242,7 @@ def _register_studies(sub: Any, add: AddParser) -> None:
 def _ingest(args: argparse.Namespace) -> Outcome:
     for path in args.paths:
         check_existing_path(path)
-    if args.predict or args.workers is not None:
+    if args.predict or args.workers is not None or args.engine != "local" or args.scheduler is not None:
         return _ingest_streaming(args)
     from core.services import ingestion
     from core.services.deidentify import ingest_deid
@@ -271,12 +283,18 @@ def _ingest_outcome(report: IngestReport, extra: dict[str, object] | None = None
 
 def _ingest_streaming(args: argparse.Namespace) -> Outcome:
     """``vigil ingest --predict`` / ``--workers``: the streaming pipeline (gate in workers, batched store)."""
-    from core.pipeline import FlowLimits, StreamingPipeline
+    from core.pipeline import Engine, FlowLimits, StreamingPipeline
     from core.services import models as model_service
     from core.services import prediction
     from core.services.deidentify import ingest_deid
     from core.services.store import utc_now
 
+    engine = Engine(args.engine, args.scheduler)  # before the store opens: a bad pair changes nothing
+    if engine.kind != "local" and args.workers is not None:
+        raise BadInputError(
+            f"--workers {args.workers} starts local processes; a {engine.kind} cluster has its own workers "
+            "(`dask worker ADDRESS --nthreads 1 --nworkers N` on each machine)"
+        )
     settings = _settings()
     sf = _store()
     model = (
@@ -295,6 +313,7 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
             actor=_actor(),
             now=utc_now,
             max_file_bytes=settings.max_file_bytes,
+            engine=engine,
         )
         with pipe:
             report = pipe.run(
@@ -306,7 +325,7 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
             )
         # The serving version changed mid-run: what was stored after the switch is scored by the new one.
         later = _predict_until_current(sf, settings, args.site, advance) if report.superseded else []
-    extra: dict[str, object] = {"workers": limits.workers}
+    extra: dict[str, object] = {"workers": pipe.slots, "engine": engine.kind}
     if not args.predict:
         return _ingest_outcome(report.ingest, extra)
     version = later[-1].model_version if later else report.model_version

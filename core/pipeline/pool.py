@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -86,7 +86,7 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def stream_batches(
-    pool: ProcessPoolExecutor,
+    pool: Executor,
     paths: Iterable[Path],
     work: Callable[[Path], R],
     limits: FlowLimits,
@@ -94,6 +94,9 @@ def stream_batches(
     peak: list[int] | None = None,
 ) -> Iterator[list[Arrived[R]]]:
     """Run ``work`` on every path in ``pool`` and yield the results in batches as they finish.
+
+    ``pool`` is any :class:`concurrent.futures.Executor`: the local process pool or a Dask cluster's
+    (:mod:`core.pipeline.engine`).
 
     At most ``limits.max_in_flight`` files are between submission and being handed back at any
     time (the caller stores one batch before the next is gathered), so memory stays bounded

@@ -13,10 +13,12 @@ and reports what it did commit as duplicates.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +30,8 @@ from core.imaging.files import DEFAULT_MAX_FILE_BYTES
 from core.imaging.scan import iter_dicom_paths
 from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
-from core.pipeline.pool import Arrived, FlowLimits, make_pool, stream_batches
+from core.pipeline.engine import LOCAL, Engine, open_engine, prepare_shared
+from core.pipeline.pool import Arrived, FlowLimits, stream_batches
 from core.pipeline.scoring import score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
 from core.services.deidentify import IngestDeid
@@ -111,6 +114,10 @@ class StreamingPipeline:
         Clock for ``created_at`` and audit timestamps (UTC).
     max_file_bytes : int
         Files larger than this are rejected unread.
+    engine : Engine, optional
+        Where the gate and preprocessing run (:mod:`core.pipeline.engine`): this machine's worker
+        processes (the default) or a Dask cluster's workers. On a cluster, at least enough files
+        are kept in flight to keep each of its worker threads busy while a batch fills.
     """
 
     def __init__(  # noqa: PLR0913 - the run's collaborators, named
@@ -123,6 +130,7 @@ class StreamingPipeline:
         actor: str,
         now: Callable[[], datetime],
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        engine: Engine = LOCAL,
     ) -> None:
         self._sf = session_factory
         self._dicom_dir = dicom_dir
@@ -131,23 +139,35 @@ class StreamingPipeline:
         self._actor = actor
         self._now = now
         self._max_file_bytes = max_file_bytes
-        self._pool: ProcessPoolExecutor | None = None
+        self._engine = engine
+        self._pool: Executor | None = None
+        self._slots = limits.workers
+        self._stack = ExitStack()
 
     def __enter__(self) -> StreamingPipeline:
-        self._pool = make_pool(self._limits.workers)
+        opened = self._stack.enter_context(open_engine(self._engine, self._limits.workers))
+        self._pool, self._slots = opened.executor, opened.slots
+        wanted = FlowLimits.for_workers(opened.slots, self._limits.batch_size).max_in_flight
+        if self._limits.max_in_flight < wanted and self._engine.kind != "local":
+            self._limits = dataclasses.replace(self._limits, max_in_flight=wanted)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._pool = None
+        # Not close(): the engine sees the exception that ended the block (and may name it better).
+        self._stack.__exit__(exc_type, exc, tb)
+
+    @property
+    def slots(self) -> int:
+        """How many files the engine works on at once (local processes, or the cluster's worker threads)."""
+        return self._slots
 
     def warm_up(self) -> None:
         """Start every worker now (each imports torch and pydicom once), so no run pays for it."""
         pool = self._require_pool()
-        for future in [pool.submit(time.sleep, 0.05) for _ in range(self._limits.workers)]:
+        for future in [pool.submit(time.sleep, 0.05) for _ in range(self._slots)]:
             future.result()
 
     def run(
@@ -195,7 +215,7 @@ class StreamingPipeline:
             intended_use=model.card.intended_use if model else None,
         )
         report, tally, peak = IngestReport(site=site), _Tally(), [0]
-        work = functools.partial(prepare, order=order)
+        work = functools.partial(prepare if self._engine.kind == "local" else prepare_shared, order=order)
         for batch in stream_batches(pool, files, work, self._limits, peak=peak):
             self._store(run, mv, batch, report, tally)
             if progress:
@@ -212,7 +232,7 @@ class StreamingPipeline:
             peak_in_flight=peak[0],
         )
 
-    def _require_pool(self) -> ProcessPoolExecutor:
+    def _require_pool(self) -> Executor:
         if self._pool is None:
             raise RuntimeError("StreamingPipeline is used as a context manager: `with StreamingPipeline(...) as p:`")
         return self._pool

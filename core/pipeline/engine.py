@@ -1,0 +1,202 @@
+"""Where the pipeline's gate-and-preprocess stage runs: local worker processes, or a Dask cluster.
+
+The stage is a pure function of a file path (:func:`core.pipeline.work.prepare`), so it runs on
+any executor; the store writes, the forward pass and the audit entries stay in the process that
+runs ``vigil ingest``, once per study, whatever ran the stage. A back-fill of years of archive
+spreads the decoding (the pipeline's floor) over every core of a cluster:
+
+- ``local``: :func:`core.pipeline.pool.make_pool`, one process per core of this machine.
+- ``dask``: the workers of a running Dask distributed cluster (``dask scheduler`` on one machine,
+  ``dask worker ADDRESS --nthreads 1`` on each of the others). Dask rather than Ray: the stage
+  is CPU decoding of independent files, which needs a task queue with retries and no actors or
+  object store; Dask's scheduler and workers are pure-Python wheels that start in about a second
+  and run Vigil's own code unchanged, where Ray adds a C++ raylet and a far larger install for
+  features this stage does not use. A task whose worker dies is run again on another worker
+  (Dask's own recovery), and its result reaches the store once because only this process writes.
+
+The workers read the files themselves, so every worker must see them at the same path as the
+machine that runs the command (the archive's shared mount); a worker that cannot is an error
+that names the worker and the file, never a gate rejection recorded against the study.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+from core.errors import BadInputError
+from core.pipeline.pool import make_pool
+from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "ENGINES",
+    "ClusterLostError",
+    "LOCAL",
+    "Engine",
+    "FileNotVisibleError",
+    "Opened",
+    "open_engine",
+    "prepare_shared",
+]
+
+#: The engines ``--engine`` accepts.
+ENGINES: tuple[str, ...] = ("local", "dask")
+
+#: Seconds to wait for the Dask scheduler to answer before the run is refused.
+CONNECT_TIMEOUT_S = 10.0
+
+
+class FileNotVisibleError(BadInputError):
+    """A cluster worker cannot see a file the command listed: the archive is not mounted there."""
+
+    def __init__(self, path: Path, host: str) -> None:
+        super().__init__(
+            f"the worker on {host} cannot see {path}: every Dask worker must mount the files at the same "
+            "path as the machine running vigil"
+        )
+        self.path = path
+        self.host = host
+
+
+class ClusterLostError(BadInputError):
+    """Dask gave up on a task: no worker left, or a file whose reading kills every worker that tries."""
+
+    def __init__(self, scheduler: str, what: str) -> None:
+        super().__init__(
+            f"the Dask cluster at {scheduler!r} stopped the run: {what}; every batch stored before it is kept, "
+            "run the command again once workers are back"
+        )
+        self.scheduler = scheduler
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """Which executor runs the gate-and-preprocess stage.
+
+    Attributes
+    ----------
+    kind : {"local", "dask"}
+    scheduler : str or None
+        The Dask scheduler's address (``tcp://10.0.0.5:8786``); required for ``dask``, None for ``local``.
+    """
+
+    kind: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINES:
+            raise BadInputError(f"engine must be one of {', '.join(ENGINES)}, got {self.kind!r}")
+        if self.kind == "dask" and not (self.scheduler and self.scheduler.strip()):
+            raise BadInputError("the dask engine needs the scheduler's address (--scheduler tcp://HOST:8786)")
+        if self.kind == "local" and self.scheduler is not None:
+            raise BadInputError(f"--scheduler {self.scheduler!r} is for --engine dask, not {self.kind!r}")
+
+
+#: This machine's worker processes: the default engine.
+LOCAL: Final = Engine()
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A running executor and how many files it works on at once (its worker processes or threads)."""
+
+    executor: Executor
+    slots: int
+
+
+@contextmanager
+def open_engine(engine: Engine, workers: int) -> Iterator[Opened]:
+    """Start (local) or connect to (dask) the executor; shut it down or disconnect on exit.
+
+    Parameters
+    ----------
+    engine : Engine
+    workers : int
+        Local worker processes to start; ignored for ``dask``, whose cluster has its own.
+
+    Raises
+    ------
+    BadInputError
+        The Dask scheduler does not answer within :data:`CONNECT_TIMEOUT_S`, or has no workers.
+    ClusterLostError
+        Raised on exit in place of Dask's own error when the cluster gave up on a task while the
+        engine was open.
+    """
+    if engine.kind == "local":
+        pool = make_pool(workers)
+        try:
+            yield Opened(pool, workers)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return
+    assert engine.scheduler is not None  # checked by Engine
+    client = _connect(engine.scheduler)
+    try:
+        executor = client.get_executor(pure=False)
+        yield Opened(executor, _cluster_threads(client, engine.scheduler))
+    except Exception as exc:
+        if (lost := _lost(exc)) is not None:
+            raise ClusterLostError(engine.scheduler, lost) from exc
+        raise
+    finally:
+        client.close()
+
+
+def _lost(exc: Exception) -> str | None:
+    """What the cluster lost, when ``exc`` is Dask giving up on a task; None for anything else."""
+    from distributed import KilledWorker
+    from distributed.scheduler import NoWorkerError
+
+    if isinstance(exc, NoWorkerError):
+        return "every worker left and none joined in time (the scheduler's no-workers-timeout)"
+    if isinstance(exc, KilledWorker):
+        return f"the workers running one file kept dying ({exc})"
+    return None
+
+
+def _connect(address: str) -> Client:
+    from distributed import Client  # a cluster is optional: imported only when asked for
+
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BadInputError(f"no Dask scheduler answered at {address!r} within {CONNECT_TIMEOUT_S:g} s: {exc}") from exc
+    from core.pipeline.dask_plugin import OneThreadPerWorker
+
+    # Applies to every worker, including one that joins or restarts later in the run.
+    client.register_plugin(OneThreadPerWorker(), name="vigil-one-thread")
+    return client
+
+
+def _cluster_threads(client: Client, address: str) -> int:
+    threads = sum(int(w.get("nthreads", 1)) for w in client.scheduler_info()["workers"].values())
+    if threads < 1:
+        client.close()
+        raise BadInputError(f"the Dask scheduler at {address!r} has no workers: start `dask worker {address}`")
+    return threads
+
+
+def prepare_shared(path: Path, order: WorkOrder) -> Prepared | GateFailure:
+    """:func:`core.pipeline.work.prepare` on a cluster worker, refusing a file the worker cannot see.
+
+    A missing file would otherwise be a gate rejection stored against a study that exists; it
+    means the worker lacks the archive's mount, which is the operator's to fix.
+
+    Raises
+    ------
+    FileNotVisibleError
+        Nothing exists at ``path`` on this worker (not even a dangling link).
+    """
+    if not os.path.lexists(path):
+        raise FileNotVisibleError(path, socket.gethostname())
+    return prepare(path, order)
