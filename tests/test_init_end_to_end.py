@@ -78,3 +78,21 @@ def test_explain_writes_a_map_on_the_pixel_grid(
     heat = np.load(out)
     assert code == 0 and heat.dtype == np.float32 and heat.shape == (row.rows, row.columns)
     assert data["sha256"] and 0.0 <= heat.min() and heat.max() <= 1.0
+
+
+def test_init_names_a_broken_oidc_table_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: local_sign_in as a string, which would shut both ways into the app
+    config = tmp_path / "vigil.toml"
+    config.write_text('[vigil.oidc]\nrole_claim = "groups"\nroles = { "rad" = "radiologist" }\nlocal_sign_in = "no"\n')
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VIGIL_DATABASE_URL", f"sqlite:///{tmp_path / 'vigil.db'}")
+    capsys.readouterr()
+    # Execute
+    code = main(["init"])
+    # Assert: exit 2, the key and value named, no database and no home
+    assert code == 2
+    assert "oidc.local_sign_in must be true or false, got 'no'" in capsys.readouterr().err
+    assert not (tmp_path / "vigil.db").exists() and not (tmp_path / "home").exists()

@@ -96,8 +96,7 @@ def sign_on_options() -> SignOnOptions:
 
 
 def _policy() -> oidc.OidcPolicy | None:
-    table = resources.settings().oidc
-    return None if table is None else oidc.parse_policy(table)
+    return oidc.configured_policy(resources.settings())
 
 
 def _has_auth_secrets(provider: str | None) -> bool:

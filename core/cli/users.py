@@ -84,11 +84,12 @@ def _add(args: argparse.Namespace) -> Outcome:
     from core.services.store import utc_now
 
     full_name = auth.check_full_name(args.full_name)  # before the password prompt: nothing asked in vain
+    local = _local_sign_in()
     password = _read_password(args.password_stdin)
     info = auth.add_user(_store(), args.username, args.role, password, actor=_actor(), now=utc_now, full_name=full_name)
     return Outcome(
-        {"username": info.username, "full_name": info.full_name, "role": info.role},
-        f"created user {info.username} ({info.full_name}, {info.role})",
+        {"username": info.username, "full_name": info.full_name, "role": info.role, "local_sign_in": local},
+        f"created user {info.username} ({info.full_name}, {info.role})" + _unless_local(local, info.username),
     )
 
 
@@ -96,10 +97,35 @@ def _set_password(args: argparse.Namespace) -> Outcome:
     from core.services import auth
     from core.services.store import utc_now
 
+    local = _local_sign_in()
     password = _read_password(args.password_stdin)
     auth.set_password(_store(), args.username, password, actor=_actor(), now=utc_now)
     name = args.username.strip()
-    return Outcome({"username": name, "password_changed": True}, f"password changed for {name}")
+    return Outcome(
+        {"username": name, "password_changed": True, "local_sign_in": local},
+        f"password changed for {name}" + _unless_local(local, name),
+    )
+
+
+def _local_sign_in() -> bool:
+    """Whether the app's password form is offered; checks ``[vigil.oidc]`` before any password is asked for.
+
+    A table that does not parse shuts both ways into the app until it is fixed, so the shell says
+    so here, naming the key, rather than leaving the administrator to find it at the sign-in screen.
+    """
+    from core.services import oidc
+
+    policy = oidc.configured_policy(_settings())
+    return policy is None or policy.local_sign_in
+
+
+def _unless_local(local: bool, username: str) -> str:
+    if local:
+        return ""
+    return (
+        f"; note: local sign-in is off ([vigil.oidc] local_sign_in = false), so {username} cannot sign in to "
+        "the app with this password until an administrator turns it back on"
+    )
 
 
 def _read_password(from_stdin: bool) -> str:

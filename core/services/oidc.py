@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from core.audit.events import AuditAction
+from core.config import Settings
 from core.errors import BadInputError, ConfigError, UnknownRoleError, UnknownUserError
 from core.services.auth import ANONYMOUS_ACTOR, PROVIDER_ACCOUNT_PREFIX, USERNAME_PATTERN
 from core.services.permissions import Role, SignedInUser, parse_role
@@ -57,6 +58,7 @@ __all__ = [
     "account_marker",
     "check_provider",
     "claim_values",
+    "configured_policy",
     "identify",
     "parse_policy",
     "sign_in",
@@ -171,6 +173,17 @@ def parse_policy(table: Mapping[str, object]) -> OidcPolicy:
         raise ConfigError(f"oidc.local_sign_in must be true or false, got {local!r}")
     signing = _provider_name(table, "signature_provider")
     return OidcPolicy(claim.strip(), _role_table(table.get("roles")), provider, local, signing)
+
+
+def configured_policy(settings: Settings) -> OidcPolicy | None:
+    """The installation's ``[vigil.oidc]`` policy, checked; None when single sign-on is not configured.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`parse_policy`: the table is named and so is the bad key.
+    """
+    return None if settings.oidc is None else parse_policy(settings.oidc)
 
 
 def _provider_name(table: Mapping[str, object], key: str) -> str | None:

@@ -21,7 +21,7 @@ from core.config import Settings
 from core.errors import PathNotFoundError
 from core.sampledata import MANIFEST_NAME, read_manifest
 from core.sampledata.fhir_outcomes import OUTCOMES_DIR
-from core.services import audit_checkpoints, auth, fhir_ingest, ingestion, outcomes, prediction
+from core.services import audit_checkpoints, auth, fhir_ingest, ingestion, oidc, outcomes, prediction
 from core.services import models as model_service
 from core.services import sites as site_service
 from core.services.deidentify import ingest_deid
@@ -99,11 +99,15 @@ def initialize(
 
     Raises
     ------
+    ConfigError
+        ``[vigil.oidc]`` does not parse: found here, before anything is written, rather than at the
+        sign-in screen, which shuts both ways in until it is fixed.
     DatabaseURLError
         The configured database cannot be used.
     PathNotFoundError
         The sample cohort's manifest is missing.
     """
+    oidc.configured_policy(settings)
     manifest_path = settings.sample_data_dir / MANIFEST_NAME
     if not manifest_path.is_file():
         raise PathNotFoundError(manifest_path)

@@ -18,6 +18,7 @@ from core.cli import _add, _Parser
 from core.cli import users as users_cli
 from core.errors import (
     BadInputError,
+    ConfigError,
     DuplicateUserError,
     PermissionDeniedError,
     SignInFailedError,
@@ -302,8 +303,8 @@ def test_vigil_users_add_list_and_set_password(vigil_users: object, tmp_path: Pa
     listed = run(["users", "list", "--json"])
 
     # Assert
-    assert added == {"username": "dr.cli", "full_name": "Dr Cli Ent", "role": "champion"}
-    assert changed == {"username": "dr.cli", "password_changed": True}
+    assert added == {"username": "dr.cli", "full_name": "Dr Cli Ent", "role": "champion", "local_sign_in": True}
+    assert changed == {"username": "dr.cli", "password_changed": True, "local_sign_in": True}
     assert [(u["username"], u["full_name"]) for u in listed["users"]] == [("dr.cli", "Dr Cli Ent")]  # type: ignore[index]
     from core.config import Settings
     from core.services.store import open_store
@@ -325,6 +326,51 @@ def test_vigil_users_refuses_a_weak_password_without_a_terminal(vigil_users: obj
             ["users", "add", "dr.cli", "--role", "champion", "--full-name", "  ", "--password-stdin"],
             "long password 1\n",
         )
+
+
+def _write_oidc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str) -> None:
+    config = tmp_path / "vigil.toml"
+    config.write_text(f"[vigil.oidc]\n{table}\n", encoding="utf-8")
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+
+
+def test_vigil_users_names_a_broken_oidc_table_before_asking_for_a_password(
+    vigil_users: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a role name with a typo, which shuts both ways into the app
+    run = vigil_users  # type: ignore[assignment]
+    _write_oidc(tmp_path, monkeypatch, 'role_claim = "groups"\nroles = { "rad" = "radiolgist" }')
+    # Execute / Assert: no terminal and no stdin, yet the table is what is reported; nothing written
+    for argv in (
+        ["users", "add", "dr.cli", "--role", "champion", "--full-name", "Dr Cli"],
+        ["users", "set-password", "radiologist"],
+    ):
+        with pytest.raises(ConfigError, match=r'oidc.roles."rad" names an unknown role .radiolgist.'):
+            run(argv)
+    assert not (tmp_path / "vigil.db").exists()
+
+
+def test_vigil_users_says_when_local_sign_in_is_off(
+    vigil_users: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    run = vigil_users  # type: ignore[assignment]
+    _write_oidc(
+        tmp_path, monkeypatch, 'role_claim = "groups"\nroles = { "rad" = "radiologist" }\nlocal_sign_in = false'
+    )
+    parser = _Parser(prog="vigil")
+    users_cli.register_users(parser.add_subparsers(dest="command", required=True, parser_class=_Parser), _add)
+    # Execute
+    added = run(
+        ["users", "add", "break.glass", "--role", "admin", "--full-name", "Break Glass", "--password-stdin"],
+        f"{PASSWORD}\n",
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{PASSWORD}\n"))
+    args = parser.parse_args(["users", "set-password", "break.glass", "--password-stdin"])
+    text = args.handler(args).text
+    # Assert: the account exists, and both replies say the app will not take its password
+    assert added["local_sign_in"] is False
+    assert "local sign-in is off" in text and "break.glass cannot sign in to the app" in text
 
 
 class _CountingHasher(PasswordHasher):
