@@ -9,9 +9,9 @@ spreads the decoding (the pipeline's floor) over every core of a cluster:
 - ``dask``: the workers of a running Dask distributed cluster (``dask scheduler`` on one machine,
   ``dask worker ADDRESS --nthreads 1`` on each of the others). Dask rather than Ray: the stage
   is CPU decoding of independent files, which needs a task queue with retries and no actors or
-  object store; Dask's scheduler and workers are pure-Python wheels that start in about a second
-  and run Vigil's own code unchanged, where Ray adds a C++ raylet and a far larger install for
-  features this stage does not use. A task whose worker dies is run again on another worker
+  object store. Measured (README, "Beyond one machine"): a local Dask cluster starts in 1.2 s,
+  Ray's in 4.8 s; per task they cost 3.4 and 2.2 ms, both under 0.5 % of a 2,048² film's decode;
+  Dask is 24 MB of pure Python, Ray 240 MB with its C++ raylet. A task whose worker dies is run again on another worker
   (Dask's own recovery), and its result reaches the store once because only this process writes.
 
 The workers read the files themselves, so every worker must see them at the same path as the
