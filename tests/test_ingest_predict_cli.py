@@ -11,7 +11,7 @@ from core.models.card import read_card
 from core.sampledata import generate_cohort
 from core.services import models, sites
 from core.services.store import open_store
-from core.store import predictions
+from core.store import explanations, predictions
 from tests.cli_home import point_vigil_at, run_json
 from tests.core.pipeline.conftest import fixed_clock
 from tests.factories import write_random_model
@@ -52,9 +52,23 @@ def test_ingest_predict_reports_ingest_and_prediction_counts(
     predicted = data["predict"]
     assert isinstance(predicted, dict)
     assert predicted["scored"] == 4 and predicted["skipped"] == 0 and predicted["device"] == "cpu"
-    assert predicted["superseded"] == []
+    assert predicted["superseded"] == [] and predicted["maps"] == 4
     with open_store(home)() as s:
         assert len(predictions.list_predictions(s)) == 4
+        assert all(len(explanations.list_explanations(s, p.id)) == 1 for p in predictions.list_predictions(s))
+
+
+def test_no_maps_stores_scores_only_and_needs_predict(
+    home: Settings, files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Execute
+    refused, _, err = run_json(capsys, "ingest", str(files), "--site", "A", "--no-maps")
+    code, data, _ = run_json(capsys, "ingest", str(files), "--site", "A", "--predict", "--no-maps")
+    # Assert
+    assert refused == 2 and "--no-maps goes with --predict" in err
+    assert code == 0 and data["predict"]["scored"] == 4 and data["predict"]["maps"] == 0  # type: ignore[index]
+    with open_store(home)() as s:
+        assert all(explanations.list_explanations(s, p.id) == [] for p in predictions.list_predictions(s))
 
 
 def test_ingest_workers_without_predict_only_ingests(

@@ -185,7 +185,11 @@ def _now() -> datetime:
 
 
 def _pipeline(home: Path, sf: SessionFactory, model: LoadedModel | None, limits: FlowLimits) -> StreamingPipeline:
-    return StreamingPipeline(sf, dicom_dir=home / "dicom", model=model, limits=limits, actor="bench", now=_now)
+    """As ``vigil ingest --predict`` runs it: with a model, each score's Grad-CAM map is stored with it."""
+    maps = home / "artifacts" if model is not None else None
+    return StreamingPipeline(
+        sf, dicom_dir=home / "dicom", model=model, limits=limits, actor="bench", now=_now, maps_dir=maps
+    )
 
 
 def _end_to_end(home: Path, files: Sequence[Path], limits: FlowLimits, *, score: bool) -> _Round:
@@ -215,7 +219,7 @@ def _idle(home: Path, files: Sequence[Path], limits: FlowLimits) -> tuple[list[f
             t0 = time.perf_counter()
             report = pipe.run([path], site="bench")
             out.append(time.perf_counter() - t0)
-            all_scored &= len(report.ingest.ingested) == 1 and report.scored == 1
+            all_scored &= len(report.ingest.ingested) == 1 and report.scored == 1 and report.maps == 1
     return out, all_scored
 
 
@@ -232,15 +236,18 @@ def _rate_result(  # noqa: PLR0913 - the measurements of one suite run
     last = ends[-1]
     latencies = np.asarray(last.report.latencies_s)
     guard_ok = all(
-        len(r.report.ingest.ingested) == accepted and r.report.scored + r.report.skipped == accepted for r in ends
+        len(r.report.ingest.ingested) == accepted
+        and r.report.scored + r.report.skipped == accepted
+        and r.report.maps == r.report.scored
+        for r in ends
     ) and _scores_match_serial(last.sf, last.model, files[:_GUARD_STUDIES])
     n = len(files)
     return BenchResult(
-        name=f"pipeline to stored score / decode floor, time per study ({n} studies, {workers} workers)",
+        name=f"pipeline to stored score and map / decode floor, time per study ({n} studies, {workers} workers)",
         ratio=end_s / floor_s,
         target=round(1 / RATE_TARGET, 4),
-        guard="every study the floor accepts is stored and scored once, in every round; stored scores equal "
-        f"predict_images on the serial path for the first {_GUARD_STUDIES}",
+        guard="every study the floor accepts is stored, scored and mapped once, in every round; stored scores "
+        f"equal predict_images on the serial path for the first {_GUARD_STUDIES}",
         guard_ok=guard_ok,
         absolutes={
             "studies": n,
@@ -321,10 +328,10 @@ def _idle_result(lone: Sequence[float], *, guard_ok: bool) -> BenchResult:
         "max_s": round(max(lone), 4),
     }
     return BenchResult(
-        name=f"one study at an idle pipeline: p95 seconds from arrival to stored score ({len(lone)} studies)",
+        name=f"one study at an idle pipeline: p95 seconds from arrival to stored score and map ({len(lone)} studies)",
         ratio=p95,
         target=IDLE_TARGET_S,
-        guard="each study is stored and scored before the next arrives",
+        guard="each study is stored, scored and mapped before the next arrives",
         guard_ok=guard_ok,
         absolutes=absolutes,
     )

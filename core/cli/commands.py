@@ -212,6 +212,13 @@ def _register_studies(sub: Any, add: AddParser) -> None:
         "(default: one per core with --predict; without either flag files are gated one at a time)",
     )
     p.add_argument(
+        "--no-maps",
+        dest="maps",
+        action="store_false",
+        help="with --predict, store scores only; by default each newly scored study's Grad-CAM map is stored "
+        "with its score, so the case opens with its map already made",
+    )
+    p.add_argument(
         "--engine",
         choices=INGEST_ENGINES,
         default="local",
@@ -242,7 +249,8 @@ def _register_studies(sub: Any, add: AddParser) -> None:
 def _ingest(args: argparse.Namespace) -> Outcome:
     for path in args.paths:
         check_existing_path(path)
-    if args.predict or args.workers is not None or args.engine != "local" or args.scheduler is not None:
+    streaming = args.predict or args.workers is not None or not args.maps
+    if streaming or args.engine != "local" or args.scheduler is not None:
         return _ingest_streaming(args)
     from core.services import ingestion
     from core.services.deidentify import ingest_deid
@@ -290,6 +298,8 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
     from core.services.store import utc_now
 
     engine = Engine(args.engine, args.scheduler)  # before the store opens: a bad pair changes nothing
+    if not args.maps and not args.predict:
+        raise BadInputError("--no-maps goes with --predict: without it nothing is scored and no map is made")
     if engine.kind != "local" and args.workers is not None:
         raise BadInputError(
             f"--workers {args.workers} starts local processes; a {engine.kind} cluster has its own workers "
@@ -313,6 +323,7 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
             actor=_actor(),
             now=utc_now,
             max_file_bytes=settings.max_file_bytes,
+            maps_dir=settings.artifacts_dir if args.predict and args.maps else None,
             engine=engine,
         )
         with pipe:
@@ -338,8 +349,10 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
         "positives": positives,
         "device": report.device,
         "superseded": [{"model_version": report.model_version, "scored": report.scored}] if later else [],
+        "maps": report.maps,
     }
-    tail = f"; scored {scored} with {version} on {report.device} ({positives} above threshold)"
+    maps = f", {report.maps} Grad-CAM maps stored" if args.maps else ""
+    tail = f"; scored {scored} with {version} on {report.device} ({positives} above threshold{maps})"
     return _ingest_outcome(report.ingest, extra, tail)
 
 

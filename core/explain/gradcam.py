@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,9 +37,11 @@ from core.types import FloatArray, JSONObject
 __all__ = [
     "STORED_DTYPE",
     "STORED_UPSAMPLE",
+    "StoredMap",
     "cell_centred_upsample",
     "explain_images",
     "grad_cam_batch",
+    "stored_maps",
     "upsample_stored",
 ]
 
@@ -224,24 +227,103 @@ def _explanation(
     rows, cols = image.pixels.shape
     # Only the layer-grid map leaves the device; the full-resolution map is made on the host from
     # exactly the bytes that will be stored, so a later reader sees the same pixels.
+    stored = _to_stored(cells)
+    heat, flat = _rebuild(stored, int(x.shape[-1]), (rows, cols))
+    info = _stored_params(model, x, stored, (rows, cols), flat=layer_flat or flat)
+    return Explanation(ExplainMethod.GRADCAM, 0, heat, model.card.version, info, stored=stored)
+
+
+def _to_stored(cells: torch.Tensor) -> np.ndarray:
     stored = cells.cpu().numpy().astype(STORED_DTYPE)
     stored.setflags(write=False)
-    size = int(x.shape[-1])
-    heat, flat = _rebuild(stored, size, (rows, cols))
-    info: JSONObject = {
+    return stored
+
+
+def _stored_params(
+    model: LoadedModel, x: FloatArray, stored: np.ndarray, image_shape: tuple[int, int], *, flat: bool
+) -> JSONObject:
+    """The explanation row's parameters: how ``stored`` was made and how it becomes the reader's map."""
+    return {
         "layer": model.card.target_layer,
-        "input_size": size,
+        "input_size": int(x.shape[-1]),
         "relu_attributions": True,
         "interpolation": "bilinear, cell-centred",
         "scaling": "min-max per image",
-        "flat_map": layer_flat or flat,
+        "flat_map": flat,
         "input_sha256": input_sha256(x),
         "stored_shape": [int(stored.shape[0]), int(stored.shape[1])],
         "stored_dtype": np.dtype(STORED_DTYPE).name,
-        "image_shape": [int(rows), int(cols)],
+        "image_shape": [int(image_shape[0]), int(image_shape[1])],
         "upsample": STORED_UPSAMPLE,
     }
-    return Explanation(ExplainMethod.GRADCAM, 0, heat, model.card.version, info, stored=stored)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StoredMap:
+    """A Grad-CAM map as it is stored, without its image-grid form.
+
+    Attributes
+    ----------
+    cells : ndarray of shape (h, w), float16, values in [0, 1]
+        The map on the target layer's grid; read-only.
+    params : dict
+        The same parameters :func:`explain_images` records, so the viewer rebuilds the same map
+        (:func:`upsample_stored`) whichever path stored it.
+    """
+
+    cells: np.ndarray
+    params: JSONObject
+
+
+def stored_maps(
+    model: LoadedModel,
+    inputs: Sequence[FloatArray],
+    image_shapes: Sequence[tuple[int, int]],
+    *,
+    lock: threading.Lock | None = None,
+    batch_size: int = 16,
+) -> list[StoredMap]:
+    """Grad-CAM of already preprocessed inputs, as stored: no full-resolution map is made.
+
+    For the streaming pipeline (:mod:`core.pipeline`), whose workers preprocess and whose main
+    process never holds the decoded pixels: only the layer-grid cells leave the device, as
+    float16. ``flat_map`` is judged on the layer grid and on the input grid (the map the
+    image-grid one is resampled from; a non-constant map stays non-constant when resampled up).
+
+    Parameters
+    ----------
+    model : LoadedModel
+    inputs : sequence of ndarray of shape (1, S, S), float32
+        :func:`core.models.preprocess.preprocess` of images inside the card's intended use.
+    image_shapes : sequence of (rows, columns)
+        Each input's DICOM image size, recorded to rebuild the map on its grid.
+    lock, batch_size
+        As :func:`explain_images`.
+
+    Returns
+    -------
+    list of StoredMap
+        In the order given; ``cells`` equal the ``stored`` :func:`explain_images` gives the same image.
+    """
+    if batch_size < 1:
+        raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
+    if len(inputs) != len(image_shapes):
+        raise BadInputError(f"{len(inputs)} inputs but {len(image_shapes)} image shapes")
+    layer = resolve_layer(model.network, model.card.target_layer)
+    guard = lock if lock is not None else contextlib.nullcontext()
+    out: list[StoredMap] = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start : start + batch_size]
+        batch = torch.from_numpy(np.stack(chunk)).to(model.device)
+        with guard:
+            maps, layer_flat = _grad_cam_cells(model.network, layer, batch, target=0)
+        for x, shape, cam, was_flat in zip(chunk, image_shapes[start:], maps, layer_flat.tolist(), strict=False):
+            stored = _to_stored(cam)
+            size = int(x.shape[-1])
+            up = cell_centred_upsample(torch.from_numpy(stored.astype(np.float32))[None, None], (size, size))
+            input_flat = bool(_unit_scale(up[0].clamp_(0.0, 1.0))[1][0])
+            out.append(StoredMap(stored, _stored_params(model, x, stored, shape, flat=bool(was_flat) or input_flat)))
+    return out
 
 
 def explain_images(

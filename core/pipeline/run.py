@@ -31,13 +31,14 @@ from core.imaging.scan import iter_dicom_paths
 from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, open_engine, prepare_shared
+from core.pipeline.maps import WrittenMap, record_maps, write_maps
 from core.pipeline.pool import Arrived, FlowLimits, stream_batches
 from core.pipeline.scoring import score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
 from core.services.deidentify import IngestDeid
 from core.services.ingestion import IngestReport, IngestRun, Recorded, Rejection, add_to_report, record_batch
 from core.services.prediction import record_predictions
-from core.store import model_versions, sites
+from core.store import model_versions, predictions, sites
 from core.store.engine import SessionFactory
 from core.store.model_versions import ModelVersionRecord
 
@@ -62,6 +63,8 @@ class PipelineReport:
     superseded : bool
         The serving version changed mid-run: from then on files were stored but not scored, so
         the caller scores them with the version now serving (``predict_pending``).
+    maps : int
+        Grad-CAM maps stored with this run's scores (0 unless the pipeline was given ``maps_dir``).
     latencies_s : tuple of float
         Per file, seconds from entering the pipeline to its batch's commit.
     peak_in_flight : int
@@ -75,6 +78,7 @@ class PipelineReport:
     skipped: int = 0
     positives: int = 0
     superseded: bool = False
+    maps: int = 0
     latencies_s: tuple[float, ...] = field(default=(), repr=False)
     peak_in_flight: int = 0
 
@@ -87,6 +91,7 @@ class _Tally:
     skipped: int = 0
     positives: int = 0
     superseded: bool = False
+    maps: int = 0
     latencies: list[float] = field(default_factory=list)
 
     def add(self, made: Sequence[ImagePrediction]) -> None:
@@ -114,6 +119,10 @@ class StreamingPipeline:
         Clock for ``created_at`` and audit timestamps (UTC).
     max_file_bytes : int
         Files larger than this are rejected unread.
+    maps_dir : Path, optional
+        With a model: store each newly scored study's Grad-CAM map here (``Settings.artifacts_dir``),
+        recorded in the score's transaction exactly as ``vigil explain`` / the viewer would record
+        it, so the case opens with its map already made. None stores scores only.
     engine : Engine, optional
         Where the gate and preprocessing run (:mod:`core.pipeline.engine`): this machine's worker
         processes (the default) or a Dask cluster's workers. On a cluster, at least enough files
@@ -130,6 +139,7 @@ class StreamingPipeline:
         actor: str,
         now: Callable[[], datetime],
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        maps_dir: Path | None = None,
         engine: Engine = LOCAL,
     ) -> None:
         self._sf = session_factory
@@ -140,6 +150,7 @@ class StreamingPipeline:
         self._now = now
         self._max_file_bytes = max_file_bytes
         self._engine = engine
+        self._maps_dir = maps_dir
         self._pool: Executor | None = None
         self._slots = limits.workers
         self._stack = ExitStack()
@@ -228,6 +239,7 @@ class StreamingPipeline:
             skipped=tally.skipped,
             positives=tally.positives,
             superseded=tally.superseded,
+            maps=tally.maps,
             latencies_s=tuple(tally.latencies),
             peak_in_flight=peak[0],
         )
@@ -256,19 +268,25 @@ class StreamingPipeline:
         then = None
         if self._model is not None and mv is not None and not tally.superseded:
             prepared = [a.result for a in batch]
-            preds = score_prepared(self._model, [p for p in prepared if isinstance(p, Prepared)])
-            then = functools.partial(self._record_scores, model=self._model, mv=mv, prepared=prepared, preds=preds)
+            gated = [p for p in prepared if isinstance(p, Prepared)]
+            preds = score_prepared(self._model, gated)
+            maps = write_maps(self._model, gated, preds, self._maps_dir) if self._maps_dir is not None else None
+            then = functools.partial(
+                self._record_scores, model=self._model, mv=mv, prepared=prepared, preds=preds, maps=maps
+            )
         try:
-            recorded, made = record_batch(run, items, then=then)
+            recorded, done = record_batch(run, items, then=then)
         except ServingVersionChangedError:
             # Scored by a version that stopped serving: store the files, leave the scores to the new one.
             tally.superseded = True
-            recorded, made = record_batch(run, items)
+            recorded, done = record_batch(run, items)
         stored_at = time.perf_counter()
         tally.latencies.extend(stored_at - a.submitted_at for a in batch)
         for item, rec in zip(items, recorded, strict=True):
             add_to_report(report, item, rec)
-        tally.add(made or [])
+        if done is not None:
+            tally.add(done[0])
+            tally.maps += done[1]
 
     def _record_scores(
         self,
@@ -279,20 +297,31 @@ class StreamingPipeline:
         mv: ModelVersionRecord,
         prepared: list[Prepared | GateFailure],
         preds: list[ImagePrediction],
-    ) -> list[ImagePrediction]:
-        """Inside the batch's transaction: score every stored instance (new or duplicate) not yet scored."""
-        pred_of = iter(preds)
-        chunk, results = [], []
+        maps: list[WrittenMap | None] | None,
+    ) -> tuple[list[ImagePrediction], int]:
+        """Inside the batch's transaction: score every stored instance (new or duplicate) not yet scored.
+
+        With maps, each instance scored here also gets its Grad-CAM row; returns what was scored and
+        how many maps were recorded.
+        """
+        gated = iter(range(len(preds)))
+        chunk, results, chunk_maps = [], [], []
         for item, rec in zip(prepared, recorded, strict=True):
             if isinstance(item, GateFailure):
                 continue
-            pred = next(pred_of)
+            i = next(gated)
             if rec.instance is not None:
                 chunk.append(rec.instance)
-                results.append(pred)
-        return record_predictions(
+                results.append(preds[i])
+                chunk_maps.append(maps[i] if maps is not None else None)
+        fresh = {inst.id for inst in chunk if predictions.prediction_for(session, inst.id, mv.id) is None}
+        made = record_predictions(
             session, model=model, model_version=mv, chunk=chunk, results=results, actor=self._actor, now=self._now
         )
+        if maps is None:
+            return made, 0
+        n = record_maps(session, chunk, chunk_maps, fresh, model=model, mv=mv, actor=self._actor, now=self._now)
+        return made, n
 
 
 def _ingest_item(result: Prepared | GateFailure) -> Prepared | Rejection:

@@ -78,7 +78,9 @@ __all__ = [
     "explain_study",
     "export_dicom",
     "parse_method",
+    "record_explanation",
     "record_viewed",
+    "write_artifact",
 ]
 
 #: Given a version's name, its shared loaded model and the lock its explanations hold.
@@ -313,36 +315,52 @@ def explain_study(  # noqa: PLR0913 - the existing signature plus method options
     # have no coarser grid and are stored in full.
     kept = result.stored if result.stored is not None else result.heatmap
     digest = array_sha256(kept)
-    path = _write_artifact(artifacts_dir, digest, kept)
+    path = write_artifact(artifacts_dir, digest, kept)
     with session_factory.begin() as session:
-        rec = explanations.add_explanation(
+        rec = record_explanation(
             session,
             ExplanationIn(target.prediction.id, method.value, params, digest, str(path)),
-            now=now(),
-        )
-        payload: dict[str, JSONValue] = {
-            "explanation_id": rec.id,
-            "prediction_id": target.prediction.id,
-            "method": method.value,
-            "model_version": model.card.version,
-            "predicted_by": target.predicted_by,
-            "artifact_sha256": digest,
-            RECORD_HASH_KEY: record_hashes.record_hashes(session, RecordKind.EXPLANATION, [rec.id])[rec.id],
-        }
-        audit_log.append(
-            session,
+            study_uid=study_uid,
             actor=actor,
-            action=AuditAction.EXPLANATION_CREATED,
-            subject=study_uid,
-            payload=payload,
-            recorded_at=now().isoformat(),
+            now=now,
         )
     return StoredExplanation(
         study_uid, method.value, model.card.version, result.heatmap, digest, path, rec.id, target.predicted_by, params
     )
 
 
-def _write_artifact(artifacts_dir: Path, digest: str, stored: np.ndarray) -> Path:
+def record_explanation(
+    session: Session, row: ExplanationIn, *, study_uid: str, actor: str, now: Callable[[], datetime]
+) -> ExplanationRecord:
+    """Stage the explanation row and its ``explanation_created`` audit entry in the caller's transaction.
+
+    Shared by :func:`explain_study` and the streaming pipeline (:mod:`core.pipeline`), so a
+    stored map and its audit payload are the same whichever path made them. ``row.params`` must
+    hold ``model_version`` and ``predicted_by``; the artifact must already be written
+    (:func:`write_artifact`).
+    """
+    rec = explanations.add_explanation(session, row, now=now())
+    payload: dict[str, JSONValue] = {
+        "explanation_id": rec.id,
+        "prediction_id": row.prediction_id,
+        "method": row.method,
+        "model_version": row.params["model_version"],
+        "predicted_by": row.params["predicted_by"],
+        "artifact_sha256": row.artifact_sha256,
+        RECORD_HASH_KEY: record_hashes.record_hashes(session, RecordKind.EXPLANATION, [rec.id])[rec.id],
+    }
+    audit_log.append(
+        session,
+        actor=actor,
+        action=AuditAction.EXPLANATION_CREATED,
+        subject=study_uid,
+        payload=payload,
+        recorded_at=now().isoformat(),
+    )
+    return rec
+
+
+def write_artifact(artifacts_dir: Path, digest: str, stored: np.ndarray) -> Path:
     """Write ``<digest>.npz`` (compressed) unless it exists; written via a temporary name."""
     path = artifacts_dir / "explanations" / f"{digest}.npz"
     if not path.exists():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import examples
 
@@ -16,12 +17,23 @@ from core.models.card import read_card
 from core.sampledata import generate_cohort
 from core.services import models, sites
 from core.services.store import open_store
-from core.store import audit_log, predictions, studies
+from core.store import audit_log, explanations, predictions, studies
 from core.store.engine import SessionFactory
 from tests.factories import write_random_model
 
 #: Payload values that differ between two correct runs: row keys, timings, memory, row hashes.
-VOLATILE = frozenset({"instance_id", "prediction_id", "latency_ms", "peak_memory_bytes", "record_sha256"})
+#: A map's bytes too: a batch of another composition may move a float16 cell by one step (compared apart).
+VOLATILE = frozenset(
+    {
+        "instance_id",
+        "prediction_id",
+        "explanation_id",
+        "artifact_sha256",
+        "latency_ms",
+        "peak_memory_bytes",
+        "record_sha256",
+    }
+)
 
 
 def fixed_clock() -> datetime:
@@ -85,12 +97,13 @@ def store(tmp_path: Path, random_model_dir: Path) -> Store:
 
 
 def snapshot(store: Store) -> dict[str, object]:
-    """What two runs over the same files must agree on: studies, instances, predictions, audit, stored files.
+    """What two runs over the same files must agree on: studies, instances, predictions, maps, audit, stored files.
 
     Audit entries are compared as a multiset of (action, subject, payload without row keys and
     timings): the pipeline interleaves ingest and predict entries batch by batch, the serial
     path writes all ingests first. Scores are rounded to 1e-6 (a different batch composition may
-    move the last float32 bit).
+    move the last float32 bit); maps are compared by their parameters (which hold the model
+    input's SHA-256), their cells apart (:func:`map_cells`).
     """
     with store.sf() as s:
         instances = {
@@ -111,9 +124,34 @@ def snapshot(store: Store) -> dict[str, object]:
             (e.action, e.subject, repr(sorted((k, _rounded(v)) for k, v in e.payload.items() if k not in VOLATILE)))
             for e in audit_log.iter_entries(s)
         )
+        maps = sorted(
+            (instances[p.instance_id].sop_instance_uid, e.method, e.params_json)
+            for p in predictions.list_predictions(s)
+            for e in explanations.list_explanations(s, p.id)
+        )
     rows = sorted((i.study_uid, i.sop_instance_uid, i.sha256, Path(i.path).name) for i in instances.values())
     files = sorted(p.name for p in store.dicom_dir.rglob("*.dcm"))
-    return {"instances": rows, "predictions": preds, "audit": entries, "files": files}
+    return {"instances": rows, "predictions": preds, "audit": entries, "files": files, "maps": maps}
+
+
+def map_cells(store: Store) -> dict[str, np.ndarray]:
+    """Each stored map's cells as float32, by SOP Instance UID."""
+    with store.sf() as s:
+        uid_of = {
+            i.id: i.sop_instance_uid
+            for st in studies.list_studies(s, limit=None)
+            for i in studies.list_instances(s, st.study_uid)
+        }
+        rows = [
+            (uid_of[p.instance_id], e)
+            for p in predictions.list_predictions(s)
+            for e in explanations.list_explanations(s, p.id)
+        ]
+    out = {}
+    for uid, e in rows:
+        with np.load(e.artifact_path) as npz:
+            out[uid] = npz["heatmap"].astype(np.float32)
+    return out
 
 
 def _rounded(value: object) -> object:

@@ -29,8 +29,9 @@ def main(argv: list[str]) -> int:
         time.sleep(0.1)  # keeps the run open long enough for the test's SIGKILL to land midway on any machine
 
     with StreamingPipeline(
-        sf, dicom_dir=home / "dicom", model=model, limits=limits, actor="t", now=fixed_clock
-    ) as pipe:
+        sf, dicom_dir=home / "dicom", model=model, limits=limits, actor="t", now=fixed_clock,
+        maps_dir=settings.artifacts_dir,
+    ) as pipe:  # fmt: skip
         pipe.run(paths, site="benchmark", progress=stored)
     print("done", flush=True)
     return 0

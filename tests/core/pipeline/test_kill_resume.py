@@ -23,8 +23,9 @@ def _run_to_completion(store: Store, inputs: list[Path]) -> None:
     model = models.load_serving(store.sf, models_dir=store.models_dir)
     limits = FlowLimits(workers=2, batch_size=2, max_in_flight=4)
     with StreamingPipeline(
-        store.sf, dicom_dir=store.dicom_dir, model=model, limits=limits, actor="t", now=store.now
-    ) as p:
+        store.sf, dicom_dir=store.dicom_dir, model=model, limits=limits, actor="t", now=store.now,
+        maps_dir=store.settings.artifacts_dir,
+    ) as p:  # fmt: skip
         p.run(inputs, site="benchmark")
 
 
