@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
+from urllib.parse import urlsplit
 
 from core.errors import BadInputError
 from core.pipeline.pool import make_pool
@@ -98,9 +99,36 @@ class Engine:
             raise BadInputError(f"engine must be one of {', '.join(ENGINES)}, got {self.kind!r}")
         if self.kind == "dask" and not (self.scheduler and self.scheduler.strip()):
             raise BadInputError("the dask engine needs the scheduler's address (--scheduler tcp://HOST:8786)")
+        if self.kind == "dask" and self.scheduler is not None:
+            _check_address(self.scheduler)
         if self.kind == "local" and self.scheduler is not None:
             raise BadInputError(f"--scheduler {self.scheduler!r} is for --engine dask, not {self.kind!r}")
 
+
+def _check_address(address: str) -> None:
+    """``tcp://HOST:PORT`` or ``tls://HOST:PORT``, checked before Dask sees it.
+
+    Dask's client, given an address it cannot parse, fails inside its constructor and then spends
+    20 s at exit closing the half-made client, with a traceback; a typo deserves one line.
+    """
+    problem = None
+    if any(c.isspace() or not c.isprintable() for c in address):
+        problem = "it holds spaces or control characters"
+    else:
+        try:
+            parts = urlsplit(address)
+            port = parts.port
+        except ValueError as exc:
+            problem = str(exc)
+        else:
+            if parts.scheme not in _SCHEMES or not parts.hostname or port is None or parts.path or parts.query:
+                problem = "expected tcp://HOST:PORT or tls://HOST:PORT"
+    if problem is not None:
+        raise BadInputError(f"--scheduler {address!r} is not a Dask scheduler address: {problem}")
+
+
+#: The transports a scheduler address may name.
+_SCHEMES = ("tcp", "tls")
 
 #: This machine's worker processes: the default engine.
 LOCAL: Final = Engine()

@@ -166,6 +166,12 @@ def test_a_scheduler_that_does_not_answer_is_named(monkeypatch: pytest.MonkeyPat
         ("dask", None, "needs the scheduler's address"),
         ("dask", "  ", "needs the scheduler's address"),
         ("local", "tcp://127.0.0.1:8786", "is for --engine dask"),
+        ("dask", "not-a-url", "expected tcp://HOST:PORT"),
+        ("dask", "inproc://x", "expected tcp://HOST:PORT"),
+        ("dask", "tcp://10.0.0.5", "expected tcp://HOST:PORT"),
+        ("dask", "tcp://[::1", "Invalid IPv6 URL"),
+        ("dask", "tcp://127.0.0.1:99999", "Port out of range"),
+        ("dask", "tcp://x\n:1", "control characters"),
     ],
 )
 def test_an_engine_and_scheduler_that_do_not_fit_are_refused(kind: str, scheduler: str | None, message: str) -> None:
