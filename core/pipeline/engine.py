@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,12 +97,13 @@ class Engine:
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
             raise BadInputError(f"engine must be one of {', '.join(ENGINES)}, got {self.kind!r}")
-        if self.kind == "dask" and not (self.scheduler and self.scheduler.strip()):
+        if self.kind == "local":
+            if self.scheduler is not None:
+                raise BadInputError(f"--scheduler {self.scheduler!r} is for --engine dask, not {self.kind!r}")
+        elif not (self.scheduler and self.scheduler.strip()):
             raise BadInputError("the dask engine needs the scheduler's address (--scheduler tcp://HOST:8786)")
-        if self.kind == "dask" and self.scheduler is not None:
+        else:
             _check_address(self.scheduler)
-        if self.kind == "local" and self.scheduler is not None:
-            raise BadInputError(f"--scheduler {self.scheduler!r} is for --engine dask, not {self.kind!r}")
 
 
 def _check_address(address: str) -> None:
@@ -136,10 +137,20 @@ LOCAL: Final = Engine()
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A running executor and how many files it works on at once (its worker processes or threads)."""
+    """A running executor, how many files it works on at once, and the stage it runs on each file.
+
+    Attributes
+    ----------
+    executor : Executor
+    slots : int
+        Its worker processes (local) or worker threads (the cluster's).
+    prepare : callable
+        :func:`core.pipeline.work.prepare`, or :func:`prepare_shared` on a cluster.
+    """
 
     executor: Executor
     slots: int
+    prepare: Callable[..., Prepared | GateFailure] = prepare
 
 
 @contextmanager
@@ -171,7 +182,7 @@ def open_engine(engine: Engine, workers: int) -> Iterator[Opened]:
     client = _connect(engine.scheduler)
     try:
         executor = client.get_executor(pure=False)
-        yield Opened(executor, _cluster_threads(client, engine.scheduler))
+        yield Opened(executor, _cluster_threads(client, engine.scheduler), prepare_shared)
     except Exception as exc:
         if (lost := _lost(exc)) is not None:
             raise ClusterLostError(engine.scheduler, lost) from exc

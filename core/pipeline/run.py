@@ -30,7 +30,7 @@ from core.imaging.files import DEFAULT_MAX_FILE_BYTES
 from core.imaging.scan import iter_dicom_paths
 from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
-from core.pipeline.engine import LOCAL, Engine, open_engine, prepare_shared
+from core.pipeline.engine import LOCAL, Engine, open_engine
 from core.pipeline.maps import WrittenMap, record_maps, write_maps
 from core.pipeline.pool import Arrived, FlowLimits, stream_batches
 from core.pipeline.scoring import score_prepared
@@ -153,13 +153,15 @@ class StreamingPipeline:
         self._maps_dir = maps_dir
         self._pool: Executor | None = None
         self._slots = limits.workers
+        self._prepare: Callable[..., Prepared | GateFailure] = prepare
         self._stack = ExitStack()
 
     def __enter__(self) -> StreamingPipeline:
         opened = self._stack.enter_context(open_engine(self._engine, self._limits.workers))
-        self._pool, self._slots = opened.executor, opened.slots
+        self._pool, self._slots, self._prepare = opened.executor, opened.slots, opened.prepare
+        # A cluster has its own workers, however many were asked for: keep enough files in flight for all.
         wanted = FlowLimits.for_workers(opened.slots, self._limits.batch_size).max_in_flight
-        if self._limits.max_in_flight < wanted and self._engine.kind != "local":
+        if self._engine.kind != "local" and self._limits.max_in_flight < wanted:
             self._limits = dataclasses.replace(self._limits, max_in_flight=wanted)
         return self
 
@@ -226,7 +228,7 @@ class StreamingPipeline:
             intended_use=model.card.intended_use if model else None,
         )
         report, tally, peak = IngestReport(site=site), _Tally(), [0]
-        work = functools.partial(prepare if self._engine.kind == "local" else prepare_shared, order=order)
+        work = functools.partial(self._prepare, order=order)
         for batch in stream_batches(pool, files, work, self._limits, peak=peak):
             self._store(run, mv, batch, report, tally)
             if progress:
