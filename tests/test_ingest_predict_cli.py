@@ -71,6 +71,25 @@ def test_no_maps_stores_scores_only_and_needs_predict(
         assert all(explanations.list_explanations(s, p.id) == [] for p in predictions.list_predictions(s))
 
 
+@pytest.mark.parametrize("flags", [[], ["--no-maps"]], ids=["maps", "no-maps"])
+def test_predict_stores_each_new_scores_map_unless_told_not_to(
+    home: Settings, files: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    # Prepare: stored, not scored
+    assert run_json(capsys, "ingest", str(files), "--site", "A")[0] == 0
+    # Execute
+    code, data, _ = run_json(capsys, "predict", *flags)
+    again, second, _ = run_json(capsys, "predict", *flags)
+    # Assert: one map per score, recorded with it; a second run has nothing to score and no map to add
+    expected = 0 if flags else 4
+    assert code == again == 0 and data["scored"] == 4 and data["maps"] == expected
+    assert second["scored"] == 0 and second["maps"] == 0
+    with open_store(home)() as s:
+        stored = [len(explanations.list_explanations(s, p.id)) for p in predictions.list_predictions(s)]
+    assert stored == [expected // 4] * 4
+    assert len(list(home.artifacts_dir.rglob("*.npz"))) == expected
+
+
 def test_ingest_workers_without_predict_only_ingests(
     home: Settings, files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

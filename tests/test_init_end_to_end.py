@@ -50,8 +50,9 @@ def test_init_predicts_the_whole_cohort_and_the_chain_verifies(
     assert again["sites_added"] == [] and again["model_registered"] is False
     assert pcode == 0 and predicted["scored"] == 0
     assert vcode == 0 and verified["ok"] is True
-    # every study ingested (n), scored (n) and the setup actions are in the ledger
-    assert verified["checked"] >= 2 * n_studies
+    # every study ingested (n), scored (n) with its Grad-CAM map stored (n), and the setup actions
+    assert verified["checked"] >= 3 * n_studies
+    assert verified["records_checked"]["prediction"] == verified["records_checked"]["explanation"] == n_studies
 
 
 def test_models_and_cards_are_shown(

@@ -23,7 +23,7 @@ from core.errors import ConfigError, PacsConfigError
 from core.sampledata import generate_cohort
 from core.services import models, sites
 from core.services.store import open_store, utc_now
-from core.store import audit_log, pacs_seen, predictions, studies
+from core.store import audit_log, explanations, pacs_seen, predictions, studies
 from core.store.engine import SessionFactory
 from tests.cli_home import run_json
 from tests.factories import write_random_model
@@ -113,6 +113,13 @@ def _vigil(home: Home, *argv: str) -> subprocess.Popen[str]:
     )
 
 
+def _maps_per_score(home: Home) -> set[int]:
+    """How many stored Grad-CAM maps each scored prediction has (a study outside the intended use has none)."""
+    with home.sf() as session:
+        scored = [p for p in predictions.list_predictions(session) if p.score is not None]
+        return {len(explanations.list_explanations(session, p.id)) for p in scored}
+
+
 def test_pull_stores_every_study_once_predicts_and_a_second_pull_fetches_nothing(
     home: Home, capsys: pytest.CaptureFixture[str], cohort_files: list[Path]
 ) -> None:
@@ -130,6 +137,7 @@ def test_pull_stores_every_study_once_predicts_and_a_second_pull_fetches_nothing
     assert sorted(home.sop_uids()) == sorted(str(pydicom.dcmread(p).SOPInstanceUID) for p in cohort_files)
     with home.sf() as session:
         assert predictions.count_predictions(session) == n_studies
+    assert _maps_per_score(home) == {1}  # each pulled study opens with its Grad-CAM map made
 
 
 def test_a_pull_killed_midway_resumes_with_nothing_duplicated_and_nothing_missing(
@@ -164,6 +172,7 @@ def test_a_pull_killed_midway_resumes_with_nothing_duplicated_and_nothing_missin
         )
         assert predictions.count_predictions(session) == n_studies
     assert set(ingested.values()) == {1} and len(ingested) == n_instances
+    assert _maps_per_score(home) == {1}
     assert home.seen() == n_instances
 
 

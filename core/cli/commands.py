@@ -231,6 +231,13 @@ def _register_studies(sub: Any, add: AddParser) -> None:
     p = add(sub, "predict", "predict studies without a prediction from the serving model")
     p.add_argument("--site", default=None, help="only this site")
     p.add_argument("--all", action="store_true", help="every site (the default when --site is not given)")
+    p.add_argument(
+        "--no-maps",
+        dest="maps",
+        action="store_false",
+        help="store scores only; by default each newly scored study's Grad-CAM map is stored with its score, "
+        "so the case opens with its map already made",
+    )
     p.set_defaults(handler=_predict)
     p = add(sub, "explain", "explanation map of a study on the image's pixel grid (float32)")
     p.add_argument("study_uid", metavar="STUDY_UID")
@@ -335,13 +342,15 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
                 deid=ingest_deid(settings, args.site),
             )
         # The serving version changed mid-run: what was stored after the switch is scored by the new one.
-        later = _predict_until_current(sf, settings, args.site, advance) if report.superseded else []
+        maps_dir = settings.artifacts_dir if args.maps else None
+        later = _predict_until_current(sf, settings, args.site, advance, maps_dir) if report.superseded else []
     extra: dict[str, object] = {"workers": pipe.slots, "engine": engine.kind}
     if not args.predict:
         return _ingest_outcome(report.ingest, extra)
     version = later[-1].model_version if later else report.model_version
     scored = report.scored + sum(r.scored for r in later)
     positives = report.positives + sum(r.positives for r in later)
+    n_maps = report.maps + sum(r.maps for r in later)
     extra["predict"] = {  # the shape of `vigil predict --json`
         "model_version": version,
         "scored": scored,
@@ -349,17 +358,20 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
         "positives": positives,
         "device": report.device,
         "superseded": [{"model_version": report.model_version, "scored": report.scored}] if later else [],
-        "maps": report.maps,
+        "maps": n_maps,
     }
-    maps = f", {report.maps} Grad-CAM maps stored" if args.maps else ""
+    maps = f", {n_maps} Grad-CAM maps stored" if args.maps else ""
     tail = f"; scored {scored} with {version} on {report.device} ({positives} above threshold{maps})"
     return _ingest_outcome(report.ingest, extra, tail)
 
 
 def _predict_until_current(
-    sf: SessionFactory, settings: Settings, site: str | None, advance: Advance
+    sf: SessionFactory, settings: Settings, site: str | None, advance: Advance, maps_dir: Path | None
 ) -> list[PredictReport]:
-    """Score what is pending with the serving version, again after each promotion or rollback mid-run."""
+    """Score what is pending with the serving version, again after each promotion or rollback mid-run.
+
+    With ``maps_dir``, each new score's Grad-CAM map is stored with it.
+    """
     from core.services import models as model_service
     from core.services import prediction
     from core.services.store import utc_now
@@ -369,7 +381,14 @@ def _predict_until_current(
 
     # One pass per version serving a site in scope (sites may be promoted on their own).
     return prediction.predict_serving(
-        sf, load, site=site, batch_size=settings.batch_size, actor=_actor(), now=utc_now, progress=advance
+        sf,
+        load,
+        site=site,
+        batch_size=settings.batch_size,
+        actor=_actor(),
+        now=utc_now,
+        progress=advance,
+        maps_dir=maps_dir,
     )
 
 
@@ -378,8 +397,10 @@ def _predict(args: argparse.Namespace) -> Outcome:
     sf = _store()
     with progress_bar(0, "predict", enabled=not args.json) as advance:
         # a promotion or rollback mid-run: go on with the version that serves now
-        reports = _predict_until_current(sf, settings, args.site, advance)
+        maps_dir = settings.artifacts_dir if args.maps else None
+        reports = _predict_until_current(sf, settings, args.site, advance, maps_dir)
     report = reports[-1]
+    n_maps = sum(r.maps for r in reports)
     data = {
         "model_version": report.model_version,
         "scored": report.scored,
@@ -388,11 +409,13 @@ def _predict(args: argparse.Namespace) -> Outcome:
         "device": report.device,
         "site": args.site,
         "superseded": [{"model_version": r.model_version, "scored": r.scored} for r in reports[:-1]],
+        "maps": n_maps,
     }
+    maps = f", {n_maps} Grad-CAM maps stored" if args.maps else ""
     return Outcome(
         data,
         f"scored {report.scored} studies with {report.model_version} on {report.device} "
-        f"({report.positives} above threshold); {report.skipped} stored but not scored",
+        f"({report.positives} above threshold{maps}); {report.skipped} stored but not scored",
     )
 
 

@@ -148,7 +148,12 @@ def _predictor(settings: Settings, sf: SessionFactory, no_predict: bool) -> Pred
     if no_predict:
         return None
     return make_predictor(
-        sf, models_dir=settings.home / "models", batch_size=settings.batch_size, actor=_actor(), now=utc_now
+        sf,
+        models_dir=settings.home / "models",
+        batch_size=settings.batch_size,
+        actor=_actor(),
+        now=utc_now,
+        maps_dir=settings.artifacts_dir,
     )
 
 

@@ -345,12 +345,17 @@ def score_inputs(model: LoadedModel, inputs: Sequence[tuple[DicomMeta, FloatArra
     ]
 
 
+def _ignore(n: int) -> None:
+    """No progress to report."""
+
+
 def predict_images(
     model: LoadedModel,
     images: Sequence[DicomImage],
     *,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
+    keep: Callable[[int, FloatArray], None] | None = None,
 ) -> list[ImagePrediction]:
     """Score decoded images in batches, refusing those outside the card's intended use.
 
@@ -363,6 +368,9 @@ def predict_images(
     progress : callable, optional
         Called with the number of images just finished (refused ones at once, scored ones
         when their batch returns): pass ``tqdm.update``.
+    keep : callable, optional
+        Called with an image's index and its model input (shape (1, S, S), float32) as it is
+        made, for a caller that explains what was scored without preprocessing it again.
 
     Returns
     -------
@@ -375,23 +383,24 @@ def predict_images(
     params: PreprocessParams = model.preprocessing
     results: list[ImagePrediction | None] = [None] * len(images)
     pending: list[tuple[int, DicomImage, FloatArray, str]] = []
+    tick = progress if progress is not None else _ignore
 
     def flush() -> None:
         scored = score_inputs(model, [(image.meta, x, digest) for _, image, x, digest in pending])
         for (i, *_), pred in zip(pending, scored, strict=True):
             results[i] = pred
-        if progress is not None:
-            progress(len(pending))
+        tick(len(pending))
         pending.clear()
 
     for i, image in enumerate(images):
         reason = check_intended_use(image.meta, model.card.intended_use)
         if reason is not None:
             results[i] = refused_prediction(model, image.meta, reason)
-            if progress is not None:
-                progress(1)
+            tick(1)
             continue
         x = preprocess(image.pixels, params)
+        if keep is not None:
+            keep(i, x)
         pending.append((i, image, x, input_sha256(x)))
         if len(pending) == batch_size:
             flush()

@@ -3,7 +3,7 @@
 Each batch is one transaction that stores its files and records their studies, instances,
 rejections and predictions, with one audit entry per study action exactly as ``vigil ingest``
 followed by ``vigil predict`` would (the record-and-audit code is theirs:
-:func:`core.services.ingestion.record_batch`, :func:`core.services.prediction.record_predictions`).
+:func:`core.services.ingestion.record_batch`, :func:`core.services.prediction.record_scores`).
 
 Resumable and exactly-once: a batch commits whole or not at all, files are content-addressed,
 an instance is stored once per (UID, content) and scored once per model version. A run killed at
@@ -31,14 +31,14 @@ from core.imaging.scan import iter_dicom_paths
 from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, open_engine
-from core.pipeline.maps import WrittenMap, record_maps, write_maps
 from core.pipeline.pool import Arrived, FlowLimits, stream_batches
 from core.pipeline.scoring import score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
 from core.services.deidentify import IngestDeid
 from core.services.ingestion import IngestReport, IngestRun, Recorded, Rejection, add_to_report, record_batch
-from core.services.prediction import record_predictions
-from core.store import model_versions, predictions, sites
+from core.services.prediction import record_scores
+from core.services.score_maps import MapInput, WrittenMap, write_maps
+from core.store import model_versions, sites
 from core.store.engine import SessionFactory
 from core.store.model_versions import ModelVersionRecord
 
@@ -272,7 +272,10 @@ class StreamingPipeline:
             prepared = [a.result for a in batch]
             gated = [p for p in prepared if isinstance(p, Prepared)]
             preds = score_prepared(self._model, gated)
-            maps = write_maps(self._model, gated, preds, self._maps_dir) if self._maps_dir is not None else None
+            maps = None
+            if self._maps_dir is not None:
+                inputs = [_map_input(p) for p in gated]
+                maps = write_maps(self._model, inputs, preds, self._maps_dir)
             then = functools.partial(
                 self._record_scores, model=self._model, mv=mv, prepared=prepared, preds=preds, maps=maps
             )
@@ -316,14 +319,22 @@ class StreamingPipeline:
                 chunk.append(rec.instance)
                 results.append(preds[i])
                 chunk_maps.append(maps[i] if maps is not None else None)
-        fresh = {inst.id for inst in chunk if predictions.prediction_for(session, inst.id, mv.id) is None}
-        made = record_predictions(
-            session, model=model, model_version=mv, chunk=chunk, results=results, actor=self._actor, now=self._now
+        return record_scores(
+            session,
+            model=model,
+            model_version=mv,
+            chunk=chunk,
+            results=results,
+            maps=chunk_maps if maps is not None else None,
+            actor=self._actor,
+            now=self._now,
         )
-        if maps is None:
-            return made, 0
-        n = record_maps(session, chunk, chunk_maps, fresh, model=model, mv=mv, actor=self._actor, now=self._now)
-        return made, n
+
+
+def _map_input(item: Prepared) -> MapInput | None:
+    if item.model_input is None:
+        return None
+    return MapInput(item.model_input, (item.meta.rows, item.meta.columns))
 
 
 def _ingest_item(result: Prepared | GateFailure) -> Prepared | Rejection:

@@ -549,14 +549,22 @@ def watch(
     return cycles
 
 
-def make_predictor(
-    sf: SessionFactory, *, models_dir: Path, batch_size: int, actor: str, now: Callable[[], datetime]
+def make_predictor(  # noqa: PLR0913 - keyword-only; predict_serving's inputs
+    sf: SessionFactory,
+    *,
+    models_dir: Path,
+    batch_size: int,
+    actor: str,
+    now: Callable[[], datetime],
+    maps_dir: Path | None = None,
 ) -> Predictor:
     """A :data:`Predictor` that scores with the version serving the site, as ``vigil predict`` does.
 
     The model is loaded on the first call and kept; a promotion or rollback mid-pull makes the
     next batch load the version that serves then (see :func:`core.services.prediction.predict_serving`).
-    Calling it raises ``BadInputError`` when no model version is serving.
+    With ``maps_dir`` (``Settings.artifacts_dir``) each new score's Grad-CAM map is stored with it,
+    so a study pulled from the PACS opens in the viewer with its map made. Calling it raises
+    ``BadInputError`` when no model version is serving.
     """
     from core.services import models as model_service  # torch: only when a pull predicts
     from core.services import prediction
@@ -571,7 +579,9 @@ def make_predictor(
         return loaded[version]
 
     def predict(site: str) -> int:
-        reports = prediction.predict_serving(sf, load, site=site, batch_size=batch_size, actor=actor, now=now)
+        reports = prediction.predict_serving(
+            sf, load, site=site, batch_size=batch_size, actor=actor, now=now, maps_dir=maps_dir
+        )
         return sum(r.scored for r in reports)
 
     return predict

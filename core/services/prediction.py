@@ -42,12 +42,14 @@ from core.imaging.dicom import read_dicom
 from core.imaging.image import DicomImage
 from core.models.inference import ImagePrediction, predict_images
 from core.models.loading import LoadedModel
+from core.services.score_maps import MapInput, WrittenMap, record_maps, write_maps
 from core.store import audit_log, deployments, model_versions, predictions, record_hashes, sites, studies
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.model_versions import ModelVersionRecord
 from core.store.predictions import PredictionIn
 from core.store.sites import SiteRecord
 from core.store.studies import InstanceRecord
+from core.types import FloatArray
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -56,7 +58,7 @@ __all__ = [
     "PredictReport",
     "predict_pending",
     "predict_serving",
-    "record_predictions",
+    "record_scores",
     "score_reference",
     "serving_version",
 ]
@@ -72,9 +74,10 @@ class PredictReport:
     positives: int
     device: str
     superseded: bool = False  # the serving version changed mid-run; the rest is for the new version
+    maps: int = 0  # Grad-CAM maps stored with the scores (0 unless asked for)
 
 
-def predict_pending(
+def predict_pending(  # noqa: PLR0913 - keyword-only; the scope, the batch and the run's hooks
     session_factory: SessionFactory,
     model: LoadedModel,
     *,
@@ -84,6 +87,7 @@ def predict_pending(
     now: Callable[[], datetime],
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    maps_dir: Path | None = None,
 ) -> PredictReport:
     """Predict every stored instance of a site ``model`` serves that has no prediction from it yet.
 
@@ -95,6 +99,10 @@ def predict_pending(
         Studies per forward pass and per transaction.
     on_total : callable, optional
         Told how many instances are pending before work starts (for a progress bar).
+    maps_dir : Path, optional
+        Store each new score's Grad-CAM map here (``Settings.artifacts_dir``), in the score's
+        transaction, from the model input just scored (:mod:`core.services.score_maps`); the
+        viewer then opens the study with its map made. None stores scores only.
     """
     if batch_size < 1:
         raise BadInputError(f"batch size must be at least 1, got {batch_size}")
@@ -110,7 +118,7 @@ def predict_pending(
         return PredictReport(model.card.version, 0, 0, 0, str(model.device), superseded=True)
     if on_total:
         on_total(len(pending))
-    return _score(session_factory, model, mv, pending, batch_size, _Recording(actor, now, progress))
+    return _score(session_factory, model, mv, pending, batch_size, _Recording(actor, now, progress, maps_dir=maps_dir))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,7 @@ class _Recording:
     progress: Callable[[int], None] | None = None
     reference: bool = False
     lock: threading.Lock | None = None  # a model shared with other threads: held around each forward pass
+    maps_dir: Path | None = None  # where each new score's Grad-CAM map is written (None: no maps)
 
 
 def _score(  # noqa: PLR0913 - the store, the model and its row, the work, how to record it
@@ -133,31 +142,36 @@ def _score(  # noqa: PLR0913 - the store, the model and its row, the work, how t
     how: _Recording,
 ) -> PredictReport:
     """Score ``pending`` in batches, one transaction each; stop (superseded) when ``mv`` may no longer record."""
-    scored = skipped = positives = 0
+    scored = skipped = positives = n_maps = 0
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
         with how.lock or contextlib.nullcontext():
-            results = _predict_chunk(model, chunk, batch_size=batch_size)
+            results, inputs = _predict_chunk(model, chunk, batch_size=batch_size)
+            maps = write_maps(model, inputs, results, how.maps_dir) if how.maps_dir is not None else None
         record = functools.partial(
-            record_predictions,
+            record_scores,
             model=model,
             model_version=mv,
             chunk=chunk,
             results=results,
+            maps=maps,
             actor=how.actor,
             now=how.now,
             reference=how.reference,
         )
         try:
-            recorded = write_with_retries(session_factory, record)
+            recorded, made_maps = write_with_retries(session_factory, record)
         except ServingVersionChangedError:
-            return PredictReport(model.card.version, scored, skipped, positives, str(model.device), superseded=True)
+            return PredictReport(
+                model.card.version, scored, skipped, positives, str(model.device), superseded=True, maps=n_maps
+            )
         scored += sum(r.score is not None for r in recorded)
         skipped += sum(r.score is None for r in recorded)
         positives += sum(bool(r.label) for r in recorded)
+        n_maps += made_maps
         if how.progress:
             how.progress(len(chunk))
-    return PredictReport(model.card.version, scored, skipped, positives, str(model.device))
+    return PredictReport(model.card.version, scored, skipped, positives, str(model.device), maps=n_maps)
 
 
 def score_reference(  # noqa: PLR0913 - keyword-only; as predict_pending
@@ -227,6 +241,7 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
     actor: str,
     now: Callable[[], datetime],
     progress: Callable[[int], None] | None = None,
+    maps_dir: Path | None = None,
 ) -> list[PredictReport]:
     """Score what is pending at ``site`` (every site when None) with the version serving each site.
 
@@ -234,7 +249,8 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
     ``load(version)``; again after a pass that a promotion or rollback superseded, until a round
     of passes finishes with nothing superseded. Over every site (``site`` None), each version
     serving sites other than the benchmark's then scores the benchmark as their reference
-    (:func:`score_reference`).
+    (:func:`score_reference`). ``maps_dir`` is :func:`predict_pending`'s (a reference score gets no
+    map: readers of the benchmark see the version serving it).
 
     Returns
     -------
@@ -260,6 +276,7 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
                 actor=actor,
                 now=now,
                 progress=progress,
+                maps_dir=maps_dir,
             )
             reports.append(report)
             superseded = superseded or report.superseded
@@ -312,8 +329,14 @@ def _may_record(session: Session, model_version_id: int, chunk: Sequence[Instanc
     return serves and bench is not None and studies.sites_of(session, ids) <= {bench.id}
 
 
-def _predict_chunk(model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch_size: int) -> list[ImagePrediction]:
-    """Read and score one chunk; a file that no longer decodes is logged as a fallback, never scored."""
+def _predict_chunk(
+    model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch_size: int
+) -> tuple[list[ImagePrediction], list[MapInput | None]]:
+    """Read and score one chunk; a file that no longer decodes is logged as a fallback, never scored.
+
+    Returns the predictions and, for each, what a Grad-CAM map of it is made from (None where no
+    model input was made: unreadable, or outside the intended use).
+    """
     images: list[DicomImage] = []
     readable: list[int] = []
     failures: dict[int, str] = {}
@@ -323,8 +346,15 @@ def _predict_chunk(model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch
             readable.append(i)
         except (OSError, ValueError, BadInputError) as exc:
             failures[i] = f"pixels unreadable: {type(exc).__name__}: {exc}"
-    scored = iter(predict_images(model, images, batch_size=batch_size))
-    return [_unreadable(model, chunk[i], failures[i]) if i in failures else next(scored) for i in range(len(chunk))]
+    kept: dict[int, MapInput] = {}
+
+    def keep(j: int, x: FloatArray) -> None:
+        meta = images[j].meta
+        kept[readable[j]] = MapInput(x, (meta.rows, meta.columns))
+
+    scored = iter(predict_images(model, images, batch_size=batch_size, keep=keep))
+    preds = [_unreadable(model, chunk[i], failures[i]) if i in failures else next(scored) for i in range(len(chunk))]
+    return preds, [kept.get(i) for i in range(len(chunk))]
 
 
 def _unreadable(model: LoadedModel, inst: InstanceRecord, reason: str) -> ImagePrediction:
@@ -344,7 +374,7 @@ def _unreadable(model: LoadedModel, inst: InstanceRecord, reason: str) -> ImageP
     )
 
 
-def record_predictions(
+def record_scores(  # noqa: PLR0913 - keyword-only; the chunk, its results and maps, who records them
     session: Session,
     *,
     model: LoadedModel,
@@ -353,15 +383,17 @@ def record_predictions(
     results: Sequence[ImagePrediction],
     actor: str,
     now: Callable[[], datetime],
+    maps: Sequence[WrittenMap | None] | None = None,
     reference: bool = False,
-) -> list[ImagePrediction]:
-    """Stage the chunk's predictions and audit entries; return the ones this call recorded.
+) -> tuple[list[ImagePrediction], int]:
+    """Stage the chunk's predictions, their maps and audit entries; return the predictions recorded and the maps.
 
     Shared by :func:`predict_pending` and the streaming pipeline (:mod:`core.pipeline`), so a
-    prediction row and its audit payload are the same whichever path made them.
+    prediction row, its map and their audit payloads are the same whichever path made them.
 
     An instance that another ``vigil predict`` scored with the same model while this one was
-    computing is left as that run recorded it: one prediction per instance and model, ever.
+    computing is left as that run recorded it: one prediction per instance and model, ever (and
+    its map, if any, is the one recorded with it).
 
     Each entry carries what the prediction was made from and how: the input tensor's SHA-256, the
     output, the model version's weights SHA-256 and the SHA-256 of its stored card (which pins the
@@ -370,6 +402,9 @@ def record_predictions(
 
     Parameters
     ----------
+    maps : sequence of WrittenMap or None, optional
+        One per item of ``chunk`` (:func:`core.services.score_maps.write_maps`); each instance
+        scored here gets its map's row. None records no map.
     reference : bool
         The chunk is benchmark studies scored as the reference of a version serving other sites
         (:func:`score_reference`): checked as such, and marked in each audit entry.
@@ -381,12 +416,33 @@ def record_predictions(
         no longer serves any site, or a study is not the benchmark's); nothing may be recorded
         for it (roll back).
     """
+    staged = _stage(session, model, model_version, chunk, results, actor=actor, now=now, reference=reference)
+    made = [res for _, res, _ in staged]
+    if maps is None:
+        return made, 0
+    written = {inst.id: m for inst, m in zip(chunk, maps, strict=True)}
+    scored = [(inst, pid, written[inst.id]) for inst, res, pid in staged if res.score is not None]
+    return made, record_maps(session, scored, model=model, actor=actor, now=now)
+
+
+def _stage(  # noqa: PLR0913 - record_scores' inputs
+    session: Session,
+    model: LoadedModel,
+    model_version: ModelVersionRecord,
+    chunk: Sequence[InstanceRecord],
+    results: Sequence[ImagePrediction],
+    *,
+    actor: str,
+    now: Callable[[], datetime],
+    reference: bool,
+) -> list[tuple[InstanceRecord, ImagePrediction, int]]:
+    """The predictions and audit entries of :func:`record_scores`; each recorded instance, its result and row id."""
     model_version_id = model_version.id
     audit_log.lock_head(session)  # serializes with a deployment switch before what serves is read
     if not _may_record(session, model_version_id, chunk, reference=reference):
         raise ServingVersionChangedError(model_version.version)
     card_sha256 = hashlib.sha256(model_version.card_json.encode("utf-8")).hexdigest()
-    recorded = []
+    recorded: list[tuple[InstanceRecord, ImagePrediction, int]] = []
     for inst, res in zip(chunk, results, strict=True):
         if predictions.prediction_for(session, inst.id, model_version_id) is not None:
             continue
@@ -431,5 +487,5 @@ def record_predictions(
             },
             recorded_at=now().isoformat(),
         )
-        recorded.append(res)
+        recorded.append((inst, res, rec.id))
     return recorded

@@ -53,6 +53,7 @@ class InitReport:
     emr_evidence: int = 0
     emr_linked: int = 0
     emr_outcomes: int = 0
+    maps: int = 0
 
     def to_dict(self) -> JSONObject:
         """The ``--json`` object."""
@@ -68,6 +69,7 @@ class InitReport:
             "rejected": self.rejected,
             "scored": self.scored,
             "skipped": self.skipped,
+            "maps": self.maps,
             "labels_loaded": self.labels_loaded,
             "emr_files": self.emr_files,
             "emr_evidence": self.emr_evidence,
@@ -82,7 +84,8 @@ class InitReport:
             f"{' (registered now)' if self.model_registered else ''}; sites added: "
             f"{', '.join(self.sites_added) or 'none'}; sample cohort: {self.ingested} ingested, "
             f"{self.duplicates} already present, {self.rejected} rejected; predictions: {self.scored} scored, "
-            f"{self.skipped} stored but not scored; {self.labels_loaded} synthetic ground-truth labels loaded "
+            f"{self.skipped} stored but not scored, {self.maps} Grad-CAM maps stored; "
+            f"{self.labels_loaded} synthetic ground-truth labels loaded "
             f"(benchmark site); EMR outcomes: {self.emr_files} files, {self.emr_evidence} new evidence, "
             f"{self.emr_linked} linked, {self.emr_outcomes} outcome rows"
         )
@@ -138,8 +141,16 @@ def initialize(
             rejected + len(rep.rejected),
         )
     model = model_service.load_serving(sf, models_dir=models_dir)
+    # Each score's Grad-CAM map is stored with it: the sample cases open with their maps made.
     pred = prediction.predict_pending(
-        sf, model, site=None, batch_size=settings.batch_size, actor=actor, now=now, progress=progress
+        sf,
+        model,
+        site=None,
+        batch_size=settings.batch_size,
+        actor=actor,
+        now=now,
+        progress=progress,
+        maps_dir=settings.artifacts_dir,
     )
     benchmark = {name for name, is_benchmark in cohort_sites.items() if is_benchmark}
     labels = outcomes.load_ground_truth(sf, manifest_path, actor=actor, now=now, sites=benchmark)
@@ -161,6 +172,7 @@ def initialize(
         emr_evidence=sum(r.evidence for r in emr),
         emr_linked=sum(sum(r.linked.values()) for r in emr),
         emr_outcomes=sum(r.outcomes for r in emr),
+        maps=pred.maps,
     )
     with sf.begin() as session:
         audit_log.append(

@@ -44,6 +44,14 @@ def _explained_one_by_one(store: Store, inputs: list[Path]) -> None:
         )  # fmt: skip
 
 
+def _assert_same_cells(store: Store, other: Store) -> None:
+    """The same studies mapped, each within two float16 steps (different batches round apart)."""
+    cells, expected = map_cells(store), map_cells(other)
+    assert cells.keys() == expected.keys()
+    for uid, c in cells.items():
+        np.testing.assert_allclose(c, expected[uid], rtol=0, atol=2 * 2.0**-11, err_msg=uid)
+
+
 def test_each_scored_study_gets_the_map_explain_would_store(
     store: Store, inputs: list[Path], tmp_path: Path, random_model_dir: Path
 ) -> None:
@@ -57,10 +65,27 @@ def test_each_scored_study_gets_the_map_explain_would_store(
     mine, theirs = snapshot(store), snapshot(serial)
     assert mine["maps"] == theirs["maps"] and len(mine["maps"]) == report.scored > 0  # type: ignore[arg-type]
     assert mine["audit"] == theirs["audit"]
-    cells, expected = map_cells(store), map_cells(serial)
-    assert cells.keys() == expected.keys()
-    for uid, c in cells.items():
-        np.testing.assert_allclose(c, expected[uid], rtol=0, atol=2 * 2.0**-11, err_msg=uid)
+    _assert_same_cells(store, serial)
+    assert audit.verify_ledger(store.sf).ok
+
+
+def test_predicting_stored_studies_stores_the_maps_the_pipeline_stores(
+    store: Store, inputs: list[Path], tmp_path: Path, random_model_dir: Path
+) -> None:
+    # Prepare: the same files through the pipeline, and stored only (as a PACS pull or `vigil init` stores them)
+    piped = make_store(tmp_path / "piped", random_model_dir)
+    _pipeline(piped, inputs)
+    ingestion.ingest_paths(store.sf, inputs, site="benchmark", dicom_dir=store.dicom_dir, actor="t", now=store.now)
+    model = models.load_serving(store.sf, models_dir=store.models_dir)
+    # Execute
+    report = prediction.predict_pending(
+        store.sf, model, site=None, batch_size=4, actor="t", now=store.now, maps_dir=store.settings.artifacts_dir
+    )
+    # Assert: the same rows and audit entries as the pipeline's, the same cells within two float16 steps
+    mine, theirs = snapshot(store), snapshot(piped)
+    assert mine["maps"] == theirs["maps"] and len(mine["maps"]) == report.maps == report.scored > 0  # type: ignore[arg-type]
+    assert mine["audit"] == theirs["audit"]
+    _assert_same_cells(store, piped)
     assert audit.verify_ledger(store.sf).ok
 
 
