@@ -71,7 +71,7 @@ def test_no_maps_stores_scores_only_and_needs_predict(
         assert all(explanations.list_explanations(s, p.id) == [] for p in predictions.list_predictions(s))
 
 
-@pytest.mark.parametrize("flags", [[], ["--no-maps"]], ids=["maps", "no-maps"])
+@pytest.mark.parametrize("flags", [[], ["--no-maps"], ["--workers", "2"]], ids=["maps", "no-maps", "worker-processes"])
 def test_predict_stores_each_new_scores_map_unless_told_not_to(
     home: Settings, files: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
 ) -> None:
@@ -81,8 +81,9 @@ def test_predict_stores_each_new_scores_map_unless_told_not_to(
     code, data, _ = run_json(capsys, "predict", *flags)
     again, second, _ = run_json(capsys, "predict", *flags)
     # Assert: one map per score, recorded with it; a second run has nothing to score and no map to add
-    expected = 0 if flags else 4
+    expected = 0 if "--no-maps" in flags else 4
     assert code == again == 0 and data["scored"] == 4 and data["maps"] == expected
+    assert data["workers"] == (2 if "--workers" in flags else 0)
     assert second["scored"] == 0 and second["maps"] == 0
     with open_store(home)() as s:
         stored = [len(explanations.list_explanations(s, p.id)) for p in predictions.list_predictions(s)]
@@ -114,6 +115,20 @@ def test_bad_worker_count_exits_2_before_anything_is_read(
     assert code == 2
     assert "--workers" in err
     assert not (home.home / "dicom").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "many", "513"])
+def test_bad_worker_count_for_predict_exits_2_before_anything_is_scored(
+    home: Settings, files: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    # Prepare
+    assert run_json(capsys, "ingest", str(files), "--site", "A")[0] == 0
+    # Execute
+    code, _, err = run_json(capsys, "predict", "--workers", value)
+    # Assert
+    assert code == 2 and "--workers" in err
+    with open_store(home)() as s:
+        assert predictions.list_predictions(s) == []
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ and loads none of them; ``tests/test_cli_imports.py`` keeps it so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -48,7 +49,7 @@ if TYPE_CHECKING:  # torch is imported by the train command only, sqlalchemy by 
     from core.models.loading import LoadedModel
     from core.models.training import TrainingConfig
     from core.services.ingestion import IngestReport
-    from core.services.prediction import PredictReport
+    from core.services.prediction import PredictReport, Scorer
     from core.store.engine import SessionFactory
 
 __all__ = [
@@ -238,6 +239,13 @@ def _register_studies(sub: Any, add: AddParser) -> None:
         help="store scores only; by default each newly scored study's Grad-CAM map is stored with its score, "
         "so the case opens with its map already made",
     )
+    p.add_argument(
+        "--workers",
+        type=bounded_int(1, MAX_WORKERS),
+        default=None,
+        help=f"re-read the stored files in this many worker processes, 1 to {MAX_WORKERS} (for back-filling "
+        "an archive when a new version serves); default: one at a time in this process",
+    )
     p.set_defaults(handler=_predict)
     p = add(sub, "explain", "explanation map of a study on the image's pixel grid (float32)")
     p.add_argument("study_uid", metavar="STUDY_UID")
@@ -365,12 +373,18 @@ def _ingest_streaming(args: argparse.Namespace) -> Outcome:
     return _ingest_outcome(report.ingest, extra, tail)
 
 
-def _predict_until_current(
-    sf: SessionFactory, settings: Settings, site: str | None, advance: Advance, maps_dir: Path | None
+def _predict_until_current(  # noqa: PLR0913 - the store, the scope and how to score
+    sf: SessionFactory,
+    settings: Settings,
+    site: str | None,
+    advance: Advance,
+    maps_dir: Path | None,
+    scorer: Scorer | None = None,
 ) -> list[PredictReport]:
     """Score what is pending with the serving version, again after each promotion or rollback mid-run.
 
-    With ``maps_dir``, each new score's Grad-CAM map is stored with it.
+    With ``maps_dir``, each new score's Grad-CAM map is stored with it; ``scorer`` (the pipeline's
+    workers) scores in place of the one-thread reader.
     """
     from core.services import models as model_service
     from core.services import prediction
@@ -389,16 +403,24 @@ def _predict_until_current(
         now=utc_now,
         progress=advance,
         maps_dir=maps_dir,
+        scorer=scorer,
     )
 
 
 def _predict(args: argparse.Namespace) -> Outcome:
+    from core.pipeline import FlowLimits, StoredScorer
+
     settings = _settings()
     sf = _store()
-    with progress_bar(0, "predict", enabled=not args.json) as advance:
-        # a promotion or rollback mid-run: go on with the version that serves now
-        maps_dir = settings.artifacts_dir if args.maps else None
-        reports = _predict_until_current(sf, settings, args.site, advance, maps_dir)
+    maps_dir = settings.artifacts_dir if args.maps else None
+    with contextlib.ExitStack() as stack:
+        scorer = None
+        if args.workers is not None:  # the stored files re-read in worker processes
+            limits = FlowLimits.for_workers(args.workers, settings.batch_size)
+            scorer = stack.enter_context(StoredScorer(limits, max_file_bytes=settings.max_file_bytes))
+        with progress_bar(0, "predict", enabled=not args.json) as advance:
+            # a promotion or rollback mid-run: go on with the version that serves now
+            reports = _predict_until_current(sf, settings, args.site, advance, maps_dir, scorer)
     report = reports[-1]
     n_maps = sum(r.maps for r in reports)
     data = {
@@ -410,6 +432,7 @@ def _predict(args: argparse.Namespace) -> Outcome:
         "site": args.site,
         "superseded": [{"model_version": r.model_version, "scored": r.scored} for r in reports[:-1]],
         "maps": n_maps,
+        "workers": args.workers or 0,
     }
     maps = f", {n_maps} Grad-CAM maps stored" if args.maps else ""
     return Outcome(

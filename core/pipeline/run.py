@@ -32,12 +32,12 @@ from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, open_engine
 from core.pipeline.pool import Arrived, FlowLimits, stream_batches
-from core.pipeline.scoring import score_prepared
+from core.pipeline.scoring import map_input, score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
 from core.services.deidentify import IngestDeid
 from core.services.ingestion import IngestReport, IngestRun, Recorded, Rejection, add_to_report, record_batch
 from core.services.prediction import record_scores
-from core.services.score_maps import MapInput, WrittenMap, write_maps
+from core.services.score_maps import WrittenMap, write_maps
 from core.store import model_versions, sites
 from core.store.engine import SessionFactory
 from core.store.model_versions import ModelVersionRecord
@@ -274,7 +274,7 @@ class StreamingPipeline:
             preds = score_prepared(self._model, gated)
             maps = None
             if self._maps_dir is not None:
-                inputs = [_map_input(p) for p in gated]
+                inputs = [map_input(p) for p in gated]
                 maps = write_maps(self._model, inputs, preds, self._maps_dir)
             then = functools.partial(
                 self._record_scores, model=self._model, mv=mv, prepared=prepared, preds=preds, maps=maps
@@ -329,12 +329,6 @@ class StreamingPipeline:
             actor=self._actor,
             now=self._now,
         )
-
-
-def _map_input(item: Prepared) -> MapInput | None:
-    if item.model_input is None:
-        return None
-    return MapInput(item.model_input, (item.meta.rows, item.meta.columns))
 
 
 def _ingest_item(result: Prepared | GateFailure) -> Prepared | Rejection:

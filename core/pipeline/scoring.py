@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from core.models.inference import ImagePrediction, refused_prediction, score_inputs
 from core.models.loading import LoadedModel
 from core.pipeline.work import Prepared
+from core.services.score_maps import MapInput
 
-__all__ = ["score_prepared"]
+__all__ = ["map_input", "score_prepared"]
 
 
 def score_prepared(model: LoadedModel, items: Sequence[Prepared]) -> list[ImagePrediction]:
@@ -35,3 +36,10 @@ def score_prepared(model: LoadedModel, items: Sequence[Prepared]) -> list[ImageP
     scored = score_inputs(model, [(meta, x, digest) for _, meta, x, digest in scorable]) if scorable else []
     out = {i: pred for (i, *_), pred in zip(scorable, scored, strict=True)}
     return [out.get(i) or refused_prediction(model, item.meta, str(item.refusal)) for i, item in enumerate(items)]
+
+
+def map_input(item: Prepared) -> MapInput | None:
+    """What the item's Grad-CAM map is made from; None when it has no model input (refused)."""
+    if item.model_input is None:
+        return None
+    return MapInput(item.model_input, (item.meta.rows, item.meta.columns))

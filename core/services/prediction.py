@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from core.audit.events import AuditAction
 from core.audit.records import RECORD_HASH_KEY, RecordKind
@@ -56,11 +56,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PredictReport",
+    "Recording",
+    "ScoreTally",
+    "Scorer",
     "predict_pending",
+    "pending_work",
     "predict_serving",
     "record_scores",
     "score_reference",
     "serving_version",
+    "store_scores",
+    "superseded_report",
+    "unreadable_prediction",
 ]
 
 
@@ -106,23 +113,63 @@ def predict_pending(  # noqa: PLR0913 - keyword-only; the scope, the batch and t
     """
     if batch_size < 1:
         raise BadInputError(f"batch size must be at least 1, got {batch_size}")
+    work = pending_work(session_factory, model, site=site)
+    if work is None:  # switched away before this run began: the caller loads what serves now
+        return superseded_report(model)
+    mv, pending = work
+    if on_total:
+        on_total(len(pending))
+    return _score(session_factory, model, mv, pending, batch_size, Recording(actor, now, progress, maps_dir=maps_dir))
+
+
+def pending_work(
+    session_factory: SessionFactory, model: LoadedModel, *, site: str | None
+) -> tuple[ModelVersionRecord, list[InstanceRecord]] | None:
+    """``model``'s stored version and the instances it should score now; None when it serves no site.
+
+    The instances of ``site`` (every site when None) with no prediction from ``model`` whose
+    study's site ``model`` serves: studies of sites another version serves are that version's work.
+
+    Raises
+    ------
+    UnknownSiteError
+        ``site`` is not registered.
+    """
     with session_factory() as session:
         site_id = sites.get_site(session, site).id if site is not None else None
         mv = model_versions.get_by_version(session, model.card.version)
         serving = set(deployments.serving_by_site(session).values()) | {model_versions.serving_id(session)}
         queued = studies.instances_without_prediction(session, model_version_id=mv.id, site_id=site_id)
-        # Studies of sites another version serves are that version's work (predict_serving runs it).
         served = deployments.serving_for_studies(session, {i.study_id for i in queued})
         pending = [i for i in queued if served[i.study_id] == mv.id]
-    if mv.id not in serving:  # switched away before this run began: the caller loads what serves now
-        return PredictReport(model.card.version, 0, 0, 0, str(model.device), superseded=True)
-    if on_total:
-        on_total(len(pending))
-    return _score(session_factory, model, mv, pending, batch_size, _Recording(actor, now, progress, maps_dir=maps_dir))
+    return (mv, pending) if mv.id in serving else None
+
+
+def superseded_report(model: LoadedModel) -> PredictReport:
+    """The report of a pass whose version stopped serving before it began."""
+    return ScoreTally().report(model, superseded=True)
+
+
+class Scorer(Protocol):
+    """Scores what one version has pending, as :func:`predict_pending` does (its signature)."""
+
+    def __call__(  # noqa: PLR0913 - predict_pending's
+        self,
+        session_factory: SessionFactory,
+        model: LoadedModel,
+        *,
+        site: str | None,
+        batch_size: int,
+        actor: str,
+        now: Callable[[], datetime],
+        progress: Callable[[int], None] | None = None,
+        maps_dir: Path | None = None,
+    ) -> PredictReport:
+        """One pass: every instance pending for ``model`` at ``site`` (every site when None)."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Recording:
+class Recording:
     """Who records a scoring run's predictions, when, and who hears of each batch."""
 
     actor: str
@@ -133,45 +180,94 @@ class _Recording:
     maps_dir: Path | None = None  # where each new score's Grad-CAM map is written (None: no maps)
 
 
+@dataclass(slots=True)
+class ScoreTally:
+    """Running counts of a scoring pass, frozen into its :class:`PredictReport` at the end."""
+
+    scored: int = 0
+    skipped: int = 0
+    positives: int = 0
+    maps: int = 0
+
+    def add(self, recorded: Sequence[ImagePrediction], maps: int) -> None:
+        """Count one stored batch: the predictions it recorded and the maps recorded with them."""
+        self.scored += sum(r.score is not None for r in recorded)
+        self.skipped += sum(r.score is None for r in recorded)
+        self.positives += sum(bool(r.label) for r in recorded)
+        self.maps += maps
+
+    def report(self, model: LoadedModel, *, superseded: bool = False) -> PredictReport:
+        """The counts so far as ``model``'s report."""
+        device = str(model.device)
+        return PredictReport(
+            model.card.version, self.scored, self.skipped, self.positives, device, superseded, self.maps
+        )
+
+
+def store_scores(  # noqa: PLR0913 - the store, the model and its row, the batch, how to record it
+    session_factory: SessionFactory,
+    model: LoadedModel,
+    mv: ModelVersionRecord,
+    chunk: Sequence[InstanceRecord],
+    results: Sequence[ImagePrediction],
+    inputs: Sequence[MapInput | None],
+    how: Recording,
+) -> tuple[list[ImagePrediction], int]:
+    """Write the batch's maps (when asked), then record its scores and maps in one transaction.
+
+    Parameters
+    ----------
+    chunk, results, inputs
+        One instance, its prediction and what its map is made from (None: no model input), each.
+
+    Returns
+    -------
+    (list of ImagePrediction, int)
+        What was recorded, and how many maps.
+
+    Raises
+    ------
+    ServingVersionChangedError
+        ``mv`` no longer serves a study of the batch: nothing was recorded (the maps written are
+        unreferenced content-addressed files, found in place by the version that scores next).
+    """
+    with how.lock or contextlib.nullcontext():  # Grad-CAM runs the model too
+        maps = write_maps(model, inputs, results, how.maps_dir) if how.maps_dir is not None else None
+    record = functools.partial(
+        record_scores,
+        model=model,
+        model_version=mv,
+        chunk=chunk,
+        results=results,
+        maps=maps,
+        actor=how.actor,
+        now=how.now,
+        reference=how.reference,
+    )
+    return write_with_retries(session_factory, record)
+
+
 def _score(  # noqa: PLR0913 - the store, the model and its row, the work, how to record it
     session_factory: SessionFactory,
     model: LoadedModel,
     mv: ModelVersionRecord,
     pending: Sequence[InstanceRecord],
     batch_size: int,
-    how: _Recording,
+    how: Recording,
 ) -> PredictReport:
     """Score ``pending`` in batches, one transaction each; stop (superseded) when ``mv`` may no longer record."""
-    scored = skipped = positives = n_maps = 0
+    tally = ScoreTally()
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
         with how.lock or contextlib.nullcontext():
             results, inputs = _predict_chunk(model, chunk, batch_size=batch_size)
-            maps = write_maps(model, inputs, results, how.maps_dir) if how.maps_dir is not None else None
-        record = functools.partial(
-            record_scores,
-            model=model,
-            model_version=mv,
-            chunk=chunk,
-            results=results,
-            maps=maps,
-            actor=how.actor,
-            now=how.now,
-            reference=how.reference,
-        )
         try:
-            recorded, made_maps = write_with_retries(session_factory, record)
+            tally.add(*store_scores(session_factory, model, mv, chunk, results, inputs, how))
         except ServingVersionChangedError:
-            return PredictReport(
-                model.card.version, scored, skipped, positives, str(model.device), superseded=True, maps=n_maps
-            )
-        scored += sum(r.score is not None for r in recorded)
-        skipped += sum(r.score is None for r in recorded)
-        positives += sum(bool(r.label) for r in recorded)
-        n_maps += made_maps
+            return tally.report(model, superseded=True)
         if how.progress:
             how.progress(len(chunk))
-    return PredictReport(model.card.version, scored, skipped, positives, str(model.device), maps=n_maps)
+    return tally.report(model)
 
 
 def score_reference(  # noqa: PLR0913 - keyword-only; as predict_pending
@@ -209,7 +305,7 @@ def score_reference(  # noqa: PLR0913 - keyword-only; as predict_pending
         if bench is None:
             return None
         pending = studies.instances_without_prediction(session, model_version_id=mv.id, site_id=bench.id)
-    how = _Recording(actor, now, progress, reference=True, lock=lock)
+    how = Recording(actor, now, progress, reference=True, lock=lock)
     return _score(session_factory, model, mv, pending, batch_size, how)
 
 
@@ -242,6 +338,7 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
     now: Callable[[], datetime],
     progress: Callable[[int], None] | None = None,
     maps_dir: Path | None = None,
+    scorer: Scorer | None = None,
 ) -> list[PredictReport]:
     """Score what is pending at ``site`` (every site when None) with the version serving each site.
 
@@ -250,7 +347,8 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
     of passes finishes with nothing superseded. Over every site (``site`` None), each version
     serving sites other than the benchmark's then scores the benchmark as their reference
     (:func:`score_reference`). ``maps_dir`` is :func:`predict_pending`'s (a reference score gets no
-    map: readers of the benchmark see the version serving it).
+    map: readers of the benchmark see the version serving it). ``scorer`` runs each pass in place of
+    :func:`predict_pending` (the streaming pipeline's workers: ``core.pipeline.stored``).
 
     Returns
     -------
@@ -268,7 +366,7 @@ def predict_serving(  # noqa: PLR0913 - keyword-only; as predict_pending, with a
     while True:
         superseded = False
         for version in _versions_serving(session_factory, site):
-            report = predict_pending(
+            report = (scorer or predict_pending)(
                 session_factory,
                 load(version),
                 site=site,
@@ -353,11 +451,14 @@ def _predict_chunk(
         kept[readable[j]] = MapInput(x, (meta.rows, meta.columns))
 
     scored = iter(predict_images(model, images, batch_size=batch_size, keep=keep))
-    preds = [_unreadable(model, chunk[i], failures[i]) if i in failures else next(scored) for i in range(len(chunk))]
+    preds = [
+        unreadable_prediction(model, inst, failures[i]) if i in failures else next(scored)
+        for i, inst in enumerate(chunk)
+    ]
     return preds, [kept.get(i) for i in range(len(chunk))]
 
 
-def _unreadable(model: LoadedModel, inst: InstanceRecord, reason: str) -> ImagePrediction:
+def unreadable_prediction(model: LoadedModel, inst: InstanceRecord, reason: str) -> ImagePrediction:
     """A stored file that no longer decodes: recorded with its reason, never scored."""
     return ImagePrediction(
         sop_instance_uid=inst.sop_instance_uid,

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from core.audit.events import AuditAction
 from core.sampledata import generate_cohort
 from core.services import deployment, ingestion
@@ -34,7 +36,8 @@ def _prediction_entries(sf: object) -> list[tuple[str, str]]:
         ]
 
 
-def test_a_promotion_during_a_prediction_stream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["in-process", "worker-processes"])
+def test_a_promotion_during_a_prediction_stream(tmp_path: Path, workers: list[str]) -> None:
     inst = build_installation(tmp_path / "inst")
     _challenger_with_a_passing_gate(inst)
     sf = inst.session_factory()
@@ -55,6 +58,7 @@ def test_a_promotion_during_a_prediction_stream(tmp_path: Path) -> None:
             "-c",
             "import sys; from core.cli import main; sys.exit(main(sys.argv[1:]))",
             "predict",
+            *workers,
             "--json",
         ],
         env=env,
