@@ -15,10 +15,14 @@ SYNTHETIC, UIDs under ``2.25.999``), spread over a benchmark site and two deploy
 SYNTHETIC ground-truth label (drawn with the row's score as its probability) on every tenth study so
 that ``validate`` has labelled cases to bootstrap, and the bench reader's SYNTHETIC feedback on every
 twentieth. Generation time is recorded beside the figures.
+
+The stores are SQLite files by default; with ``server`` (``--store-server URL``) each is a scratch
+database on that PostgreSQL server (:func:`core.store.scratch.scratch_database`), dropped after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import tempfile
@@ -42,6 +46,7 @@ from core.services.permissions import Role, SignedInUser
 from core.services.store import open_store
 from core.store import model_versions, reviews, sites, users
 from core.store.engine import SessionFactory
+from core.store.scratch import scratch_database
 from core.store.tables import FeedbackRow, InstanceRow, OutcomeRow, PredictionRow, StudyRow
 from core.types import JSONObject
 
@@ -75,6 +80,9 @@ class StoreConfig:
     #: Which reads to time (short names: ``page``, ``validate``, ``drift``); all by default. At a
     #: million rows ``drift`` takes most of an hour, so the page can be measured on its own.
     reads: tuple[str, ...] = READS
+    #: A PostgreSQL server URL whose role may create databases: each store is a scratch database
+    #: there. None builds SQLite files.
+    server: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.reads if r not in READS]
@@ -86,24 +94,40 @@ class StoreConfig:
             raise BadInputError(f"--rows ({self.large}) must exceed the small store's {self.small} rows")
 
     @classmethod
-    def for_rows(cls, rows: int, reads: tuple[str, ...] = ()) -> StoreConfig:
+    def for_rows(cls, rows: int, reads: tuple[str, ...] = (), server: str | None = None) -> StoreConfig:
         """``rows`` in the large store against 10,000 (or ``rows // 10`` when that is fewer) in the small one."""
-        return cls(small=min(10_000, rows // 10), large=rows, reads=reads or READS)
+        return cls(small=min(10_000, rows // 10), large=rows, reads=reads or READS, server=server)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``: what the figures are of."""
+        return "sqlite" if self.server is None else "postgresql"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def build_store(root: Path, *, rows: int, seed: int = 0) -> tuple[SessionFactory, float]:
-    """A SYNTHETIC SQLite store under ``root`` with ``rows`` scored studies; returns it and the seconds taken.
+def build_store(
+    root: Path, *, rows: int, seed: int = 0, database_url: str | None = None
+) -> tuple[SessionFactory, float]:
+    """A SYNTHETIC store with ``rows`` scored studies; returns it and the seconds taken.
 
     The bundled model is registered and serving, three sites (one benchmark) and one reader exist;
     no audit entries are written for the bulk rows (never use this on a real installation).
+
+    Parameters
+    ----------
+    root : Path
+        Its ``VIGIL_HOME``: the model's files, and the SQLite file when ``database_url`` is None.
+    database_url : str, optional
+        An empty database to migrate and fill (a PostgreSQL scratch database); None makes
+        ``root/vigil.db``.
     """
     start = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
-    settings = Settings(home=root, database_url=f"sqlite:///{(root / 'vigil.db').resolve()}")
+    url = database_url or f"sqlite:///{(root / 'vigil.db').resolve()}"
+    settings = Settings(home=root, database_url=url)
     sf = open_store(settings)
     populate(sf, root, rows=rows, seed=seed)
     return sf, time.perf_counter() - start
@@ -243,11 +267,17 @@ def _time(fn: Callable[[SessionFactory], int], sf: SessionFactory, rounds: int, 
     return _Timed(statistics.median(times), answer)
 
 
-def _measure(root: Path, rows: int, rounds: int, names: list[str]) -> tuple[dict[str, _Timed], float]:
-    sf, built = build_store(root, rows=rows)
-    # validate and drift are CLI commands, each a fresh process: timed from their first call (drift's
-    # first run also writes its alerts, at both sizes alike).
-    return {name: _time(_READS[name], sf, rounds, warm=name == _PAGE) for name in names}, built
+def _measure(
+    root: Path, rows: int, rounds: int, names: list[str], server: str | None
+) -> tuple[dict[str, _Timed], float]:
+    with contextlib.ExitStack() as stack:
+        url = None if server is None else stack.enter_context(scratch_database(server))
+        sf, built = build_store(root, rows=rows, database_url=url)
+        # validate and drift are CLI commands, each a fresh process: timed from their first call (drift's
+        # first run also writes its alerts, at both sizes alike).
+        timed = {name: _time(_READS[name], sf, rounds, warm=name == _PAGE) for name in names}
+        sf.kw["bind"].dispose()  # its connections close before the scratch database is dropped
+    return timed, built
 
 
 def _guard(name: str, config: StoreConfig, small: _Timed, large: _Timed) -> tuple[str, bool]:
@@ -273,11 +303,9 @@ def run(config: StoreConfig, *, rounds: int = 3) -> list[BenchResult]:
         # Imports and first-call costs (scipy, the detectors) are paid once per process, not per
         # store: pay them on a throwaway store so that neither size's figures carry them.
         names = [_LABELS[r] for r in config.reads]
-        warm_up, _ = build_store(Path(tmp) / "warm-up", rows=100)
-        for name in names:
-            _READS[name](warm_up)
-        small, small_built = _measure(Path(tmp) / "small", config.small, rounds, names)
-        large, large_built = _measure(Path(tmp) / "large", config.large, rounds, names)
+        warm_up, _ = _measure(Path(tmp) / "warm-up", 100, 1, names, config.server)
+        small, small_built = _measure(Path(tmp) / "small", config.small, rounds, names, config.server)
+        large, large_built = _measure(Path(tmp) / "large", config.large, rounds, names, config.server)
     results = []
     for name in names:
         absolutes: JSONObject = {
@@ -287,11 +315,12 @@ def run(config: StoreConfig, *, rounds: int = 3) -> list[BenchResult]:
             "seconds_large": round(large[name].seconds, 6),
             "generation_seconds_small": round(small_built, 1),
             "generation_seconds_large": round(large_built, 1),
-            "backend": "sqlite",
+            "backend": config.backend,
             "data": "SYNTHETIC",
         }
         guard, ok = _guard(name, config, small[name], large[name])
         target = PAGE_TARGET if name == _PAGE else SCAN_TARGET
-        label = f"{name}: {config.large:,} / {config.small:,} rows (SQLite, SYNTHETIC)"
+        backend = "SQLite" if config.server is None else "PostgreSQL"
+        label = f"{name}: {config.large:,} / {config.small:,} rows ({backend}, SYNTHETIC)"
         results.append(BenchResult(label, large[name].seconds / small[name].seconds, target, guard, ok, absolutes))
     return results

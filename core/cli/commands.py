@@ -704,6 +704,14 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
         default=None,
         help="store suite: comma-separated reads to time among page, validate, drift (default all three)",
     )
+    p.add_argument(
+        "--store-server",
+        metavar="URL",
+        default=None,
+        help="store suite: build each store as a scratch database on this PostgreSQL server "
+        "(postgresql+psycopg://user:password@host:port/postgres, a role that may create databases; "
+        "each is dropped after) instead of SQLite files",
+    )
     p.add_argument("--record", type=output_dir, default=None, help="write <DIR>/<suite>.json with the figures")
     p.add_argument(
         "--markdown",
@@ -829,17 +837,21 @@ def _throughput_config(args: argparse.Namespace) -> ThroughputConfig | None:
 
 
 def _store_config(args: argparse.Namespace) -> StoreConfig | None:
-    """The store suite's sizes from ``--rows`` and reads from ``--store-reads``; None when neither is given."""
-    reads = getattr(args, "store_reads", None)
-    if args.rows is None and reads is None:
+    """The store suite's sizes, reads and server from ``--rows``, ``--store-reads``, ``--store-server``.
+
+    None when none is given.
+    """
+    given = {flag: getattr(args, flag, None) for flag in ("rows", "store_reads", "store_server")}
+    if all(v is None for v in given.values()):
         return None
     if args.suite != "store":
-        flag = "--rows" if args.rows is not None else "--store-reads"
-        raise BadInputError(f"{flag} configures the store suite, not {args.suite!r}")
+        flag = next(f for f, v in given.items() if v is not None).replace("_", "-")
+        raise BadInputError(f"--{flag} configures the store suite, not {args.suite!r}")
     from core.bench.store import StoreConfig
 
+    reads = given["store_reads"]
     names = () if reads is None else tuple(r.strip() for r in reads.split(","))
-    return StoreConfig.for_rows(args.rows or StoreConfig().large, names)
+    return StoreConfig.for_rows(args.rows or StoreConfig().large, names, server=given["store_server"])
 
 
 def _bench_command(args: argparse.Namespace) -> str:
@@ -849,6 +861,8 @@ def _bench_command(args: argparse.Namespace) -> str:
         value = getattr(args, flag, None)
         if value is not None:
             parts += [f"--{flag.replace('_', '-')}", str(value)]
+    if getattr(args, "store_server", None) is not None:
+        parts += ["--store-server", "URL"]  # never the URL itself: it may carry a password
     return " ".join([*parts, "--record benchmarks"])
 
 

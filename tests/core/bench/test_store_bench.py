@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from core.bench import store
 from core.bench.suites import SUITES, run_suite
 from core.errors import BadInputError
 from core.store import reviews
 from core.store.tables import FeedbackRow, OutcomeRow, StudyRow
+from tests.postgres import PostgresServer
 
 
 def test_a_tiny_run_records_three_guarded_ratios() -> None:
@@ -97,3 +98,51 @@ def test_a_record_keeps_the_command_that_measured_it_and_the_markdown_quotes_it(
 
     assert command == "vigil bench --suite store --rounds 5 --rows 1000000 --store-reads page --record benchmarks"
     assert f"Command: `{command}`." in render_markdown(tmp_path)
+
+
+def _scratch_names(server: PostgresServer) -> list[str]:
+    engine = create_engine(server.admin_url)
+    try:
+        with engine.connect() as c:
+            return list(c.scalars(text("SELECT datname FROM pg_database WHERE datname LIKE 'vigil_bench_%'")))
+    finally:
+        engine.dispose()
+
+
+def test_on_postgresql_each_store_is_a_scratch_database_dropped_after(postgres_server: PostgresServer) -> None:
+    # Prepare
+    url = postgres_server.admin_url.render_as_string(hide_password=False)
+    # Execute
+    results = store.run(store.StoreConfig(small=120, large=600, server=url), rounds=1)
+    # Assert: the same guarded reads, said to be PostgreSQL's, and no database left behind
+    assert [r.name.split(":")[0] for r in results] == ["worklist page", "vigil validate", "vigil drift"]
+    assert all(r.guard_ok and "(PostgreSQL, SYNTHETIC)" in r.name for r in results), [r.guard for r in results]
+    assert {r.absolutes["backend"] for r in results} == {"postgresql"}
+    assert _scratch_names(postgres_server) == []
+
+
+def test_a_store_server_that_is_not_postgresql_or_not_there_is_named_without_its_password() -> None:
+    from core.store.scratch import scratch_database
+
+    with pytest.raises(BadInputError, match="names a PostgreSQL server, got 'sqlite:///x.db'"):
+        with scratch_database("sqlite:///x.db"):
+            pass
+    with pytest.raises(BadInputError, match="is not a database URL"):
+        with scratch_database("not a url"):
+            pass
+    with pytest.raises(BadInputError, match=r"cannot create a scratch database on .*127\.0\.0\.1:9") as caught:
+        with scratch_database("postgresql+psycopg://bench:s3cret@127.0.0.1:9/postgres"):
+            pass
+    assert "s3cret" not in str(caught.value)
+
+
+def test_the_recorded_command_names_the_server_but_never_its_url() -> None:
+    from argparse import Namespace
+
+    from core.cli import commands
+
+    args = Namespace(suite="store", rounds=1, rows=1000, store_reads=None, store_server="postgresql://u:pw@h/db")
+    assert commands._bench_command(args).endswith("--rows 1000 --store-server URL --record benchmarks")
+    assert "pw" not in commands._bench_command(args)
+    with pytest.raises(BadInputError, match="--store-server configures the store suite, not 'metrics'"):
+        commands._store_config(Namespace(rows=None, store_server="postgresql://h/db", suite="metrics"))
