@@ -20,7 +20,7 @@ from core.services.permissions import Role, SignedInUser
 from core.services.worklist import Cohort, ReviewStatus, ScoreBand, WorklistFilter, WorklistOrder
 from core.store import model_versions, reviews, sites
 from core.store.engine import SessionFactory
-from core.store.tables import ExplanationRow, InstanceRow, StudyRow
+from core.store.tables import InstanceRow, StudyRow
 from tests.conftest import BACKENDS
 from tests.core.services.installations import installation_on
 from tests.ui.installation import Installation, clock
@@ -274,14 +274,13 @@ def test_a_tampered_artifact_is_not_shown_but_recomputed(sf: SessionFactory, ins
             now=clock,
         )
 
-    first = case()
-    with sf() as session:
-        path = session.scalars(select(ExplanationRow.artifact_path)).one()
-    np.savez_compressed(path, heatmap=np.zeros_like(first.heatmap))
+    first = case()  # the map `vigil init` stored with the score: loaded, nothing computed
+    with np.load(first.artifact_path) as stored:
+        np.savez_compressed(first.artifact_path, heatmap=np.zeros_like(stored["heatmap"]))
 
     # Execute
     again = case()
 
-    # Assert
-    assert calls == [1, 1] and not first.reused and not again.reused
-    assert np.array_equal(again.heatmap, first.heatmap)
+    # Assert: recomputed with the model, the same map within two float16 steps (batches round apart)
+    assert calls == [1] and first.reused and not again.reused
+    np.testing.assert_allclose(again.heatmap, first.heatmap, rtol=0, atol=2 * 2.0**-11)
