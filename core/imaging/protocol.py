@@ -9,7 +9,7 @@ value the taxonomy does not list stays visible as ``"Unmapped"`` with its raw te
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Final
 
 from core.imaging.taxonomy import UNMAPPED, Taxonomy, header_tokens
@@ -57,6 +57,7 @@ def normalize_protocol(raw: str) -> str:
     return "".join(header_tokens(raw))
 
 
+@lru_cache(maxsize=4096)  # validate and drift ask once per study: a million times, for a handful of names
 def harmonize_protocol(raw: str) -> HarmonizedProtocol:
     """Map a ProtocolName to its protocol.
 
