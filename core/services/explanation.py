@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -361,15 +363,25 @@ def record_explanation(
 
 
 def write_artifact(artifacts_dir: Path, digest: str, stored: np.ndarray) -> Path:
-    """Write ``<digest>.npz`` (compressed) unless it exists; written via a temporary name."""
+    """Write ``<digest>.npz`` (compressed) unless it exists; written via a temporary name of its own.
+
+    Two processes may write the same map at once (two ``vigil predict`` runs, a run and the app):
+    each writes its own temporary file and renames it into place, so neither sees the other's
+    half-written bytes and the last rename leaves the same content.
+    """
     path = artifacts_dir / "explanations" / f"{digest}.npz"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez_compressed(buf, heatmap=stored)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(buf.getvalue())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
