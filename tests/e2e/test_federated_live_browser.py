@@ -81,6 +81,9 @@ def test_the_page_shows_a_running_runs_rounds_and_its_end_without_a_click(served
             # Assert: the run is listed as ended with its reason; what the engineer typed is kept
             expect(page.get_by_text("stopped by the test").first).to_be_attached()  # a cell of the runs table
             typed = page.get_by_role("textbox", name="Register the aggregate as (optional)")
+            # While the page reruns whole after the run ends, Streamlit shows the form's old input (stale)
+            # beside its new one; wait for the rerun to settle before reading the value kept.
+            expect(typed).to_have_count(1)
             expect(typed).to_have_value("typed-by-the-engineer")
 
             # Execute / Assert: a run launched elsewhere while none runs shows at the idle pace
