@@ -31,6 +31,7 @@ from core.imaging.scan import iter_dicom_paths
 from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, open_engine
+from core.pipeline.memory import release_freed_memory
 from core.pipeline.pool import Arrived, FlowLimits, stream_batches
 from core.pipeline.scoring import map_input, score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
@@ -231,8 +232,10 @@ class StreamingPipeline:
         work = functools.partial(self._prepare, order=order)
         for batch in stream_batches(pool, files, work, self._limits, peak=peak):
             self._store(run, mv, batch, report, tally)
+            n, batch = len(batch), []  # its bytes and model inputs are freed before the heap is trimmed
+            release_freed_memory()
             if progress:
-                progress(len(batch))
+                progress(n)
         return PipelineReport(
             ingest=report,
             model_version=model.card.version if model else None,

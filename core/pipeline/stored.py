@@ -28,6 +28,7 @@ from core.imaging.files import DEFAULT_MAX_FILE_BYTES
 from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, Opened, open_engine
+from core.pipeline.memory import release_freed_memory
 from core.pipeline.pool import Arrived, FlowLimits, stream_batches
 from core.pipeline.scoring import map_input, score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder
@@ -127,6 +128,8 @@ class StoredScorer:
                 tally.add(*store_scores(session_factory, model, mv, chunk, results, inputs, how))
             except ServingVersionChangedError:
                 return tally.report(model, superseded=True)
+            batch, inputs = [], []  # the files' bytes and model inputs go before the heap is trimmed
+            release_freed_memory()
             if progress:
                 progress(len(chunk))
         return tally.report(model)
