@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from core.store import users
+from core.store.engine import make_engine, make_session_factory, migrate
 from tests.cli_home import point_vigil_at, run_json
 
 
@@ -111,3 +115,29 @@ def test_status_and_history_on_a_new_installation(home: Path, capsys: pytest.Cap
     hcode, history, _ = run_json(capsys, "deploy", "history")
     assert code == 0 and status == {"serving": None, "slot": None, "rollback_to": None}
     assert hcode == 0 and history == {"deployments": []}
+
+
+def test_a_signer_who_signs_in_at_the_identity_provider_is_sent_to_the_page_before_any_prompt(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: a CMIO whose account the identity provider manages (no Vigil password)
+    engine = make_engine(os.environ["VIGIL_DATABASE_URL"])
+    migrate(engine)
+    with make_session_factory(engine).begin() as session:
+        users.add_user(
+            session,
+            username="rita",
+            role="cmio",
+            password_hash="oidc:https://idp.example.org",
+            now=datetime(2026, 12, 7, tzinfo=UTC),
+        )
+    engine.dispose()
+    _stdin(monkeypatch, "oidc:https://idp.example.org\n")  # the stored marker is no password either
+
+    # Execute
+    code, out, err = run_json(capsys, "deploy", "promote", "v", "--signer", "rita", "--password-stdin")
+
+    # Assert: refused naming the account, its provider and where to sign; the password was never read
+    assert code == 2 and out == {}
+    assert "'rita'" in err and "'https://idp.example.org'" in err and "Deployment page" in err, err
+    assert sys.stdin.readline() == "oidc:https://idp.example.org\n"

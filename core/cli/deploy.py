@@ -118,13 +118,20 @@ def _switch_text(d: DeploymentRecord) -> str:
 
 
 def _promote(args: argparse.Namespace) -> Outcome:
-    from core.services import deployment
+    from core.services import auth, deployment
     from core.services.store import utc_now
 
-    password = _read_password(args.password_stdin)
     settings = _settings()
+    store = _store(settings)
+    if (issuer := auth.provider_issuer(store, args.signer)) is not None:
+        raise BadInputError(
+            f"signer {args.signer!r} signs in through the identity provider {issuer!r}: Vigil holds no password "
+            "for the account, so it cannot sign from the command line. Sign the promotion on the Deployment "
+            "page, where the provider asks for the password again"
+        )
+    password = _read_password(args.password_stdin)
     records = deployment.promote(
-        _store(settings),
+        store,
         args.version,
         signer=args.signer,
         password=password,

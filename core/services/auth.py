@@ -60,6 +60,7 @@ __all__ = [
     "create_user",
     "hash_password",
     "list_users",
+    "provider_issuer",
     "reset_password",
     "seed_demo_users",
     "set_password",
@@ -513,6 +514,22 @@ def set_password(
             payload={"username": name, "by": actor},
             recorded_at=now().isoformat(),
         )
+
+
+def provider_issuer(session_factory: SessionFactory, username: str) -> str | None:
+    """The identity provider that manages ``username``'s account, or ``None`` (a local or unknown account).
+
+    Such an account has no Vigil password, so it can neither sign in nor sign with one here; a
+    command that would prompt for its password asks this first and says where to sign instead.
+    """
+    with session_factory() as session:
+        try:
+            record = users.get_user(session, username.strip())
+        except UnknownUserError:
+            return None
+    if not record.password_hash.startswith(PROVIDER_ACCOUNT_PREFIX):
+        return None
+    return record.password_hash.removeprefix(PROVIDER_ACCOUNT_PREFIX)
 
 
 def _refuse_provider_account(record: UserRecord) -> None:
