@@ -10,8 +10,10 @@ cohort generator into a temporary folder; they are SYNTHETIC phantoms.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -20,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -33,11 +35,12 @@ from core.imaging.files import DEFAULT_MAX_FILE_BYTES
 from core.models.card import read_card
 from core.models.inference import predict_images
 from core.models.loading import BUNDLED_DIR, LoadedModel
-from core.pipeline import FlowLimits, PipelineReport, StreamingPipeline, default_workers
+from core.pipeline import FlowLimits, PipelineReport, StoredScorer, StreamingPipeline, default_workers
 from core.pipeline.pool import make_pool
 from core.pipeline.work import WorkOrder, gate_only
 from core.sampledata import SITES, generate_cohort
-from core.services import models, sites
+from core.services import models, prediction, sites
+from core.services.prediction import PredictReport
 from core.services.store import open_store
 from core.store import predictions, studies
 from core.store.engine import SessionFactory
@@ -98,6 +101,18 @@ class _Round:
     workers_peak_bytes: int
     sf: SessionFactory
     model: LoadedModel
+    home: Path
+
+
+@dataclass(frozen=True, slots=True)
+class _Backfill:
+    """One back-fill round: the same ingested store scored in process and by the workers."""
+
+    in_process_s: float
+    workers_s: float
+    in_process: PredictReport
+    workers: PredictReport
+    scores_equal: bool
 
 
 def run(config: ThroughputConfig, *, rounds: int = 3) -> list[BenchResult]:
@@ -106,11 +121,16 @@ def run(config: ThroughputConfig, *, rounds: int = 3) -> list[BenchResult]:
     Returns
     -------
     list of BenchResult
-        ``[end to end / floor, ingest only / floor]`` (time per study, target 1 / 0.8 each), then the
-        idle pipeline's p95 seconds from arrival to stored score (target 1).
+        ``[end to end / floor, ingest only / floor]`` (time per study, target 1 / 0.8 each), the
+        idle pipeline's p95 seconds from arrival to stored score (target 1), then stored studies
+        scored by the workers against in process (``vigil predict --workers N`` against
+        ``vigil predict``, time per study, target 1).
 
     Notes
     -----
+    Each ingest-only round's store is then copied twice and its studies back-filled both ways,
+    the order alternating between rounds.
+
     The ingest-only pipeline (gate in workers, store and audit in batches, no model) separates
     the pipeline's own cost from the model's forward pass, which on a CPU runs in the main process
     on the same cores as the decoding; the forward's own seconds are recorded too (the sum of the
@@ -133,10 +153,14 @@ def run(config: ThroughputConfig, *, rounds: int = 3) -> list[BenchResult]:
                 ends.append(_end_to_end(root / f"store-{r}", files, limits, score=True))
                 ingests.append(_end_to_end(root / f"ingest-{r}", files, limits, score=False))
         lone, lone_ok = _idle(root / "store-idle", files[: config.lone + 1], limits)
+        fills = [
+            _backfill(r.home, root / f"backfill-{i}", limits, workers_first=i % 2 == 1) for i, r in enumerate(ingests)
+        ]
         return [
             _rate_result(config, workers, files, floors, ends, accepted),
             _ingest_result(files, floors, ingests, accepted),
             _idle_result(lone, guard_ok=lone_ok),
+            _backfill_result(files, fills, workers, accepted),
         ]
 
 
@@ -202,7 +226,7 @@ def _end_to_end(home: Path, files: Sequence[Path], limits: FlowLimits, *, score:
         report = pipe.run(files, site="bench")
         seconds = time.perf_counter() - t0
         main_peak, workers_peak = peak_rss_bytes(), descendants_peak_rss_bytes()
-    return _Round(seconds, report, main_peak, workers_peak, sf, model)
+    return _Round(seconds, report, main_peak, workers_peak, sf, model, home)
 
 
 def _idle(home: Path, files: Sequence[Path], limits: FlowLimits) -> tuple[list[float], bool]:
@@ -221,6 +245,59 @@ def _idle(home: Path, files: Sequence[Path], limits: FlowLimits) -> tuple[list[f
             out.append(time.perf_counter() - t0)
             all_scored &= len(report.ingest.ingested) == 1 and report.scored == 1 and report.maps == 1
     return out, all_scored
+
+
+def _backfill(ingested: Path, root: Path, limits: FlowLimits, *, workers_first: bool) -> _Backfill:
+    """Score an ingest-only store's studies as ``vigil predict`` does and as ``--workers`` does, each on a copy."""
+    runs: dict[bool, tuple[float, PredictReport, SessionFactory]] = {}
+    for pooled in (workers_first, not workers_first):
+        home = root / ("workers" if pooled else "in-process")
+        sf = _copy_store(ingested, home)
+        model = models.load_serving(sf, models_dir=ingested / "models")
+        if pooled:
+            with StoredScorer(limits) as scorer:
+                scorer.warm_up()
+                t0 = time.perf_counter()
+                report = scorer(sf, model, **_predict_args(limits, home))
+                runs[pooled] = (time.perf_counter() - t0, report, sf)
+        else:
+            t0 = time.perf_counter()
+            report = prediction.predict_pending(sf, model, **_predict_args(limits, home))
+            runs[pooled] = (time.perf_counter() - t0, report, sf)
+    (in_s, in_report, in_sf), (w_s, w_report, w_sf) = runs[False], runs[True]
+    return _Backfill(in_s, w_s, in_report, w_report, _same_scores(_stored_scores(in_sf), _stored_scores(w_sf)))
+
+
+def _predict_args(limits: FlowLimits, home: Path) -> dict[str, Any]:
+    return {
+        "site": "bench",
+        "batch_size": limits.batch_size,
+        "actor": "bench",
+        "now": _now,
+        "maps_dir": home / "artifacts",
+    }
+
+
+def _copy_store(home: Path, to: Path) -> SessionFactory:
+    """A copy of ``home``'s SQLite store at ``to`` (its instances keep pointing at ``home``'s files)."""
+    to.mkdir(parents=True)
+    with (
+        contextlib.closing(sqlite3.connect(home / "vigil.db")) as src,
+        contextlib.closing(sqlite3.connect(to / "vigil.db")) as dst,
+    ):
+        src.backup(dst)
+    return open_store(Settings(home=to, database_url=f"sqlite:///{to / 'vigil.db'}"))
+
+
+def _stored_scores(sf: SessionFactory) -> dict[int, float | None]:
+    """Each instance's stored score (None: stored unscored, with the reason)."""
+    with sf() as s:
+        return {p.instance_id: p.score for p in predictions.list_predictions(s)}
+
+
+def _same_scores(a: dict[int, float | None], b: dict[int, float | None]) -> bool:
+    """The same instances scored, each within 1e-6 (batches are composed differently), or both unscored."""
+    return a.keys() == b.keys() and all(a[k] == b[k] or _close(a[k], b[k]) for k in a)
 
 
 def _rate_result(  # noqa: PLR0913 - the measurements of one suite run
@@ -334,6 +411,34 @@ def _idle_result(lone: Sequence[float], *, guard_ok: bool) -> BenchResult:
         guard="each study is stored, scored and mapped before the next arrives",
         guard_ok=guard_ok,
         absolutes=absolutes,
+    )
+
+
+def _backfill_result(files: Sequence[Path], fills: Sequence[_Backfill], workers: int, accepted: int) -> BenchResult:
+    in_s = statistics.median(f.in_process_s for f in fills)
+    w_s = statistics.median(f.workers_s for f in fills)
+    n = len(files)
+    return BenchResult(
+        name=f"back-fill: stored studies scored by {workers} workers / in process, time per study ({n} studies)",
+        ratio=w_s / in_s,
+        target=1.0,
+        guard="both ways score and map every stored study once, to the same scores within 1e-6, in every round",
+        guard_ok=all(
+            f.scores_equal
+            and f.in_process.scored + f.in_process.skipped == accepted
+            and (f.workers.scored, f.workers.skipped, f.workers.maps)
+            == (f.in_process.scored, f.in_process.skipped, f.in_process.maps)
+            and f.in_process.maps == f.in_process.scored
+            for f in fills
+        ),
+        absolutes={
+            "in_process_s": round(in_s, 4),
+            "workers_s": round(w_s, 4),
+            "in_process_studies_per_s": round(n / in_s, 1),
+            "workers_studies_per_s": round(n / w_s, 1),
+            "speedup": round(in_s / w_s, 3),
+            "rounds": len(fills),
+        },
     )
 
 

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 from core.errors import BadInputError
 from core.pipeline.work import init_worker
 
-__all__ = ["Arrived", "FlowLimits", "default_workers", "make_pool", "stream_batches"]
+__all__ = ["Arrived", "FlowLimits", "default_workers", "make_pool", "start_workers", "stream_batches"]
 
 R = TypeVar("R")
 
@@ -83,6 +83,12 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
         # Import the worker's code once in the server, so each worker forks with it loaded.
         ctx.set_forkserver_preload(["core.pipeline.work"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
+
+
+def start_workers(pool: Executor, slots: int) -> None:
+    """Start every worker now (each imports torch and pydicom once), so no run pays for it."""
+    for future in [pool.submit(time.sleep, 0.05) for _ in range(slots)]:
+        future.result()
 
 
 def stream_batches(

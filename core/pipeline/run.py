@@ -32,7 +32,7 @@ from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, open_engine
 from core.pipeline.memory import release_freed_memory
-from core.pipeline.pool import Arrived, FlowLimits, stream_batches
+from core.pipeline.pool import Arrived, FlowLimits, start_workers, stream_batches
 from core.pipeline.scoring import map_input, score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
 from core.services.deidentify import IngestDeid
@@ -180,9 +180,7 @@ class StreamingPipeline:
 
     def warm_up(self) -> None:
         """Start every worker now (each imports torch and pydicom once), so no run pays for it."""
-        pool = self._require_pool()
-        for future in [pool.submit(time.sleep, 0.05) for _ in range(self._slots)]:
-            future.result()
+        start_workers(self._require_pool(), self._slots)
 
     def run(
         self,

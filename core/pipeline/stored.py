@@ -29,7 +29,7 @@ from core.models.inference import ImagePrediction
 from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, Opened, open_engine
 from core.pipeline.memory import release_freed_memory
-from core.pipeline.pool import Arrived, FlowLimits, stream_batches
+from core.pipeline.pool import Arrived, FlowLimits, start_workers, stream_batches
 from core.pipeline.scoring import map_input, score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder
 from core.services.prediction import (
@@ -86,6 +86,15 @@ class StoredScorer:
         if stack is not None:
             stack.__exit__(exc_type, exc, tb)
 
+    def warm_up(self) -> None:
+        """Start every worker now (each imports torch and pydicom once), so the first pass does not pay for it."""
+        start_workers(self._require_opened().executor, self._require_opened().slots)
+
+    def _require_opened(self) -> Opened:
+        if self._opened is None:
+            raise RuntimeError("StoredScorer is used as a context manager: `with StoredScorer(...) as scorer:`")
+        return self._opened
+
     def __call__(  # noqa: PLR0913 - predict_pending's signature (core.services.prediction.Scorer)
         self,
         session_factory: SessionFactory,
@@ -109,8 +118,7 @@ class StoredScorer:
         """
         if batch_size < 1:
             raise BadInputError(f"batch size must be at least 1, got {batch_size}")
-        if self._opened is None:
-            raise RuntimeError("StoredScorer is used as a context manager: `with StoredScorer(...) as scorer:`")
+        opened = self._require_opened()
         work = pending_work(session_factory, model, site=site)
         if work is None:
             return superseded_report(model)
@@ -119,10 +127,10 @@ class StoredScorer:
         for inst in pending:  # the store is content-addressed: instances may share a file
             by_path.setdefault(Path(inst.path), []).append(inst)
         order = WorkOrder(self._max_file_bytes, model.preprocessing, model.card.intended_use)
-        prep = functools.partial(self._opened.prepare, order=order)
+        prep = functools.partial(opened.prepare, order=order)
         how = Recording(actor, now, progress, maps_dir=maps_dir)
         tally = ScoreTally()
-        for batch in stream_batches(self._opened.executor, list(by_path), prep, self._limits):
+        for batch in stream_batches(opened.executor, list(by_path), prep, self._limits):
             chunk, results, inputs = _chunk(model, batch, by_path)
             try:
                 tally.add(*store_scores(session_factory, model, mv, chunk, results, inputs, how))

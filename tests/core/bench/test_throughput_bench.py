@@ -15,15 +15,16 @@ from core.imaging.gate import check_file
 from core.sampledata import SITES, generate_cohort
 
 
-def test_a_tiny_run_records_three_guarded_figures() -> None:
+def test_a_tiny_run_records_four_guarded_figures() -> None:
     # Execute: 7 studies (at least one per site) enlarged to 128², one worker, batches of 3, two lone studies
     config = throughput.ThroughputConfig(studies=7, workers=1, batch_size=3, lone=2, film_size=128)
     results = throughput.run(config, rounds=1)
     # Assert
     records = [json.loads(json.dumps(r.to_dict())) for r in results]
-    end, ingest, idle = records
+    end, ingest, idle, backfill = records
     assert all(r["guard_ok"] is True and r["ratio"] > 0 for r in records)
     assert end["target"] == ingest["target"] == 1.25 and idle["target"] == throughput.IDLE_TARGET_S
+    assert backfill["target"] == 1.0 and "1 workers" in backfill["name"]
     figures = end["absolutes"]
     assert figures["studies"] == 7 and figures["workers"] == 1 and figures["model_device"] == "cpu"
     assert figures["film_pixels"] == "128x128"
@@ -33,6 +34,8 @@ def test_a_tiny_run_records_three_guarded_figures() -> None:
     assert figures["forward_s"] > 0 and figures["peak_in_flight"] <= 3 + 4
     assert ingest["absolutes"]["ingest_only_studies_per_s"] > 0
     assert idle["absolutes"]["p50_s"] <= idle["absolutes"]["p95_s"] <= idle["absolutes"]["max_s"]
+    fills = backfill["absolutes"]
+    assert fills["rounds"] == 1 and fills["in_process_studies_per_s"] > 0 and fills["workers_studies_per_s"] > 0
 
 
 def test_the_suite_is_registered_and_sized_only_for_itself(tmp_path: object) -> None:
