@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +29,10 @@ from core.errors import BadInputError
 from core.explain.base import check_can_explain, refuse_outside_use
 from core.explain.result import ExplainMethod, Explanation
 from core.imaging.image import DicomImage
-from core.models.inference import input_sha256
+from core.models.inference import BatchScores, input_sha256, logits_to_scores, peak_memory
 from core.models.loading import LoadedModel
 from core.models.networks import resolve_layer
+from core.models.precision import autocast_dtype
 from core.models.preprocess import preprocess
 from core.types import FloatArray, JSONObject
 
@@ -41,6 +43,7 @@ __all__ = [
     "cell_centred_upsample",
     "explain_images",
     "grad_cam_batch",
+    "scored_maps",
     "stored_maps",
     "upsample_stored",
 ]
@@ -67,14 +70,23 @@ def _unit_scale(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _grad_cam_cells(
-    network: nn.Module, layer: nn.Module, batch: torch.Tensor, *, target: int
+    network: nn.Module,
+    layer: nn.Module,
+    batch: torch.Tensor,
+    *,
+    target: int,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled maps (n, h, w) on the target layer's grid and the batch's device, and the flat flags (n,)."""
+    """Scaled maps (n, h, w) on the target layer's grid and the batch's device, and the flat flags (n,).
+
+    ``forward`` runs ``network`` in captum's place (it must call it once and return its output),
+    for a caller that keeps the output of the forward pass the map is made from.
+    """
     check_can_explain(network, batch, method="Grad-CAM")
     x = batch.detach()
     if x.is_inference():
         x = x.clone()  # an inference-mode tensor cannot enter an autograd graph
-    attr = LayerGradCam(network, layer).attribute(x, target=target, relu_attributions=True)
+    attr = LayerGradCam(forward or network, layer).attribute(x, target=target, relu_attributions=True)
     # Scaling on the layer grid, then upsampling, is cheaper than the other way round and, for
     # integer strides, exact: every cell value reappears on the input grid (pixel s*i reads cell
     # i) and bilinear weights sum to 1, so the upsampled map has the cells' minimum and maximum.
@@ -317,12 +329,101 @@ def stored_maps(
         batch = torch.from_numpy(np.stack(chunk)).to(model.device)
         with guard:
             maps, layer_flat = _grad_cam_cells(model.network, layer, batch, target=0)
-        for x, shape, cam, was_flat in zip(chunk, image_shapes[start:], maps, layer_flat.tolist(), strict=False):
-            stored = _to_stored(cam)
-            size = int(x.shape[-1])
-            up = cell_centred_upsample(torch.from_numpy(stored.astype(np.float32))[None, None], (size, size))
-            input_flat = bool(_unit_scale(up[0].clamp_(0.0, 1.0))[1][0])
-            out.append(StoredMap(stored, _stored_params(model, x, stored, shape, flat=bool(was_flat) or input_flat)))
+        out += _as_stored(model, chunk, image_shapes[start:], maps, layer_flat)
+    return out
+
+
+def scored_maps(
+    model: LoadedModel,
+    inputs: Sequence[FloatArray],
+    image_shapes: Sequence[tuple[int, int]],
+    *,
+    batch_size: int = 16,
+) -> tuple[BatchScores, list[StoredMap]] | None:
+    """Scores and stored Grad-CAM maps of preprocessed inputs, from one forward pass per chunk.
+
+    Grad-CAM runs the network forward and back; the forward's output is the logit the score is
+    the sigmoid of. Keeping it saves the separate scoring pass, a quarter of the model's work
+    per study in the streaming pipeline. Autograd records the forward without changing its
+    arithmetic, so the scores equal :func:`core.models.inference.predict_tensor`'s float32 ones
+    (the tests compare them).
+
+    Parameters
+    ----------
+    model : LoadedModel
+    inputs : sequence of ndarray of shape (1, S, S), float32
+        :func:`core.models.preprocess.preprocess` of images inside the card's intended use; not empty.
+    image_shapes : sequence of (rows, columns)
+        As :func:`stored_maps`.
+    batch_size : int, default 16
+        Inputs per forward and backward pass (the backward holds the chunk's activations).
+
+    Returns
+    -------
+    (BatchScores, list of StoredMap) or None
+        The scores in the order given, ``latency_ms`` the forward passes' (copy in, forward,
+        sigmoid) and ``peak_memory_bytes`` the whole call's, backward included; and the maps
+        :func:`stored_maps` makes. None where the card serves at a reduced precision on this
+        device (the map is made in float32 and the score must not be), or where CUDA fails: the
+        caller then scores with ``predict_tensor``, which falls back to the CPU and says why.
+    """
+    if batch_size < 1:
+        raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
+    if not inputs or len(inputs) != len(image_shapes):
+        raise BadInputError(f"{len(inputs)} inputs and {len(image_shapes)} image shapes; both must be equal, >= 1")
+    if autocast_dtype(model.card, model.device) is not None:
+        return None
+    try:
+        return _scored_maps(model, inputs, image_shapes, batch_size)
+    except RuntimeError:
+        if model.device.type != "cuda":
+            raise
+        torch.cuda.empty_cache()  # predict_tensor tells a CUDA failure from a bug, and falls back or raises
+        return None
+
+
+def _scored_maps(
+    model: LoadedModel, inputs: Sequence[FloatArray], image_shapes: Sequence[tuple[int, int]], batch_size: int
+) -> tuple[BatchScores, list[StoredMap]]:
+    layer = resolve_layer(model.network, model.card.target_layer)
+    scores: list[torch.Tensor] = []
+    clock = {"started": 0.0, "seconds": 0.0}
+    maps: list[StoredMap] = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = model.network(x)
+        scores.append(logits_to_scores(logits.detach()).double().cpu())  # .cpu() synchronizes CUDA
+        clock["seconds"] += time.perf_counter() - clock["started"]
+        return logits
+
+    with peak_memory(model.device) as peak:
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start : start + batch_size]
+            clock["started"] = time.perf_counter()
+            batch = torch.from_numpy(np.stack(chunk)).to(model.device)
+            cells, layer_flat = _grad_cam_cells(model.network, layer, batch, target=0, forward=forward)
+            maps += _as_stored(model, chunk, image_shapes[start:], cells, layer_flat)
+    host = torch.cat(scores).numpy()
+    host.setflags(write=False)
+    out = BatchScores(host, clock["seconds"] * 1e3, str(model.device), peak[0], amp=False)
+    return out, maps
+
+
+def _as_stored(
+    model: LoadedModel,
+    chunk: Sequence[FloatArray],
+    image_shapes: Sequence[tuple[int, int]],
+    cells: torch.Tensor,
+    layer_flat: torch.Tensor,
+) -> list[StoredMap]:
+    """Each chunk member's map as stored: float16 cells, flat when flat on the layer grid or on the input grid."""
+    out = []
+    for x, shape, cam, was_flat in zip(chunk, image_shapes, cells, layer_flat.tolist(), strict=False):
+        stored = _to_stored(cam)
+        size = int(x.shape[-1])
+        up = cell_centred_upsample(torch.from_numpy(stored.astype(np.float32))[None, None], (size, size))
+        input_flat = bool(_unit_scale(up[0].clamp_(0.0, 1.0))[1][0])
+        out.append(StoredMap(stored, _stored_params(model, x, stored, shape, flat=bool(was_flat) or input_flat)))
     return out
 
 

@@ -36,10 +36,13 @@ __all__ = [
     "BatchScores",
     "ImagePrediction",
     "input_sha256",
+    "logits_to_scores",
+    "peak_memory",
     "pick_device",
     "pin_threads",
     "predict_images",
     "predict_tensor",
+    "predictions_from",
     "refused_prediction",
     "score_inputs",
 ]
@@ -199,7 +202,8 @@ def _cpu_peak() -> Iterator[list[int]]:
 # --------------------------------------------------------------------------- forward
 
 
-def _logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
+def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
+    """``sigmoid`` of the network's one logit per image: shape (n,) or (n, 1) in, (n,) float32 out."""
     if logits.ndim == 2 and logits.shape[1] == 1:
         logits = logits[:, 0]
     if logits.ndim != 1:
@@ -214,20 +218,34 @@ def _forward(
 
     The clock covers the copies both ways.
     """
-    cuda = device.type == "cuda"
-    use_amp = dtype is not None and cuda
+    use_amp = dtype is not None and device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=dtype) if use_amp else contextlib.nullcontext()
-    meter = contextlib.nullcontext([0]) if cuda else _cpu_peak()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    with meter as cpu_peak, torch.inference_mode(), autocast:
+    with peak_memory(device) as peak, torch.inference_mode(), autocast:
         t0 = time.perf_counter()
-        scores = _logits_to_scores(network(batch.to(device, non_blocking=False)))
+        scores = logits_to_scores(network(batch.to(device, non_blocking=False)))
         host = scores.double().cpu().numpy()  # .cpu() synchronizes CUDA before the clock
         latency_ms = (time.perf_counter() - t0) * 1e3
-    peak = int(torch.cuda.max_memory_allocated(device)) if cuda else cpu_peak[0]
     host.setflags(write=False)
-    return BatchScores(scores=host, latency_ms=latency_ms, device=str(device), peak_memory_bytes=peak, amp=use_amp)
+    return BatchScores(scores=host, latency_ms=latency_ms, device=str(device), peak_memory_bytes=peak[0], amp=use_amp)
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[list[int]]:
+    """Measure a call's peak memory on ``device`` into the yielded list's one item, in bytes, on exit.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak (tensor memory, weights
+    included). CPU: how far the process's resident set rose (:func:`_cpu_peak`).
+    """
+    if device.type != "cuda":
+        with _cpu_peak() as out:
+            yield out
+        return
+    out = [0]
+    torch.cuda.reset_peak_memory_stats(device)
+    try:
+        yield out
+    finally:
+        out[0] = int(torch.cuda.max_memory_allocated(device))
 
 
 _CPU_COPIES: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
@@ -324,7 +342,23 @@ def score_inputs(model: LoadedModel, inputs: Sequence[tuple[DicomMeta, FloatArra
         One per input; each carries the batch's latency share, device, peak memory and precision.
     """
     batch = torch.from_numpy(np.stack([x for _, x, _ in inputs]))
-    out = predict_tensor(model, batch)
+    return predictions_from(model, [(meta, digest) for meta, _, digest in inputs], predict_tensor(model, batch))
+
+
+def predictions_from(
+    model: LoadedModel, inputs: Sequence[tuple[DicomMeta, str]], out: BatchScores
+) -> list[ImagePrediction]:
+    """The prediction rows of one scored batch: each image's header and input digest, with the batch's scores.
+
+    Parameters
+    ----------
+    inputs : sequence of (DicomMeta, str)
+        Each image's header and its model input's :func:`input_sha256`, in the batch's order.
+    out : BatchScores
+        The batch's scores, one per input; its latency is shared equally among them.
+    """
+    if len(inputs) != len(out.scores):
+        raise BadInputError(f"{len(inputs)} inputs but {len(out.scores)} scores")
     share_ms = out.latency_ms / len(inputs)
     threshold = model.card.operating_threshold
     return [
@@ -341,7 +375,7 @@ def score_inputs(model: LoadedModel, inputs: Sequence[tuple[DicomMeta, FloatArra
             amp=out.amp,
             fallback=out.fallback,
         )
-        for (meta, _, digest), score in zip(inputs, out.scores, strict=True)
+        for (meta, digest), score in zip(inputs, out.scores, strict=True)
     ]
 
 

@@ -33,7 +33,7 @@ from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, open_engine
 from core.pipeline.memory import release_freed_memory
 from core.pipeline.pool import Arrived, FlowLimits, start_workers, stream_batches
-from core.pipeline.scoring import map_input, score_prepared
+from core.pipeline.scoring import score_and_map_prepared, score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
 from core.services.deidentify import IngestDeid
 from core.services.ingestion import IngestReport, IngestRun, Recorded, Rejection, add_to_report, record_batch
@@ -272,10 +272,11 @@ class StreamingPipeline:
         if self._model is not None and mv is not None and not tally.superseded:
             prepared = [a.result for a in batch]
             gated = [p for p in prepared if isinstance(p, Prepared)]
-            preds = score_prepared(self._model, gated)
             maps = None
-            if self._maps_dir is not None:
-                inputs = [map_input(p) for p in gated]
+            if self._maps_dir is None:
+                preds = score_prepared(self._model, gated)
+            else:
+                preds, inputs = score_and_map_prepared(self._model, gated)
                 maps = write_maps(self._model, inputs, preds, self._maps_dir)
             then = functools.partial(
                 self._record_scores, model=self._model, mv=mv, prepared=prepared, preds=preds, maps=maps

@@ -30,7 +30,7 @@ from core.models.loading import LoadedModel
 from core.pipeline.engine import LOCAL, Engine, Opened, open_engine
 from core.pipeline.memory import release_freed_memory
 from core.pipeline.pool import Arrived, FlowLimits, start_workers, stream_batches
-from core.pipeline.scoring import map_input, score_prepared
+from core.pipeline.scoring import map_input, score_and_map_prepared, score_prepared
 from core.pipeline.work import GateFailure, Prepared, WorkOrder
 from core.services.prediction import (
     PredictReport,
@@ -131,7 +131,7 @@ class StoredScorer:
         how = Recording(actor, now, progress, maps_dir=maps_dir)
         tally = ScoreTally()
         for batch in stream_batches(opened.executor, list(by_path), prep, self._limits):
-            chunk, results, inputs = _chunk(model, batch, by_path)
+            chunk, results, inputs = _chunk(model, batch, by_path, maps=maps_dir is not None)
             try:
                 tally.add(*store_scores(session_factory, model, mv, chunk, results, inputs, how))
             except ServingVersionChangedError:
@@ -144,10 +144,22 @@ class StoredScorer:
 
 
 def _chunk(
-    model: LoadedModel, batch: Sequence[Arrived[Prepared | GateFailure]], by_path: dict[Path, list[InstanceRecord]]
+    model: LoadedModel,
+    batch: Sequence[Arrived[Prepared | GateFailure]],
+    by_path: dict[Path, list[InstanceRecord]],
+    *,
+    maps: bool,
 ) -> tuple[list[InstanceRecord], list[ImagePrediction], list[MapInput | None]]:
-    """One forward pass over the batch's prepared files; each instance with its prediction and map input."""
-    scored = iter(score_prepared(model, [a.result for a in batch if isinstance(a.result, Prepared)]))
+    """One forward pass over the batch's prepared files; each instance with its prediction and map input.
+
+    With ``maps``, the pass makes each scored file's map too where it may (``score_and_map_prepared``).
+    """
+    prepared = [a.result for a in batch if isinstance(a.result, Prepared)]
+    if maps:
+        preds, made = score_and_map_prepared(model, prepared)
+    else:
+        preds, made = score_prepared(model, prepared), [map_input(item) for item in prepared]
+    scored, map_inputs = iter(preds), iter(made)
     chunk: list[InstanceRecord] = []
     results: list[ImagePrediction] = []
     inputs: list[MapInput | None] = []
@@ -158,6 +170,6 @@ def _chunk(
             inputs += [None] * len(insts)
         else:
             results += [next(scored)] * len(insts)
-            inputs += [map_input(item)] * len(insts)
+            inputs += [next(map_inputs)] * len(insts)
         chunk += insts
     return chunk, results, inputs

@@ -38,10 +38,14 @@ class MapInput:
         :func:`core.models.preprocess.preprocess` of the pixels.
     image_shape : (int, int)
         The image's (rows, columns), recorded to rebuild the map on its grid.
+    made : StoredMap or None
+        The map, when the forward pass that scored the input made it too
+        (:func:`core.explain.gradcam.scored_maps`); None: :func:`write_maps` makes it.
     """
 
     model_input: FloatArray
     image_shape: tuple[int, int]
+    made: StoredMap | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -72,15 +76,12 @@ def write_maps(
     is an unreferenced file, and the rerun that records the row finds the same bytes in place.
     """
     pairs = enumerate(zip(inputs, preds, strict=True))
-    scored = [i for i, (x, pred) in pairs if pred.score is not None and x is not None]
-    chosen = [inputs[i] for i in scored]
-    made = stored_maps(
-        model,
-        [x.model_input for x in chosen if x is not None],
-        [x.image_shape for x in chosen if x is not None],
-    )
+    scored = {i: x for i, (x, pred) in pairs if pred.score is not None and x is not None}
+    todo = [i for i, x in scored.items() if x.made is None]
+    fresh = stored_maps(model, [scored[i].model_input for i in todo], [scored[i].image_shape for i in todo])
+    made = {i: x.made for i, x in scored.items() if x.made is not None} | dict(zip(todo, fresh, strict=True))
     out: list[WrittenMap | None] = [None] * len(preds)
-    for i, m in zip(scored, made, strict=True):
+    for i, m in sorted(made.items()):
         digest = array_sha256(m.cells)
         out[i] = WrittenMap(m, digest, write_artifact(artifacts_dir, digest, m.cells))
     return out

@@ -10,10 +10,10 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 
 from core.errors import BadInputError, OutsideIntendedUseError
-from core.explain.gradcam import cell_centred_upsample, explain_images, grad_cam_batch
+from core.explain.gradcam import cell_centred_upsample, explain_images, grad_cam_batch, scored_maps, stored_maps
 from core.explain.result import ExplainMethod
 from core.imaging.image import DicomImage
-from core.models.inference import input_sha256
+from core.models.inference import input_sha256, predict_tensor
 from core.models.loading import LoadedModel
 from core.models.preprocess import PreprocessParams, preprocess
 
@@ -370,3 +370,42 @@ def test_bad_batch_size_is_refused(resnet_model: LoadedModel, mixed_factory: Cal
     # Prepare / Execute / Assert
     with pytest.raises(BadInputError, match="batch_size"):
         explain_images(resnet_model, mixed_factory(1), batch_size=0)
+
+
+def test_scored_maps_score_as_predict_tensor_and_map_as_stored_maps(
+    resnet_model: LoadedModel, mixed_factory: Callable
+) -> None:
+    # Prepare: five inputs over three chunks of two; one constant image (a flat map)
+    images: list[DicomImage] = mixed_factory(5)
+    inputs = [preprocess(im.pixels, PreprocessParams(size=32)) for im in images]
+    shapes = [im.pixels.shape for im in images]
+    calls: list[int] = []
+    handle = resnet_model.network.register_forward_pre_hook(lambda _m, _i: calls.append(1))
+
+    # Execute
+    try:
+        both = scored_maps(resnet_model, inputs, shapes, batch_size=2)
+    finally:
+        handle.remove()
+    scores = predict_tensor(resnet_model, torch.from_numpy(np.stack(inputs)))
+    maps = stored_maps(resnet_model, inputs, shapes, batch_size=2)
+
+    # Assert: one forward per chunk made both; scores and maps are the two-pass ones
+    assert both is not None and len(calls) == 3
+    made_scores, made_maps = both
+    np.testing.assert_allclose(made_scores.scores, scores.scores, rtol=0, atol=1e-7)
+    assert made_scores.device == "cpu" and made_scores.amp is False and made_scores.latency_ms > 0
+    assert not made_scores.scores.flags.writeable
+    for made, two_pass in zip(made_maps, maps, strict=True):
+        np.testing.assert_array_equal(made.cells, two_pass.cells)
+        assert made.params == two_pass.params
+
+
+def test_scored_maps_refuse_a_mismatch_or_nothing(resnet_model: LoadedModel, mixed_factory: Callable) -> None:
+    x = preprocess(mixed_factory(1)[0].pixels, PreprocessParams(size=32))
+    with pytest.raises(BadInputError, match="1 inputs and 2 image shapes"):
+        scored_maps(resnet_model, [x], [(40, 40), (40, 40)])
+    with pytest.raises(BadInputError, match="0 inputs"):
+        scored_maps(resnet_model, [], [])
+    with pytest.raises(BadInputError, match="batch_size must be >= 1, got 0"):
+        scored_maps(resnet_model, [x], [(40, 40)], batch_size=0)
