@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
 from core.errors import BadInputError
-from core.pipeline.pool import make_pool
+from core.pipeline.pool import main_threads_beside, make_pool
 from core.pipeline.work import GateFailure, Prepared, WorkOrder, prepare
 
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ def open_engine(engine: Engine, workers: int) -> Iterator[Opened]:
     if engine.kind == "local":
         pool = make_pool(workers)
         try:
-            yield Opened(pool, workers)
+            with main_threads_beside(workers):
+                yield Opened(pool, workers)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return

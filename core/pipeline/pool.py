@@ -7,6 +7,7 @@ The pool starts its workers with ``forkserver`` (``spawn`` where that is missing
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -16,10 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+import torch
+
 from core.errors import BadInputError
 from core.pipeline.work import init_worker
 
-__all__ = ["Arrived", "FlowLimits", "default_workers", "make_pool", "start_workers", "stream_batches"]
+__all__ = [
+    "Arrived",
+    "FlowLimits",
+    "default_workers",
+    "main_threads_beside",
+    "make_pool",
+    "start_workers",
+    "stream_batches",
+]
 
 R = TypeVar("R")
 
@@ -83,6 +94,27 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
         # Import the worker's code once in the server, so each worker forks with it loaded.
         ctx.set_forkserver_preload(["core.pipeline.work"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
+
+
+@contextlib.contextmanager
+def main_threads_beside(workers: int) -> Iterator[int]:
+    """Give this process's forward passes only the cores ``workers`` local processes leave, at least one.
+
+    Torch's intra-op threads spin while they wait for work; beside worker processes that keep
+    every core decoding, two of them on two cores took the CPU from the decoders and made each
+    forward twice as slow (BENCHMARKS.md, issue 19). Restored on exit.
+
+    Yields
+    ------
+    int
+        The intra-op threads in effect inside the block.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, default_workers() - workers)))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def start_workers(pool: Executor, slots: int) -> None:
