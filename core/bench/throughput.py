@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
@@ -254,28 +254,23 @@ def _backfill(ingested: Path, root: Path, limits: FlowLimits, *, workers_first: 
         home = root / ("workers" if pooled else "in-process")
         sf = _copy_store(ingested, home)
         model = models.load_serving(sf, models_dir=ingested / "models")
-        if pooled:
-            with StoredScorer(limits) as scorer:
+        with StoredScorer(limits) if pooled else contextlib.nullcontext() as scorer:
+            if scorer is not None:
                 scorer.warm_up()
-                t0 = time.perf_counter()
-                report = scorer(sf, model, **_predict_args(limits, home))
-                runs[pooled] = (time.perf_counter() - t0, report, sf)
-        else:
+            score: prediction.Scorer = scorer or prediction.predict_pending
             t0 = time.perf_counter()
-            report = prediction.predict_pending(sf, model, **_predict_args(limits, home))
+            report = score(
+                sf,
+                model,
+                site="bench",
+                batch_size=limits.batch_size,
+                actor="bench",
+                now=_now,
+                maps_dir=home / "artifacts",
+            )
             runs[pooled] = (time.perf_counter() - t0, report, sf)
     (in_s, in_report, in_sf), (w_s, w_report, w_sf) = runs[False], runs[True]
     return _Backfill(in_s, w_s, in_report, w_report, _same_scores(_stored_scores(in_sf), _stored_scores(w_sf)))
-
-
-def _predict_args(limits: FlowLimits, home: Path) -> dict[str, Any]:
-    return {
-        "site": "bench",
-        "batch_size": limits.batch_size,
-        "actor": "bench",
-        "now": _now,
-        "maps_dir": home / "artifacts",
-    }
 
 
 def _copy_store(home: Path, to: Path) -> SessionFactory:

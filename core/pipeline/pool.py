@@ -102,7 +102,9 @@ def main_threads_beside(workers: int) -> Iterator[int]:
 
     Torch's intra-op threads spin while they wait for work; beside worker processes that keep
     every core decoding, two of them on two cores took the CPU from the decoders and made each
-    forward twice as slow (BENCHMARKS.md, issue 19). Restored on exit.
+    forward twice as slow (BENCHMARKS.md, issue 19). Restored on exit. Torch's thread count is
+    the process's, so one engine is open at a time in a process (the commands and the benchmark
+    open one each).
 
     Yields
     ------

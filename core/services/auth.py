@@ -527,14 +527,18 @@ def provider_issuer(session_factory: SessionFactory, username: str) -> str | Non
             record = users.get_user(session, username.strip())
         except UnknownUserError:
             return None
+    return _issuer_of(record)
+
+
+def _issuer_of(record: UserRecord) -> str | None:
+    """The issuer an identity provider's account is marked with; None for a local account."""
     if not record.password_hash.startswith(PROVIDER_ACCOUNT_PREFIX):
         return None
     return record.password_hash.removeprefix(PROVIDER_ACCOUNT_PREFIX)
 
 
 def _refuse_provider_account(record: UserRecord) -> None:
-    if record.password_hash.startswith(PROVIDER_ACCOUNT_PREFIX):
-        issuer = record.password_hash.removeprefix(PROVIDER_ACCOUNT_PREFIX)
+    if (issuer := _issuer_of(record)) is not None:
         raise BadInputError(
             f"user {record.username!r} signs in through the identity provider {issuer!r}: "
             "Vigil holds no password for this account, so none can be set here (change it at the provider)"

@@ -77,11 +77,11 @@ def write_maps(
     """
     pairs = enumerate(zip(inputs, preds, strict=True))
     scored = {i: x for i, (x, pred) in pairs if pred.score is not None and x is not None}
-    todo = [i for i, x in scored.items() if x.made is None]
-    fresh = stored_maps(model, [scored[i].model_input for i in todo], [scored[i].image_shape for i in todo])
-    made = {i: x.made for i, x in scored.items() if x.made is not None} | dict(zip(todo, fresh, strict=True))
+    todo = [x for x in scored.values() if x.made is None]
+    fresh = iter(stored_maps(model, [x.model_input for x in todo], [x.image_shape for x in todo]))
     out: list[WrittenMap | None] = [None] * len(preds)
-    for i, m in sorted(made.items()):
+    for i, x in scored.items():  # in order, so the fresh maps come back in the order they were made
+        m = x.made if x.made is not None else next(fresh)
         digest = array_sha256(m.cells)
         out[i] = WrittenMap(m, digest, write_artifact(artifacts_dir, digest, m.cells))
     return out
