@@ -8,6 +8,7 @@ card and the same state dict, never by moving the cached model.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import resource
 import threading
@@ -33,6 +34,7 @@ from core.models.preprocess import PreprocessParams, preprocess
 from core.types import FloatArray
 
 __all__ = [
+    "BatchScorer",
     "BatchScores",
     "ImagePrediction",
     "input_sha256",
@@ -379,8 +381,18 @@ def predictions_from(
     ]
 
 
+def _score_batch(model: LoadedModel, batch: Sequence[tuple[int, DicomMeta, FloatArray, str]]) -> list[ImagePrediction]:
+    """:func:`score_inputs` of a :func:`predict_images` batch."""
+    return score_inputs(model, [(meta, x, digest) for _, meta, x, digest in batch])
+
+
 def _ignore(n: int) -> None:
     """No progress to report."""
+
+
+#: Scores one batch of :func:`predict_images`: each item is (index among the images, header, model
+#: input of shape (1, S, S) float32, its :func:`input_sha256`); one prediction per item, in order.
+BatchScorer = Callable[[Sequence[tuple[int, DicomMeta, FloatArray, str]]], list[ImagePrediction]]
 
 
 def predict_images(
@@ -389,7 +401,7 @@ def predict_images(
     *,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
-    keep: Callable[[int, FloatArray], None] | None = None,
+    score: BatchScorer | None = None,
 ) -> list[ImagePrediction]:
     """Score decoded images in batches, refusing those outside the card's intended use.
 
@@ -402,9 +414,9 @@ def predict_images(
     progress : callable, optional
         Called with the number of images just finished (refused ones at once, scored ones
         when their batch returns): pass ``tqdm.update``.
-    keep : callable, optional
-        Called with an image's index and its model input (shape (1, S, S), float32) as it is
-        made, for a caller that explains what was scored without preprocessing it again.
+    score : BatchScorer, optional
+        Scores each batch in place of :func:`score_inputs`: a caller that explains what it scores
+        makes the maps in the same forward pass, from the inputs made here.
 
     Returns
     -------
@@ -416,11 +428,12 @@ def predict_images(
         raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
     params: PreprocessParams = model.preprocessing
     results: list[ImagePrediction | None] = [None] * len(images)
-    pending: list[tuple[int, DicomImage, FloatArray, str]] = []
+    pending: list[tuple[int, DicomMeta, FloatArray, str]] = []
     tick = progress if progress is not None else _ignore
+    scorer = score if score is not None else functools.partial(_score_batch, model)
 
     def flush() -> None:
-        scored = score_inputs(model, [(image.meta, x, digest) for _, image, x, digest in pending])
+        scored = scorer(pending)
         for (i, *_), pred in zip(pending, scored, strict=True):
             results[i] = pred
         tick(len(pending))
@@ -433,9 +446,7 @@ def predict_images(
             tick(1)
             continue
         x = preprocess(image.pixels, params)
-        if keep is not None:
-            keep(i, x)
-        pending.append((i, image, x, input_sha256(x)))
+        pending.append((i, image.meta, x, input_sha256(x)))
         if len(pending) == batch_size:
             flush()
     if pending:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.explain.gradcam import scored_maps
-from core.models.inference import ImagePrediction, predictions_from, refused_prediction, score_inputs
+from core.models.inference import ImagePrediction, refused_prediction, score_inputs
 from core.models.loading import LoadedModel
 from core.pipeline.work import Prepared
-from core.services.score_maps import MapInput
+from core.services.score_maps import MapInput, map_scorer
 
 __all__ = ["map_input", "score_and_map_prepared", "score_prepared"]
 
@@ -44,31 +43,22 @@ def score_and_map_prepared(
 ) -> tuple[list[ImagePrediction], list[MapInput | None]]:
     """As :func:`score_prepared`, with each item's map input; one forward pass scores and maps where it may.
 
-    Where the card serves float32 on the model's device, the forward pass Grad-CAM makes is the
-    scoring pass too (:func:`core.explain.gradcam.scored_maps`), and each scored item's map
-    input carries its map; elsewhere the items are scored as :func:`score_prepared` scores them
-    and ``write_maps`` makes the maps.
-
     Returns
     -------
     (list of ImagePrediction, list of MapInput or None)
-        One of each per item, in order; a refused item's map input is None.
+        One of each per item, in order; a refused item's map input is None. Each scored item's
+        map input carries its map where the scoring pass made it (:func:`map_scorer`).
     """
     scorable = [
-        (i, item, x) for i, item in enumerate(items) if (x := item.model_input) is not None and item.input_sha256
+        (i, item.meta, x, digest)
+        for i, item in enumerate(items)
+        if (x := item.model_input) is not None and (digest := item.input_sha256)
     ]
-    both = (
-        scored_maps(model, [x for *_, x in scorable], [_shape(item) for _, item, _ in scorable]) if scorable else None
-    )
-    if both is None:
-        return score_prepared(model, items), [map_input(item) for item in items]
-    scores, maps = both
-    made = predictions_from(model, [(item.meta, str(item.input_sha256)) for _, item, _ in scorable], scores)
-    preds: list[ImagePrediction | None] = [None] * len(items)
-    inputs: list[MapInput | None] = [None] * len(items)
-    for (i, item, x), pred, stored in zip(scorable, made, maps, strict=True):
-        preds[i], inputs[i] = pred, MapInput(x, _shape(item), stored)
-    return [p or refused_prediction(model, items[i].meta, str(items[i].refusal)) for i, p in enumerate(preds)], inputs
+    kept: dict[int, MapInput] = {}
+    scored = map_scorer(model, kept)(scorable) if scorable else []
+    out = {i: pred for (i, *_), pred in zip(scorable, scored, strict=True)}
+    preds = [out.get(i) or refused_prediction(model, item.meta, str(item.refusal)) for i, item in enumerate(items)]
+    return preds, [kept.get(i) for i in range(len(items))]
 
 
 def _shape(item: Prepared) -> tuple[int, int]:

@@ -42,14 +42,13 @@ from core.imaging.dicom import read_dicom
 from core.imaging.image import DicomImage
 from core.models.inference import ImagePrediction, predict_images
 from core.models.loading import LoadedModel
-from core.services.score_maps import MapInput, WrittenMap, record_maps, write_maps
+from core.services.score_maps import MapInput, WrittenMap, map_scorer, record_maps, write_maps
 from core.store import audit_log, deployments, model_versions, predictions, record_hashes, sites, studies
 from core.store.engine import SessionFactory, write_with_retries
 from core.store.model_versions import ModelVersionRecord
 from core.store.predictions import PredictionIn
 from core.store.sites import SiteRecord
 from core.store.studies import InstanceRecord
-from core.types import FloatArray
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -260,7 +259,7 @@ def _score(  # noqa: PLR0913 - the store, the model and its row, the work, how t
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
         with how.lock or contextlib.nullcontext():
-            results, inputs = _predict_chunk(model, chunk, batch_size=batch_size)
+            results, inputs = _predict_chunk(model, chunk, batch_size=batch_size, maps=how.maps_dir is not None)
         try:
             tally.add(*store_scores(session_factory, model, mv, chunk, results, inputs, how))
         except ServingVersionChangedError:
@@ -428,12 +427,13 @@ def _may_record(session: Session, model_version_id: int, chunk: Sequence[Instanc
 
 
 def _predict_chunk(
-    model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch_size: int
+    model: LoadedModel, chunk: Sequence[InstanceRecord], *, batch_size: int, maps: bool
 ) -> tuple[list[ImagePrediction], list[MapInput | None]]:
     """Read and score one chunk; a file that no longer decodes is logged as a fallback, never scored.
 
-    Returns the predictions and, for each, what a Grad-CAM map of it is made from (None where no
-    model input was made: unreadable, or outside the intended use).
+    Returns the predictions and, when ``maps``, for each what its Grad-CAM map is made from, the
+    map itself where the scoring forward pass made it (:func:`map_scorer`); None where no model
+    input was made (unreadable, or outside the intended use), and everywhere without ``maps``.
     """
     images: list[DicomImage] = []
     readable: list[int] = []
@@ -445,17 +445,14 @@ def _predict_chunk(
         except (OSError, ValueError, BadInputError) as exc:
             failures[i] = f"pixels unreadable: {type(exc).__name__}: {exc}"
     kept: dict[int, MapInput] = {}
-
-    def keep(j: int, x: FloatArray) -> None:
-        meta = images[j].meta
-        kept[readable[j]] = MapInput(x, (meta.rows, meta.columns))
-
-    scored = iter(predict_images(model, images, batch_size=batch_size, keep=keep))
+    score = map_scorer(model, kept) if maps else None
+    scored = iter(predict_images(model, images, batch_size=batch_size, score=score))
     preds = [
         unreadable_prediction(model, inst, failures[i]) if i in failures else next(scored)
         for i, inst in enumerate(chunk)
     ]
-    return preds, [kept.get(i) for i in range(len(chunk))]
+    by_chunk = {readable[j]: x for j, x in kept.items()}
+    return preds, [by_chunk.get(i) for i in range(len(chunk))]
 
 
 def unreadable_prediction(model: LoadedModel, inst: InstanceRecord, reason: str) -> ImagePrediction:

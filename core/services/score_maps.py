@@ -16,16 +16,17 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from core.explain.gradcam import StoredMap, stored_maps
+from core.explain.gradcam import StoredMap, scored_maps, stored_maps
 from core.explain.result import ExplainMethod
-from core.models.inference import ImagePrediction
+from core.imaging.image import DicomMeta
+from core.models.inference import BatchScorer, ImagePrediction, predictions_from, score_inputs
 from core.models.loading import LoadedModel
 from core.services.explanation import array_sha256, record_explanation, write_artifact
 from core.store.explanations import ExplanationIn
 from core.store.studies import InstanceRecord
 from core.types import FloatArray
 
-__all__ = ["MapInput", "WrittenMap", "record_maps", "write_maps"]
+__all__ = ["MapInput", "WrittenMap", "map_scorer", "record_maps", "write_maps"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -46,6 +47,43 @@ class MapInput:
     model_input: FloatArray
     image_shape: tuple[int, int]
     made: StoredMap | None = None
+
+
+def map_scorer(model: LoadedModel, kept: dict[int, MapInput]) -> BatchScorer:
+    """A batch scorer that makes each scored input's map in the scoring forward pass, keeping it in ``kept``.
+
+    Where the card serves float32 on the model's device, the forward pass Grad-CAM makes is the
+    scoring pass too (:func:`core.explain.gradcam.scored_maps`), and each kept map input carries
+    its map; elsewhere the batch is scored as :func:`core.models.inference.score_inputs` scores
+    it, and :func:`write_maps` makes the maps from the kept inputs.
+
+    Parameters
+    ----------
+    model : LoadedModel
+    kept : dict of int to MapInput
+        Filled as batches are scored: each scored item's index (as the batch names it) to its
+        map input.
+
+    Returns
+    -------
+    BatchScorer
+        For :func:`core.models.inference.predict_images`, or called directly with one batch.
+    """
+
+    def score(batch: Sequence[tuple[int, DicomMeta, FloatArray, str]]) -> list[ImagePrediction]:
+        shapes = [(meta.rows, meta.columns) for _, meta, _, _ in batch]
+        both = scored_maps(model, [x for _, _, x, _ in batch], shapes)
+        if both is None:
+            preds = score_inputs(model, [(meta, x, digest) for _, meta, x, digest in batch])
+            made: Sequence[StoredMap | None] = [None] * len(batch)
+        else:
+            scores, made = both
+            preds = predictions_from(model, [(meta, digest) for _, meta, _, digest in batch], scores)
+        for (i, _, x, _), shape, stored in zip(batch, shapes, made, strict=True):
+            kept[i] = MapInput(x, shape, stored)
+        return preds
+
+    return score
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -89,6 +89,29 @@ def test_predicting_stored_studies_stores_the_maps_the_pipeline_stores(
     assert audit.verify_ledger(store.sf).ok
 
 
+@pytest.mark.parametrize("maps", [True, False])
+def test_predicting_stored_studies_runs_one_forward_pass_per_batch(
+    store: Store, inputs: list[Path], maps: bool
+) -> None:
+    # Prepare: a hook counts the network's forward passes (Grad-CAM's included)
+    ingestion.ingest_paths(store.sf, inputs, site="benchmark", dicom_dir=store.dicom_dir, actor="t", now=store.now)
+    model = models.load_serving(store.sf, models_dir=store.models_dir)
+    calls: list[int] = []
+    handle = model.network.register_forward_pre_hook(lambda _m, args: calls.append(len(args[0])))
+    # Execute
+    try:
+        report = prediction.predict_pending(
+            store.sf, model, site=None, batch_size=4, actor="t", now=store.now,
+            maps_dir=store.settings.artifacts_dir if maps else None,
+        )  # fmt: skip
+    finally:
+        handle.remove()
+    # Assert: each batch's scores, and its maps when asked, came from one forward pass over it
+    assert sum(calls) == report.scored > 0
+    assert all(n <= 4 for n in calls) and len(calls) == -(-report.scored // 4)
+    assert report.maps == (report.scored if maps else 0)
+
+
 def test_a_second_run_stores_no_second_map(store: Store, inputs: list[Path]) -> None:
     # Prepare
     first = _pipeline(store, inputs)
