@@ -24,7 +24,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,7 +65,7 @@ from core.store.explanations import ExplanationIn, ExplanationRecord
 from core.store.model_versions import ModelVersionRecord
 from core.store.predictions import PredictionRecord
 from core.store.studies import InstanceRecord
-from core.types import FloatArray, JSONObject, JSONValue
+from core.types import FloatArray, JSONObject
 
 __all__ = [
     "COLORMAPS",
@@ -81,6 +81,7 @@ __all__ = [
     "export_dicom",
     "parse_method",
     "record_explanation",
+    "record_explanations",
     "record_viewed",
     "write_artifact",
 ]
@@ -341,25 +342,39 @@ def record_explanation(
     hold ``model_version`` and ``predicted_by``; the artifact must already be written
     (:func:`write_artifact`).
     """
-    rec = explanations.add_explanation(session, row, now=now())
-    payload: dict[str, JSONValue] = {
-        "explanation_id": rec.id,
-        "prediction_id": row.prediction_id,
-        "method": row.method,
-        "model_version": row.params["model_version"],
-        "predicted_by": row.params["predicted_by"],
-        "artifact_sha256": row.artifact_sha256,
-        RECORD_HASH_KEY: record_hashes.record_hashes(session, RecordKind.EXPLANATION, [rec.id])[rec.id],
-    }
-    audit_log.append(
-        session,
-        actor=actor,
-        action=AuditAction.EXPLANATION_CREATED,
-        subject=study_uid,
-        payload=payload,
-        recorded_at=now().isoformat(),
-    )
-    return rec
+    return record_explanations(session, [(row, study_uid)], actor=actor, now=now)[0]
+
+
+def record_explanations(
+    session: Session, rows: Sequence[tuple[ExplanationIn, str]], *, actor: str, now: Callable[[], datetime]
+) -> list[ExplanationRecord]:
+    """:func:`record_explanation` of each (row, study UID), in order: one flush, one hash query, one insert of entries.
+
+    The rows, hashes and audit entries are the ones a call per row would stage.
+    """
+    stamped = [(row, uid, now()) for row, uid in rows]
+    recs = explanations.add_explanations(session, [(row, at) for row, _, at in stamped])
+    digests = record_hashes.record_hashes(session, RecordKind.EXPLANATION, [rec.id for rec in recs])
+    drafts = [
+        audit_log.EntryDraft(
+            actor=actor,
+            action=AuditAction.EXPLANATION_CREATED,
+            subject=uid,
+            payload={
+                "explanation_id": rec.id,
+                "prediction_id": row.prediction_id,
+                "method": row.method,
+                "model_version": row.params["model_version"],
+                "predicted_by": row.params["predicted_by"],
+                "artifact_sha256": row.artifact_sha256,
+                RECORD_HASH_KEY: digests[rec.id],
+            },
+            recorded_at=at.isoformat(),
+        )
+        for (row, uid, at), rec in zip(stamped, recs, strict=True)
+    ]
+    audit_log.append_many(session, drafts)
+    return recs
 
 
 def write_artifact(artifacts_dir: Path, digest: str, stored: np.ndarray) -> Path:

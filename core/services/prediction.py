@@ -540,29 +540,18 @@ def _stage(  # noqa: PLR0913 - record_scores' inputs
     if not _may_record(session, model_version_id, chunk, reference=reference):
         raise ServingVersionChangedError(model_version.version)
     card_sha256 = hashlib.sha256(model_version.card_json.encode("utf-8")).hexdigest()
-    recorded: list[tuple[InstanceRecord, ImagePrediction, int]] = []
+    done = predictions.predicted_instances(session, [inst.id for inst in chunk], model_version_id)
+    todo: dict[int, tuple[InstanceRecord, ImagePrediction]] = {}
     for inst, res in zip(chunk, results, strict=True):
-        if predictions.prediction_for(session, inst.id, model_version_id) is not None:
-            continue
-        rec = predictions.add_prediction(
-            session,
-            PredictionIn(
-                instance_id=inst.id,
-                model_version_id=model_version_id,
-                input_sha256=res.input_sha256,
-                score=res.score,
-                label=res.label,
-                threshold=model.card.operating_threshold,
-                latency_ms=res.latency_ms,
-                device=res.device or "none",
-                peak_memory_bytes=res.peak_memory_bytes,
-                fallback=res.fallback,
-            ),
-            now=now(),
-        )
-        digest = record_hashes.record_hashes(session, RecordKind.PREDICTION, [rec.id])[rec.id]
-        audit_log.append(
-            session,
+        if inst.id not in done:
+            todo.setdefault(inst.id, (inst, res))  # an instance twice in one chunk is scored once
+    stamped = [(inst, res, now()) for inst, res in todo.values()]
+    recs = predictions.add_predictions(
+        session, [(_prediction_in(model, model_version_id, inst, res), at) for inst, res, at in stamped]
+    )
+    digests = record_hashes.record_hashes(session, RecordKind.PREDICTION, [rec.id for rec in recs])
+    drafts = [
+        audit_log.EntryDraft(
             actor=actor,
             action=AuditAction.PREDICTION_MADE if res.score is not None else AuditAction.PREDICTION_SKIPPED,
             subject=inst.study_uid,
@@ -581,9 +570,29 @@ def _stage(  # noqa: PLR0913 - record_scores' inputs
                 "peak_memory_bytes": rec.peak_memory_bytes,
                 "amp": res.amp,
                 **({"reference": True} if reference else {}),
-                RECORD_HASH_KEY: digest,
+                RECORD_HASH_KEY: digests[rec.id],
             },
-            recorded_at=now().isoformat(),
+            recorded_at=at.isoformat(),
         )
-        recorded.append((inst, res, rec.id))
-    return recorded
+        for (inst, res, at), rec in zip(stamped, recs, strict=True)
+    ]
+    audit_log.append_many(session, drafts)
+    return [(inst, res, rec.id) for (inst, res, _), rec in zip(stamped, recs, strict=True)]
+
+
+def _prediction_in(
+    model: LoadedModel, model_version_id: int, inst: InstanceRecord, res: ImagePrediction
+) -> PredictionIn:
+    """The stored row of one instance's result."""
+    return PredictionIn(
+        instance_id=inst.id,
+        model_version_id=model_version_id,
+        input_sha256=res.input_sha256,
+        score=res.score,
+        label=res.label,
+        threshold=model.card.operating_threshold,
+        latency_ms=res.latency_ms,
+        device=res.device or "none",
+        peak_memory_bytes=res.peak_memory_bytes,
+        fallback=res.fallback,
+    )

@@ -21,7 +21,7 @@ from core.explain.result import ExplainMethod
 from core.imaging.image import DicomMeta
 from core.models.inference import BatchScorer, ImagePrediction, predictions_from, score_inputs
 from core.models.loading import LoadedModel
-from core.services.explanation import array_sha256, record_explanation, write_artifact
+from core.services.explanation import array_sha256, record_explanations, write_artifact
 from core.store.explanations import ExplanationIn
 from core.store.studies import InstanceRecord
 from core.types import FloatArray
@@ -142,12 +142,19 @@ def record_maps(
         (None: no map was made for it, and none is recorded). An instance scored before (a
         duplicate, or a resumed run) is not here: its map, if any, was recorded with its score.
     """
-    n = 0
-    for inst, prediction_id, written in scored:
-        if written is None:
-            continue
-        params = {**written.map.params, "model_version": model.card.version, "predicted_by": model.card.version}
-        row = ExplanationIn(prediction_id, ExplainMethod.GRADCAM.value, params, written.digest, str(written.path))
-        record_explanation(session, row, study_uid=inst.study_uid, actor=actor, now=now)
-        n += 1
-    return n
+    params = {"model_version": model.card.version, "predicted_by": model.card.version}
+    rows = [
+        (
+            ExplanationIn(
+                prediction_id,
+                ExplainMethod.GRADCAM.value,
+                {**written.map.params, **params},
+                written.digest,
+                str(written.path),
+            ),
+            inst.study_uid,
+        )  # fmt: skip
+        for inst, prediction_id, written in scored
+        if written is not None
+    ]
+    return len(record_explanations(session, rows, actor=actor, now=now))

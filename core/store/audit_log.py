@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn, cast
 
 from sqlalchemy import Select, Table, event, func, insert, select
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEAD_LOCK_KEY",
+    "EntryDraft",
     "append",
+    "append_many",
     "count_entries",
     "head_lock_statement",
     "iter_entries",
@@ -116,6 +119,17 @@ class _UnreadableRowError(ValueError):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """One entry to append, before it is linked: as the keyword arguments of :func:`append`."""
+
+    actor: str
+    action: AuditAction
+    subject: str
+    payload: Mapping[str, JSONValue]
+    recorded_at: str
+
+
 def append(
     session: Session,
     *,
@@ -154,6 +168,24 @@ def append(
     sqlalchemy.exc.IntegrityError
         If another transaction appended after the same entry first.
     """
+    draft = EntryDraft(actor=actor, action=action, subject=subject, payload=payload, recorded_at=recorded_at)
+    return append_many(session, [draft])[0]
+
+
+def append_many(session: Session, drafts: Sequence[EntryDraft]) -> list[AuditEntry]:
+    """:func:`append` each draft in order, linked one to the next, staged with one statement.
+
+    A batch of actions recorded in one transaction (a batch of predictions, their maps) writes
+    its entries in one round trip instead of one each. The ledger is the one :func:`append`
+    called per draft would leave; every draft is checked before anything is staged.
+
+    Returns
+    -------
+    list of AuditEntry
+        The staged entries, in the order given.
+    """
+    if not drafts:
+        return []
     # Rows the caller staged go first, as the ORM's autoflush before reading the head used to send them.
     session.flush()
     prev = _head_of_this_transaction(session)
@@ -162,25 +194,30 @@ def append(
         row = session.execute(_HEAD).one_or_none()
         prev = None if row is None else _Head(row.seq, row.entry_hash)
     assert not isinstance(prev, _Unknown)
-    entry, payload_json = link_as_stored(
-        prev, recorded_at=recorded_at, actor=actor, action=action, subject=subject, payload=payload
-    )
+    entries: list[AuditEntry] = []
+    rows: list[dict[str, object]] = []
+    for d in drafts:
+        entry, payload_json = link_as_stored(
+            prev, recorded_at=d.recorded_at, actor=d.actor, action=d.action, subject=d.subject, payload=d.payload
+        )
+        entries.append(entry)
+        rows.append(
+            {
+                "seq": entry.seq,
+                "recorded_at": entry.recorded_at,
+                "actor": entry.actor,
+                "action": str(entry.action),
+                "subject": entry.subject,
+                "payload_json": payload_json,
+                "prev_hash": entry.prev_hash,
+                "entry_hash": entry.entry_hash,
+            }
+        )
+        prev = _Head(entry.seq, entry.entry_hash)
     # Executed at once: the unique constraints fire here, inside the caller's transaction.
-    session.execute(
-        _INSERT,
-        {
-            "seq": entry.seq,
-            "recorded_at": entry.recorded_at,
-            "actor": entry.actor,
-            "action": str(entry.action),
-            "subject": entry.subject,
-            "payload_json": payload_json,
-            "prev_hash": entry.prev_hash,
-            "entry_hash": entry.entry_hash,
-        },
-    )
-    session.info[_HEAD_KEY] = (_innermost(session), _Head(entry.seq, entry.entry_hash))
-    return entry
+    session.execute(_INSERT, rows)
+    session.info[_HEAD_KEY] = (_innermost(session), prev)
+    return entries
 
 
 def lock_head(session: Session) -> None:

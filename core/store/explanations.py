@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -20,6 +20,7 @@ __all__ = [
     "ExplanationIn",
     "ExplanationRecord",
     "add_explanation",
+    "add_explanations",
     "list_explanations",
     "scored_predictions_of_instance",
 ]
@@ -91,17 +92,28 @@ def add_explanation(session: Session, explanation: ExplanationIn, *, now: dateti
     sqlalchemy.exc.IntegrityError
         If ``prediction_id`` does not exist.
     """
-    row = ExplanationRow(
-        prediction_id=explanation.prediction_id,
-        method=explanation.method,
-        params_json=canonical_json(dict(explanation.params)).decode("utf-8"),
-        artifact_sha256=explanation.artifact_sha256,
-        artifact_path=explanation.artifact_path,
-        created_at=now,
-    )
-    session.add(row)
+    return add_explanations(session, [(explanation, now)])[0]
+
+
+def add_explanations(session: Session, rows: Sequence[tuple[ExplanationIn, datetime]]) -> list[ExplanationRecord]:
+    """Stage explanations, each with its creation time, in one flush; as :func:`add_explanation` each.
+
+    Every row is checked before any is staged. Returns the records in the order given.
+    """
+    staged = [
+        ExplanationRow(
+            prediction_id=explanation.prediction_id,
+            method=explanation.method,
+            params_json=canonical_json(dict(explanation.params)).decode("utf-8"),
+            artifact_sha256=explanation.artifact_sha256,
+            artifact_path=explanation.artifact_path,
+            created_at=now,
+        )
+        for explanation, now in rows
+    ]
+    session.add_all(staged)
     session.flush()
-    return ExplanationRecord.from_row(row)
+    return [ExplanationRecord.from_row(row) for row in staged]
 
 
 def list_explanations(session: Session, prediction_id: int) -> list[ExplanationRecord]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -15,10 +17,15 @@ __all__ = [
     "PredictionIn",
     "PredictionRecord",
     "add_prediction",
+    "add_predictions",
     "count_predictions",
     "list_predictions",
+    "predicted_instances",
     "prediction_for",
 ]
+
+#: Identifiers bound per ``IN (...)`` look-up: far below every backend's limit on bound parameters.
+_IN_CHUNK: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +106,38 @@ def add_prediction(session: Session, prediction: PredictionIn, *, now: datetime)
         If this model version already has a prediction for this instance
         (check :func:`prediction_for` first), or a key does not exist.
     """
-    if prediction.score is not None and not (0.0 <= prediction.score <= 1.0):  # also catches NaN
-        raise ValueError(f"score must be in [0, 1] or None, got {prediction.score!r}")
-    if math.isnan(prediction.threshold):
-        raise ValueError(f"threshold must be a number, got {prediction.threshold!r}")
-    row = PredictionRow(created_at=now, **{f.name: getattr(prediction, f.name) for f in fields(prediction)})
-    session.add(row)
+    return add_predictions(session, [(prediction, now)])[0]
+
+
+def add_predictions(session: Session, rows: Sequence[tuple[PredictionIn, datetime]]) -> list[PredictionRecord]:
+    """Stage predictions, each with its creation time, in one flush; as :func:`add_prediction` each.
+
+    Every row is checked before any is staged. Returns the records in the order given.
+    """
+    for prediction, _ in rows:
+        if prediction.score is not None and not (0.0 <= prediction.score <= 1.0):  # also catches NaN
+            raise ValueError(f"score must be in [0, 1] or None, got {prediction.score!r}")
+        if math.isnan(prediction.threshold):
+            raise ValueError(f"threshold must be a number, got {prediction.threshold!r}")
+    staged = [
+        PredictionRow(created_at=now, **{f.name: getattr(prediction, f.name) for f in fields(prediction)})
+        for prediction, now in rows
+    ]
+    session.add_all(staged)
     session.flush()
-    return PredictionRecord.from_row(row)
+    return [PredictionRecord.from_row(row) for row in staged]
+
+
+def predicted_instances(session: Session, instance_ids: Collection[int], model_version_id: int) -> set[int]:
+    """Which of ``instance_ids`` already have a prediction from ``model_version_id``."""
+    ids, found = list(instance_ids), set[int]()
+    for start in range(0, len(ids), _IN_CHUNK):
+        query = select(PredictionRow.instance_id).where(
+            PredictionRow.model_version_id == model_version_id,
+            PredictionRow.instance_id.in_(ids[start : start + _IN_CHUNK]),
+        )
+        found.update(session.scalars(query))
+    return found
 
 
 def prediction_for(session: Session, instance_id: int, model_version_id: int) -> PredictionRecord | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from datetime import datetime, timedelta
@@ -130,6 +131,53 @@ def test_append_refuses_nan_and_stages_nothing(session_factory: SessionFactory, 
             payload={"score": math.nan},
             recorded_at=to_recorded_at(now),
         )
+
+    # Assert
+    with session_factory() as session:
+        assert audit_log.count_entries(session) == 0
+
+
+def _draft(i: int, now: datetime) -> audit_log.EntryDraft:
+    return audit_log.EntryDraft(
+        actor=f"user{i % 3}",
+        action=AuditAction.PREDICTION_MADE if i % 2 else AuditAction.STUDY_INGESTED,
+        subject=f"1.2.3.{i}",
+        payload={"i": i, "score": i / 10, "site": "north", "flags": [True, None]},
+        recorded_at=to_recorded_at(now + timedelta(seconds=i)),
+    )
+
+
+def test_append_many_leaves_the_ledger_one_append_per_entry_leaves(
+    session_factory: SessionFactory, ledger: list[AuditEntry], tmp_path: Path, now: datetime
+) -> None:
+    # Prepare: a second ledger with the same first entries, appended one by one
+    other = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'other.db'}"))
+    migrate(other.kw["bind"])
+    for i in range(N + 4):
+        with other.begin() as session:
+            _append(session, i, now)
+
+    # Execute: the last four in one batch, after an append in the same transaction
+    with session_factory.begin() as session:
+        first = _append(session, N, now)
+        batch = audit_log.append_many(session, [_draft(i, now) for i in range(N + 1, N + 4)])
+        assert audit_log.append_many(session, []) == []
+
+    # Assert: linked to what came before, and the same rows the other ledger holds
+    assert [e.seq for e in batch] == [N + 1, N + 2, N + 3]
+    assert batch[0].prev_hash == first.entry_hash
+    with session_factory() as mine, other() as theirs:
+        assert list(audit_log.iter_entries(mine)) == list(audit_log.iter_entries(theirs))
+    assert _verify(session_factory) == (True, None)
+
+
+def test_append_many_checks_every_draft_before_it_stages_any(session_factory: SessionFactory, now: datetime) -> None:
+    # Prepare: the third of three drafts holds NaN
+    drafts = [_draft(0, now), _draft(1, now), dataclasses.replace(_draft(2, now), payload={"score": math.nan})]
+
+    # Execute
+    with pytest.raises(ValueError, match="NaN"), session_factory.begin() as session:
+        audit_log.append_many(session, drafts)
 
     # Assert
     with session_factory() as session:

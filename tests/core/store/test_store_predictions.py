@@ -115,6 +115,40 @@ def test_undefined_or_impossible_scores_are_refused(
         predictions.add_prediction(session, _scored(seeded.instance_ids[0], seeded.model_version_id, score), now=now)
 
 
+def test_a_batch_is_stored_in_order_and_found_by_instance(
+    session_factory: SessionFactory, now: datetime, seeded: Any
+) -> None:
+    # Prepare
+    ids, mv = seeded.instance_ids, seeded.model_version_id
+    later = now.replace(microsecond=7)
+
+    # Execute
+    with session_factory.begin() as session:
+        added = predictions.add_predictions(session, [(_skipped(ids[1], mv), now), (_scored(ids[0], mv), later)])
+    with session_factory() as session:
+        found = predictions.predicted_instances(session, [ids[0], ids[1], ids[2], 9999], mv)
+        other = predictions.predicted_instances(session, ids, mv + 1)
+
+    # Assert: each record as its row, with its own time; only predicted instances of this version are found
+    assert [(r.instance_id, r.created_at, r.scored) for r in added] == [(ids[1], now, False), (ids[0], later, True)]
+    assert added[0].id < added[1].id
+    assert found == {ids[0], ids[1]} and other == set()
+
+
+def test_a_batch_with_one_impossible_score_stages_nothing(
+    session_factory: SessionFactory, now: datetime, seeded: Any
+) -> None:
+    # Prepare
+    ids, mv = seeded.instance_ids, seeded.model_version_id
+
+    # Execute
+    with session_factory() as session:
+        with pytest.raises(ValueError, match="score"):
+            predictions.add_predictions(session, [(_scored(ids[0], mv), now), (_scored(ids[1], mv, 1.5), now)])
+        # Assert
+        assert predictions.predicted_instances(session, ids, mv) == set()
+
+
 def test_prediction_for_a_missing_instance_is_rejected(
     session_factory: SessionFactory, now: datetime, seeded: Any
 ) -> None:
