@@ -8,6 +8,10 @@ A labelled cohort is a folder with ``manifest.csv`` holding at least the columns
 (relative to the folder), ``site``, ``label`` (0/1), ``split`` and ``is_benchmark`` (0/1); the
 synthetic cohort of :mod:`core.sampledata` writes exactly that, and so can a hospital's own
 retrospective set.
+
+scikit-learn is imported where an AUC or a ROC curve is computed, not with the module: this module
+is imported by every federated site's ClientApp, which Flower starts once per message, and most of
+those messages (training) never compute either; the import is a third of that process's start.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from typing import Final
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from core.errors import BadInputError, PathNotFoundError
@@ -230,6 +233,8 @@ def auc_or_nan(y_true: IntArray, y_score: FloatArray) -> float:
             f"y_true holds a single class ({np.unique(y_true).tolist()}); AUC is undefined, returning NaN", stacklevel=2
         )
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # deferred: see the module docstring
+
     return float(roc_auc_score(y_true, y_score))
 
 
@@ -242,6 +247,8 @@ def youden_threshold(y_true: IntArray, y_score: FloatArray) -> float:
     if np.unique(y_true).size < 2:
         warnings.warn("a single class in the validation split; the operating threshold falls back to 0.5", stacklevel=2)
         return 0.5
+    from sklearn.metrics import roc_curve  # deferred: see the module docstring
+
     fpr, tpr, thresholds = roc_curve(y_true, y_score)
     best = int(np.argmax(tpr - fpr))
     # roc_curve's first threshold is +inf (nothing called positive); it never maximises J with both classes.
