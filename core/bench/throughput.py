@@ -16,13 +16,14 @@ import math
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
 import numpy as np
 
@@ -222,10 +223,11 @@ def _end_to_end(home: Path, files: Sequence[Path], limits: FlowLimits, *, score:
     with _pipeline(home, sf, model if score else None, limits) as pipe:
         pipe.warm_up()
         reset_peak_rss()
-        t0 = time.perf_counter()
-        report = pipe.run(files, site="bench")
-        seconds = time.perf_counter() - t0
-        main_peak, workers_peak = peak_rss_bytes(), descendants_peak_rss_bytes()
+        with RssSampler() as main:
+            t0 = time.perf_counter()
+            report = pipe.run(files, site="bench")
+            seconds = time.perf_counter() - t0
+        main_peak, workers_peak = max(main.peak_bytes, peak_rss_bytes()), descendants_peak_rss_bytes()
     return _Round(seconds, report, main_peak, workers_peak, sf, model, home)
 
 
@@ -448,15 +450,55 @@ def reset_peak_rss() -> None:
         pass
 
 
-def peak_rss_bytes(pid: str = "self") -> int:
-    """VmHWM of a process in bytes; 0 where /proc is missing or the process is gone."""
+class RssSampler:
+    """The highest resident set of this process seen while the block runs, sampled by a thread.
+
+    Scoring resets the kernel's peak counter (VmHWM) at every forward pass to measure that pass
+    (``core.models.inference``), so after a run VmHWM is only the peak since the last forward
+    began. Sampling VmRSS every ``interval`` seconds sees the whole run, missing only a spike
+    shorter than the interval; the bench reports the larger of the two.
+
+    Attributes
+    ----------
+    peak_bytes : int
+        The highest VmRSS sampled, in bytes; 0 where /proc is missing.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="vigil-rss-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.peak_bytes = max(self.peak_bytes, _status_bytes("self", "VmRSS"))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _status_bytes(pid: str, field: str) -> int:
+    """A ``/proc/PID/status`` memory field in bytes; 0 where /proc is missing or the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def peak_rss_bytes(pid: str = "self") -> int:
+    """VmHWM of a process in bytes; 0 where /proc is missing or the process is gone."""
+    return _status_bytes(pid, "VmHWM")
 
 
 def descendants_peak_rss_bytes() -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.bench import throughput
@@ -71,3 +73,17 @@ def test_an_enlarged_film_passes_the_gate_with_its_identity_and_field_of_view(tm
 def test_a_film_size_out_of_range_is_refused(size: int) -> None:
     with pytest.raises(BadInputError, match=str(size)):
         throughput.ThroughputConfig(film_size=size)
+
+
+def test_the_rss_sampler_sees_a_peak_freed_before_the_kernel_counter_was_reset() -> None:
+    # Prepare: 200 MiB held then freed inside the block, after which the kernel's counter is reset
+    # (as each forward pass resets it)
+    with throughput.RssSampler(interval=0.005) as sampler:
+        before = throughput._status_bytes("self", "VmRSS")
+        block = np.ones(200 * 2**20, dtype=np.uint8)
+        time.sleep(0.1)
+        del block
+        throughput.reset_peak_rss()
+        time.sleep(0.05)
+    # Assert: the sampler saw the 200 MiB, though the kernel's counter no longer holds them
+    assert sampler.peak_bytes - before >= 190 * 2**20
