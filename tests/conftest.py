@@ -9,6 +9,7 @@ choice of backends.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,15 +67,25 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest revision, made once per test process (to be copied)."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()
+    return path
+
+
 @pytest.fixture
 def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NewDatabase]:
     """Return ``new_database(kind, *, migrated=False) -> url``: a database of its own for this test.
 
     ``sqlite-file`` databases are files in ``tmp_path``; ``postgresql`` ones are created on
     :func:`postgres_server` (started only when a test asks for one) and dropped after the test.
-    ``migrated=True`` lets a PostgreSQL database start as a copy of one already at the newest
-    revision, which saves migrating it from scratch; callers still run ``migrate``, which then has
-    nothing to do.
+    ``migrated=True`` lets a file or PostgreSQL database start as a copy of one already at the
+    newest revision, which saves migrating it from scratch; callers still run ``migrate``, which
+    then has nothing to do.
     """
     created: list[str] = []
     counter = iter(range(1_000_000))
@@ -83,7 +94,10 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[New
         if kind == "sqlite-memory":
             return "sqlite://"
         if kind == "sqlite-file":
-            return f"sqlite:///{tmp_path / f'vigil-{next(counter)}.db'}"
+            path = tmp_path / f"vigil-{next(counter)}.db"
+            if migrated:
+                shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), path)
+            return f"sqlite:///{path}"
         if kind == "postgresql":
             server: PostgresServer = request.getfixturevalue("postgres_server")
             created.append(server.create_database(migrated=migrated))

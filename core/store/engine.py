@@ -9,6 +9,7 @@ default, so an acknowledged write is on disk. Other databases get plain SQLAlche
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeAlias, TypeVar
@@ -176,9 +177,13 @@ def migrate(engine: Engine) -> str:
             # Without it two first-time callers both create alembic_version, and the second
             # fails on the catalog's unique index when the first commits.
             connection.execute(select(func.pg_advisory_xact_lock(MIGRATE_LOCK_KEY)))
-        # "heads": features may add migrations on parallel branches until a merge revision joins them.
-        command.upgrade(alembic_config(connection), "heads")
         heads = MigrationContext.configure(connection).get_current_heads()
+        # Already at the shipped heads (every open of an existing store): Alembic would load every
+        # revision file to find nothing to do, most of the cost of opening a store.
+        if set(heads) != _shipped_heads():
+            # "heads": features may add migrations on parallel branches until a merge revision joins them.
+            command.upgrade(alembic_config(connection), "heads")
+            heads = MigrationContext.configure(connection).get_current_heads()
     if not heads:  # pragma: no cover - upgrade always stamps a revision
         raise RuntimeError("alembic upgrade finished without stamping a revision")
     return "+".join(sorted(heads))
@@ -193,10 +198,16 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str:
     """Return the newest revision shipped with this code (for model cards' ``data_schema``)."""
+    return "+".join(sorted(_shipped_heads()))
+
+
+@functools.cache
+def _shipped_heads() -> frozenset[str]:
+    """The head revisions of the migrations shipped with this code (read once per process)."""
     heads = ScriptDirectory.from_config(alembic_config(None)).get_heads()
     if not heads:  # pragma: no cover - the package always ships revision 0001
         raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
-    return "+".join(sorted(heads))
+    return frozenset(heads)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -26,7 +26,9 @@ from core.store.reviews import Cohort, ReviewStatus, ScoreBand, WorklistOrder, W
 from core.store.tables import FeedbackRow, InstanceRow, PredictionRow, SiteRow, StudyRow
 from tests.conftest import BACKENDS
 
-ROWS = 120
+#: Enough for every page of 7 to end inside a tie of the ten distinct scores, several times over;
+#: each study stepped to is a query, so the walks grow with this.
+ROWS = 64
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 FILTERS = [
     {},
@@ -51,10 +53,10 @@ def worklist_store(session_factory: SessionFactory, tmp_path: Path) -> SessionFa
             tied = round(score, 1)  # ten distinct scores: every page boundary falls inside a tie
             s.execute(update(PredictionRow).where(PredictionRow.id == pid).values(score=tied, label=tied >= threshold))
         read = set(s.scalars(select(FeedbackRow.prediction_id)))  # a read keeps its prediction
-        picked = rng.sample([p.id for p in preds if p.id not in read], 40)
-        s.execute(delete(PredictionRow).where(PredictionRow.id.in_(picked[:20])))  # never scored
+        picked = rng.sample([p.id for p in preds if p.id not in read], 20)
+        s.execute(delete(PredictionRow).where(PredictionRow.id.in_(picked[:10])))  # never scored
         fallback = {"score": None, "label": None, "fallback": "outside the intended use"}
-        s.execute(update(PredictionRow).where(PredictionRow.id.in_(picked[20:])).values(**fallback))
+        s.execute(update(PredictionRow).where(PredictionRow.id.in_(picked[10:])).values(**fallback))
         _add_second_instances(s, rng)
     return session_factory
 
