@@ -40,12 +40,12 @@ from tests.core.services.test_feedback import RADIOLOGIST, form, sf  # noqa: F40
 PROCESSES = 4
 THREADS = 2
 ROUNDS = 2
-STUDIES_PER_SITE = 60  # five sites: 300 files
+STUDIES_PER_SITE = 30  # five sites: 150 files, each offered by six writers at once
 
 
 @pytest.fixture(scope="module")
-def cohort_300(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cohort-300")
+def cohort_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cohort")
     generate_cohort(out, seed=11, studies_per_site=STUDIES_PER_SITE)
     return out / "dicom"
 
@@ -110,20 +110,20 @@ def _assert_store_intact(sf_: SessionFactory, n_files: int) -> None:
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_concurrent_ingests_keep_every_file(
-    round_: int, tmp_path: Path, cohort_300: Path, random_model_dir: Path
+    round_: int, tmp_path: Path, cohort_files: Path, random_model_dir: Path
 ) -> None:
     # Prepare
     home = tmp_path / "home"
     settings, sf_ = _installation(home, random_model_dir)
-    n_files = len(list(cohort_300.rglob("*.dcm")))
+    n_files = len(list(cohort_files.rglob("*.dcm")))
     assert n_files == 5 * STUDIES_PER_SITE
 
     # Execute: four `vigil ingest` processes and two threads of this one, on the same folder
-    procs = [_vigil(home, "ingest", str(cohort_300), "--site", "st-marys") for _ in range(PROCESSES)]
+    procs = [_vigil(home, "ingest", str(cohort_files), "--site", "st-marys") for _ in range(PROCESSES)]
     reports = _in_threads(
         THREADS,
         lambda: ingestion.ingest_paths(
-            sf_, [cohort_300], site="st-marys", dicom_dir=settings.home / "dicom", actor="t", now=fixed_clock
+            sf_, [cohort_files], site="st-marys", dicom_dir=settings.home / "dicom", actor="t", now=fixed_clock
         ),
     )
     outputs = [_finish(p) for p in procs]
@@ -139,13 +139,13 @@ def test_concurrent_ingests_keep_every_file(
 
 
 def test_an_ingest_killed_midway_leaves_a_store_the_next_run_completes(
-    tmp_path: Path, cohort_300: Path, random_model_dir: Path
+    tmp_path: Path, cohort_files: Path, random_model_dir: Path
 ) -> None:
     # Prepare
     home = tmp_path / "home"
     _, sf_ = _installation(home, random_model_dir)
-    n_files = len(list(cohort_300.rglob("*.dcm")))
-    proc = _vigil(home, "ingest", str(cohort_300), "--site", "st-marys")
+    n_files = len(list(cohort_files.rglob("*.dcm")))
+    proc = _vigil(home, "ingest", str(cohort_files), "--site", "st-marys")
 
     # Execute: kill -9 once some studies are in, then ingest again
     deadline = time.monotonic() + 300
@@ -154,7 +154,7 @@ def test_an_ingest_killed_midway_leaves_a_store_the_next_run_completes(
     proc.kill()
     proc.wait()
     interrupted = _count_studies(sf_)
-    again = _finish(_vigil(home, "ingest", str(cohort_300), "--site", "st-marys"))
+    again = _finish(_vigil(home, "ingest", str(cohort_files), "--site", "st-marys"))
 
     # Assert
     assert 20 <= interrupted < n_files
@@ -167,12 +167,12 @@ def _count_studies(sf_: SessionFactory) -> int:
         return studies.count_studies(session)
 
 
-def test_concurrent_predicts_score_each_instance_once(tmp_path: Path, cohort_300: Path, random_model_dir: Path) -> None:
+def test_concurrent_predicts_score_each_instance_once(tmp_path: Path, cohort_files: Path, random_model_dir: Path) -> None:
     # Prepare
     home = tmp_path / "home"
     settings, sf_ = _installation(home, random_model_dir)
     ingestion.ingest_paths(
-        sf_, [cohort_300], site="st-marys", dicom_dir=settings.home / "dicom", actor="t", now=fixed_clock
+        sf_, [cohort_files], site="st-marys", dicom_dir=settings.home / "dicom", actor="t", now=fixed_clock
     )
     model = models.load_serving(sf_, models_dir=home / "models")
 
