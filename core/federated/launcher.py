@@ -331,10 +331,23 @@ class LocalFederation:
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
-        for pid in marked_pids(self.marker):
+        _kill_marked(self.marker, deadline=time.monotonic() + grace)
+        self.procs.clear()
+
+
+def _kill_marked(marker: str, *, deadline: float) -> None:
+    """SIGKILL every process carrying ``marker`` until none is left, or ``deadline`` passes.
+
+    One sweep is not enough: a process just killed is still listed until the kernel has torn it
+    down, and a helper may have started another one between the listing and the kill.
+    """
+    while pids := marked_pids(marker):
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        self.procs.clear()
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
