@@ -26,7 +26,7 @@ from core.store.reviews import Cohort, ReviewStatus, ScoreBand, WorklistOrder, W
 from core.store.tables import FeedbackRow, InstanceRow, PredictionRow, SiteRow, StudyRow
 from tests.conftest import BACKENDS
 
-#: Enough for every page of 7 to end inside a tie of the ten distinct scores, several times over;
+#: About six studies share each of the ten distinct scores, so most pages of 7 end inside a tie;
 #: each study stepped to is a query, so the walks grow with this.
 ROWS = 64
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
