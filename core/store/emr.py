@@ -15,6 +15,7 @@ from datetime import date, datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from core.store.batching import chunks
 from core.store.tables import (
     EmrEvidenceRow,
     EmrIngestRunRow,
@@ -213,7 +214,7 @@ def stored_evidence_keys(session: Session, keys: Iterable[tuple[str, str]]) -> s
     if not refs:
         return set()
     found: set[tuple[str, str]] = set()
-    for chunk in _chunks(sorted(refs)):
+    for chunk in chunks(sorted(refs)):
         query = select(EmrEvidenceRow.ref, EmrEvidenceRow.version).where(EmrEvidenceRow.ref.in_(chunk))
         found.update((r, v) for r, v in session.execute(query).all())
     return found & wanted
@@ -295,7 +296,7 @@ def stored_patients(session: Session, pseudonyms: Iterable[str]) -> set[str]:
     """The pseudonyms among ``pseudonyms`` that are already stored."""
     wanted = sorted(set(pseudonyms))
     found: set[str] = set()
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         found.update(session.scalars(select(EmrPatientRow.pseudonym).where(EmrPatientRow.pseudonym.in_(chunk))))
     return found
 
@@ -390,12 +391,6 @@ def set_pull_mark(session: Session, server: str, resource_type: str, mark: str, 
         row.mark = mark
         row.updated_at = now
     session.flush()
-
-
-def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
-    # SQLite caps bound parameters per statement; 500 stays far below every limit.
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _run(row: EmrIngestRunRow) -> RunRecord:

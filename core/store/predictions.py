@@ -6,11 +6,11 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.store.batching import chunks
 from core.store.tables import InstanceRow, PredictionRow, StudyRow
 
 __all__ = [
@@ -23,9 +23,6 @@ __all__ = [
     "predicted_instances",
     "prediction_for",
 ]
-
-#: Identifiers bound per ``IN (...)`` look-up: far below every backend's limit on bound parameters.
-_IN_CHUNK: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +127,10 @@ def add_predictions(session: Session, rows: Sequence[tuple[PredictionIn, datetim
 
 def predicted_instances(session: Session, instance_ids: Collection[int], model_version_id: int) -> set[int]:
     """Which of ``instance_ids`` already have a prediction from ``model_version_id``."""
-    ids, found = list(instance_ids), set[int]()
-    for start in range(0, len(ids), _IN_CHUNK):
+    found = set[int]()
+    for chunk in chunks(list(instance_ids)):
         query = select(PredictionRow.instance_id).where(
-            PredictionRow.model_version_id == model_version_id,
-            PredictionRow.instance_id.in_(ids[start : start + _IN_CHUNK]),
+            PredictionRow.model_version_id == model_version_id, PredictionRow.instance_id.in_(chunk)
         )
         found.update(session.scalars(query))
     return found
