@@ -300,67 +300,126 @@ def _record_all(
     targets: dict[int, Path],
     then: Callable[[Session, list[Recorded]], T] | None,
 ) -> tuple[list[Recorded], T | None]:
-    """Stage every item's rows and audit entries (and ``then``'s) inside the caller's transaction."""
-    recorded = []
-    site_id = sites.get_site(session, run.site).id if targets else None  # once per transaction, not per file
-    for i, item in enumerate(items):
-        if isinstance(item, Rejection):
-            _append_rejection(session, run, Path(item.path), item.reason)
-            recorded.append(Recorded(IngestOutcome.REJECTED, item.reason))
-        else:
-            assert site_id is not None  # every accepted item has a target
-            recorded.append(_record(session, run, site_id, item, targets[i]))
+    """Stage every item's rows and audit entries (and ``then``'s) inside the caller's transaction.
+
+    A few statements per batch rather than a few per file: the stored UIDs and studies are read
+    at once, each file is decided in order against them and against the files before it, and the
+    new rows and the entries are staged together. The outcome is the one recording the files one
+    at a time, in order, would give.
+    """
+    accepted = [item for item in items if not isinstance(item, Rejection)]
+    site_id = None
+    if accepted:
+        # Ingests queue here on PostgreSQL (SQLite's BEGIN IMMEDIATE already did), so the reads
+        # below see every committed ingest: no two contents are ever stored under one UID.
+        audit_log.lock_head(session)
+        site_id = sites.get_site(session, run.site).id  # once per transaction, not per file
+    plans, fresh = _decide(session, run, items)
+    added: list[InstanceRecord] = []
+    if fresh:
+        assert site_id is not None  # every new file is an accepted one
+        staged = [(_study_in(item.meta), _instance_in(item, path=targets[i])) for i, item in fresh]
+        added = studies.add_instances(session, site_id=site_id, files=staged, now=run.now())
+    recorded = [_resolve(plan, added) for plan in plans]
+    drafts = [
+        draft
+        for item, outcome in zip(items, recorded, strict=True)
+        if (draft := _entry(run, item, outcome)) is not None
+    ]
+    audit_log.append_many(session, drafts)
     return recorded, (then(session, recorded) if then is not None else None)
 
 
-def _record(session: Session, run: IngestRun, site_id: int, accepted: GatedFile, target: Path) -> Recorded:
-    """Decide duplicate, conflict or new inside the caller's write transaction, and stage the result.
+@dataclass(frozen=True, slots=True)
+class _New:
+    """A file whose rows are staged: the ``index``-th of the batch's new instances."""
 
-    SQLite serializes writers at ``BEGIN IMMEDIATE``, so these reads see every committed ingest;
-    elsewhere a lost unique-key race makes :func:`write_with_retries` run this again.
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Again:
+    """A file with the same UID and content as the ``index``-th new instance before it: a duplicate."""
+
+    index: int
+
+
+def _decide(
+    session: Session, run: IngestRun, items: Sequence[GatedFile | Rejection]
+) -> tuple[list[Recorded | _New | _Again], list[tuple[int, GatedFile]]]:
+    """Each item's outcome, deciding duplicate, UID conflict, site conflict or new in order.
+
+    Also returns the new files to store, with their positions among ``items``, in the order of
+    their :class:`_New` indices.
+
+    Reads inside the caller's write transaction (see :func:`_record_all`); elsewhere a lost
+    unique-key race makes :func:`write_with_retries` run the whole batch again.
     """
-    conflict = studies.find_instance_by_uid(session, accepted.meta.sop_instance_uid)
-    if conflict is not None and conflict.sha256 == accepted.sha256:
-        return Recorded(IngestOutcome.DUPLICATE, "", conflict)
-    if conflict is not None:
-        reason = (
-            f"SOPInstanceUID {accepted.meta.sop_instance_uid} is already stored with different content "
-            f"(SHA-256 {conflict.sha256[:12]}...); refusing to store two images under one UID"
-        )
-        _append_rejection(session, run, accepted.path, reason)
-        return Recorded(IngestOutcome.REJECTED, reason)
-    try:
-        with session.begin_nested():  # a refused study leaves the transaction usable for its rejection
-            instance = _add_rows(session, run, site_id, accepted, target)
-    except DicomRejectedError as exc:  # e.g. the study UID is already stored for another site
-        _append_rejection(session, run, accepted.path, exc.reason)
-        return Recorded(IngestOutcome.REJECTED, exc.reason)
-    return Recorded(IngestOutcome.STORED, "", instance)
+    accepted = [item for item in items if not isinstance(item, Rejection)]
+    stored = studies.instances_by_uid(session, (item.meta.sop_instance_uid for item in accepted))
+    known = studies.stored_studies(session, (item.meta.study_instance_uid for item in accepted))
+    new: dict[str, tuple[str, int]] = {}  # UID -> (SHA-256, index) of this batch's new instances
+    plans: list[Recorded | _New | _Again] = []
+    fresh: list[tuple[int, GatedFile]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Rejection):
+            plans.append(Recorded(IngestOutcome.REJECTED, item.reason))
+            continue
+        uid, sha = item.meta.sop_instance_uid, item.sha256
+        prior, earlier, study = stored.get(uid), new.get(uid), known.get(item.meta.study_instance_uid)
+        if prior is not None and prior.sha256 == sha:
+            plans.append(Recorded(IngestOutcome.DUPLICATE, "", prior))
+        elif earlier is not None and earlier[0] == sha:
+            plans.append(_Again(earlier[1]))
+        elif prior is not None:
+            plans.append(Recorded(IngestOutcome.REJECTED, _uid_conflict(uid, prior.sha256)))
+        elif earlier is not None:
+            plans.append(Recorded(IngestOutcome.REJECTED, _uid_conflict(uid, earlier[0])))
+        elif study is not None and study.site_name != run.site:
+            reason = studies.site_conflict(item.meta.study_instance_uid, study.site_name, run.site)
+            plans.append(Recorded(IngestOutcome.REJECTED, reason))
+        else:
+            new[uid] = (sha, len(fresh))
+            plans.append(_New(len(fresh)))
+            fresh.append((i, item))
+    return plans, fresh
 
 
-def _add_rows(session: Session, run: IngestRun, site_id: int, accepted: GatedFile, target: Path) -> InstanceRecord:
-    stored = studies.add_study_with_instance(
-        session,
-        site_id=site_id,
-        study=_study_in(accepted.meta),
-        instance=_instance_in(accepted, path=target),
-        now=run.now(),
+def _uid_conflict(sop_instance_uid: str, stored_sha256: str) -> str:
+    return (
+        f"SOPInstanceUID {sop_instance_uid} is already stored with different content "
+        f"(SHA-256 {stored_sha256[:12]}...); refusing to store two images under one UID"
     )
-    audit_log.append(
-        session,
+
+
+def _resolve(plan: Recorded | _New | _Again, added: Sequence[InstanceRecord]) -> Recorded:
+    if isinstance(plan, _New):
+        return Recorded(IngestOutcome.STORED, "", added[plan.index])
+    if isinstance(plan, _Again):
+        return Recorded(IngestOutcome.DUPLICATE, "", added[plan.index])
+    return plan
+
+
+def _entry(run: IngestRun, item: GatedFile | Rejection, recorded: Recorded) -> audit_log.EntryDraft | None:
+    """The audit entry of one file's outcome: its ingestion or its rejection (a duplicate has none)."""
+    if recorded.outcome is IngestOutcome.DUPLICATE:
+        return None
+    if recorded.outcome is IngestOutcome.REJECTED:
+        return _rejection(run, Path(item.path), recorded.reason)
+    assert recorded.instance is not None and not isinstance(item, Rejection)
+    return audit_log.EntryDraft(
         actor=run.actor,
         action=AuditAction.STUDY_INGESTED,
-        subject=accepted.meta.study_instance_uid,
+        subject=item.meta.study_instance_uid,
         payload={
-            "sop_instance_uid": accepted.meta.sop_instance_uid,
-            "sha256": accepted.sha256,
+            "sop_instance_uid": item.meta.sop_instance_uid,
+            "sha256": item.sha256,
             "site": run.site,
-            **_source(accepted),
-            "instance_id": stored.instance.id,
+            **_source(item),
+            "instance_id": recorded.instance.id,
         },
         recorded_at=run.now().isoformat(),
     )
-    return stored.instance
 
 
 def _source(accepted: GatedFile) -> JSONObject:
@@ -370,9 +429,8 @@ def _source(accepted: GatedFile) -> JSONObject:
     return {"source_path": str(accepted.path)}
 
 
-def _append_rejection(session: Session, run: IngestRun, path: Path, reason: str) -> None:
-    audit_log.append(
-        session,
+def _rejection(run: IngestRun, path: Path, reason: str) -> audit_log.EntryDraft:
+    return audit_log.EntryDraft(
         actor=run.actor,
         action=AuditAction.INGEST_REJECTED,
         subject=str(path),

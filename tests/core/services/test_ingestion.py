@@ -6,11 +6,17 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom import examples
+from pydicom.uid import generate_uid
 
+from core.config import Settings
 from core.errors import PathNotFoundError, UnknownSiteError
-from core.services import ingestion
+from core.imaging.gate import check_file
+from core.services import ingestion, sites
+from core.services.store import open_store
 from core.store import audit_log, studies
-from tests.core.services.conftest import Env
+from core.store.engine import SessionFactory
+from tests.conftest import NewDatabase
+from tests.core.services.conftest import Env, fixed_clock
 
 
 def _dicom_files(cohort: Path) -> list[Path]:
@@ -99,7 +105,7 @@ def test_failed_transaction_removes_the_copied_file(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(audit_log, "append", boom)
+    monkeypatch.setattr(audit_log, "append_many", boom)
     before = _counts(env)
     # Execute
     with pytest.raises(RuntimeError, match="disk full"):
@@ -169,3 +175,75 @@ def test_paths_in_the_report_and_audit_are_absolute(
     with env.sf() as s:
         last = audit_log.last_entry(s)
     assert last is not None and last.payload["path"] == str(tmp_path / "junk.dcm")
+
+
+def _variant(src: Path, out: Path, **header: str) -> Path:
+    """A copy of ``src`` with header values changed (a new SOPInstanceUID, another institution...)."""
+    ds = pydicom.dcmread(src)
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    ds.save_as(out)
+    return out
+
+
+def _store_with_sites(new_database: NewDatabase, backend: str, home: Path) -> SessionFactory:
+    sf = open_store(Settings(home=home, database_url=new_database(backend, migrated=True)))
+    for name in ("benchmark", "eastgate"):
+        sites.add_site(sf, name, benchmark=name == "benchmark", actor="t", now=fixed_clock)
+    return sf
+
+
+def test_a_batch_records_what_one_file_at_a_time_records(
+    small_cohort: Path, tmp_path: Path, backend: str, new_database: NewDatabase
+) -> None:
+    # Prepare: every kind of outcome in one batch, decided against the store and the files before it
+    a, b, c = _dicom_files(small_cohort)[:3]
+    items: list[ingestion.GatedFile | ingestion.Rejection] = [
+        check_file(a),
+        check_file(a),  # the same file again: a duplicate of the row the batch just made
+        check_file(_variant(a, tmp_path / "a-altered.dcm", InstitutionName="Changed")),  # its UID, other bytes
+        check_file(b),
+        # a second image of b's study with another header: the study keeps b's
+        check_file(_variant(b, tmp_path / "b-2.dcm", SOPInstanceUID=generate_uid(), InstitutionName="Other")),
+        ingestion.Rejection(str(tmp_path / "truncated.dcm"), "not a DICOM file"),
+        # an image of c's study, which eastgate already stored
+        check_file(_variant(c, tmp_path / "c-2.dcm", SOPInstanceUID=generate_uid())),
+    ]
+
+    def run(sf: SessionFactory, home: Path, site: str) -> ingestion.IngestRun:
+        return ingestion.IngestRun(sf, site=site, dicom_dir=home / "dicom", actor="t", now=fixed_clock)
+
+    homes = {"batch": tmp_path / "batch", "one-by-one": tmp_path / "one-by-one"}
+    stores = {way: _store_with_sites(new_database, backend, home) for way, home in homes.items()}
+    for way, sf in stores.items():
+        ingestion.record_batch(run(sf, homes[way], "eastgate"), [check_file(c)])
+    # Execute
+    batch, _ = ingestion.record_batch(run(stores["batch"], homes["batch"], "benchmark"), items)
+    one_by_one = [
+        ingestion.record_batch(run(stores["one-by-one"], homes["one-by-one"], "benchmark"), [item])[0][0]
+        for item in items
+    ]
+    # Assert: the same outcomes, reasons, rows and audit entries
+    outcomes = [r.outcome.value for r in batch]
+    assert outcomes == ["stored", "duplicate", "rejected", "stored", "stored", "rejected", "rejected"]
+    assert "already stored with different content" in batch[2].reason
+    assert "already stored for site 'eastgate', not 'benchmark'" in batch[6].reason
+    assert batch[1].instance == batch[0].instance
+
+    def comparable(recorded: list[ingestion.Recorded]) -> list[tuple[object, ...]]:
+        return [
+            (r.outcome, r.reason, r.instance and (r.instance.id, r.instance.study_uid, Path(r.instance.path).name))
+            for r in recorded
+        ]
+
+    assert comparable(batch) == comparable(one_by_one)
+    ledgers, headers = {}, {}
+    for way, sf in stores.items():
+        with sf() as s:
+            ledgers[way] = [(e.seq, e.action, e.subject, e.payload) for e in audit_log.iter_entries(s)]
+            headers[way] = [(st.id, st.study_uid, st.site_name, st.institution_name) for st in studies.list_studies(s)]
+            assert audit_log.verify(s).ok
+    assert ledgers["batch"] == ledgers["one-by-one"]
+    assert headers["batch"] == headers["one-by-one"]
+    institutions = {uid: name for _, uid, _, name in headers["batch"]}
+    assert institutions[pydicom.dcmread(b).StudyInstanceUID] == pydicom.dcmread(b).InstitutionName

@@ -224,3 +224,60 @@ def test_instances_without_prediction(session_factory: SessionFactory, now: date
     assert [i.id for i in for_v2] == list(ids)
     assert [i.id for i in v1_north] == [ids[1]]
     assert [i.id for i in v2_first] == [ids[0]]
+
+
+def test_add_instances_stages_what_one_at_a_time_would_in_two_inserts(
+    session_factory: SessionFactory, now: datetime, new_study: StudyBuilder, new_instance: InstanceBuilder
+) -> None:
+    # Prepare: study 1 stored; the batch adds to it, opens study 2 twice (its first header wins)
+    site_id = _north(session_factory, now)
+    with session_factory.begin() as session:
+        studies.add_study_with_instance(
+            session, site_id=site_id, study=new_study(1), instance=new_instance(1, study=1), now=now
+        )
+    files = [
+        (new_study(1, institution_name="ignored: study 1 is stored"), new_instance(2, study=1)),
+        (new_study(2, institution_name="first"), new_instance(3, study=2)),
+        (new_study(2, institution_name="second"), new_instance(4, study=2)),
+    ]
+
+    # Execute
+    with session_factory.begin() as session:
+        added = studies.add_instances(session, site_id=site_id, files=files, now=now)
+    with session_factory() as session:
+        listed = [i for s in (files[0][0], files[1][0]) for i in studies.list_instances(session, s.study_uid)]
+        found = studies.instances_by_uid(session, [i.sop_instance_uid for _, i in files] + ["1.2.3.absent"])
+        known = studies.stored_studies(session, [files[0][0].study_uid, files[1][0].study_uid, "1.2.3.absent"])
+        institutions = [studies.get_study(session, s.study_uid).institution_name for s, _ in files[::2]]
+
+    # Assert
+    assert [a.id for a in added] == sorted(a.id for a in added) and set(added) <= set(listed)
+    assert [(a.sop_instance_uid, a.study_uid) for a in added] == [(i.sop_instance_uid, s.study_uid) for s, i in files]
+    assert institutions == [new_study(1).institution_name, "first"]
+    assert {uid: r.id for uid, r in found.items()} == {a.sop_instance_uid: a.id for a in added}
+    assert {uid: (s.site_id, s.site_name) for uid, s in known.items()} == {
+        files[0][0].study_uid: (site_id, "north"),
+        files[1][0].study_uid: (site_id, "north"),
+    }
+
+
+def test_add_instances_refuses_a_study_stored_for_another_site(
+    session_factory: SessionFactory, now: datetime, new_study: StudyBuilder, new_instance: InstanceBuilder
+) -> None:
+    # Prepare
+    north = _north(session_factory, now)
+    with session_factory.begin() as session:
+        south = sites.add_site(session, "south", now=now).id
+        studies.add_study_with_instance(
+            session, site_id=south, study=new_study(1), instance=new_instance(1, study=1), now=now
+        )
+    files = [(new_study(2), new_instance(2, study=2)), (new_study(1), new_instance(3, study=1))]
+
+    # Execute / Assert
+    with (
+        session_factory.begin() as session,
+        pytest.raises(DicomRejectedError, match="stored for site 'south', not 'north'"),
+    ):
+        studies.add_instances(session, site_id=north, files=files, now=now)
+    with session_factory() as session:
+        assert studies.instances_by_uid(session, [i.sop_instance_uid for _, i in files]) == {}
