@@ -167,7 +167,9 @@ def _count_studies(sf_: SessionFactory) -> int:
         return studies.count_studies(session)
 
 
-def test_concurrent_predicts_score_each_instance_once(tmp_path: Path, cohort_files: Path, random_model_dir: Path) -> None:
+def test_concurrent_predicts_score_each_instance_once(
+    tmp_path: Path, cohort_files: Path, random_model_dir: Path
+) -> None:
     # Prepare
     home = tmp_path / "home"
     settings, sf_ = _installation(home, random_model_dir)
