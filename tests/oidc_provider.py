@@ -9,7 +9,12 @@ It implements what ``st.login`` (Authlib's client) uses and checks what a real p
 - ``/token``: the authorization-code grant with client authentication (HTTP Basic or form) and
   the PKCE verifier; answers an access token and an ID token signed RS256 with the test's key;
 - ``/jwks``: the public key as a JWK;
-- ``/logout``: RP-initiated logout, back to a registered ``post_logout_redirect_uri``.
+- ``/logout``: RP-initiated logout, back to a registered ``post_logout_redirect_uri``;
+- ``/device_authorization`` and ``/device``: the device authorization grant (RFC 8628) for a
+  signature from a shell. The shell gets a device code and a user code; the person opens
+  ``/device``, enters the code and their password (or refuses), and the token endpoint answers
+  ``authorization_pending`` until then, ``access_denied`` after a refusal and ``expired_token``
+  after :attr:`OidcProvider.device_lifetime_s`. ``device_flow=False`` leaves it out of discovery.
 
 The key is generated per provider with ``cryptography``, and tokens are signed here by hand
 (``header.payload.signature``), so the client's verification is checked against an independent
@@ -38,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 __all__ = ["Account", "OidcProvider", "running_provider"]
 
 CODE_LIFETIME_S = 60.0
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TOKEN_LIFETIME_S = 300
 
 
@@ -60,6 +66,18 @@ class _Grant:
     username: str
     expires: float
     authenticated_at: int
+
+
+@dataclass
+class _Device:
+    """A device authorization: who signed in with its user code (and when), or that they refused."""
+
+    client_id: str
+    user_code: str
+    expires: float
+    username: str | None = None
+    authenticated_at: int = 0
+    denied: bool = False
 
 
 def _b64(data: bytes) -> str:
@@ -90,6 +108,12 @@ class OidcProvider:
     pkce_verified: int = 0
     #: The ``prompt`` parameter of each authorization request shown ("" when absent).
     prompts: list[str] = field(default_factory=list)
+    #: Whether discovery offers the device authorization grant.
+    device_flow: bool = True
+    #: Seconds a device code lives, and the polling interval the provider asks for.
+    device_lifetime_s: float = 120.0
+    device_interval_s: int = 1
+    devices: dict[str, _Device] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- documents ---------------------------------------------------------------------------
@@ -109,7 +133,14 @@ class OidcProvider:
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "grant_types_supported": ["authorization_code"],
-        }
+        } | (
+            {
+                "device_authorization_endpoint": f"{self.issuer}/device_authorization",
+                "grant_types_supported": ["authorization_code", DEVICE_CODE_GRANT],
+            }
+            if self.device_flow
+            else {}
+        )
 
     def jwks(self) -> dict[str, Any]:
         """The public key set."""
@@ -178,11 +209,71 @@ class OidcProvider:
             )
         return code
 
+    # -- the device authorization grant ------------------------------------------------------
+
+    def authorize_device(self, form: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """The device authorization endpoint: a device code for the shell, a user code for the person."""
+        client_id, secret = _client_credentials(form, authorization)
+        if client_id != self.client_id or not secrets.compare_digest(secret or "", self.client_secret):
+            return 401, {"error": "invalid_client"}
+        if "openid" not in form.get("scope", "").split():
+            return 400, {"error": "invalid_scope"}
+        device_code = secrets.token_urlsafe(24)
+        letters = "".join(secrets.choice("BCDFGHJKLMNPQRSTVWXZ") for _ in range(8))
+        user_code = f"{letters[:4]}-{letters[4:]}"
+        with self.lock:
+            self.devices[device_code] = _Device(client_id, user_code, time.monotonic() + self.device_lifetime_s)
+        return 200, {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": f"{self.issuer}/device",
+            "verification_uri_complete": f"{self.issuer}/device?{urlencode({'user_code': user_code})}",
+            "expires_in": int(self.device_lifetime_s),
+            "interval": self.device_interval_s,
+        }
+
+    def answer_device(self, form: Mapping[str, str]) -> str:
+        """The person's answer at ``/device``: what the page then says."""
+        with self.lock:
+            device = next((d for d in self.devices.values() if d.user_code == form.get("user_code", "")), None)
+            if device is None or device.expires < time.monotonic():
+                return "Unknown or expired code."
+            if form.get("action") == "deny":
+                device.denied = True
+                return "Refused. You may close this window."
+            username = form.get("username", "")
+            account = self.accounts.get(username)
+            if account is None or not secrets.compare_digest(account.password, form.get("password", "")):
+                return "Wrong username or password."
+            device.username, device.authenticated_at = username, int(time.time())
+        return "Signed in. You may close this window and return to the command line."
+
+    def _device_token(self, client_id: str, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            device = self.devices.get(form.get("device_code", ""))
+            if device is None or device.client_id != client_id:
+                return 400, {"error": "invalid_grant"}
+            if device.expires < time.monotonic():
+                return 400, {"error": "expired_token"}
+            if device.denied:
+                return 400, {"error": "access_denied"}
+            if device.username is None:
+                return 400, {"error": "authorization_pending"}
+            del self.devices[form["device_code"]]  # single use
+        return 200, {
+            "access_token": secrets.token_urlsafe(24),
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME_S,
+            "id_token": self.id_token(device.username, None, device.authenticated_at),
+        }
+
     def exchange(self, form: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
         """The token endpoint: (HTTP status, JSON body)."""
         client_id, secret = _client_credentials(form, authorization)
         if client_id != self.client_id or not secrets.compare_digest(secret or "", self.client_secret):
             return 401, {"error": "invalid_client"}
+        if form.get("grant_type") == DEVICE_CODE_GRANT and self.device_flow:
+            return self._device_token(client_id, form)
         if form.get("grant_type") != "authorization_code":
             return 400, {"error": "unsupported_grant_type"}
         with self.lock:
@@ -229,6 +320,20 @@ def _login_form(query: Mapping[str, str], error: str = "") -> bytes:
     ).encode()
 
 
+def _device_form(user_code: str, message: str = "") -> bytes:
+    said = f'<p role="status">{html.escape(message)}</p>' if message else ""
+    return (
+        "<!doctype html><html><head><title>Hospital sign-in: device</title></head><body>"
+        f"<h1>Hospital identity provider</h1>{said}"
+        '<form method="post" action="/device">'
+        f'<label>Code <input name="user_code" value="{html.escape(user_code)}"></label>'
+        '<label>Username <input name="username" autocomplete="username"></label>'
+        '<label>Password <input name="password" type="password"></label>'
+        '<button type="submit" name="action" value="allow">Continue</button>'
+        '<button type="submit" name="action" value="deny">Refuse</button></form></body></html>'
+    ).encode()
+
+
 @dataclass(frozen=True)
 class _Response:
     status: int
@@ -256,6 +361,8 @@ def _get(provider: OidcProvider, path: str, query: Mapping[str, str]) -> _Respon
             provider.prompts.append(query.get("prompt", ""))
         problem = provider.check_authorize(query)
         return _Response(400, problem.encode()) if problem else _Response.page(_login_form(query))
+    if path == "/device":
+        return _Response.page(_device_form(query.get("user_code", "")))
     if path == "/logout":
         back = query.get("post_logout_redirect_uri", "")
         return _Response(302, location=back) if back in provider.redirect_uris else _Response(200, b"Signed out.")
@@ -266,6 +373,10 @@ def _post(provider: OidcProvider, path: str, form: dict[str, str], authorization
     """The POST endpoints: the token exchange, and the login form's submission."""
     if path == "/token":
         return _Response.json(*provider.exchange(form, authorization))
+    if path == "/device_authorization" and provider.device_flow:
+        return _Response.json(*provider.authorize_device(form, authorization))
+    if path == "/device":
+        return _Response.page(_device_form(form.get("user_code", ""), provider.answer_device(form)))
     if path != "/authorize":
         return _Response(404, b"not found")
     username, password = form.pop("username", ""), form.pop("password", "")

@@ -117,10 +117,11 @@ def test_status_and_history_on_a_new_installation(home: Path, capsys: pytest.Cap
     assert hcode == 0 and history == {"deployments": []}
 
 
-def test_a_signer_who_signs_in_at_the_identity_provider_is_sent_to_the_page_before_any_prompt(
+def test_a_provider_signer_without_sign_on_configured_is_refused_naming_it_before_any_prompt(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Arrange: a CMIO whose account the identity provider manages (no Vigil password)
+    # Arrange: a CMIO whose account the identity provider manages (no Vigil password), in an
+    # installation whose vigil.toml configures no provider any more
     engine = make_engine(os.environ["VIGIL_DATABASE_URL"])
     migrate(engine)
     with make_session_factory(engine).begin() as session:
@@ -137,7 +138,7 @@ def test_a_signer_who_signs_in_at_the_identity_provider_is_sent_to_the_page_befo
     # Execute
     code, out, err = run_json(capsys, "deploy", "promote", "v", "--signer", "rita", "--password-stdin")
 
-    # Assert: refused naming the account, its provider and where to sign; the password was never read
+    # Assert: refused naming the account and the missing configuration; the password was never read
     assert code == 2 and out == {}
-    assert "'rita'" in err and "'https://idp.example.org'" in err and "Deployment page" in err, err
+    assert "'rita'" in err and "[vigil.oidc]" in err, err
     assert sys.stdin.readline() == "oidc:https://idp.example.org\n"

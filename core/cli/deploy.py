@@ -7,15 +7,17 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.cli._args import aware_time, finite_float, seed
 from core.cli._output import Outcome
 from core.config import Settings, load_settings
-from core.errors import BadInputError
+from core.errors import BadInputError, ConfigError
 
 if TYPE_CHECKING:
     from core.services.deployment import Served
+    from core.services.device_grant import DeviceGrant
     from core.store.deployments import DeploymentRecord
     from core.store.engine import SessionFactory
 
@@ -48,11 +50,20 @@ def register_deploy(sub: Any, add: AddParser) -> None:
         dsub,
         "promote",
         "switch the serving version to VERSION: needs a passing change-control gate against the serving "
-        "version and the approver's electronic signature (password entered again)",
+        "version and the approver's electronic signature (password entered again; an identity provider's "
+        "account signs in there again with a code)",
     )
     pr.add_argument("version", metavar="VERSION")
     pr.add_argument("--signer", required=True, help="the approver's username (a role that may approve deployments)")
     pr.add_argument("--password-stdin", action="store_true", help="read the signer's password from stdin's first line")
+    pr.add_argument(
+        "--secrets",
+        type=Path,
+        default=Path(".streamlit") / "secrets.toml",
+        metavar="FILE",
+        help="Streamlit's secrets, whose [auth] section names the identity provider: read only when the signer "
+        "signs in there, who then signs by entering a code at the provider (default: .streamlit/secrets.toml)",
+    )
     pr.add_argument(
         "--site",
         action="append",
@@ -123,12 +134,8 @@ def _promote(args: argparse.Namespace) -> Outcome:
 
     settings = _settings()
     store = _store(settings)
-    if (issuer := auth.provider_issuer(store, args.signer)) is not None:
-        raise BadInputError(
-            f"signer {args.signer!r} signs in through the identity provider {issuer!r}: Vigil holds no password "
-            "for the account, so it cannot sign from the command line. Sign the promotion on the Deployment "
-            "page, where the provider asks for the password again"
-        )
+    if auth.provider_issuer(store, args.signer) is not None:
+        return _promote_at_provider(args, settings, store)
     password = _read_password(args.password_stdin)
     records = deployment.promote(
         store,
@@ -144,6 +151,46 @@ def _promote(args: argparse.Namespace) -> Outcome:
     return Outcome(
         {"deployments": [deployment.deployment_dict(r) for r in records]}, "\n".join(_switch_text(r) for r in records)
     )
+
+
+def _promote_at_provider(args: argparse.Namespace, settings: Settings, store: SessionFactory) -> Outcome:
+    """The signer signs in only at the identity provider: they re-authenticate there with a device code."""
+    from core.services import deployment, device_grant, oidc, shell_signature
+    from core.services.store import utc_now
+
+    policy = oidc.configured_policy(settings)
+    if policy is None:
+        raise ConfigError(
+            f"signer {args.signer!r} signs in through an identity provider, but this installation configures "
+            "none ([vigil.oidc] in vigil.toml): nothing can re-authenticate them"
+        )
+    client = device_grant.read_client(args.secrets, policy.signing_provider)
+    records = shell_signature.promote_signed_from_shell(
+        store,
+        args.signer,
+        args.version,
+        client,
+        show=_show_code,
+        models_dir=settings.home / "models",
+        now=utc_now,
+        sites=args.sites,
+        per_site_allowed=settings.per_site_deployment,
+    )
+    return Outcome(
+        {"deployments": [deployment.deployment_dict(r) for r in records]}, "\n".join(_switch_text(r) for r in records)
+    )
+
+
+def _show_code(grant: DeviceGrant) -> None:
+    """Tell the signer, on stderr (stdout stays the result), where to sign in and with which code."""
+    from core.services.deployment import SIGNATURE_MEANING
+
+    where = grant.verification_uri_complete or grant.verification_uri
+    sys.stderr.write(
+        f"To sign ({SIGNATURE_MEANING!r}), open {where} in a browser, enter the code {grant.user_code} and "
+        f"sign in there. Waiting up to {grant.expires_in / 60:.0f} minutes; Ctrl-C withdraws the request.\n"
+    )
+    sys.stderr.flush()
 
 
 def _rollback(args: argparse.Namespace) -> Outcome:

@@ -61,6 +61,7 @@ __all__ = [
     "hash_password",
     "list_users",
     "provider_issuer",
+    "provider_signer",
     "reset_password",
     "seed_demo_users",
     "set_password",
@@ -528,6 +529,29 @@ def provider_issuer(session_factory: SessionFactory, username: str) -> str | Non
         except UnknownUserError:
             return None
     return _issuer_of(record)
+
+
+def provider_signer(session_factory: SessionFactory, username: str) -> SignedInUser:
+    """The account ``username`` that the identity provider manages, with its stored role.
+
+    Whoever asks to sign for it must still re-authenticate at the provider as that person
+    (``core.services.provider_signature``); this only says which account and role the request is for.
+
+    Raises
+    ------
+    UnknownUserError
+        No such account.
+    BadInputError
+        A local account (it signs with its Vigil password), or a role this release does not know.
+    """
+    with session_factory() as session:
+        record = users.get_user(session, username.strip())
+    if _issuer_of(record) is None:
+        raise BadInputError(f"user {record.username!r} is a local account: it signs with its Vigil password")
+    signer = _signed_in(record)
+    if signer is None:
+        raise BadInputError(f"user {record.username!r} has the role {record.role!r}, which this release does not know")
+    return signer
 
 
 def _issuer_of(record: UserRecord) -> str | None:
