@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -248,10 +249,13 @@ def test_the_client_is_read_from_the_named_secrets_section_and_a_bad_one_is_name
         device_grant.read_client(Path("/dev/zero"), None)
 
 
-def test_vigil_deploy_promote_shows_the_code_and_switches_once_the_signer_signs_in(
+def _start_command(
     inst: Installation, provider: OidcProvider, tmp_path: Path
-) -> None:
-    # Prepare: the installation's sign-on configuration, as a hospital writes it
+) -> tuple[subprocess.Popen[str], str, str]:
+    """``vigil deploy promote`` for the CMIO, as a hospital configures sign-on, until it shows the code.
+
+    Returns the running command, the address it shows and the code.
+    """
     _cmio(inst.session_factory(), provider)
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(
@@ -265,19 +269,27 @@ def test_vigil_deploy_promote_shows_the_code_and_switches_once_the_signer_signs_
     )
     env = os.environ | inst.env | {"VIGIL_CONFIG": str(config)}
     argv = ["deploy", "promote", CHALLENGER, "--signer", CMIO_SUB, "--secrets", str(secrets), "--json"]
-
-    # Execute: the command shows where to go and the code; the signer signs in there
-    with subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-c", VIGIL, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stderr is not None and proc.stdout is not None
-        said = ""
-        while (found := re.search(r"open (\S+) in a browser, enter the code (\S+) ", said)) is None:
-            line = proc.stderr.readline()
-            assert line, f"the command ended without showing a code: {said}"
-            said += line
-        page, code = found.groups()
-        assert code in page  # the address carries the code; the code is shown too
+    )
+    assert proc.stderr is not None
+    said = ""
+    while (found := re.search(r"open (\S+) in a browser, enter the code (\S+) ", said)) is None:
+        line = proc.stderr.readline()
+        if not line:
+            proc.kill()
+            raise AssertionError(f"the command ended without showing a code: {said}")
+        said += line
+    page, code = found.groups()
+    return proc, page, code
+
+
+def test_vigil_deploy_promote_shows_the_code_and_switches_once_the_signer_signs_in(
+    inst: Installation, provider: OidcProvider, tmp_path: Path
+) -> None:
+    # Prepare / Execute: the command shows where to go and the code; the signer signs in there
+    proc, page, code = _start_command(inst, provider, tmp_path)
+    with proc:
         answer = requests.post(
             f"{provider.issuer}/device",
             data={"user_code": code, "username": "carla", "password": ACCOUNTS["carla"].password, "action": "allow"},
@@ -285,9 +297,27 @@ def test_vigil_deploy_promote_shows_the_code_and_switches_once_the_signer_signs_
         )
         out, err = proc.communicate(timeout=120)
 
-    # Assert
-    assert "Signed in" in answer.text
-    assert proc.returncode == 0, said + err
+    # Assert: the address carries the code; the switch is the command's JSON
+    assert code in page and "Signed in" in answer.text
+    assert proc.returncode == 0, err
     (switched,) = json.loads(out)["deployments"]
     assert (switched["model_version"], switched["signer"], switched["switched_by"]) == (CHALLENGER, CMIO_SUB, CMIO_SUB)
     assert _fleet(inst.session_factory()) == CHALLENGER
+
+
+def test_ctrl_c_while_the_command_waits_withdraws_the_request_and_switches_nothing(
+    inst: Installation, provider: OidcProvider, tmp_path: Path
+) -> None:
+    # Prepare
+    proc, _, _ = _start_command(inst, provider, tmp_path)
+
+    # Execute: the signer changes their mind at the shell
+    with proc:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+
+    # Assert
+    assert proc.returncode == 130 and "interrupted" in err, err
+    sf = inst.session_factory()
+    assert _actions(sf)[-2:] == [AuditAction.SIGNATURE_REQUESTED.value, AuditAction.SIGNATURE_WITHDRAWN.value]
+    assert _fleet(sf) == TEST_MODEL_VERSION
