@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import requests
 from joserfc import jwt
@@ -37,6 +38,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from core.errors import BadInputError, ConfigError
+from core.imaging.dicomweb import is_loopback_url
 from core.imaging.files import file_kind
 from core.services.provider_signature import ProviderReauthentication
 
@@ -185,6 +187,7 @@ def discover(client: ProviderClient, *, http: requests.Session) -> ProviderEndpo
         Unreachable, not JSON, or without a device authorization endpoint (named: such a
         provider signs only in the browser).
     """
+    _require_https(client.metadata_url, "its discovery document")
     document = _json(_send(http, "GET", client.metadata_url), client.metadata_url)
     fields = ("issuer", "device_authorization_endpoint", "token_endpoint", "jwks_uri")
     missing = [f for f in fields if not isinstance(document.get(f), str) or not document[f]]
@@ -195,7 +198,23 @@ def discover(client: ProviderClient, *, http: requests.Session) -> ProviderEndpo
         )
     if missing:
         raise IdentityProviderError(f"{client.metadata_url} does not name its {', '.join(missing)}")
-    return ProviderEndpoints(*(str(document[f]) for f in fields))
+    endpoints = ProviderEndpoints(*(str(document[f]) for f in fields))
+    for url, what in (
+        (endpoints.device_authorization_endpoint, "the client secret"),
+        (endpoints.token_endpoint, "the client secret"),
+        (endpoints.jwks_uri, "the keys that vouch for its tokens"),
+    ):
+        _require_https(url, what)
+    return endpoints
+
+
+def _require_https(url: str, what: str) -> None:
+    """Refuse plain http to another machine: the client secret would travel in clear, and keys could be forged."""
+    if urlsplit(url).scheme.lower() == "https" or (urlsplit(url).scheme.lower() == "http" and is_loopback_url(url)):
+        return
+    raise IdentityProviderError(
+        f"refusing {url} for {what}: use https (plain http is accepted only for a provider on this machine)"
+    )
 
 
 def start(client: ProviderClient, endpoints: ProviderEndpoints, *, http: requests.Session) -> DeviceGrant:

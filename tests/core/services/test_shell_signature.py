@@ -198,6 +198,19 @@ def test_a_provider_without_device_authorization_is_named_before_anything_is_req
     assert _actions(sf) == before
 
 
+def test_plain_http_to_another_machine_is_refused_before_the_secret_is_sent(provider: OidcProvider) -> None:
+    # A discovery document far away over http, and one on loopback that names far-away http endpoints
+    far = ProviderClient("auth", "vigil", "s3cret", "http://idp.hospital.example/.well-known/openid-configuration")
+    with requests.Session() as http:
+        with pytest.raises(IdentityProviderError, match="refusing http://idp.hospital.example/.*use https"):
+            device_grant.discover(far, http=http)
+        client = _client(provider)
+        provider.issuer = "http://idp.hospital.example"  # what its discovery document now names
+        with pytest.raises(IdentityProviderError, match="device_authorization for the client secret: use https"):
+            device_grant.discover(client, http=http)
+    assert provider.seen == ["/.well-known/openid-configuration"]  # nothing was sent anywhere else
+
+
 def test_a_wrong_client_secret_is_refused_by_the_provider_and_withdraws_the_request(
     inst: Installation, provider: OidcProvider
 ) -> None:
