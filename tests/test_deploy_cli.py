@@ -117,11 +117,8 @@ def test_status_and_history_on_a_new_installation(home: Path, capsys: pytest.Cap
     assert hcode == 0 and history == {"deployments": []}
 
 
-def test_a_provider_signer_without_sign_on_configured_is_refused_naming_it_before_any_prompt(
-    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Arrange: a CMIO whose account the identity provider manages (no Vigil password), in an
-    # installation whose vigil.toml configures no provider any more
+def _provider_cmio() -> None:
+    """A CMIO whose account the identity provider manages (no Vigil password)."""
     engine = make_engine(os.environ["VIGIL_DATABASE_URL"])
     migrate(engine)
     with make_session_factory(engine).begin() as session:
@@ -133,6 +130,13 @@ def test_a_provider_signer_without_sign_on_configured_is_refused_naming_it_befor
             now=datetime(2026, 12, 7, tzinfo=UTC),
         )
     engine.dispose()
+
+
+def test_a_provider_signer_without_sign_on_configured_is_refused_naming_it_before_any_prompt(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: an installation whose vigil.toml configures no provider any more
+    _provider_cmio()
     _stdin(monkeypatch, "oidc:https://idp.example.org\n")  # the stored marker is no password either
 
     # Execute
@@ -142,3 +146,22 @@ def test_a_provider_signer_without_sign_on_configured_is_refused_naming_it_befor
     assert code == 2 and out == {}
     assert "'rita'" in err and "[vigil.oidc]" in err, err
     assert sys.stdin.readline() == "oidc:https://idp.example.org\n"
+
+
+def test_a_password_for_a_provider_signer_is_refused_unread(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: sign-on configured; someone pipes a password for the provider's account
+    _provider_cmio()
+    config = home / "vigil.toml"
+    config.write_text('[vigil.oidc]\nrole_claim = "groups"\n[vigil.oidc.roles]\n"ai-quality" = "cmio"\n')
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    _stdin(monkeypatch, "a password\n")
+
+    # Execute
+    code, out, err = run_json(capsys, "deploy", "promote", "v", "--signer", "rita", "--password-stdin")
+
+    # Assert
+    assert code == 2 and out == {}
+    assert "'rita'" in err and "leave out --password-stdin" in err, err
+    assert sys.stdin.readline() == "a password\n"

@@ -164,6 +164,11 @@ def _promote_at_provider(args: argparse.Namespace, settings: Settings, store: Se
             f"signer {args.signer!r} signs in through an identity provider, but this installation configures "
             "none ([vigil.oidc] in vigil.toml): nothing can re-authenticate them"
         )
+    if args.password_stdin:
+        raise BadInputError(
+            f"signer {args.signer!r} signs in at the identity provider, where no password from here can go: "
+            "leave out --password-stdin, and enter the code the command shows at the provider"
+        )
     client = device_grant.read_client(args.secrets, policy.signing_provider)
     records = shell_signature.promote_signed_from_shell(
         store,
