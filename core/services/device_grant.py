@@ -184,8 +184,8 @@ def discover(client: ProviderClient, *, http: requests.Session) -> ProviderEndpo
     Raises
     ------
     IdentityProviderError
-        Unreachable, not JSON, or without a device authorization endpoint (named: such a
-        provider signs only in the browser).
+        Unreachable, not JSON, without a device authorization endpoint (named: such a provider
+        signs only in the browser), or an address over plain http on another machine.
     """
     _require_https(client.metadata_url, "its discovery document")
     document = _json(_send(http, "GET", client.metadata_url), client.metadata_url)
