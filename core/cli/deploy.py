@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.cli._args import aware_time, finite_float, seed
 from core.cli._output import Outcome
+from core.cli._signals import interruptible_sleep, stop_on_signals
 from core.config import Settings, load_settings
 from core.errors import BadInputError, ConfigError
 
@@ -170,17 +171,19 @@ def _promote_at_provider(args: argparse.Namespace, settings: Settings, store: Se
             "leave out --password-stdin, and enter the code the command shows at the provider"
         )
     client = device_grant.read_client(args.secrets, policy.signing_provider)
-    records = shell_signature.promote_signed_from_shell(
-        store,
-        args.signer,
-        args.version,
-        client,
-        show=_show_code,
-        models_dir=settings.home / "models",
-        now=utc_now,
-        sites=args.sites,
-        per_site_allowed=settings.per_site_deployment,
-    )
+    with stop_on_signals() as stop:  # Ctrl-C or SIGTERM while the signer is away: withdrawn, exit 130
+        records = shell_signature.promote_signed_from_shell(
+            store,
+            args.signer,
+            args.version,
+            client,
+            show=_show_code,
+            models_dir=settings.home / "models",
+            now=utc_now,
+            sites=args.sites,
+            per_site_allowed=settings.per_site_deployment,
+            sleep=interruptible_sleep(stop),
+        )
     return Outcome(
         {"deployments": [deployment.deployment_dict(r) for r in records]}, "\n".join(_switch_text(r) for r in records)
     )

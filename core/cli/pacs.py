@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from core.cli._args import bounded_int
 from core.cli._output import Outcome, one_line
+from core.cli._signals import stop_on_signals
 from core.config import PacsEndpoint, Settings, load_settings
 from core.errors import PacsConfigError
 
@@ -129,18 +128,6 @@ def _client(endpoint: PacsEndpoint) -> DicomwebClient:
     return _clients(_settings())(endpoint)
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT while the block runs (the previous handlers are restored)."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _predictor(settings: Settings, sf: SessionFactory, no_predict: bool) -> Predictor | None:
     from core.services.pacs import make_predictor
     from core.services.store import utc_now
@@ -181,7 +168,7 @@ def _pull(args: argparse.Namespace) -> Outcome:
     settings = _settings()
     sites = _configured_sites(settings, args.site)
     sf = open_store(settings)
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         report = _run_pull(
             settings,
             sf,
@@ -219,7 +206,7 @@ def _watch(args: argparse.Namespace) -> Outcome:
         if not args.json:
             sys.stderr.write(one_line(report.summary().replace("\n", " | ")) + "\n")
 
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         totals["cycles"] = watch(
             lambda: _run_pull(settings, sf, sites=sites, since=cycle_since(), predict=predict, stop=stop),
             interval_s=args.interval,

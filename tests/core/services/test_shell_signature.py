@@ -263,11 +263,12 @@ def test_the_client_is_read_from_the_named_secrets_section_and_a_bad_one_is_name
 
 
 def _start_command(
-    inst: Installation, provider: OidcProvider, tmp_path: Path
+    inst: Installation, provider: OidcProvider, tmp_path: Path, *, sigint_ignored: bool = False
 ) -> tuple[subprocess.Popen[str], str, str]:
     """``vigil deploy promote`` for the CMIO, as a hospital configures sign-on, until it shows the code.
 
-    Returns the running command, the address it shows and the code.
+    Returns the running command, the address it shows and the code. ``sigint_ignored`` starts it
+    as a script's background job is started: with SIGINT inherited as ignored.
     """
     _cmio(inst.session_factory(), provider)
     secrets = tmp_path / "secrets.toml"
@@ -283,7 +284,12 @@ def _start_command(
     env = os.environ | inst.env | {"VIGIL_CONFIG": str(config)}
     argv = ["deploy", "promote", CHALLENGER, "--signer", CMIO_SUB, "--secrets", str(secrets), "--json"]
     proc = subprocess.Popen(
-        [sys.executable, "-c", VIGIL, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", VIGIL, *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,  # noqa: PLW1509 - no threads start it
     )
     assert proc.stderr is not None
     said = ""
@@ -321,13 +327,17 @@ def test_vigil_deploy_promote_shows_the_code_and_switches_once_the_signer_signs_
 def test_ctrl_c_while_the_command_waits_withdraws_the_request_and_switches_nothing(
     inst: Installation, provider: OidcProvider, tmp_path: Path
 ) -> None:
-    # Prepare
-    proc, _, _ = _start_command(inst, provider, tmp_path)
+    # Prepare: started as a script's background job is, with SIGINT inherited as ignored
+    proc, _, _ = _start_command(inst, provider, tmp_path, sigint_ignored=True)
 
     # Execute: the signer changes their mind at the shell
     with proc:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # not left polling the provider until its code expires
+            raise
 
     # Assert
     assert proc.returncode == 130 and "interrupted" in err, err
