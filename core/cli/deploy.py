@@ -6,7 +6,7 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +121,13 @@ def _read_password(from_stdin: bool) -> str:
     return getpass.getpass("Signer's password (electronic signature, 'approved for clinical use'): ")
 
 
+def _switches(records: Sequence[DeploymentRecord]) -> Outcome:
+    """The switches a promotion made, as ``{"deployments": [...]}`` and one line each."""
+    from core.services.deployment import deployment_dict
+
+    return Outcome({"deployments": [deployment_dict(r) for r in records]}, "\n".join(_switch_text(r) for r in records))
+
+
 def _switch_text(d: DeploymentRecord) -> str:
     signed = f", signed by {d.signer_name} ({d.signer}; {d.signature_meaning})" if d.signer else ""
     return (
@@ -149,14 +156,12 @@ def _promote(args: argparse.Namespace) -> Outcome:
         sites=args.sites,
         per_site_allowed=settings.per_site_deployment,
     )
-    return Outcome(
-        {"deployments": [deployment.deployment_dict(r) for r in records]}, "\n".join(_switch_text(r) for r in records)
-    )
+    return _switches(records)
 
 
 def _promote_at_provider(args: argparse.Namespace, settings: Settings, store: SessionFactory) -> Outcome:
     """The signer signs in only at the identity provider: they re-authenticate there with a device code."""
-    from core.services import deployment, device_grant, oidc, shell_signature
+    from core.services import device_grant, oidc, shell_signature
     from core.services.store import utc_now
 
     policy = oidc.configured_policy(settings)
@@ -184,9 +189,7 @@ def _promote_at_provider(args: argparse.Namespace, settings: Settings, store: Se
             per_site_allowed=settings.per_site_deployment,
             sleep=interruptible_sleep(stop),
         )
-    return Outcome(
-        {"deployments": [deployment.deployment_dict(r) for r in records]}, "\n".join(_switch_text(r) for r in records)
-    )
+    return _switches(records)
 
 
 def _show_code(grant: DeviceGrant) -> None:

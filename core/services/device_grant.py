@@ -210,7 +210,8 @@ def discover(client: ProviderClient, *, http: requests.Session) -> ProviderEndpo
 
 def _require_https(url: str, what: str) -> None:
     """Refuse plain http to another machine: the client secret would travel in clear, and keys could be forged."""
-    if urlsplit(url).scheme.lower() == "https" or (urlsplit(url).scheme.lower() == "http" and is_loopback_url(url)):
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and is_loopback_url(url)):
         return
     raise IdentityProviderError(
         f"refusing {url} for {what}: use https (plain http is accepted only for a provider on this machine)"

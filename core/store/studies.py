@@ -189,9 +189,7 @@ def find_instance_by_uid(session: Session, sop_instance_uid: str) -> InstanceRec
     Ingest uses it to tell a true duplicate (same content hash) from a different image
     written under a UID that is already taken.
     """
-    query = _instances().where(InstanceRow.sop_instance_uid == sop_instance_uid).order_by(InstanceRow.id).limit(1)
-    found = session.execute(query).first()
-    return None if found is None else _instance_record(found[0], found[1])
+    return instances_by_uid(session, [sop_instance_uid]).get(sop_instance_uid)
 
 
 def instances_by_uid(session: Session, sop_instance_uids: Iterable[str]) -> dict[str, InstanceRecord]:

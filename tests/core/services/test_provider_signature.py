@@ -9,7 +9,7 @@ re-authentication signs one act once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,6 +77,18 @@ def _actions(sf: SessionFactory) -> list[str]:
         return [str(e.action) for e in audit_log.iter_entries(session)]
 
 
+def _promotion_authentication(sf: SessionFactory) -> Mapping[str, object]:
+    """The ``authentication`` of the signed manifest in the newest entry, which must be a promotion."""
+    with sf() as session:
+        entry = audit_log.last_entry(session)
+    assert entry is not None and str(entry.action) == AuditAction.MODEL_PROMOTED.value
+    manifest = entry.payload["signature"]
+    assert isinstance(manifest, dict)
+    how = manifest["authentication"]
+    assert isinstance(how, dict)
+    return how
+
+
 def _fleet(sf: SessionFactory) -> str | None:
     fleet, _ = deployment.serving_now(sf)
     return None if fleet is None else fleet.version
@@ -96,13 +108,8 @@ def test_a_reauthentication_after_the_request_signs_the_promotion_once(inst: Ins
     # Assert: the challenger serves, signed by the CMIO's printed name; the manifest says how
     assert (record.version, record.signer, record.signer_name) == (CHALLENGER, SUB, "Dr Carla Mio")
     assert _fleet(sf) == CHALLENGER
-    with sf() as session:
-        entry = audit_log.last_entry(session)
-    assert entry is not None and str(entry.action) == AuditAction.MODEL_PROMOTED.value
-    manifest = entry.payload["signature"]
-    assert isinstance(manifest, dict)
-    how = manifest["authentication"]
-    assert isinstance(how, dict) and proof.authenticated_at is not None
+    how = _promotion_authentication(sf)
+    assert proof.authenticated_at is not None
     assert how["method"] == "identity provider re-authentication"
     assert (how["issuer"], how["subject"]) == (ISSUER, SUB)
     assert how["authenticated_at"] == proof.authenticated_at.isoformat()

@@ -28,11 +28,10 @@ from core.errors import ConfigError, SignatureFailedError
 from core.services import deployment, device_grant, oidc, shell_signature
 from core.services.device_grant import DeviceGrant, IdentityProviderError, ProviderClient
 from core.services.permissions import SignedInUser
-from core.store import audit_log
 from core.store.deployments import DeploymentRecord
 from core.store.engine import SessionFactory
 from tests.core.services.test_oidc import TABLE, claims
-from tests.core.services.test_provider_signature import _actions, _fleet
+from tests.core.services.test_provider_signature import _actions, _fleet, _promotion_authentication
 from tests.oidc_provider import Account, OidcProvider, running_provider
 from tests.ui.installation import TEST_MODEL_VERSION, Installation, copy_installation
 from tests.ui.installation import shared_template as _template
@@ -125,13 +124,7 @@ def test_the_signer_enters_the_code_at_the_provider_and_the_promotion_is_signed(
     assert (record.version, record.signer, record.signer_name) == (CHALLENGER, CMIO_SUB, "Dr Carla Mio")
     assert _fleet(sf) == CHALLENGER
     assert len(person.shown) == 1 and "Signed in" in person.pages[0]
-    with sf() as session:
-        entry = audit_log.last_entry(session)
-    assert entry is not None and str(entry.action) == AuditAction.MODEL_PROMOTED.value
-    manifest = entry.payload["signature"]
-    assert isinstance(manifest, dict)
-    how = manifest["authentication"]
-    assert isinstance(how, dict)
+    how = _promotion_authentication(sf)
     assert how["method"] == "identity provider re-authentication"
     assert (how["issuer"], how["subject"]) == (provider.issuer, CMIO_SUB)
     assert _actions(sf)[-2:] == [AuditAction.SIGNATURE_REQUESTED.value, AuditAction.MODEL_PROMOTED.value]
