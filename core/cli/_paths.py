@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from core.errors import PathNotFoundError, UnusablePathError
-from core.imaging.files import file_kind as kind_of
+from core.files import file_kind as kind_of
 
 __all__ = [
     "check_existing_path",

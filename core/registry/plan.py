@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -19,7 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from core.errors import ChangePlanError
+from core.errors import ChangePlanError, UnusablePathError
+from core.files import FileTooLargeError, read_regular_file
 from core.types import JSONObject, JSONValue
 
 __all__ = [
@@ -192,34 +191,12 @@ def read_plan(path: Path) -> ChangePlan:
     """
     source = str(path)
     try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise ChangePlanError(source, "", f"cannot read: {exc.strerror or exc}") from exc
-    _check_regular(source, st)
-    return parse_plan(_read_regular(path, source), source=source)
-
-
-def _check_regular(source: str, st: os.stat_result) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise ChangePlanError(source, "", "not a regular file")
-    if st.st_size > MAX_PLAN_BYTES:
-        raise ChangePlanError(source, "", f"{st.st_size} bytes, over the {MAX_PLAN_BYTES}-byte limit")
-
-
-def _read_regular(path: Path, source: str) -> bytes:
-    # O_NONBLOCK: should the path be swapped for a FIFO after the stat above, opening it must not
-    # wait for a writer; the fstat below then refuses it.
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ChangePlanError(source, "", f"cannot read: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as fh:
-        _check_regular(source, os.fstat(fh.fileno()))
-        data = fh.read(MAX_PLAN_BYTES + 1)
-    if len(data) > MAX_PLAN_BYTES:
-        raise ChangePlanError(source, "", f"over the {MAX_PLAN_BYTES}-byte limit")
-    return data
+        data = read_regular_file(path, max_bytes=MAX_PLAN_BYTES)
+    except FileTooLargeError as exc:
+        raise ChangePlanError(source, "", f"{exc.size} bytes, over the {MAX_PLAN_BYTES}-byte limit") from exc
+    except UnusablePathError as exc:
+        raise ChangePlanError(source, "", exc.reason) from exc
+    return parse_plan(data, source=source)
 
 
 def parse_plan(data: bytes, *, source: str = "<text>") -> ChangePlan:

@@ -54,8 +54,9 @@ from core.audit.events import AuditAction
 from core.config import PrivateTag, Settings
 from core.errors import BadInputError, DicomRejectedError, PathNotFoundError, UnusablePathError
 from core.fhir import pseudonym
+from core.files import file_kind
 from core.imaging.deid import PrivateElement, ProfileOption, deidentify_bytes, load_profile
-from core.imaging.files import DEFAULT_MAX_FILE_BYTES, file_kind, read_regular_file
+from core.imaging.files import DEFAULT_MAX_FILE_BYTES, read_regular_file
 from core.imaging.image import DicomMeta
 from core.imaging.scan import iter_dicom_paths
 from core.services.fhir_ingest import site_secret

@@ -22,8 +22,6 @@ Nothing here decides who may sign: it only turns the provider's answer into a ch
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -37,9 +35,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from core.errors import BadInputError, ConfigError
+from core.errors import BadInputError, ConfigError, UnusablePathError
+from core.files import read_regular_file
 from core.imaging.dicomweb import is_loopback_url
-from core.imaging.files import file_kind
 from core.services.provider_signature import ProviderReauthentication
 
 __all__ = [
@@ -134,13 +132,15 @@ def read_client(secrets_file: Path, provider: str | None) -> ProviderClient:
     """
     section = "auth" if provider is None else f"auth.{provider}"
     try:
-        secrets = tomllib.loads(_read_small_file(secrets_file).decode("utf-8"))
-    except FileNotFoundError:
+        secrets = tomllib.loads(read_regular_file(secrets_file, max_bytes=MAX_SECRETS_BYTES).decode("utf-8"))
+    except UnusablePathError as exc:
+        if not isinstance(exc.__cause__, FileNotFoundError):
+            raise ConfigError(f"cannot read the Streamlit secrets {secrets_file}: {exc.reason}") from None
         raise ConfigError(
             f"no Streamlit secrets at {secrets_file}: the [{section}] section names the identity provider "
             "(pass --secrets with the app's .streamlit/secrets.toml)"
         ) from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read the Streamlit secrets {secrets_file}: {exc}") from None
     table: object = secrets.get("auth")
     if provider is not None and isinstance(table, dict):
@@ -155,27 +155,6 @@ def read_client(secrets_file: Path, provider: str | None) -> ProviderClient:
     return ProviderClient(
         section, str(values["client_id"]), str(values["client_secret"]), str(values["server_metadata_url"])
     )
-
-
-def _read_small_file(path: Path) -> bytes:
-    """A regular file of at most :data:`MAX_SECRETS_BYTES`; a FIFO or device is refused, never waited on.
-
-    Raises
-    ------
-    OSError
-        Missing or unreadable (``FileNotFoundError`` when missing), not a regular file, or too large.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"it is {file_kind(info.st_mode)}, not a regular file")
-        data = os.read(fd, MAX_SECRETS_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_SECRETS_BYTES:
-        raise OSError(f"larger than {MAX_SECRETS_BYTES} bytes")
-    return data
 
 
 def discover(client: ProviderClient, *, http: requests.Session) -> ProviderEndpoints:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from core.errors import PseudonymKeyError
-from core.imaging.files import file_kind
+from core.files import file_kind
 
 __all__ = ["install_key_file", "read_key_file"]
 
