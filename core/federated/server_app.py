@@ -19,6 +19,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 
 from core.federated.plan import FINAL_WEIGHTS, INITIAL_WEIGHTS, RunPlan, read_plan, read_weights, write_weights
 from core.federated.privacy import DpSettings, rounds_within_budget
+from core.federated.prompt_grid import PromptGrid
 from core.federated.protocol import RoundConfig
 from core.federated.runlog import append_event
 from core.federated.secure_server import run_secure
@@ -67,6 +68,7 @@ def main(grid: Grid, context: Context) -> None:
     Under differential privacy only the rounds the budget allows are run (the run halts before
     the round that would exceed it, and says so), and a ``privacy`` event reports the ε spent.
     """
+    grid = PromptGrid(grid)  # replies collected as they arrive, not up to 3 s later
     run_dir = Path(str(context.run_config["run-dir"]))
     plan = read_plan(run_dir)
     append_event(run_dir, {"event": "started", "run": plan.run, "sites": list(plan.sites), "rounds": plan.rounds})
