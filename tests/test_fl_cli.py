@@ -92,14 +92,20 @@ def _kill_everything(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _marked() -> list[int]:
-    """Every process on this machine started by some federation (Linux /proc)."""
+    """Every process on this machine started by a federation of this test process (Linux /proc).
+
+    Under pytest-xdist another worker may be running a federation of its own (the TLS test, the
+    live browser test): its processes carry the same marker variable but that worker's name.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    mine = f"\0PYTEST_XDIST_WORKER={worker}\0".encode()
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            env = (entry / "environ").read_bytes()
+            env = b"\0" + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if f"{ENV_MARKER}=".encode() in env:
+        if f"\0{ENV_MARKER}=".encode() in env and (worker is None or mine in env):
             found.append(int(entry.name))
     return found
 
