@@ -44,6 +44,7 @@ def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
         (["train", "--from", "cxr-nodule-1.0.0"], "--from needs --version"),
         (["train"], "give --cohort and --out"),
         (["validate-change", "nope"], "'nope'"),
+        (["validate-change", "cxr-nodule-1.0.0", "--scope", "riverside", "--site", "riverside"], "not both"),
     ],
 )
 def test_bad_input_exits_2_naming_it(

@@ -400,7 +400,9 @@ def gate_form(user: SignedInUser, view: DeploymentOverview) -> None:
     """An ML engineer runs the change-control gate of a registered challenger against a serving version.
 
     Against the fleet-wide version, or (when a site has a switch of its own) the version serving
-    that site: a promotion at such a site needs a gate run against what serves it.
+    that site: a promotion at such a site needs a gate run against what serves it. Sites chosen
+    under "Judge for these sites only" scope the gate to their hold-out studies (a pass clears a
+    promotion at those sites only).
     """
     if not can(user, Permission.MANAGE_MODELS) or view.serving is None:
         return
@@ -413,6 +415,12 @@ def gate_form(user: SignedInUser, view: DeploymentOverview) -> None:
     with st.form("vigil-gate"):
         chosen = st.selectbox("Challenger", challengers)
         scope = st.selectbox("Against the version serving", list(champions)) if len(champions) > 1 else None
+        only = st.multiselect(
+            "Judge for these sites only",
+            [s.site for s in view.sites],
+            help="Only these sites' hold-out studies are scored, against the version serving them; "
+            "a pass clears a promotion at these sites, never fleet-wide. Leave empty for the whole hold-out.",
+        )
         if scope is None:
             st.caption(f"Against {view.serving.version}, on the locked hold-out, under the configured plan.")
         else:
@@ -429,12 +437,14 @@ def gate_form(user: SignedInUser, view: DeploymentOverview) -> None:
                     settings=resources.settings(),
                     now=resources.utc_now,
                     site=site,
+                    scope=only or None,
                 )
         except VigilError as exc:
             st.error(str(exc))
             return
         verdict = "passed" if result.report.passed else "failed: " + "; ".join(result.report.failed)
         against = f" against {result.champion}" + (f" (serving {site})" if site else "")
+        against += f", scoped to {', '.join(result.record.scope)}," if result.record.scope else ""
         st.session_state[_DONE] = (
             result.report.passed,
             f"Gate run {result.record.id} of {result.challenger}{against} {verdict}.",

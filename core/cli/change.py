@@ -41,6 +41,14 @@ def register_change(sub: Any, add: AddParser) -> None:
         metavar="SITE",
         help="gate against the version serving SITE (default: the fleet-wide serving version)",
     )
+    p.add_argument(
+        "--scope",
+        action="append",
+        default=None,
+        metavar="SITE",
+        help="judge for this registered site only (repeat for several): its hold-out studies, against the version "
+        "serving it; a passing scoped gate clears `deploy promote --site` there, never a fleet-wide promotion",
+    )
     p.set_defaults(handler=_validate_change)
 
 
@@ -64,6 +72,7 @@ def _validate_change(args: argparse.Namespace) -> Outcome:
         now=utc_now,
         batch_size=settings.batch_size,
         site=args.site,
+        scope=args.scope,
     )
     data = result.to_dict()
     if args.report is not None:
@@ -76,7 +85,8 @@ def _validate_change(args: argparse.Namespace) -> Outcome:
         args.report.write_text(html, encoding="utf-8")
         data["report_file"] = str(args.report)
     verdict = "PASSED" if result.report.passed else "FAILED: " + "; ".join(result.report.failed)
-    lines = [f"gate {verdict} (validation {result.record.id}, {result.challenger} vs {result.champion})"]
+    scope = "" if args.scope is None else f", scope {', '.join(result.record.scope or ())}"
+    lines = [f"gate {verdict} (validation {result.record.id}, {result.challenger} vs {result.champion}{scope})"]
     lines += [
         f"  {'ok  ' if c.passed else 'skip' if c.passed is None else 'FAIL'} {c.name}: {c.detail}"
         for c in result.report.criteria

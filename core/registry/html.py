@@ -47,6 +47,16 @@ def _reuse(earlier: Any) -> str:
     )
 
 
+def _scope(scope: Any) -> str:
+    if not isinstance(scope, list):
+        return ""
+    names = escape(", ".join(str(s) for s in scope))
+    return (
+        f"<p><b>Scoped to {names}.</b> Only these sites' hold-out studies were judged, against the version "
+        "serving them: a pass clears a promotion at these sites only, never fleet-wide.</p>"
+    )
+
+
 def render_gate_html(report: Mapping[str, Any], *, validation_id: int, created_at: str, report_sha256: str) -> str:
     """The page for one stored gate run.
 
@@ -75,6 +85,7 @@ def render_gate_html(report: Mapping[str, Any], *, validation_id: int, created_a
         f"(SHA-256 {escape(str(plan.get('sha256')))}); hold-out SHA-256 "
         f"{escape(str(report.get('holdout_sha256', '?')))}, {report.get('n')} studies "
         f"({report.get('n_positive')} positive). Synthetic demonstration data.</small></p>",
+        _scope(report.get("scope")),
         _reuse(report.get("holdout_earlier_uses")),
         "<h2>Criteria</h2><table><tr><th>criterion</th><th>result</th><th>value</th><th>bound</th>"
         "<th>detail and source</th></tr>",

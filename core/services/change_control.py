@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from core.audit.chain import canonical_json
 from core.audit.events import AuditAction
@@ -38,7 +39,7 @@ from core.store import sites as site_store
 from core.store.change_validations import ValidationRecord
 from core.store.engine import SessionFactory
 from core.store.model_versions import ModelVersionRecord
-from core.types import JSONObject
+from core.types import JSONObject, JSONValue
 
 __all__ = ["ChangeValidation", "explanation_verdict", "plan_path", "validate_change", "validate_change_as"]
 
@@ -65,6 +66,7 @@ class ChangeValidation:
             "holdout_sha256": self.holdout_sha256,
             "report_sha256": self.record.report_sha256,
             **self.report.to_dict(),
+            "scope": self.record.report.get("scope"),
         }
 
 
@@ -81,10 +83,11 @@ def validate_change_as(
     settings: Settings,
     now: Callable[[], datetime],
     site: str | None = None,
+    scope: Sequence[str] | None = None,
 ) -> ChangeValidation:
     """:func:`validate_change` by the signed-in user (an ML engineer), under the configured plan.
 
-    ``site`` judges the challenger against the version serving that site (see :func:`validate_change`).
+    ``site`` and ``scope`` are :func:`validate_change`'s.
     """
     engineer = require(user, Permission.MANAGE_MODELS)
     return validate_change(
@@ -96,6 +99,7 @@ def validate_change_as(
         now=now,
         batch_size=settings.batch_size,
         site=site,
+        scope=scope,
     )
 
 
@@ -109,12 +113,20 @@ def validate_change(  # noqa: PLR0913 - keyword-only; each is one input of the g
     now: Callable[[], datetime],
     batch_size: int = 16,
     site: str | None = None,
+    scope: Sequence[str] | None = None,
 ) -> ChangeValidation:
     """Run the change-control gate of ``challenger`` against the serving version and store it.
 
     The champion is the fleet-wide serving version, or with ``site`` the version serving that
     site: a site switched to a version of its own needs a gate against that version before a
     promotion there (``core.services.deployment.promote`` checks it per site).
+
+    With ``scope`` (registered site names) the challenger is judged for those sites only, as a
+    promotion at those sites would serve it: only their hold-out studies are scored, so every
+    criterion (each site's AUC, the overall AUC, sensitivity, calibration) is about the studies
+    the change would serve, and the champion is the one version serving all of them. A passing
+    scoped gate clears a promotion at those sites, never fleet-wide. The hold-out's use is still
+    counted against the whole locked hold-out.
 
     Raises
     ------
@@ -129,15 +141,12 @@ def validate_change(  # noqa: PLR0913 - keyword-only; each is one input of the g
     BadInputError
         The challenger is the serving version, nothing serves, or the hold-out holds no labelled study.
     UnknownSiteError
-        ``site`` is not registered.
+        ``site`` or a site of ``scope`` is not registered.
     """
+    scoped = _scope(scope, site)
     with session_factory() as session:
         cand = model_versions.get_by_version(session, challenger)
-        if site is None:
-            champ = model_versions.serving(session)
-        else:
-            site_store.get_site(session, site)
-            champ = deployments.version_serving(session, site)
+        champ = _champion(session, site, scoped)
     if champ is None:
         raise BadInputError("no version is serving: `vigil init` registers the first")
     if champ.id == cand.id:
@@ -148,10 +157,14 @@ def validate_change(  # noqa: PLR0913 - keyword-only; each is one input of the g
         load_version(cand, models_dir=models_dir),
     )
     determination = determine(plan, classify(champ.card, cand.card))
-    cases = holdout_cases(session_factory)
-    if not cases:
+    locked = holdout_cases(session_factory)
+    if not locked:
         raise BadInputError("the hold-out holds no labelled study: lock one with `vigil holdout lock`")
-    _refuse_leak(cand, cases)
+    _refuse_leak(cand, locked)
+    held = holdout_sha256(c.study_uid for c in locked)  # a scoped look is still a look at this hold-out
+    cases = locked if scoped is None else [c for c in locked if c.site in scoped]
+    if not cases:
+        raise BadInputError(f"the hold-out holds no labelled study at {', '.join(scoped or ())}")
     y = np.array([c.label for c in cases], dtype=np.int64)
     champion_scores = _scores(champion_model, cases, batch_size)
     challenger_scores = _scores(challenger_model, cases, batch_size)
@@ -166,9 +179,36 @@ def validate_change(  # noqa: PLR0913 - keyword-only; each is one input of the g
     report = evaluate_gate(
         plan, scores, explanation_verdict=explanation_verdict(session_factory, cand), determination=determination
     )
-    held = holdout_sha256(c.study_uid for c in cases)
-    record = _store(session_factory, cand, champ, plan, report, held, cases, scores, actor=actor, now=now)
+    record = _store(session_factory, cand, champ, plan, report, held, cases, scores, scope=scoped, actor=actor, now=now)
     return ChangeValidation(record, report, cand.version, champ.version, held)
+
+
+def _scope(scope: Sequence[str] | None, site: str | None) -> tuple[str, ...] | None:
+    """The scope's distinct site names, sorted; None for the whole hold-out."""
+    if scope is None:
+        return None
+    if site is not None:
+        raise BadInputError("a scoped gate takes its champion from its sites: give a scope or a site, not both")
+    names = tuple(sorted({s.strip() for s in scope if s.strip()}))
+    if not names:
+        raise BadInputError(f"a gate's scope names at least one site, got {list(scope)!r}")
+    return names
+
+
+def _champion(session: Session, site: str | None, scope: tuple[str, ...] | None) -> ModelVersionRecord | None:
+    """What the challenger is judged against: the version serving the site, the scope or the fleet."""
+    if site is None and scope is None:
+        return model_versions.serving(session)
+    named = (site,) if site is not None else scope or ()
+    serving = {}
+    for name in named:
+        site_store.get_site(session, name)
+        serving[name] = deployments.version_serving(session, name)
+    versions = {v.version if v is not None else None for v in serving.values()}
+    if len(versions) > 1:
+        served = ", ".join(f"{n}: {v.version if v is not None else 'none'}" for n, v in serving.items())
+        raise BadInputError(f"the scope's sites are served by different versions ({served}): gate each apart")
+    return next(iter(serving.values()))
 
 
 def _refuse_leak(cand: ModelVersionRecord, cases: Sequence[LabelledCase]) -> None:
@@ -219,10 +259,12 @@ def _store(  # noqa: PLR0913 - everything one gate run records
     cases: Sequence[LabelledCase],
     scores: HoldoutScores,
     *,
+    scope: tuple[str, ...] | None,
     actor: str,
     now: Callable[[], datetime],
 ) -> ValidationRecord:
-    data = report.to_dict()
+    scope_json: JSONValue = None if scope is None else [*scope]
+    data: JSONObject = {**report.to_dict(), "scope": scope_json}
     sites: dict[str, int] = {}
     for c in cases:
         sites[c.site] = sites.get(c.site, 0) + 1
@@ -240,6 +282,7 @@ def _store(  # noqa: PLR0913 - everything one gate run records
                 "n": len(cases),
                 "earlier_uses": prior,
                 "per_site": dict(sorted(sites.items())),
+                "scope": scope_json,
                 "champion": champ.version,
                 "champion_scores_sha256": _vector_sha256(np.asarray(scores.champion)),
                 "challenger_scores_sha256": _vector_sha256(np.asarray(scores.challenger)),
@@ -268,6 +311,7 @@ def _store(  # noqa: PLR0913 - everything one gate run records
             payload={
                 "validation_id": record.id,
                 "champion": champ.version,
+                "scope": scope_json,
                 "passed": report.passed,
                 "failed": list(report.failed),
                 "significant_change": report.significant_change,

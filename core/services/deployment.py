@@ -356,12 +356,13 @@ def _gated_scopes(
             where = "" if site is None else f" at {site!r}"
             if champion.id == target.id:
                 raise DeploymentRefusedError(f"{target.version!r} is already serving{where}")
-            gate = change_validations.latest_for(session, target.id, champion.id)
+            gate = change_validations.latest_for(session, target.id, champion.id, site=site)
             if gate is None:
                 raise DeploymentRefusedError(
                     f"{target.version!r} has not been validated against the serving version {champion.version!r}"
                     f"{where}: run `vigil validate-change {target.version}"
                     f"{'' if site is None else f' --site {site}'}` first"
+                    f"{'' if site is not None else ' (a gate scoped to some sites clears those sites only)'}"
                 )
             if not gate.passed:
                 failed = ", ".join(str(f) for f in _failed(gate.report)) or "see the report"

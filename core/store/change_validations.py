@@ -41,6 +41,12 @@ class ValidationRecord:
         """The report as a fresh dict."""
         return cast(JSONObject, json.loads(self.report_json))
 
+    @property
+    def scope(self) -> tuple[str, ...] | None:
+        """The sites this run judged, or None for the whole hold-out (runs before scopes existed too)."""
+        scope = self.report.get("scope")
+        return None if not isinstance(scope, list) else tuple(str(s) for s in scope)
+
     @classmethod
     def from_row(cls, row: ChangeValidationRow) -> ValidationRecord:
         """Copy a row into a record that outlives its session."""
@@ -103,16 +109,26 @@ def get(session: Session, validation_id: int) -> ValidationRecord | None:
     return None if row is None else ValidationRecord.from_row(row)
 
 
-def latest_for(session: Session, challenger_id: int, champion_id: int) -> ValidationRecord | None:
-    """The newest gate run of ``challenger_id`` against ``champion_id``."""
+def latest_for(
+    session: Session, challenger_id: int, champion_id: int, *, site: str | None = None
+) -> ValidationRecord | None:
+    """The newest gate run of ``challenger_id`` against ``champion_id`` that judged ``site``.
+
+    A run's report may name a ``scope`` (the sites whose hold-out studies it judged): it speaks
+    for those sites only. With ``site`` None the newest run over the whole hold-out is returned;
+    otherwise the newest run over the whole hold-out or over a scope naming ``site``.
+    """
     query = (
         select(ChangeValidationRow)
         .where(ChangeValidationRow.challenger_id == challenger_id, ChangeValidationRow.champion_id == champion_id)
         .order_by(ChangeValidationRow.id.desc())
-        .limit(1)
     )
-    row = session.scalars(query).one_or_none()
-    return None if row is None else ValidationRecord.from_row(row)
+    for row in session.scalars(query):
+        record = ValidationRecord.from_row(row)
+        scope = record.scope
+        if scope is None or (site is not None and site in scope):
+            return record
+    return None
 
 
 def list_all(session: Session) -> list[ValidationRecord]:

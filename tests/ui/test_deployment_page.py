@@ -19,6 +19,7 @@ from core.sampledata import MANIFEST_NAME
 from core.services import deployment, holdout, models, outcomes
 from core.services.permissions import Role, SignedInUser
 from core.store import audit_log, change_validations, model_versions
+from core.store.engine import SessionFactory
 from tests.factories import LENIENT_PLAN_TOML
 from tests.ui.conftest import USERS, count_elements
 from tests.ui.installation import DEMO_PASSWORDS, TEST_MODEL_VERSION, Installation, clock
@@ -35,7 +36,9 @@ def _open(app: App, role: Role) -> AppTest:
     return at
 
 
-def _challenger_with_a_passing_gate(inst: Installation, name: str = CHALLENGER, nudge: float = 1e-3) -> None:
+def _challenger_with_a_passing_gate(
+    inst: Installation, name: str = CHALLENGER, nudge: float = 1e-3, scope: list[str] | None = None
+) -> None:
     sf = inst.session_factory()
     models_dir = inst.home / "models"
     source = inst.home / f"variant-{name}"
@@ -68,7 +71,7 @@ def _challenger_with_a_passing_gate(inst: Installation, name: str = CHALLENGER, 
             holdout_sha256="1" * 64,
             passed=True,
             significant_change=False,
-            report={"passed": True, "failed": [], "criteria": [], "sites": []},
+            report={"passed": True, "failed": [], "criteria": [], "sites": [], "scope": scope},
             actor="t",
             now=clock(),
         )
@@ -174,10 +177,8 @@ def test_the_gate_report_downloads_as_html(app: App, installation: Installation)
     assert "Sign and promote" not in {b.label for b in at.button}
 
 
-def test_the_gate_runs_against_the_version_serving_a_site_with_its_own_switch(
-    app: App, installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # Prepare: labels and a locked hold-out, a lenient plan, the challenger serving one site alone
+def _ready_to_gate(installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SessionFactory:
+    """Labels of record, a locked hold-out and a lenient plan (configured): a gate run can pass."""
     sf = installation.session_factory()
     outcomes.load_ground_truth(sf, installation.cohort_dir / MANIFEST_NAME, actor="t", now=clock)
     holdout.lock_holdout(sf, fraction=0.5, seed=0, actor="t", now=clock)
@@ -185,6 +186,38 @@ def test_the_gate_runs_against_the_version_serving_a_site_with_its_own_switch(
     config = tmp_path / "vigil.toml"
     config.write_text(f'[vigil]\nchange_control_plan = "{tmp_path / "plan.toml"}"\n', encoding="utf-8")
     monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    return sf
+
+
+def test_the_gate_scoped_to_chosen_sites_judges_their_studies_only(
+    app: App, installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Prepare
+    sf = _ready_to_gate(installation, monkeypatch, tmp_path)
+    _challenger_with_a_passing_gate(installation)
+    at = _open(app, Role.ML_ENGINEER)
+    only = next(m for m in at.multiselect if m.label == "Judge for these sites only")
+    with_studies = {c.site for c in holdout.holdout_cases(sf)}
+    site = next(o for o in only.options if o in with_studies)
+
+    # Execute
+    only.set_value([site])
+    next(b for b in at.button if b.label == "Run the gate").click().run()
+
+    # Assert: the stored run judged that site alone, and the page says so
+    assert not at.exception, at.exception
+    shown = [str(m.value) for m in (*at.success, *at.warning)]
+    assert any(f"against {TEST_MODEL_VERSION}, scoped to {site}," in m for m in shown), shown
+    with sf() as session:
+        newest = change_validations.list_all(session)[0]
+    assert newest.scope == (site,) and [s["site"] for s in newest.report["sites"]] == [site]  # type: ignore[index, union-attr]
+
+
+def test_the_gate_runs_against_the_version_serving_a_site_with_its_own_switch(
+    app: App, installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Prepare: labels and a locked hold-out, a lenient plan, the challenger serving one site alone
+    sf = _ready_to_gate(installation, monkeypatch, tmp_path)
     _challenger_with_a_passing_gate(installation)
     alone = _open(app, Role.ML_ENGINEER)
     offered_alone = [s.label for s in alone.selectbox]

@@ -131,6 +131,40 @@ def test_a_second_look_at_the_same_holdout_is_counted_and_said(loop: Loop) -> No
     assert "earlier gate run" in html and CHALLENGER in html
 
 
+def test_a_gate_scoped_to_one_site_judges_its_studies_only_and_counts_as_a_look(loop: Loop) -> None:
+    from core.services.deployment import validation_html
+    from core.services.permissions import Role, SignedInUser
+    from core.store import change_validations
+
+    # Prepare: the deployment site with the most hold-out studies
+    cases = holdout.holdout_cases(loop.sf)
+    counts = {c.site: sum(1 for x in cases if x.site == c.site) for c in cases if c.site != "benchmark"}
+    site = max(sorted(counts), key=lambda name: counts[name])
+
+    # Execute
+    scoped = change_control.validate_change(
+        loop.sf, CHALLENGER, plan=_lenient(), models_dir=loop.models_dir, actor="mlengineer", now=loop.clock,
+        scope=[site],
+    )  # fmt: skip
+
+    # Assert: that site's studies only, the whole hold-out's hash, the scope stored, audited and shown
+    assert scoped.report.n == counts[site] and [s.site for s in scoped.report.sites] == [site]
+    assert scoped.holdout_sha256 == holdout.holdout_sha256(c.study_uid for c in cases)
+    assert scoped.record.scope == (site,) and scoped.to_dict()["scope"] == [site]
+    assert scoped.record.report["holdout_earlier_uses"] >= 2  # the two whole-hold-out runs above
+    with loop.sf() as session:
+        used, validated = list(audit_log.iter_entries(session))[-2:]
+        champion, challenger = (model_versions.get_by_version(session, v).id for v in (BUNDLED, CHALLENGER))
+        fleet = change_validations.latest_for(session, challenger, champion)
+        here = change_validations.latest_for(session, challenger, champion, site=site)
+    assert (used.payload["scope"], used.payload["per_site"]) == ([site], {site: counts[site]})
+    assert validated.payload["scope"] == [site]
+    assert fleet is not None and fleet.scope is None and fleet.id < scoped.record.id
+    assert here is not None and here.id == scoped.record.id
+    html = validation_html(loop.sf, SignedInUser("auditor", Role.AUDITOR), scoped.record.id)
+    assert f"Scoped to {site}." in html
+
+
 def test_a_wrong_password_or_a_role_that_may_not_approve_switches_nothing(loop: Loop) -> None:
     for signer, password in [("cmio", "not the password"), ("radiologist", "vigil-demo-radiologist")]:
         with pytest.raises(SignatureFailedError, match=signer):

@@ -322,3 +322,58 @@ def test_a_promotion_naming_sites_is_refused_where_per_site_deployment_is_switch
     # Assert: refused with the reason, and nothing switched
     assert code == 2 and "per_site_deployment = false" in err and "promote fleet-wide" in err, err
     assert run_json(capsys, "deploy", "status")[1]["serving"] == TEST_MODEL_VERSION
+
+
+def test_a_gate_scoped_to_a_site_clears_a_promotion_there_and_nowhere_else(inst: Installation) -> None:
+    # Prepare: a second challenger whose only passing gate judged the first site's studies alone
+    sf = inst.session_factory()
+    first, second, *_ = _site_names(sf)
+    _challenger_with_a_passing_gate(inst, "cxr-scoped", nudge=2e-3, scope=[first])
+
+    def promote(*site_names: str) -> tuple[deployments.DeploymentRecord, ...]:
+        return deployment.promote(
+            sf, "cxr-scoped", signer=SIGNER, password=PASSWORD, models_dir=inst.home / "models", actor=SIGNER,
+            now=clock, sites=site_names, per_site_allowed=True,
+        )  # fmt: skip
+
+    # Execute and assert: refused fleet-wide and at another site, naming the command; switched at the first
+    with pytest.raises(DeploymentRefusedError, match=r"not been validated .*scoped to some sites clears those"):
+        promote()
+    with pytest.raises(DeploymentRefusedError, match=f"not been validated .* at '{second}'.*--site {second}"):
+        promote(second)
+    (record,) = promote(first)
+    assert (record.site, record.version) == (first, "cxr-scoped")
+
+
+def test_a_scope_served_by_two_versions_or_with_a_site_or_empty_is_refused_before_scoring(
+    inst: Installation,
+) -> None:
+    from core.registry.plan import read_plan
+    from core.services import change_control
+
+    # Prepare: the first site switched alone, so the scope's two sites are served by two versions
+    sf = inst.session_factory()
+    first, second, *_ = _site_names(sf)
+    _promote(inst, first)
+
+    def gate(**kwargs: object) -> object:
+        return change_control.validate_change(
+            sf, "cxr-other", plan=read_plan(change_control.DEFAULT_PLAN_PATH), models_dir=inst.home / "models",
+            actor="t", now=clock, **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    _challenger_with_a_passing_gate(inst, "cxr-other", nudge=3e-3)
+    with sf() as session:
+        before = audit_log.last_entry(session)
+
+    # Execute and assert
+    with pytest.raises(BadInputError, match=f"served by different versions \\({first}: {CHALLENGER}, {second}: "):
+        gate(scope=[second, first])
+    with pytest.raises(BadInputError, match="a scope or a site, not both"):
+        gate(scope=[first], site=first)
+    with pytest.raises(BadInputError, match=r"at least one site, got \[' '\]"):
+        gate(scope=[" "])
+    with pytest.raises(UnknownSiteError, match="nowhere"):
+        gate(scope=["nowhere"])
+    with sf() as session:
+        assert audit_log.last_entry(session) == before
