@@ -43,6 +43,7 @@ def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
         (["model", "tag", "nope", "K123"], "'nope'"),
         (["train", "--from", "cxr-nodule-1.0.0"], "--from needs --version"),
         (["train"], "give --cohort and --out"),
+        (["train", "--threshold-site", "harbor", "--l2sp-weight", "2"], "--l2sp-weight, --threshold-site tune a"),
         (["validate-change", "nope"], "'nope'"),
         (["validate-change", "cxr-nodule-1.0.0", "--scope", "riverside", "--site", "riverside"], "not both"),
     ],

@@ -657,6 +657,15 @@ def _register_train_bench(sub: Any, add: AddParser) -> None:
         default=None,
         help="with --from: how the operating threshold is chosen on the validation studies (default: the recipe's)",
     )
+    p.add_argument(
+        "--threshold-site",
+        action="append",
+        default=None,
+        metavar="SITE",
+        dest="threshold_sites",
+        help="with --from: choose the threshold on this site's validation studies only (repeat for several; "
+        "for a change meant for those sites, judged by `validate-change --scope`)",
+    )
     p.set_defaults(handler=_train)
     p = add(sub, "bench", "speed ratios measured side by side, each with an equality guard")
     p.add_argument("--suite", choices=BENCH_SUITES, default="foundation", help="which suite (default: foundation)")
@@ -737,6 +746,10 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 def _train(args: argparse.Namespace) -> Outcome:
     if args.parent is not None:
         return _retrain(args)
+    retrain_only = {"--l2sp-weight": args.l2sp_weight, "--threshold-rule": args.threshold_rule}
+    retrain_only["--threshold-site"] = args.threshold_sites
+    if given := [name for name, value in retrain_only.items() if value is not None]:
+        raise BadInputError(f"{', '.join(given)} tune a retrain: give --from VERSION too")
     if args.cohort is None or args.out is None:
         raise BadInputError("give --cohort and --out to train from a cohort, or --from VERSION to retrain")
     check_input_dir(args.cohort)  # first: a missing cohort is refused without loading torch
@@ -784,6 +797,8 @@ def _retrain(args: argparse.Namespace) -> Outcome:
         config = dataclasses.replace(config, l2sp_weight=args.l2sp_weight)
     if args.threshold_rule is not None:
         config = dataclasses.replace(config, threshold_rule=args.threshold_rule)
+    if args.threshold_sites:
+        config = dataclasses.replace(config, threshold_sites=tuple(sorted(set(args.threshold_sites))))
     with progress_bar(0, "retrain", enabled=not args.json, unit="epoch") as advance:
         registered = retrain.retrain(
             _store(),

@@ -128,6 +128,11 @@ class FinetuneConfig:
         the challenger toward the parent rather than toward zero, so what the parent learnt from
         its lesion-crop stage (which labels of record cannot repeat: they carry no lesion
         position) is not forgotten on the benchmark; 0 turns it off.
+    threshold_sites : tuple of str
+        Choose the operating threshold on these sites' validation studies only (empty: all of
+        them). For a change meant for some sites (a gate scoped to them, a promotion there), the
+        rates the gate compares are those sites' rates, and the parent's can differ far from its
+        rates elsewhere. Training and epoch selection still use every site.
     """
 
     epochs: int = 4
@@ -140,6 +145,7 @@ class FinetuneConfig:
     sensitivity_headroom: float = 0.03
     l2sp_weight: float = 1.0
     logit_scaling: bool = True
+    threshold_sites: tuple[str, ...] = ()
 
     def to_json(self) -> JSONObject:
         """The hyperparameters as card JSON."""
@@ -160,6 +166,7 @@ class FinetuneConfig:
             "sensitivity_headroom": self.sensitivity_headroom,
             "l2sp_weight": self.l2sp_weight,
             "logit_scaling": self.logit_scaling,
+            **({"threshold_sites": [*self.threshold_sites]} if self.threshold_sites else {}),
             "regularization": "L2-SP: l2sp_weight / 2 * squared distance of the weights to the parent's, "
             "added to the loss",
         }
@@ -257,6 +264,7 @@ def finetune_model(  # noqa: PLR0913 - keyword-only; one argument per input of t
     cfg = config or FinetuneConfig()
     _check_config(cfg)
     _check_examples(train, val, holdout_uids)
+    _check_threshold_sites(cfg, val)
     started = time.perf_counter()
     dev = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     parent = load_model(parent_card, parent_dir, device=torch.device("cpu"))
@@ -276,7 +284,12 @@ def finetune_model(  # noqa: PLR0913 - keyword-only; one argument per input of t
     if cfg.logit_scaling:
         scaling = _scale_logit(network, val_split.labels, scores)
         scores = score_inputs(network, val_split.inputs)
-    threshold, threshold_method = _threshold(cfg, parent, val_split.labels, val_split.inputs, scores)
+    chosen_on = _threshold_studies(cfg, val_split)
+    threshold, threshold_method = _threshold(
+        cfg, parent, val_split.labels[chosen_on], val_split.inputs[torch.from_numpy(chosen_on)], scores[chosen_on]
+    )
+    if cfg.threshold_sites:
+        threshold_method += f" at {', '.join(cfg.threshold_sites)} ({int(chosen_on.sum())} studies)"
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{version}.pt"
     torch.save(network.state_dict(), weights)
@@ -356,6 +369,26 @@ def _check_config(cfg: FinetuneConfig) -> None:
         raise BadInputError(f"threshold rule must be one of {', '.join(THRESHOLD_RULES)}, got {cfg.threshold_rule!r}")
     if cfg.batch_size < 1 or cfg.max_shift_px < 0:
         raise BadInputError(f"need batch_size >= 1 and max_shift_px >= 0, got {cfg.batch_size} and {cfg.max_shift_px}")
+
+
+def _check_threshold_sites(cfg: FinetuneConfig, val: Sequence[TrainingExample]) -> None:
+    """Refuse threshold sites without validation studies of both classes; reads no file."""
+    if not cfg.threshold_sites:
+        return
+    if bad := [name for name in cfg.threshold_sites if not name.strip()]:
+        raise BadInputError(f"threshold sites must be site names, got {bad!r}")
+    labels = {int(e.label) for e in val if e.site in cfg.threshold_sites}
+    if labels != {0, 1}:
+        held = sorted({e.site for e in val})
+        raise BadInputError(
+            f"the threshold sites {', '.join(cfg.threshold_sites)} need validation studies of both classes "
+            f"(found labels {sorted(labels)}; validation sites: {', '.join(held)})"
+        )
+
+
+def _threshold_studies(cfg: FinetuneConfig, val: FilmSplit) -> np.ndarray:
+    """Boolean mask (n_val,) of the validation studies the threshold is chosen on."""
+    return np.array([not cfg.threshold_sites or s.site in cfg.threshold_sites for s in val.studies], dtype=bool)
 
 
 def _check_examples(

@@ -303,6 +303,39 @@ def test_the_same_seed_gives_the_same_weights(
     assert again.metrics == card.metrics and again.training_data == card.training_data
 
 
+@pytest.mark.parametrize(
+    ("sites", "message"),
+    [
+        (("riverside",), r"threshold sites riverside need validation studies of both classes \(found labels \[\]"),
+        (("harbor",), r"sites harbor need .* \(found labels \[1\]; validation sites: benchmark, harbor\)"),
+        ((" ",), r"threshold sites must be site names, got \[' '\]"),
+    ],
+)
+def test_threshold_sites_without_validation_studies_of_both_classes_are_refused_before_any_read(
+    sites: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    # Prepare: positives at harbor, one negative at the benchmark, none at riverside
+    train = [_missing(f"1.2.{i}", i % 2, tmp_path) for i in range(4)]
+    val = [_missing(f"1.3.{i}", 1, tmp_path) for i in range(3)]
+    val.append(replace(val[0], study_uid="1.4.0", site="benchmark", label=0))
+    # Execute / Assert
+    with pytest.raises(BadInputError, match=message):
+        _refuse(tmp_path, train, val, config=replace(TINY, threshold_sites=sites))
+    assert not (tmp_path / "out").exists()
+
+
+def test_threshold_sites_choose_the_threshold_on_their_validation_studies(
+    cohort: tuple[tuple[TrainingExample, ...], tuple[TrainingExample, ...], frozenset[str]], tmp_path: Path
+) -> None:
+    # Execute: the validation split is the benchmark's val studies and 7 eastgate studies
+    card = _finetune(cohort, tmp_path, config=replace(TINY, threshold_sites=("eastgate",)))
+
+    # Assert: the card says where the threshold was chosen, on how many studies
+    method = card.metrics["validation"]["threshold_method"]  # type: ignore[index]
+    assert str(method).endswith(" at eastgate (7 studies)"), method
+    assert card.hyperparameters["threshold_sites"] == ["eastgate"]
+
+
 def test_a_manifest_of_thousands_of_studies_keeps_the_card_small() -> None:
     # Prepare: 3,000 studies with full-length UIDs and hashes
     def example(i: int) -> TrainingExample:
