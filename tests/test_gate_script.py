@@ -24,7 +24,7 @@ def _scratch(tmp_path: Path, failing: str | None, pytest_status: int = 0) -> tup
     root, log = tmp_path / "repo", tmp_path / "calls.log"
     (root / "scripts").mkdir(parents=True)
     shutil.copy2(REPO / "scripts" / "test", root / "scripts" / "test")
-    for name in ("scripts/setup-venv", "scripts/install-system-deps", *TOOLS):
+    for name in ("scripts/setup-venv", "scripts/install-system-deps", ".venv/bin/python", *TOOLS):
         status = 1 if failing == name else 0
         if name.endswith("pytest"):
             status = pytest_status
@@ -56,7 +56,9 @@ def test_the_gate_passes_when_every_check_passes_and_pytest_collects_nothing(tmp
     root, log = _scratch(tmp_path, None, pytest_status=5)  # 5: no tests collected
     assert _gate(root) == 0
     ran = [line.split()[0] for line in log.read_text().splitlines()]
-    assert ran == ["scripts/setup-venv", "scripts/install-system-deps", ".venv/bin/ruff", ".venv/bin/ruff", *TOOLS[1:]]
+    setup = ["scripts/setup-venv", "scripts/install-system-deps"]
+    # .venv/bin/python: compiling core and ui, just before pytest
+    assert ran == [*setup, ".venv/bin/ruff", ".venv/bin/ruff", *TOOLS[1:-1], ".venv/bin/python", TOOLS[-1]]
 
 
 def test_a_failing_pytest_fails_the_gate(tmp_path: Path) -> None:
