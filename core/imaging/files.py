@@ -22,25 +22,13 @@ DEFAULT_MAX_FILE_BYTES: Final = 512 * 1024 * 1024
 
 
 def read_regular_file(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
-    """Read a regular file of at most ``max_bytes`` bytes, as :func:`core.files.read_regular_file` does.
-
-    Parameters
-    ----------
-    path : Path
-        What the operator named, or an entry of a folder they named.
-    max_bytes : int
-        The largest acceptable size in bytes (at least 1).
-
-    Returns
-    -------
-    bytes
-        The whole file.
+    """:func:`core.files.read_regular_file` (same parameters and checks), refusals as the gate's.
 
     Raises
     ------
     DicomRejectedError
-        Missing, unreadable, not a regular file (a device, FIFO, socket or folder), a dangling
-        symbolic link, or larger than ``max_bytes``.
+        Whatever :func:`core.files.read_regular_file` refuses, in the gate's words: an oversized
+        file names the ingest limit and the ``max_file_mb`` setting.
     """
     try:
         return files.read_regular_file(path, max_bytes=max_bytes)
